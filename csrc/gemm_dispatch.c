@@ -1,0 +1,261 @@
+/* The public GEMM functions (gemm.h): pick one ISA variant once, and split
+ * fl_gemm_* over OpenMP threads.
+ *
+ * The split is over rows (M) or columns (N) of C, never over K, so every
+ * element keeps the summation order fixed by the variant's K blocking and
+ * the result is bitwise the same for any thread count (gemm_internal.h). */
+#include "gemm.h"
+#include "gemm_internal.h"
+#include "threads.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||          \
+    defined(_M_IX86)
+#define FL_X86 1
+#if !defined(__GNUC__) && !defined(__clang__) && defined(_MSC_VER)
+#include <intrin.h>
+#include <immintrin.h>
+#endif
+#else
+#define FL_X86 0
+#endif
+
+/* Below this many multiply-adds one thread is faster than waking others. */
+#define FL_PARALLEL_MIN_WORK (1.0 * (1 << 20))
+
+/* ---- CPU features ------------------------------------------------------- */
+#if FL_X86 && (defined(__GNUC__) || defined(__clang__))
+/* libgcc / compiler-rt also check that the OS saves the ymm / zmm state. */
+static int cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static int cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && cpu_has_avx2();
+}
+#elif FL_X86 && defined(_MSC_VER)
+static int cpu_xcr0_has(unsigned long long mask)
+{
+    int r[4];
+    __cpuid(r, 1);
+    if (!(r[2] & (1 << 27))) /* OSXSAVE */
+        return 0;
+    return (_xgetbv(0) & mask) == mask;
+}
+static int cpu_has_avx2(void)
+{
+    int r1[4], r7[4];
+    __cpuid(r1, 0);
+    if (r1[0] < 7)
+        return 0;
+    __cpuid(r1, 1);
+    __cpuidex(r7, 7, 0);
+    return (r1[2] & (1 << 12)) /* FMA */ && (r1[2] & (1 << 28)) /* AVX */ &&
+           (r7[1] & (1 << 5)) /* AVX2 */ && cpu_xcr0_has(0x6);
+}
+static int cpu_has_avx512(void)
+{
+    int r7[4];
+    if (!cpu_has_avx2())
+        return 0;
+    __cpuidex(r7, 7, 0);
+    return (r7[1] & (1 << 16)) /* F */ && (r7[1] & (1 << 17)) /* DQ */ &&
+           (r7[1] & (1 << 31)) /* VL */ && cpu_xcr0_has(0xe6);
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+static int cpu_has_avx512(void) { return 0; }
+#endif
+
+/* ---- variant choice ----------------------------------------------------- */
+const fl_gemm_impl *fl_gemm_impl_by_name(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    if (strcmp(name, "generic") == 0)
+        return fl_gemm_impl_generic();
+    if (strcmp(name, "avx2") == 0)
+        return cpu_has_avx2() ? fl_gemm_impl_avx2() : NULL;
+    if (strcmp(name, "avx512") == 0)
+        return cpu_has_avx512() ? fl_gemm_impl_avx512() : NULL;
+    return NULL;
+}
+
+static const fl_gemm_impl *choose_variant(void)
+{
+    static const char *const best_first[] = {"avx512", "avx2", "generic"};
+    const fl_gemm_impl *impl = fl_gemm_impl_by_name(getenv("FASTLSTM_ISA"));
+    size_t i;
+    for (i = 0; impl == NULL && i < sizeof best_first / sizeof *best_first; i++)
+        impl = fl_gemm_impl_by_name(best_first[i]);
+    return impl;
+}
+
+/* Every thread that races here computes the same pointer, so a plain
+ * store would do; the atomics only keep sanitizers quiet. */
+static const fl_gemm_impl *fl_active = NULL;
+
+const fl_gemm_impl *fl_gemm_active(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const fl_gemm_impl *impl = __atomic_load_n(&fl_active, __ATOMIC_ACQUIRE);
+    if (impl == NULL) {
+        impl = choose_variant();
+        __atomic_store_n(&fl_active, impl, __ATOMIC_RELEASE);
+    }
+#else
+    const fl_gemm_impl *impl = fl_active;
+    if (impl == NULL) {
+        impl = choose_variant();
+        fl_active = impl;
+    }
+#endif
+    return impl;
+}
+
+const char *fl_gemm_init(void) { return fl_gemm_active()->name; }
+const char *fl_gemm_isa(void) { return fl_gemm_active()->name; }
+
+size_t fl_gemm_nr_s(void) { return fl_gemm_active()->nr_s; }
+size_t fl_gemm_nr_d(void) { return fl_gemm_active()->nr_d; }
+
+static size_t packed_size(size_t K, size_t N, size_t nr)
+{
+    return (N + nr - 1) / nr * nr * K;
+}
+size_t fl_packed_size_s(size_t K, size_t N)
+{
+    return packed_size(K, N, fl_gemm_nr_s());
+}
+size_t fl_packed_size_d(size_t K, size_t N)
+{
+    return packed_size(K, N, fl_gemm_nr_d());
+}
+
+/* ---- one body for both dtypes ------------------------------------------- */
+/* C = beta*C for the cases with nothing to multiply (K == 0, alpha == 0);
+ * beta == 0 writes zeros without reading C. */
+#define FL_DEFINE_SCALE(SFX, T)                                              \
+    static void scale_c_##SFX(size_t M, size_t N, T beta, T *C, size_t ldc)  \
+    {                                                                        \
+        size_t i, j;                                                         \
+        if (beta == (T)1)                                                    \
+            return;                                                          \
+        for (i = 0; i < M; i++)                                              \
+            for (j = 0; j < N; j++)                                          \
+                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];\
+    }
+
+/* Threads take contiguous ranges of MR-row (or NR-column) tiles of C; the
+ * dimension with more tiles is split, so each thread's duplicate packing of
+ * the other operand stays small relative to its share of the work. */
+#ifdef _OPENMP
+#define FL_PARALLEL_GEMM(SFX, T)                                             \
+    if (nt > 1 && !omp_in_parallel() &&                                      \
+        (double)M * (double)N * (double)K >= FL_PARALLEL_MIN_WORK) {         \
+        const size_t mtiles = (M + impl->mr_##SFX - 1) / impl->mr_##SFX;     \
+        const size_t ntiles = (N + impl->nr_##SFX - 1) / impl->nr_##SFX;     \
+        const int split_m = mtiles >= ntiles;                                \
+        const size_t tiles = split_m ? mtiles : ntiles;                      \
+        if (tiles >= 2) {                                                    \
+            if ((size_t)nt > tiles)                                          \
+                nt = (int)tiles;                                             \
+            _Pragma("omp parallel num_threads(nt)")                          \
+            {                                                                \
+                const size_t t = (size_t)omp_get_thread_num();               \
+                const size_t nth = (size_t)omp_get_num_threads();            \
+                const size_t u0 = tiles * t / nth, u1 = tiles * (t + 1) / nth;\
+                if (split_m) {                                               \
+                    const size_t r0 = u0 * impl->mr_##SFX;                   \
+                    const size_t r1 = u1 * impl->mr_##SFX < M                \
+                                          ? u1 * impl->mr_##SFX : M;         \
+                    if (r1 > r0)                                             \
+                        impl->gemm_##SFX(transA, transB, r1 - r0, N, K,      \
+                                         alpha,                              \
+                                         transA ? A + r0 : A + r0 * lda,     \
+                                         lda, B, ldb, beta, C + r0 * ldc,    \
+                                         ldc);                               \
+                } else {                                                     \
+                    const size_t c0 = u0 * impl->nr_##SFX;                   \
+                    const size_t c1 = u1 * impl->nr_##SFX < N                \
+                                          ? u1 * impl->nr_##SFX : N;         \
+                    if (c1 > c0)                                             \
+                        impl->gemm_##SFX(transA, transB, M, c1 - c0, K,      \
+                                         alpha, A, lda,                      \
+                                         transB ? B + c0 * ldb : B + c0,     \
+                                         ldb, beta, C + c0, ldc);            \
+                }                                                            \
+            }                                                                \
+            return;                                                          \
+        }                                                                    \
+    }
+#else
+#define FL_PARALLEL_GEMM(SFX, T) (void)nt;
+#endif
+
+#define FL_DEFINE_GEMM(SFX, T)                                               \
+    FL_DEFINE_SCALE(SFX, T)                                                  \
+    void fl_gemm_##SFX##_with(const fl_gemm_impl *impl, int nthreads,        \
+                              int transA, int transB, size_t M, size_t N,    \
+                              size_t K, T alpha, const T *A, size_t lda,     \
+                              const T *B, size_t ldb, T beta, T *C,          \
+                              size_t ldc)                                    \
+    {                                                                        \
+        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();            \
+        if (M == 0 || N == 0)                                                \
+            return;                                                          \
+        if (K == 0 || alpha == (T)0) {                                       \
+            scale_c_##SFX(M, N, beta, C, ldc);                               \
+            return;                                                          \
+        }                                                                    \
+        FL_PARALLEL_GEMM(SFX, T)                                             \
+        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb,     \
+                         beta, C, ldc);                                      \
+    }                                                                        \
+    void fl_gemm_##SFX(int transA, int transB, size_t M, size_t N, size_t K, \
+                       T alpha, const T *A, size_t lda, const T *B,          \
+                       size_t ldb, T beta, T *C, size_t ldc)                 \
+    {                                                                        \
+        fl_gemm_##SFX##_with(fl_gemm_active(), 0, transA, transB, M, N, K,   \
+                             alpha, A, lda, B, ldb, beta, C, ldc);           \
+    }                                                                        \
+    void fl_pack_b_##SFX(int transB, size_t K, size_t N, const T *B,         \
+                         size_t ldb, T *packed)                              \
+    {                                                                        \
+        if (K == 0 || N == 0)                                                \
+            return;                                                          \
+        fl_gemm_active()->pack_b_##SFX(transB, K, N, B, ldb, packed);        \
+    }                                                                        \
+    void fl_gemm_packed_##SFX##_with(const fl_gemm_impl *impl, size_t M,     \
+                                     size_t N, size_t K, const T *A,         \
+                                     size_t lda, const T *packed, T beta,    \
+                                     T *C, size_t ldc)                       \
+    {                                                                        \
+        if (M == 0 || N == 0)                                                \
+            return;                                                          \
+        if (K == 0) {                                                        \
+            scale_c_##SFX(M, N, beta, C, ldc);                               \
+            return;                                                          \
+        }                                                                    \
+        impl->packed_##SFX(M, N, K, A, lda, packed, beta, C, ldc);           \
+    }                                                                        \
+    void fl_gemm_packed_##SFX(size_t M, size_t N, size_t K, const T *A,      \
+                              size_t lda, const T *packed, T beta, T *C,     \
+                              size_t ldc)                                    \
+    {                                                                        \
+        fl_gemm_packed_##SFX##_with(fl_gemm_active(), M, N, K, A, lda,       \
+                                    packed, beta, C, ldc);                   \
+    }
+
+FL_DEFINE_GEMM(s, float)
+FL_DEFINE_GEMM(d, double)

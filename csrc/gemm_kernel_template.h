@@ -1,0 +1,459 @@
+/* GEMM kernels, written once for every ISA and dtype.
+ *
+ * A variant file (gemm_generic.c, gemm_avx2.c, gemm_avx512.c) defines the
+ * vector primitives and blocking parameters below, then includes this file
+ * once per dtype.  Everything here is static; the variant file exports a
+ * fl_gemm_impl table of the FL_FN(...) functions.  No OpenMP in here: the
+ * dispatcher splits fl_gemm_* over threads (see gemm_internal.h for the
+ * numerics that make every split give identical bits).
+ *
+ * Parameters (all #undef'd at the end of this file):
+ *   FL_ISA, FL_SFX     name tokens: functions are fl_<ISA>_<name>_<SFX>
+ *   FL_T               element type (float or double)
+ *   FL_V, FL_VW        vector type and its lane count
+ *   FL_NV              vectors per packed row of a panel: NR = FL_VW*FL_NV
+ *   FL_MR              rows of the register tile (FL_MR*FL_NV accumulators)
+ *   FL_NPMAX           small-M tiles: rows*panels <= FL_NPMAX (accumulator
+ *                      budget FL_NPMAX*FL_NV for M below FL_MR)
+ *   FL_KC, FL_MC, FL_NC   cache blocking of fl_gemm_* (KC also fixes the
+ *                      summation order; MC multiple of MR, NC of NR)
+ *   FL_VLOAD(p) FL_VSTORE(p, v)  unaligned load / store of FL_VW elements
+ *   FL_VBCAST(p)       all lanes = *p          FL_VSET1(x)  all lanes = x
+ *   FL_VZERO()         all lanes 0             FL_VMUL(a, b)  a*b
+ *   FL_VFMA(a, b, c)   a*b + c (fused where the ISA has it)
+ *
+ * Panel layout (shared by fl_pack_b_* and the packed A/B blocks of the
+ * blocked GEMM): panel p of a kc x n matrix holds columns [p*NR, (p+1)*NR)
+ * as kc rows of NR contiguous values, zero beyond n, at offset p*NR*kc.
+ * Packed A blocks are the transpose: MR-row panels, element (i, k) at
+ * panel[k*MR + i], zero rows beyond m. */
+
+#ifndef FL_GEMM_TEMPLATE_ONCE
+#define FL_GEMM_TEMPLATE_ONCE
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+
+#define FL_CAT3_(a, b, c, d, e) a##b##c##d##e
+#define FL_CAT3(a, b, c, d, e) FL_CAT3_(a, b, c, d, e)
+#define FL_FN(name) FL_CAT3(fl_, FL_ISA, _##name##_, FL_SFX, )
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_INLINE static inline __attribute__((always_inline))
+#define FL_NOINLINE static __attribute__((noinline))
+#define FL_PRAGMA_(x) _Pragma(#x)
+#define FL_UNROLL(n) FL_PRAGMA_(GCC unroll n)
+#define FL_PREFETCH(p) __builtin_prefetch(p)
+#elif defined(_MSC_VER)
+#define FL_INLINE static __forceinline
+#define FL_NOINLINE static __declspec(noinline)
+#define FL_UNROLL(n)
+#define FL_PREFETCH(p) ((void)(p))
+#else
+#define FL_INLINE static inline
+#define FL_NOINLINE static
+#define FL_UNROLL(n)
+#define FL_PREFETCH(p) ((void)(p))
+#endif
+
+#define FL_MIN(a, b) ((a) < (b) ? (a) : (b))
+/* Rows of the register tile are dispatched by a switch up to this many. */
+#define FL_MR_LIMIT 16
+/* Rows of a transposed A block prefetched ahead while packing. */
+#define FL_PF_ROWS 8
+#endif /* FL_GEMM_TEMPLATE_ONCE */
+
+#if FL_MR > FL_MR_LIMIT || FL_MR < 1
+#error "FL_MR out of range"
+#endif
+
+#define FL_NR (FL_VW * FL_NV)
+/* Panels per tile for a tile of m < MR rows (m >= 1). */
+#define FL_NPT(m) ((m) >= FL_NPMAX ? 1 : FL_NPMAX / (m))
+
+/* The register tile: C[mt x np*NR] (+)= alpha * A[mt x K] * B[K x np*NR].
+ * A(i, k) is a[i*ars + k*acs]; panel p of B starts at b + p*bps with row k
+ * at +k*NR.  mt, np and acs are compile-time constants at every call site,
+ * so the loops unroll completely and acc lives in registers.  Each lane of
+ * acc sums its products in increasing k, starting from zero. */
+FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs,
+                           size_t K, const FL_T *a, size_t ars,
+                           const FL_T *b, size_t bps, FL_T alpha, FL_T beta,
+                           FL_T *c, size_t ldc)
+{
+    FL_V acc[FL_MR_LIMIT][FL_NPMAX][FL_NV];
+    const FL_T *arow[FL_MR_LIMIT];
+    int i, p, h;
+    size_t k;
+
+    FL_UNROLL(16)
+    for (i = 0; i < mt; i++) {
+        arow[i] = a + (size_t)i * ars;
+        FL_UNROLL(16)
+        for (p = 0; p < np; p++) {
+            FL_UNROLL(8)
+            for (h = 0; h < FL_NV; h++)
+                acc[i][p][h] = FL_VZERO();
+        }
+    }
+    FL_UNROLL(2)
+    for (k = 0; k < K; k++) {
+        FL_UNROLL(16)
+        for (p = 0; p < np; p++) {
+            FL_V bv[FL_NV];
+            const FL_T *bk = b + (size_t)p * bps + k * FL_NR;
+            FL_UNROLL(8)
+            for (h = 0; h < FL_NV; h++)
+                bv[h] = FL_VLOAD(bk + h * FL_VW);
+            FL_UNROLL(16)
+            for (i = 0; i < mt; i++) {
+                const FL_V av = FL_VBCAST(arow[i] + k * acs);
+                FL_UNROLL(8)
+                for (h = 0; h < FL_NV; h++)
+                    acc[i][p][h] = FL_VFMA(av, bv[h], acc[i][p][h]);
+            }
+        }
+    }
+    {
+        const FL_V va = FL_VSET1(alpha);
+        if (beta == (FL_T)0) {
+            FL_UNROLL(16)
+            for (i = 0; i < mt; i++) {
+                FL_UNROLL(16)
+                for (p = 0; p < np; p++) {
+                    FL_UNROLL(8)
+                    for (h = 0; h < FL_NV; h++)
+                        FL_VSTORE(c + (size_t)i * ldc + p * FL_NR + h * FL_VW,
+                                  FL_VMUL(va, acc[i][p][h]));
+                }
+            }
+        } else if (beta == (FL_T)1) {
+            FL_UNROLL(16)
+            for (i = 0; i < mt; i++) {
+                FL_UNROLL(16)
+                for (p = 0; p < np; p++) {
+                    FL_UNROLL(8)
+                    for (h = 0; h < FL_NV; h++) {
+                        FL_T *cp = c + (size_t)i * ldc + p * FL_NR + h * FL_VW;
+                        FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h], FL_VLOAD(cp)));
+                    }
+                }
+            }
+        } else {
+            const FL_V vb = FL_VSET1(beta);
+            FL_UNROLL(16)
+            for (i = 0; i < mt; i++) {
+                FL_UNROLL(16)
+                for (p = 0; p < np; p++) {
+                    FL_UNROLL(8)
+                    for (h = 0; h < FL_NV; h++) {
+                        FL_T *cp = c + (size_t)i * ldc + p * FL_NR + h * FL_VW;
+                        FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h],
+                                              FL_VMUL(vb, FL_VLOAD(cp))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Full MR x NR tile of the blocked GEMM, A and B both packed. */
+FL_NOINLINE void FL_FN(kernel_packed_a)(size_t kc, const FL_T *a,
+                                        const FL_T *b, FL_T alpha,
+                                        FL_T beta, FL_T *c, size_t ldc)
+{
+    FL_FN(tile)(FL_MR, 1, FL_MR, kc, a, 1, b, 0, alpha, beta, c, ldc);
+}
+
+/* Tile of the packed path: mt rows of a row-major A (lda), np panels of
+ * stride bps; np is 1 or FL_NPT(mt).  alpha is 1. */
+FL_NOINLINE void FL_FN(kernel_rows)(int mt, int np, size_t K, const FL_T *a,
+                                    size_t lda, const FL_T *b, size_t bps,
+                                    FL_T beta, FL_T *c, size_t ldc)
+{
+#define FL_ROWS_CASE(m)                                                      \
+    case m:                                                                  \
+        if ((m) <= FL_MR) {                                                  \
+            if (np == 1)                                                     \
+                FL_FN(tile)(m, 1, 1, K, a, lda, b, bps, (FL_T)1, beta, c,    \
+                            ldc);                                            \
+            else                                                             \
+                FL_FN(tile)(m, FL_NPT(m), 1, K, a, lda, b, bps, (FL_T)1,     \
+                            beta, c, ldc);                                   \
+        }                                                                    \
+        break;
+    switch (mt) {
+        FL_ROWS_CASE(1) FL_ROWS_CASE(2) FL_ROWS_CASE(3) FL_ROWS_CASE(4)
+        FL_ROWS_CASE(5) FL_ROWS_CASE(6) FL_ROWS_CASE(7) FL_ROWS_CASE(8)
+        FL_ROWS_CASE(9) FL_ROWS_CASE(10) FL_ROWS_CASE(11) FL_ROWS_CASE(12)
+        FL_ROWS_CASE(13) FL_ROWS_CASE(14) FL_ROWS_CASE(15) FL_ROWS_CASE(16)
+    default:
+        break;
+    }
+#undef FL_ROWS_CASE
+}
+
+/* Pack the kc x n block of op(B) whose (0,0) is at B into NR-wide panels. */
+static void FL_FN(pack_b_block)(int transB, size_t kc, size_t n,
+                                const FL_T *B, size_t ldb, FL_T *dst)
+{
+    size_t jr, j, k;
+    for (jr = 0; jr < n; jr += FL_NR) {
+        const size_t nv = FL_MIN((size_t)FL_NR, n - jr);
+        if (!transB) {
+            for (k = 0; k < kc; k++) {
+                const FL_T *s = B + k * ldb + jr;
+                FL_T *d = dst + k * FL_NR;
+                if (nv == FL_NR) { /* constant size: a few vector moves */
+                    memcpy(d, s, sizeof(FL_T) * FL_NR);
+                    continue;
+                }
+                for (j = 0; j < nv; j++)
+                    d[j] = s[j];
+                for (; j < FL_NR; j++)
+                    d[j] = (FL_T)0;
+            }
+        } else {
+            for (j = 0; j < nv; j++) {
+                const FL_T *s = B + (jr + j) * ldb;
+                for (k = 0; k < kc; k++)
+                    dst[k * FL_NR + j] = s[k];
+            }
+            for (; j < FL_NR; j++)
+                for (k = 0; k < kc; k++)
+                    dst[k * FL_NR + j] = (FL_T)0;
+        }
+        dst += kc * FL_NR;
+    }
+}
+
+/* Pack the m x kc block of op(A) whose (0,0) is at A into MR-row panels.
+ * transA: op(A) row i is column i of the stored A, so each stored row k is
+ * read once, contiguously, and scattered over the panels (a panel-by-panel
+ * walk would stride through memory kc times per panel). */
+static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
+                                const FL_T *A, size_t lda, FL_T *dst)
+{
+    const size_t mfull = m - m % FL_MR, mv = m % FL_MR;
+    size_t ir, i, k;
+    if (!transA) {
+        for (ir = 0; ir < m; ir += FL_MR) {
+            const size_t mt = FL_MIN((size_t)FL_MR, m - ir);
+            for (i = 0; i < mt; i++) {
+                const FL_T *s = A + (ir + i) * lda;
+                for (k = 0; k < kc; k++)
+                    dst[k * FL_MR + i] = s[k];
+            }
+            for (; i < FL_MR; i++)
+                for (k = 0; k < kc; k++)
+                    dst[k * FL_MR + i] = (FL_T)0;
+            dst += kc * FL_MR;
+        }
+        return;
+    }
+    for (k = 0; k < kc; k++) {
+        const FL_T *s = A + k * lda;
+        FL_T *d = dst + k * FL_MR;
+        /* the hardware prefetcher does not follow short rows at a large
+         * stride: fetch the row FL_PF_ROWS ahead ourselves */
+        if (k + FL_PF_ROWS < kc)
+            for (i = 0; i < m; i += 64 / sizeof(FL_T))
+                FL_PREFETCH(s + FL_PF_ROWS * lda + i);
+        for (ir = 0; ir < mfull; ir += FL_MR, d += kc * FL_MR)
+            memcpy(d, s + ir, sizeof(FL_T) * FL_MR);
+        if (mv) {
+            for (i = 0; i < mv; i++)
+                d[i] = s[mfull + i];
+            for (; i < FL_MR; i++)
+                d[i] = (FL_T)0;
+        }
+    }
+}
+
+/* Blocked GEMM (Goto/BLIS loop order: NC columns, KC depth, MC rows, then
+ * NR x MR register tiles) with caller-provided pack buffers of
+ * mc_cap x min(K, KC) and min(K, KC) x nc_cap elements. */
+static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
+                                size_t K, FL_T alpha, const FL_T *A,
+                                size_t lda, const FL_T *B, size_t ldb,
+                                FL_T beta, FL_T *C, size_t ldc, FL_T *abuf,
+                                size_t mc_cap, FL_T *bbuf, size_t nc_cap)
+{
+    FL_T edge[FL_MR * FL_NR]; /* scratch tile for partial tiles */
+    size_t jc, pc, ic, jr, ir, i, j;
+
+    memset(edge, 0, sizeof edge);
+    for (jc = 0; jc < N; jc += nc_cap) {
+        const size_t nc = FL_MIN(nc_cap, N - jc);
+        for (pc = 0; pc < K; pc += FL_KC) {
+            const size_t kc = FL_MIN((size_t)FL_KC, K - pc);
+            const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
+            FL_FN(pack_b_block)(transB, kc, nc,
+                                transB ? B + jc * ldb + pc : B + pc * ldb + jc,
+                                ldb, bbuf);
+            for (ic = 0; ic < M; ic += mc_cap) {
+                const size_t mc = FL_MIN(mc_cap, M - ic);
+                FL_FN(pack_a_block)(transA, mc, kc,
+                                    transA ? A + pc * lda + ic
+                                           : A + ic * lda + pc,
+                                    lda, abuf);
+                for (jr = 0; jr < nc; jr += FL_NR) {
+                    const size_t nv = FL_MIN((size_t)FL_NR, nc - jr);
+                    const FL_T *bp = bbuf + jr * kc;
+                    for (ir = 0; ir < mc; ir += FL_MR) {
+                        const size_t mv = FL_MIN((size_t)FL_MR, mc - ir);
+                        const FL_T *ap = abuf + ir * kc;
+                        FL_T *cp = C + (ic + ir) * ldc + jc + jr;
+                        if (mv == FL_MR && nv == FL_NR) {
+                            FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,
+                                                   cp, ldc);
+                            continue;
+                        }
+                        if (beta_k != (FL_T)0)
+                            for (i = 0; i < mv; i++)
+                                for (j = 0; j < nv; j++)
+                                    edge[i * FL_NR + j] = cp[i * ldc + j];
+                        FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,
+                                               edge, FL_NR);
+                        for (i = 0; i < mv; i++)
+                            for (j = 0; j < nv; j++)
+                                cp[i * ldc + j] = edge[i * FL_NR + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Used only when malloc fails: same arithmetic, one register tile of
+ * packed A and one panel of packed B at a time, on the stack.  Kept out of
+ * line so the common path does not reserve this stack. */
+FL_NOINLINE void FL_FN(gemm_small_buffers)(int transA, int transB, size_t M,
+                                           size_t N, size_t K, FL_T alpha,
+                                           const FL_T *A, size_t lda,
+                                           const FL_T *B, size_t ldb,
+                                           FL_T beta, FL_T *C, size_t ldc)
+{
+    FL_T abuf[FL_MR * FL_KC], bbuf[FL_KC * FL_NR];
+    FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc, abuf, FL_MR, bbuf, FL_NR);
+}
+
+/* Serial fl_gemm_*: M, N, K >= 1. */
+static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
+                        FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
+                        size_t ldb, FL_T beta, FL_T *C, size_t ldc)
+{
+    const size_t kc = FL_MIN(K, (size_t)FL_KC);
+    const size_t mc_cap = FL_MIN((size_t)FL_MC, (M + FL_MR - 1) / FL_MR * FL_MR);
+    const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
+    const size_t na = (mc_cap * kc + 15) / 16 * 16; /* keeps bbuf aligned */
+    const size_t nb = kc * nc_cap;
+    void *raw = malloc((na + nb) * sizeof(FL_T) + 64);
+    FL_T *abuf, *bbuf;
+
+    if (raw == NULL) {
+        FL_FN(gemm_small_buffers)(transA, transB, M, N, K, alpha, A, lda, B,
+                                  ldb, beta, C, ldc);
+        return;
+    }
+    abuf = (FL_T *)((uintptr_t)((char *)raw + 63) & ~(uintptr_t)63);
+    bbuf = abuf + na;
+    FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc, abuf, mc_cap, bbuf, nc_cap);
+    free(raw);
+}
+
+/* fl_pack_b_*: K, N >= 1. */
+static void FL_FN(pack_b)(int transB, size_t K, size_t N, const FL_T *B,
+                          size_t ldb, FL_T *packed)
+{
+    FL_FN(pack_b_block)(transB, K, N, B, ldb, packed);
+}
+
+/* fl_gemm_packed_*: C[M x N] = A * P + beta*C, M, N, K >= 1.
+ * Columns go in groups of FL_NPMAX panels, and K in chunks of FL_KC so that
+ * one panel chunk (KC x NR) stays in L1 while every full MR-row tile sweeps
+ * it; the M % MR leftover rows then take wider tiles (np panels at once) so
+ * that small M (e.g. M = 1) still keeps enough independent accumulators in
+ * flight.  The last, partial panel goes through a scratch tile, so C is
+ * written only in its N columns.  Every element sums its K chunks in order
+ * (beta for the first, then accumulating), whatever M or the column range. */
+static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
+                               size_t lda, const FL_T *P, FL_T beta, FL_T *C,
+                               size_t ldc)
+{
+    const size_t panel = (size_t)FL_NR * K;
+    const size_t nfull = N / FL_NR, rem = N % FL_NR;
+    const size_t mfull = M - M % FL_MR;
+    const int mtail = (int)(M % FL_MR);
+    const size_t nptail = mtail ? (size_t)FL_NPT(mtail) : 1;
+    size_t g, p, i, j, k0;
+
+    for (g = 0; g < nfull; g += FL_NPMAX) {
+        const size_t gend = FL_MIN(g + FL_NPMAX, nfull);
+        for (k0 = 0; k0 < K; k0 += FL_KC) {
+            const size_t kc = FL_MIN((size_t)FL_KC, K - k0);
+            const FL_T beta_k = k0 == 0 ? beta : (FL_T)1;
+            const FL_T *Pk = P + k0 * FL_NR, *Ak = A + k0;
+            for (p = g; p < gend; p++)
+                for (i = 0; i < mfull; i += FL_MR)
+                    FL_FN(kernel_rows)(FL_MR, 1, kc, Ak + i * lda, lda,
+                                       Pk + p * panel, panel, beta_k,
+                                       C + i * ldc + p * FL_NR, ldc);
+            if (mtail) {
+                const FL_T *Am = Ak + mfull * lda;
+                FL_T *Cm = C + mfull * ldc;
+                for (p = g; p + nptail <= gend; p += nptail)
+                    FL_FN(kernel_rows)(mtail, (int)nptail, kc, Am, lda,
+                                       Pk + p * panel, panel, beta_k,
+                                       Cm + p * FL_NR, ldc);
+                for (; p < gend; p++)
+                    FL_FN(kernel_rows)(mtail, 1, kc, Am, lda, Pk + p * panel,
+                                       panel, beta_k, Cm + p * FL_NR, ldc);
+            }
+        }
+    }
+    if (rem) {
+        FL_T edge[FL_MR * FL_NR];
+        const FL_T *pp = P + nfull * panel;
+        memset(edge, 0, sizeof edge);
+        for (i = 0; i < M; i += FL_MR) {
+            const size_t mv = FL_MIN((size_t)FL_MR, M - i);
+            FL_T *cp = C + i * ldc + nfull * FL_NR;
+            size_t r;
+            if (beta != (FL_T)0)
+                for (r = 0; r < mv; r++)
+                    for (j = 0; j < rem; j++)
+                        edge[r * FL_NR + j] = cp[r * ldc + j];
+            for (k0 = 0; k0 < K; k0 += FL_KC)
+                FL_FN(kernel_rows)((int)mv, 1, FL_MIN((size_t)FL_KC, K - k0),
+                                   A + i * lda + k0, lda, pp + k0 * FL_NR,
+                                   panel, k0 == 0 ? beta : (FL_T)1, edge,
+                                   FL_NR);
+            for (r = 0; r < mv; r++)
+                for (j = 0; j < rem; j++)
+                    cp[r * ldc + j] = edge[r * FL_NR + j];
+        }
+    }
+}
+
+#undef FL_NR
+#undef FL_NPT
+#undef FL_SFX
+#undef FL_T
+#undef FL_V
+#undef FL_VW
+#undef FL_NV
+#undef FL_MR
+#undef FL_NPMAX
+#undef FL_KC
+#undef FL_MC
+#undef FL_NC
+#undef FL_VLOAD
+#undef FL_VSTORE
+#undef FL_VBCAST
+#undef FL_VSET1
+#undef FL_VZERO
+#undef FL_VMUL
+#undef FL_VFMA

@@ -1,0 +1,46 @@
+/* Row bookkeeping of the packed sequence layout (see fastlstm.h), shared by
+ * every dtype and ISA variant of the LSTM kernel. */
+#ifndef FASTLSTM_LSTM_ROWS_H
+#define FASTLSTM_LSTM_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastlstm.h"
+
+typedef struct fl_rows {
+    size_t B;
+    size_t rows;          /* total packed rows */
+    size_t *off;          /* (T + 1) first row of step t */
+    size_t *len;          /* (B) steps of batch row j */
+    const int64_t *bs;    /* batch_sizes or NULL */
+} fl_rows;
+
+/* FL_OK, FL_EINVAL (batch_sizes not non-increasing in [1, B] with
+ * batch_sizes[0] == B) or FL_ENOMEM. */
+int fl_rows_init(fl_rows *rw, const fl_shape *sh);
+void fl_rows_free(fl_rows *rw);
+
+static inline size_t fl_row(const fl_rows *rw, size_t t, size_t j)
+{
+    return rw->off[t] + j;
+}
+
+static inline size_t fl_batch(const fl_rows *rw, size_t t)
+{
+    return rw->bs ? (size_t)rw->bs[t] : rw->B;
+}
+
+/* Split [0, n) into nth contiguous ranges whose bounds are multiples of
+ * `align` (except the end, n); range `tid` -> [*lo, *hi). */
+static inline void fl_split(size_t n, size_t align, int nth, int tid,
+                            size_t *lo, size_t *hi)
+{
+    size_t blocks = (n + align - 1) / align;
+    size_t b0 = blocks * (size_t)tid / (size_t)nth;
+    size_t b1 = blocks * (size_t)(tid + 1) / (size_t)nth;
+    *lo = b0 * align < n ? b0 * align : n;
+    *hi = b1 * align < n ? b1 * align : n;
+}
+
+#endif

@@ -1,0 +1,56 @@
+/* fastlstm thread count (see threads.h). */
+#include "threads.h"
+
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int fl_threads = 0; /* 0: not yet decided */
+
+static int default_threads(void)
+{
+    const char *env = getenv("FASTLSTM_NUM_THREADS");
+    if (env != NULL) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (end != env && v >= 1 && v <= 4096)
+            return (int)v;
+    }
+#ifdef _OPENMP
+    return omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
+#else
+    return 1;
+#endif
+}
+
+int fl_get_num_threads(void)
+{
+#ifdef _OPENMP
+    if (fl_threads <= 0)
+        fl_threads = default_threads();
+    return fl_threads;
+#else
+    return 1;
+#endif
+}
+
+int fl_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    fl_threads = n >= 1 ? n : default_threads();
+    return fl_threads;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+int fl_have_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}

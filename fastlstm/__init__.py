@@ -1,0 +1,33 @@
+"""fastlstm: a compiled LSTM for numpy users.
+
+PyTorch's parameter names, shapes and numerics; fused C kernels for the
+forward and backward pass.  See the README for the tour.
+"""
+
+from . import reference
+from ._kernels import get_num_threads, set_num_threads
+from ._kernels import isa as _isa
+from ._kernels import have_openmp as _have_openmp
+from .lstm import LSTM
+
+__version__ = "0.1.0"
+
+__all__ = ["LSTM", "get_num_threads", "set_num_threads", "show_config", "reference",
+           "__version__"]
+
+
+def show_config():
+    """Print and return the build/runtime configuration: SIMD variant in use,
+    OpenMP on/off and the thread count."""
+    import numpy
+
+    cfg = {
+        "fastlstm": __version__,
+        "isa": _isa(),
+        "openmp": _have_openmp(),
+        "num_threads": get_num_threads(),
+        "numpy": numpy.__version__,
+    }
+    for k, v in cfg.items():
+        print(f"{k:12s} {v}")
+    return cfg

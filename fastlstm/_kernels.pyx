@@ -1,0 +1,405 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, embedsignature=True
+"""The boundary between Python and the C kernel (csrc/fastlstm.h).
+
+Every function takes C-contiguous numpy arrays whose shapes it checks
+against each other (a mismatch is a ValueError naming the argument, never a
+read or write out of bounds), releases the GIL once for the whole C call and
+turns the C status into an exception.  Arrays are allocated by the caller
+(fastlstm/lstm.py); nothing here allocates inside a time loop.
+
+Notation as in fastlstm/reference.py: packed rows (see fastlstm.h), I input
+size, H hidden size, P projection size (0 = none), H_out = P or H.
+"""
+from libc.stdint cimport int64_t
+from libc.string cimport memcmp
+from cython cimport floating
+
+cdef extern from "fastlstm.h" nogil:
+    enum:
+        FL_OK
+        FL_ENOMEM
+        FL_EINVAL
+
+    ctypedef struct fl_shape:
+        size_t T, B, I, H, P
+        int reverse
+        const int64_t *batch_sizes
+
+    ctypedef struct fl_forward_s:
+        const float *x
+        size_t ldx
+        const float *w_ih
+        const float *bias
+        const float *packed
+        const float *h0
+        const float *c0
+        float *y
+        size_t ldy
+        float *h_n
+        float *c_n
+        float *gates
+        float *cells
+        float *hprev
+
+    ctypedef struct fl_forward_d:
+        const double *x
+        size_t ldx
+        const double *w_ih
+        const double *bias
+        const double *packed
+        const double *h0
+        const double *c0
+        double *y
+        size_t ldy
+        double *h_n
+        double *c_n
+        double *gates
+        double *cells
+        double *hprev
+
+    ctypedef struct fl_backward_s:
+        const float *x
+        size_t ldx
+        const float *w_ih
+        const float *w_hh
+        const float *w_hr
+        const float *packed
+        const float *c0
+        float *gates
+        const float *cells
+        const float *hprev
+        const float *dy
+        size_t lddy
+        const float *dh_n
+        const float *dc_n
+        float *dx
+        size_t lddx
+        int dx_accumulate
+        float *dh0
+        float *dc0
+        float *dw_ih
+        float *dw_hh
+        float *dbias
+        float *dw_hr
+
+    ctypedef struct fl_backward_d:
+        const double *x
+        size_t ldx
+        const double *w_ih
+        const double *w_hh
+        const double *w_hr
+        const double *packed
+        const double *c0
+        double *gates
+        const double *cells
+        const double *hprev
+        const double *dy
+        size_t lddy
+        const double *dh_n
+        const double *dc_n
+        double *dx
+        size_t lddx
+        int dx_accumulate
+        double *dh0
+        double *dc0
+        double *dw_ih
+        double *dw_hh
+        double *dbias
+        double *dw_hr
+
+    size_t fl_packed_rows(const fl_shape *sh)
+    size_t fl_lstm_packed_size_s(size_t H, size_t P)
+    size_t fl_lstm_packed_size_d(size_t H, size_t P)
+    void fl_lstm_pack_s(size_t H, size_t P, const float *w_hh, const float *w_hr, float *blob)
+    void fl_lstm_pack_d(size_t H, size_t P, const double *w_hh, const double *w_hr, double *blob)
+    int fl_lstm_forward_s(const fl_shape *sh, const fl_forward_s *a)
+    int fl_lstm_forward_d(const fl_shape *sh, const fl_forward_d *a)
+    int fl_lstm_backward_s(const fl_shape *sh, const fl_backward_s *a)
+    int fl_lstm_backward_d(const fl_shape *sh, const fl_backward_d *a)
+    const char *fl_init()
+
+cdef extern from "threads.h" nogil:
+    int fl_get_num_threads()
+    int fl_set_num_threads(int n)
+    int fl_have_openmp()
+
+cdef extern from "gemm.h" nogil:
+    void fl_gemm_s(int transA, int transB, size_t M, size_t N, size_t K,
+                   float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                   float beta, float *C, size_t ldc)
+    void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
+                   double alpha, const double *A, size_t lda, const double *B, size_t ldb,
+                   double beta, double *C, size_t ldc)
+
+
+def isa():
+    """Name of the SIMD variant chosen at import ("generic", "avx2", "avx512")."""
+    return fl_init().decode("ascii")
+
+
+def get_num_threads():
+    return fl_get_num_threads()
+
+
+def set_num_threads(int n):
+    return fl_set_num_threads(n)
+
+
+def have_openmp():
+    return bool(fl_have_openmp())
+
+
+cdef _expect(str name, tuple shape, tuple expected):
+    if shape != expected:
+        raise ValueError(f"{name}: expected shape {expected}, got {shape}")
+
+
+cdef _raise_status(int status):
+    if status == FL_ENOMEM:
+        raise MemoryError("fastlstm: out of memory for the kernel's workspace")
+    if status != FL_OK:
+        raise ValueError("fastlstm: the kernel rejected its arguments "
+                         "(batch_sizes must be non-increasing, in [1, B], "
+                         "with batch_sizes[0] == B)")
+
+
+def packed_size(dtype_char, Py_ssize_t hidden_size, Py_ssize_t proj_size):
+    """Elements of the packed recurrent-weights blob ('f' float32, 'd' float64)."""
+    if hidden_size < 1 or proj_size < 0:
+        raise ValueError("hidden_size must be >= 1 and proj_size >= 0")
+    if dtype_char == "f":
+        return fl_lstm_packed_size_s(hidden_size, proj_size)
+    return fl_lstm_packed_size_d(hidden_size, proj_size)
+
+
+def pack(const floating[:, ::1] w_hh, const floating[:, ::1] w_hr, floating[::1] blob):
+    """Pack weight_hh (4H, H_out) and weight_hr (P, H) or None into blob."""
+    cdef Py_ssize_t H = w_hh.shape[0] // 4
+    cdef Py_ssize_t P = 0 if w_hr is None else w_hr.shape[0]
+    cdef Py_ssize_t Hout = P if P else H
+    if w_hh.shape[0] != 4 * H or H < 1:
+        raise ValueError(f"w_hh: first dimension must be 4*hidden_size, got {w_hh.shape[0]}")
+    _expect("w_hh", (w_hh.shape[0], w_hh.shape[1]), (4 * H, Hout))
+    if P:
+        _expect("w_hr", (w_hr.shape[0], w_hr.shape[1]), (P, H))
+    cdef size_t need = (fl_lstm_packed_size_s(H, P) if floating is float
+                        else fl_lstm_packed_size_d(H, P))
+    if <size_t>blob.shape[0] != need:
+        raise ValueError(f"blob: expected {need} elements, got {blob.shape[0]}")
+    cdef const floating *hr = NULL if P == 0 else &w_hr[0, 0]
+    with nogil:
+        if floating is float:
+            fl_lstm_pack_s(H, P, &w_hh[0, 0], hr, &blob[0])
+        else:
+            fl_lstm_pack_d(H, P, &w_hh[0, 0], hr, &blob[0])
+
+
+def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b):
+    """True when two byte buffers are identical (for the packed-weights cache)."""
+    if a.shape[0] != b.shape[0]:
+        return False
+    if a.shape[0] == 0:
+        return True
+    cdef int r
+    with nogil:
+        r = memcmp(&a[0], &b[0], a.shape[0])
+    return r == 0
+
+
+cdef int _shape(fl_shape *sh, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                Py_ssize_t P, bint reverse, const int64_t[::1] batch_sizes) except -1:
+    if T < 1 or B < 1 or I < 1 or H < 1 or P < 0:
+        raise ValueError(f"sizes must be positive: T={T}, B={B}, I={I}, H={H}, P={P}")
+    sh.T, sh.B, sh.I, sh.H, sh.P = T, B, I, H, P
+    sh.reverse = reverse
+    sh.batch_sizes = NULL
+    if batch_sizes is not None:
+        _expect("batch_sizes", (batch_sizes.shape[0],), (T,))
+        sh.batch_sizes = &batch_sizes[0]
+    return 0
+
+
+def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
+            const floating[::1] bias, const floating[::1] packed,
+            const floating[:, ::1] h0, const floating[:, ::1] c0,
+            floating[:, ::1] y, Py_ssize_t y_col,
+            floating[:, ::1] h_n, floating[:, ::1] c_n,
+            floating[:, ::1] gates, floating[:, ::1] cells, floating[:, ::1] hprev,
+            const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse,
+            Py_ssize_t proj_size):
+    """One layer, one direction, forward.
+
+    x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
+    pack(); h0 (B, H_out), c0 (B, H) or None; y (rows, >= y_col + H_out):
+    columns [y_col, y_col + H_out) written; h_n, c_n (B, H_out), (B, H)
+    written; gates (rows, 4H) workspace (post-activation gates after the
+    call); cells (rows, H) and hprev (rows, H_out) or None.  batch_sizes
+    (steps,) int64 or None (then rows = steps * B).
+    """
+    cdef Py_ssize_t B = h_n.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
+    cdef Py_ssize_t P = proj_size, Hout = proj_size if proj_size else H
+    cdef fl_shape sh
+    _shape(&sh, steps, B, I, H, P, reverse, batch_sizes)
+    cdef Py_ssize_t rows = fl_packed_rows(&sh)
+    _expect("w_ih", (w_ih.shape[0], w_ih.shape[1]), (4 * H, I))
+    _expect("x", (x.shape[0], x.shape[1]), (rows, I))
+    if bias is not None:
+        _expect("bias", (bias.shape[0],), (4 * H,))
+    need = packed_size("f" if floating is float else "d", H, P)
+    _expect("packed", (packed.shape[0],), (need,))
+    if h0 is not None:
+        _expect("h0", (h0.shape[0], h0.shape[1]), (B, Hout))
+    if c0 is not None:
+        _expect("c0", (c0.shape[0], c0.shape[1]), (B, H))
+    if y.shape[0] != rows or y_col < 0 or y.shape[1] < y_col + Hout:
+        raise ValueError(f"y: expected ({rows}, >= {y_col + Hout}), got {(y.shape[0], y.shape[1])}")
+    _expect("h_n", (h_n.shape[0], h_n.shape[1]), (B, Hout))
+    _expect("c_n", (c_n.shape[0], c_n.shape[1]), (B, H))
+    _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
+    if cells is not None:
+        _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
+    if hprev is not None:
+        _expect("hprev", (hprev.shape[0], hprev.shape[1]), (rows, Hout))
+
+    cdef int status
+    cdef fl_forward_s fs
+    cdef fl_forward_d fd
+    if floating is float:
+        fs.x = &x[0, 0]; fs.ldx = I; fs.w_ih = &w_ih[0, 0]
+        fs.bias = NULL if bias is None else &bias[0]
+        fs.packed = &packed[0]
+        fs.h0 = NULL if h0 is None else &h0[0, 0]
+        fs.c0 = NULL if c0 is None else &c0[0, 0]
+        fs.y = &y[0, y_col]; fs.ldy = y.shape[1]
+        fs.h_n = &h_n[0, 0]; fs.c_n = &c_n[0, 0]; fs.gates = &gates[0, 0]
+        fs.cells = NULL if cells is None else &cells[0, 0]
+        fs.hprev = NULL if hprev is None else &hprev[0, 0]
+        with nogil:
+            status = fl_lstm_forward_s(&sh, &fs)
+    else:
+        fd.x = &x[0, 0]; fd.ldx = I; fd.w_ih = &w_ih[0, 0]
+        fd.bias = NULL if bias is None else &bias[0]
+        fd.packed = &packed[0]
+        fd.h0 = NULL if h0 is None else &h0[0, 0]
+        fd.c0 = NULL if c0 is None else &c0[0, 0]
+        fd.y = &y[0, y_col]; fd.ldy = y.shape[1]
+        fd.h_n = &h_n[0, 0]; fd.c_n = &c_n[0, 0]; fd.gates = &gates[0, 0]
+        fd.cells = NULL if cells is None else &cells[0, 0]
+        fd.hprev = NULL if hprev is None else &hprev[0, 0]
+        with nogil:
+            status = fl_lstm_forward_d(&sh, &fd)
+    _raise_status(status)
+
+
+def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
+             const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
+             const floating[::1] packed, const floating[:, ::1] c0,
+             floating[:, ::1] gates, const floating[:, ::1] cells,
+             const floating[:, ::1] hprev,
+             const floating[:, ::1] dy, Py_ssize_t dy_col,
+             const floating[:, ::1] dh_n, const floating[:, ::1] dc_n,
+             floating[:, ::1] dx, bint dx_accumulate,
+             floating[:, ::1] dh0, floating[:, ::1] dc0,
+             floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
+             floating[:, ::1] dw_hr,
+             const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse):
+    """One layer, one direction, backward (BPTT) after forward() kept
+    gates/cells/hprev.  gates is overwritten (with the gate gradients).
+    dw_ih, dw_hh, dbias, dw_hr are accumulated (+=); dx (rows, I) is
+    assigned or accumulated; dh0, dc0 written.  dh_n, dc_n, dx, dbias, dw_hr
+    may be None."""
+    cdef Py_ssize_t B = dh0.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
+    cdef Py_ssize_t P = 0 if w_hr is None else w_hr.shape[0]
+    cdef Py_ssize_t Hout = P if P else H
+    cdef fl_shape sh
+    _shape(&sh, steps, B, I, H, P, reverse, batch_sizes)
+    cdef Py_ssize_t rows = fl_packed_rows(&sh)
+    _expect("w_ih", (w_ih.shape[0], w_ih.shape[1]), (4 * H, I))
+    _expect("w_hh", (w_hh.shape[0], w_hh.shape[1]), (4 * H, Hout))
+    if P:
+        _expect("w_hr", (w_hr.shape[0], w_hr.shape[1]), (P, H))
+        if dw_hr is None:
+            raise ValueError("dw_hr is required with a projection")
+        _expect("dw_hr", (dw_hr.shape[0], dw_hr.shape[1]), (P, H))
+    need = packed_size("f" if floating is float else "d", H, P)
+    _expect("packed", (packed.shape[0],), (need,))
+    _expect("x", (x.shape[0], x.shape[1]), (rows, I))
+    if c0 is not None:
+        _expect("c0", (c0.shape[0], c0.shape[1]), (B, H))
+    _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
+    _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
+    _expect("hprev", (hprev.shape[0], hprev.shape[1]), (rows, Hout))
+    if dy.shape[0] != rows or dy_col < 0 or dy.shape[1] < dy_col + Hout:
+        raise ValueError(f"dy: expected ({rows}, >= {dy_col + Hout}), got {(dy.shape[0], dy.shape[1])}")
+    if dh_n is not None:
+        _expect("dh_n", (dh_n.shape[0], dh_n.shape[1]), (B, Hout))
+    if dc_n is not None:
+        _expect("dc_n", (dc_n.shape[0], dc_n.shape[1]), (B, H))
+    if dx is not None:
+        _expect("dx", (dx.shape[0], dx.shape[1]), (rows, I))
+    _expect("dh0", (dh0.shape[0], dh0.shape[1]), (B, Hout))
+    _expect("dc0", (dc0.shape[0], dc0.shape[1]), (B, H))
+    _expect("dw_ih", (dw_ih.shape[0], dw_ih.shape[1]), (4 * H, I))
+    _expect("dw_hh", (dw_hh.shape[0], dw_hh.shape[1]), (4 * H, Hout))
+    if dbias is not None:
+        _expect("dbias", (dbias.shape[0],), (4 * H,))
+
+    cdef int status
+    cdef fl_backward_s bs
+    cdef fl_backward_d bd
+    if floating is float:
+        bs.x = &x[0, 0]; bs.ldx = I; bs.w_ih = &w_ih[0, 0]; bs.w_hh = &w_hh[0, 0]
+        bs.w_hr = NULL if P == 0 else &w_hr[0, 0]
+        bs.packed = &packed[0]
+        bs.c0 = NULL if c0 is None else &c0[0, 0]
+        bs.gates = &gates[0, 0]; bs.cells = &cells[0, 0]; bs.hprev = &hprev[0, 0]
+        bs.dy = &dy[0, dy_col]; bs.lddy = dy.shape[1]
+        bs.dh_n = NULL if dh_n is None else &dh_n[0, 0]
+        bs.dc_n = NULL if dc_n is None else &dc_n[0, 0]
+        bs.dx = NULL if dx is None else &dx[0, 0]; bs.lddx = I
+        bs.dx_accumulate = dx_accumulate
+        bs.dh0 = &dh0[0, 0]; bs.dc0 = &dc0[0, 0]
+        bs.dw_ih = &dw_ih[0, 0]; bs.dw_hh = &dw_hh[0, 0]
+        bs.dbias = NULL if dbias is None else &dbias[0]
+        bs.dw_hr = NULL if P == 0 else &dw_hr[0, 0]
+        with nogil:
+            status = fl_lstm_backward_s(&sh, &bs)
+    else:
+        bd.x = &x[0, 0]; bd.ldx = I; bd.w_ih = &w_ih[0, 0]; bd.w_hh = &w_hh[0, 0]
+        bd.w_hr = NULL if P == 0 else &w_hr[0, 0]
+        bd.packed = &packed[0]
+        bd.c0 = NULL if c0 is None else &c0[0, 0]
+        bd.gates = &gates[0, 0]; bd.cells = &cells[0, 0]; bd.hprev = &hprev[0, 0]
+        bd.dy = &dy[0, dy_col]; bd.lddy = dy.shape[1]
+        bd.dh_n = NULL if dh_n is None else &dh_n[0, 0]
+        bd.dc_n = NULL if dc_n is None else &dc_n[0, 0]
+        bd.dx = NULL if dx is None else &dx[0, 0]; bd.lddx = I
+        bd.dx_accumulate = dx_accumulate
+        bd.dh0 = &dh0[0, 0]; bd.dc0 = &dc0[0, 0]
+        bd.dw_ih = &dw_ih[0, 0]; bd.dw_hh = &dw_hh[0, 0]
+        bd.dbias = NULL if dbias is None else &dbias[0]
+        bd.dw_hr = NULL if P == 0 else &dw_hr[0, 0]
+        with nogil:
+            status = fl_lstm_backward_d(&sh, &bd)
+    _raise_status(status)
+
+
+def gemm(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] a,
+         const floating[:, ::1] b, floating beta, floating[:, ::1] c):
+    """c = alpha * op(a) @ op(b) + beta * c with the active GEMM variant (tests)."""
+    cdef Py_ssize_t M = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t K = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t Kb = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t N = b.shape[0] if trans_b else b.shape[1]
+    if K != Kb:
+        raise ValueError(f"gemm: inner dimensions differ: {K} vs {Kb}")
+    _expect("c", (c.shape[0], c.shape[1]), (M, N))
+    if M == 0 or N == 0 or K == 0:
+        raise ValueError("gemm: empty operands")
+    with nogil:
+        if floating is float:
+            fl_gemm_s(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
+                      &b[0, 0], b.shape[1], beta, &c[0, 0], c.shape[1])
+        else:
+            fl_gemm_d(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
+                      &b[0, 0], b.shape[1], beta, &c[0, 0], c.shape[1])

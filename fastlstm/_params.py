@@ -1,0 +1,127 @@
+"""Parameters, gradients and state_dict for the layers (internal).
+
+Parameters are plain C-contiguous numpy arrays under PyTorch's names,
+reachable as attributes (``lstm.weight_ih_l0``) and through
+``state_dict()``.  They may be updated in place (an optimizer step) or
+replaced by assignment; the layers notice either (see LSTM._packed).
+"""
+
+import numpy as np
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+    return dt
+
+
+def check_array(name, a, dtype):
+    """A numpy array of exactly `dtype` (C-contiguous copy only when needed).
+
+    A different dtype is a TypeError: fastlstm never converts silently
+    (a float64 array given to a float32 layer would otherwise lose precision
+    without notice).
+    """
+    if not isinstance(a, np.ndarray):
+        if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
+            a = np.asarray(a)
+        else:
+            raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype.name} (the layer's dtype), got "
+                        f"{a.dtype} with shape {a.shape}; convert with "
+                        f".astype(numpy.{dtype.name})")
+    return np.ascontiguousarray(a)
+
+
+class ParameterModule:
+    """Holds named parameters, their gradients and the random generator."""
+
+    def __init__(self, dtype, seed):
+        object.__setattr__(self, "_params", {})
+        self.dtype = as_dtype(dtype)
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._pack_cache = {}
+        k = self._init_scale()
+        for name, shape in self._parameter_shapes().items():
+            self._params[name] = self._rng.uniform(-k, k, size=shape).astype(self.dtype)
+        self.grads = {}
+        self.zero_grad()
+
+    # subclasses define _parameter_shapes() -> {name: shape} in PyTorch's order
+    # and _init_scale()
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            self._set_param(name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def _set_param(self, name, value):
+        shape = self._parameter_shapes()[name]
+        a = np.asarray(value)
+        if a.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+        if a.dtype.kind != "f":
+            raise TypeError(f"{name}: expected a floating-point array, got dtype {a.dtype}")
+        self._params[name] = np.array(a, dtype=self.dtype, order="C", copy=True)
+
+    def named_parameters(self):
+        """(name, array) pairs in PyTorch's order; the arrays are the live parameters."""
+        return list(self._params.items())
+
+    def parameters(self):
+        return list(self._params.values())
+
+    def zero_grad(self):
+        """Set every gradient in :attr:`grads` to zero."""
+        for name, p in self._params.items():
+            g = self.grads.get(name)
+            if g is None or g.shape != p.shape:
+                self.grads[name] = np.zeros_like(p)
+            else:
+                g.fill(0)
+
+    def state_dict(self):
+        """A dict of copies of the parameters, with PyTorch's keys and order."""
+        return {k: v.copy() for k, v in self._params.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Load parameters from a dict of arrays (e.g. a converted
+        ``torch.nn.LSTM.state_dict()``).  A missing or unexpected key, or a
+        wrong shape, is a KeyError/ValueError naming the key; nothing is
+        changed unless everything fits."""
+        shapes = self._parameter_shapes()
+        missing = [k for k in shapes if k not in state_dict]
+        extra = [k for k in state_dict if k not in shapes]
+        if strict and (missing or extra):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {extra}")
+        new = {}
+        for k, shape in shapes.items():
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            if hasattr(v, "detach"):  # a torch tensor: no torch import needed
+                v = v.detach().cpu().numpy()
+            a = np.asarray(v)
+            if a.shape != tuple(shape):
+                raise ValueError(f"load_state_dict: {k}: expected shape {tuple(shape)}, "
+                                 f"got {a.shape}")
+            if a.dtype.kind != "f":
+                raise TypeError(f"load_state_dict: {k}: expected floating-point values, "
+                                f"got dtype {a.dtype}")
+            new[k] = np.array(a, dtype=self.dtype, order="C", copy=True)
+        self._params.update(new)

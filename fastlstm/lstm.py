@@ -1,0 +1,358 @@
+"""The layer API: fastlstm.LSTM, with PyTorch's arguments, parameter names,
+shapes and numerics, forward for inference and for training, and backward.
+
+Notation and exact semantics: fastlstm/reference.py.  The compiled kernel
+(fastlstm._kernels, csrc/) runs one layer and one direction per call; this
+module validates user input, lays the batch out for the kernel
+(fastlstm._sequence), stacks layers and directions, and keeps gradients.
+"""
+
+import numpy as np
+
+from . import _kernels
+from ._params import ParameterModule, as_dtype, check_array
+from ._sequence import SequencePlan
+
+__all__ = ["LSTM"]
+
+
+class LSTM(ParameterModule):
+    """Multi-layer LSTM over a sequence, as ``torch.nn.LSTM``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features of the input and of the hidden/cell state (H).
+    num_layers : int, default 1
+    bias : bool, default True
+        With False, ``bias_ih_l*`` and ``bias_hh_l*`` do not exist.
+    batch_first : bool, default False
+        Input and output are (B, T, F) instead of (T, B, F); h/c are not
+        affected (as in PyTorch).
+    dropout : float, default 0.0
+        Dropout on the output of every layer but the last, in
+        :meth:`forward_train` only.  Masks come from the layer's generator
+        (``seed``), so runs are reproducible.
+    bidirectional : bool, default False
+    proj_size : int, default 0
+        LSTM with projection: h_t = W_hr (o * tanh(c_t)), 0 < proj_size < H.
+    dtype : numpy.float32 or numpy.float64
+    seed : int, numpy.random.Generator or None
+        Initialisation and dropout: U(-1/sqrt(H), 1/sqrt(H)) for every
+        parameter, as PyTorch.
+
+    Inputs must have the layer's dtype (a TypeError says so otherwise: no
+    silent conversion).  Non-contiguous and read-only arrays are accepted
+    (copied once where needed).
+
+    Attributes
+    ----------
+    grads : dict
+        Gradients, same keys and shapes as :meth:`state_dict`, accumulated by
+        the ``backward`` functions that :meth:`forward_train` returns.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
+                 dtype=np.float32, seed=None):
+        for name, v, lo in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
+                            ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size ({proj_size}) must be smaller than hidden_size "
+                             f"({hidden_size})")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers, self.proj_size = int(num_layers), int(proj_size)
+        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
+        super().__init__(dtype, seed)
+
+    # ---- parameters -------------------------------------------------------
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _h_out(self):
+        return self.proj_size or self.hidden_size
+
+    def _parameter_shapes(self):
+        H, P, D = self.hidden_size, self.proj_size, self.num_directions
+        shapes = {}
+        for layer in range(self.num_layers):
+            isz = self.input_size if layer == 0 else D * self._h_out
+            for d in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                shapes["weight_ih" + sfx] = (4 * H, isz)
+                shapes["weight_hh" + sfx] = (4 * H, P or H)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (4 * H,)
+                    shapes["bias_hh" + sfx] = (4 * H,)
+                if P:
+                    shapes["weight_hr" + sfx] = (P, H)
+        return shapes
+
+    def _init_scale(self):
+        return 1.0 / np.sqrt(self.hidden_size)
+
+    def _suffixes(self):
+        for layer in range(self.num_layers):
+            for d in range(self.num_directions):
+                yield layer, d, f"_l{layer}" + ("_reverse" if d else "")
+
+    def __repr__(self):
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k, dflt in (
+            ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+            ("bidirectional", False), ("proj_size", 0)) if getattr(self, k) != dflt)
+        return (f"LSTM({self.input_size}, {self.hidden_size}{extra}, "
+                f"dtype={np.dtype(self.dtype).name})")
+
+    # ---- input checking ---------------------------------------------------
+    def _time_major(self, x):
+        """-> (x as (T, B, I) time-major, unbatched flag)."""
+        x = check_array("x", x, self.dtype)
+        I = self.input_size
+        if x.ndim == 2:
+            if x.shape[1] != I:
+                raise ValueError(f"x: unbatched input must be (T, input_size={I}), got {x.shape}")
+            return x[:, None, :], True
+        if x.ndim != 3:
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(f"x: expected a 3-D array {layout} or an unbatched 2-D "
+                             f"(T, input_size), got shape {x.shape}")
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        if x.shape[2] != I:
+            raise ValueError(f"x: last dimension must be input_size={I}, got shape {x.shape}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x: sequence length and batch must be >= 1, got shape {x.shape}")
+        return x, False
+
+    def _initial_state(self, hx, B, unbatched, plan):
+        """hx -> (h0, c0) as sorted, contiguous (L*D, B, .) arrays, or (None, None)."""
+        if hx is None:
+            return None, None
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("hx: expected a tuple (h0, c0) or None")
+        LD = self.num_layers * self.num_directions
+        out = []
+        for name, s, width in (("h0", hx[0], self._h_out), ("c0", hx[1], self.hidden_size)):
+            s = check_array(name, s, self.dtype)
+            want = (LD, width) if unbatched else (LD, B, width)
+            if s.shape != want:
+                raise ValueError(f"{name}: expected shape {want} "
+                                 f"(num_layers*num_directions, {'' if unbatched else 'batch, '}"
+                                 f"{'proj_size or hidden_size' if name == 'h0' else 'hidden_size'}), "
+                                 f"got {s.shape}")
+            if unbatched:
+                s = s[:, None, :]
+            out.append(plan.to_sorted(s))
+        return out[0], out[1]
+
+    # ---- forward ----------------------------------------------------------
+    def __call__(self, x, hx=None, lengths=None, return_cells=False):
+        """Inference.
+
+        Parameters
+        ----------
+        x : ndarray, (T, B, input_size), (B, T, input_size) with batch_first,
+            or unbatched (T, input_size)
+        hx : tuple (h0, c0) or None
+            h0 (num_layers*D, B, H_out), c0 (num_layers*D, B, H); zeros when None.
+        lengths : int array (B,) or None
+            Valid steps of each sequence (1 <= length <= T), any order: the
+            output is 0 past each length, h_n/c_n are the states at each
+            sequence's last valid step (PyTorch packed-sequence semantics).
+        return_cells : bool
+            Also return the cell state of every step of the last layer,
+            shaped like the output with H per direction.
+
+        Returns
+        -------
+        output, (h_n, c_n)  [, cells]
+        """
+        out, state, cells, _ = self._forward(x, hx, lengths, train=False,
+                                             return_cells=return_cells)
+        return (out, state, cells) if return_cells else (out, state)
+
+    forward = __call__
+
+    def forward_train(self, x, hx=None, lengths=None):
+        """Forward that keeps what backward needs.
+
+        Returns ``(output, (h_n, c_n), backward)``; ``backward(d_output,
+        d_state=None)`` returns ``(dx, (dh0, dc0))`` and adds every parameter
+        gradient into :attr:`grads`.  ``d_state`` is ``(dh_n, dc_n)``, either
+        may be None.  Each ``backward`` can be called once.
+        """
+        out, state, _, backward = self._forward(x, hx, lengths, train=True)
+        return out, state, backward
+
+    def _forward(self, x, hx, lengths, train, return_cells=False):
+        x, unbatched = self._time_major(x)
+        T, B = x.shape[0], x.shape[1]
+        if unbatched and lengths is not None:
+            raise ValueError("lengths: not supported with unbatched (2-D) input")
+        plan = SequencePlan(T, B, lengths)
+        h0, c0 = self._initial_state(hx, B, unbatched, plan)
+        H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
+        LD, rows, dt = self.num_layers * D, plan.rows, self.dtype
+        h_n = np.empty((LD, B, Ho), dt)
+        c_n = np.empty((LD, B, H), dt)
+        inp = plan.pack(x)
+        saved = []  # per layer: (input, [per direction: gates, cells, hprev], dropout mask)
+        cells_out = None
+        for layer in range(self.num_layers):
+            y = np.empty((rows, D * Ho), dt)
+            want_cells = train or (return_cells and layer == self.num_layers - 1)
+            if return_cells and layer == self.num_layers - 1:
+                cells_out = np.empty((rows, D * H), dt)
+            per_dir = []
+            for d in range(D):
+                k = layer * D + d
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                gates = np.empty((rows, 4 * H), dt)
+                cells = np.empty((rows, H), dt) if want_cells else None
+                hprev = np.empty((rows, Ho), dt) if train else None
+                _kernels.forward(
+                    inp, self._params["weight_ih" + sfx], self._bias(sfx), self._packed(sfx),
+                    None if h0 is None else h0[k], None if c0 is None else c0[k],
+                    y, d * Ho, h_n[k], c_n[k], gates, cells, hprev,
+                    plan.batch_sizes, plan.steps, d == 1, P)
+                if cells_out is not None:
+                    cells_out[:, d * H:(d + 1) * H] = cells
+                per_dir.append((gates, cells, hprev))
+            mask = None
+            if train and self.dropout > 0 and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                mask = (self._rng.random(y.shape) < keep).astype(dt) / dt.type(keep)
+                y *= mask
+            if train:
+                saved.append((inp, per_dir, mask))
+            inp = y
+
+        output = self._output_layout(plan.unpack(inp), unbatched)
+        state = (self._state_layout(plan.from_sorted(h_n), unbatched),
+                 self._state_layout(plan.from_sorted(c_n), unbatched))
+        cells_seq = (self._output_layout(plan.unpack(cells_out), unbatched)
+                     if cells_out is not None else None)
+        backward = None
+        if train:
+            backward = self._make_backward(plan, unbatched, x.shape, c0, saved)
+        return output, state, cells_seq, backward
+
+    def _output_layout(self, out, unbatched):
+        if unbatched:
+            return out[:, 0, :]
+        if self.batch_first:
+            return np.ascontiguousarray(out.transpose(1, 0, 2))
+        return out
+
+    @staticmethod
+    def _state_layout(s, unbatched):
+        return s[:, 0, :] if unbatched else s
+
+    # ---- backward ---------------------------------------------------------
+    def _make_backward(self, plan, unbatched, x_shape, c0, saved):
+        used = [False]
+        # the weights this forward used: backward must differentiate those
+        weights = {k: v.copy() for k, v in self._params.items() if k.startswith("weight")}
+        packed = {sfx: self._packed(sfx).copy() for _, _, sfx in self._suffixes()}
+
+        def backward(d_output, d_state=None):
+            if used[0]:
+                raise RuntimeError("backward: this forward_train's backward was already "
+                                   "called (its buffers are consumed); run forward_train again")
+            H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
+            LD, dt, B = self.num_layers * D, self.dtype, plan.B
+            d_out = check_array("d_output", d_output, dt)
+            out_shape = ((x_shape[0], D * Ho) if unbatched else
+                         (x_shape[1], x_shape[0], D * Ho) if self.batch_first else
+                         (x_shape[0], x_shape[1], D * Ho))
+            if d_out.shape != out_shape:
+                raise ValueError(f"d_output: expected the output's shape {out_shape}, "
+                                 f"got {d_out.shape}")
+            if unbatched:
+                d_out = d_out[:, None, :]
+            elif self.batch_first:
+                d_out = d_out.transpose(1, 0, 2)
+            dh_n = dc_n = None
+            if d_state is not None:
+                if not isinstance(d_state, (tuple, list)) or len(d_state) != 2:
+                    raise TypeError("d_state: expected a tuple (dh_n, dc_n) or None")
+                conv = []
+                for name, s, width in (("dh_n", d_state[0], Ho), ("dc_n", d_state[1], H)):
+                    if s is None:
+                        conv.append(None)
+                        continue
+                    s = check_array(name, s, dt)
+                    want = (LD, width) if unbatched else (LD, B, width)
+                    if s.shape != want:
+                        raise ValueError(f"{name}: expected shape {want}, got {s.shape}")
+                    conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
+                dh_n, dc_n = conv
+            used[0] = True
+            dy = plan.pack(d_out)
+            dh0 = np.empty((LD, B, Ho), dt)
+            dc0 = np.empty((LD, B, H), dt)
+            for layer in reversed(range(self.num_layers)):
+                inp, per_dir, _ = saved[layer]
+                dx = np.empty(inp.shape, dt)
+                for d in range(D):
+                    k = layer * D + d
+                    sfx = f"_l{layer}" + ("_reverse" if d else "")
+                    gates, cells, hprev = per_dir[d]
+                    dbias = np.zeros(4 * H, dt) if self.bias else None
+                    _kernels.backward(
+                        inp, weights["weight_ih" + sfx], weights["weight_hh" + sfx],
+                        weights.get("weight_hr" + sfx), packed[sfx],
+                        None if c0 is None else c0[k], gates, cells, hprev,
+                        dy, d * Ho, None if dh_n is None else dh_n[k],
+                        None if dc_n is None else dc_n[k],
+                        dx, d > 0, dh0[k], dc0[k],
+                        self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], dbias,
+                        self.grads.get("weight_hr" + sfx), plan.batch_sizes, plan.steps, d == 1)
+                    if dbias is not None:
+                        self.grads["bias_ih" + sfx] += dbias
+                        self.grads["bias_hh" + sfx] += dbias
+                    per_dir[d] = None  # consumed: free the buffers early
+                if layer > 0:
+                    mask = saved[layer - 1][2]
+                    if mask is not None:
+                        dx *= mask
+                dy = dx
+            dx_full = plan.unpack(dy)
+            dx_full = (dx_full[:, 0, :] if unbatched else
+                       np.ascontiguousarray(dx_full.transpose(1, 0, 2)) if self.batch_first
+                       else dx_full)
+            dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)
+            dc0 = self._state_layout(plan.from_sorted(dc0), unbatched)
+            return dx_full, (dh0, dc0)
+
+        return backward
+
+    # ---- kernel helpers ---------------------------------------------------
+    def _bias(self, sfx):
+        if not self.bias:
+            return None
+        return self._params["bias_ih" + sfx] + self._params["bias_hh" + sfx]
+
+    def _packed(self, sfx):
+        """The packed recurrent weights of one layer/direction, repacked when
+        the weights changed since they were packed (in place or replaced)."""
+        w_hh = self._params["weight_hh" + sfx]
+        w_hr = self._params.get("weight_hr" + sfx)
+        src = w_hh if w_hr is None else np.concatenate([w_hh.ravel(), w_hr.ravel()])
+        entry = self._pack_cache.get(sfx)
+        if entry is not None and _kernels.same_bytes(entry[0].view(np.uint8).ravel(),
+                                                     np.ascontiguousarray(src).view(np.uint8).ravel()):
+            return entry[1]
+        blob = np.empty(_kernels.packed_size(self.dtype.char, self.hidden_size, self.proj_size),
+                        self.dtype)
+        _kernels.pack(w_hh, w_hr, blob)
+        self._pack_cache[sfx] = (np.array(src, copy=True), blob)
+        return blob
+
