@@ -8,11 +8,14 @@ from . import reference
 from ._kernels import get_num_threads, set_num_threads
 from ._kernels import isa as _isa
 from ._kernels import have_openmp as _have_openmp
+from .cell import LSTMCell
+from .io import load, save
 from .lstm import LSTM
+from .stream import LSTMStream
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "get_num_threads", "set_num_threads", "show_config", "reference",
+__all__ = ["LSTM", "LSTMCell", "LSTMStream", "save", "load", "get_num_threads", "set_num_threads", "show_config", "reference",
            "__version__"]
 
 

@@ -8,6 +8,8 @@ replaced by assignment; the layers notice either (see LSTM._packed).
 
 import numpy as np
 
+from . import _kernels
+
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -125,3 +127,35 @@ class ParameterModule:
                                 f"got dtype {a.dtype}")
             new[k] = np.array(a, dtype=self.dtype, order="C", copy=True)
         self._params.update(new)
+
+    # ---- what the kernels need, cached -----------------------------------
+    def _bias(self, sfx):
+        """b_ih + b_hh of one layer/direction (the kernel adds one bias), or None."""
+        if "bias_ih" + sfx not in self._params:
+            return None
+        return self._params["bias_ih" + sfx] + self._params["bias_hh" + sfx]
+
+    def _packed(self, sfx):
+        """The packed recurrent weights of one layer/direction.
+
+        Cached, and repacked when the weights changed since they were packed,
+        whether replaced or updated in place (an optimizer step): the cache
+        keeps a copy of the bytes it packed and compares them (memcmp, far
+        cheaper than the forward pass that follows)."""
+        w_hh = self._params["weight_hh" + sfx]
+        w_hr = self._params.get("weight_hr" + sfx)
+        entry = self._pack_cache.get(sfx)
+        if entry is not None and _same(entry[0], w_hh) and _same(entry[1], w_hr):
+            return entry[2]
+        H, P = w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
+        blob = np.empty(_kernels.packed_size(self.dtype.char, H, P), self.dtype)
+        _kernels.pack(w_hh, w_hr, blob)
+        self._pack_cache[sfx] = (w_hh.copy(), None if w_hr is None else w_hr.copy(), blob)
+        return blob
+
+
+def _same(saved, current):
+    if saved is None or current is None:
+        return saved is None and current is None
+    return _kernels.same_bytes(saved.reshape(-1).view(np.uint8),
+                               current.reshape(-1).view(np.uint8))

@@ -255,12 +255,19 @@ class LSTM(ParameterModule):
     def _state_layout(s, unbatched):
         return s[:, 0, :] if unbatched else s
 
+    def stream(self, batch_size, hx=None):
+        """A :class:`fastlstm.stream.LSTMStream` for step-by-step inference
+        (unidirectional only): ``y_t = stream.step(x_t)``, ``stream.reset()``."""
+        from .stream import LSTMStream
+
+        return LSTMStream(self, batch_size, hx)
+
     # ---- backward ---------------------------------------------------------
     def _make_backward(self, plan, unbatched, x_shape, c0, saved):
         used = [False]
         # the weights this forward used: backward must differentiate those
         weights = {k: v.copy() for k, v in self._params.items() if k.startswith("weight")}
-        packed = {sfx: self._packed(sfx).copy() for _, _, sfx in self._suffixes()}
+        packed = {sfx: self._packed(sfx) for _, _, sfx in self._suffixes()}  # never mutated
 
         def backward(d_output, d_state=None):
             if used[0]:
@@ -333,26 +340,3 @@ class LSTM(ParameterModule):
             return dx_full, (dh0, dc0)
 
         return backward
-
-    # ---- kernel helpers ---------------------------------------------------
-    def _bias(self, sfx):
-        if not self.bias:
-            return None
-        return self._params["bias_ih" + sfx] + self._params["bias_hh" + sfx]
-
-    def _packed(self, sfx):
-        """The packed recurrent weights of one layer/direction, repacked when
-        the weights changed since they were packed (in place or replaced)."""
-        w_hh = self._params["weight_hh" + sfx]
-        w_hr = self._params.get("weight_hr" + sfx)
-        src = w_hh if w_hr is None else np.concatenate([w_hh.ravel(), w_hr.ravel()])
-        entry = self._pack_cache.get(sfx)
-        if entry is not None and _kernels.same_bytes(entry[0].view(np.uint8).ravel(),
-                                                     np.ascontiguousarray(src).view(np.uint8).ravel()):
-            return entry[1]
-        blob = np.empty(_kernels.packed_size(self.dtype.char, self.hidden_size, self.proj_size),
-                        self.dtype)
-        _kernels.pack(w_hh, w_hr, blob)
-        self._pack_cache[sfx] = (np.array(src, copy=True), blob)
-        return blob
-

@@ -1,0 +1,135 @@
+"""fastlstm.LSTMCell: one LSTM step, as ``torch.nn.LSTMCell``.
+
+It runs the same compiled kernel as fastlstm.LSTM with one time step; the
+parameters are named ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
+"""
+
+import numpy as np
+
+from . import _kernels
+from ._params import ParameterModule, check_array
+
+__all__ = ["LSTMCell"]
+
+
+class LSTMCell(ParameterModule):
+    """One LSTM step: ``(h, c) = cell(x, (h_prev, c_prev))``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    bias : bool, default True
+    dtype : numpy.float32 or numpy.float64
+    seed : int, numpy.random.Generator or None
+        Initialisation U(-1/sqrt(H), 1/sqrt(H)), as PyTorch.
+
+    Inputs are (B, input_size) or unbatched (input_size,); states (B, H) or
+    (H,).  Gradients from :meth:`forward_train`'s backward accumulate into
+    :attr:`grads`.
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        super().__init__(dtype, seed)
+
+    def _parameter_shapes(self):
+        H, I = self.hidden_size, self.input_size
+        shapes = {"weight_ih": (4 * H, I), "weight_hh": (4 * H, H)}
+        if self.bias:
+            shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
+        return shapes
+
+    def _init_scale(self):
+        return 1.0 / np.sqrt(self.hidden_size)
+
+    def __repr__(self):
+        return (f"LSTMCell({self.input_size}, {self.hidden_size}"
+                f"{'' if self.bias else ', bias=False'}, dtype={self.dtype.name})")
+
+    def _inputs(self, x, hx):
+        x = check_array("x", x, self.dtype)
+        I, H = self.input_size, self.hidden_size
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != I or x.shape[0] == 0:
+            raise ValueError(f"x: expected (B, input_size={I}) or ({I},), got {x.shape}")
+        B = x.shape[0]
+        if hx is None:
+            return x, None, None, unbatched
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("hx: expected a tuple (h_prev, c_prev) or None")
+        states = []
+        for name, s in (("h_prev", hx[0]), ("c_prev", hx[1])):
+            s = check_array(name, s, self.dtype)
+            want = (H,) if unbatched else (B, H)
+            if s.shape != want:
+                raise ValueError(f"{name}: expected shape {want}, got {s.shape}")
+            states.append(np.ascontiguousarray(s.reshape(B, H)))
+        return x, states[0], states[1], unbatched
+
+    def _step(self, x, h_prev, c_prev, train):
+        B, H = x.shape[0], self.hidden_size
+        h = np.empty((B, H), self.dtype)
+        c = np.empty((B, H), self.dtype)
+        h_n = np.empty((B, H), self.dtype)
+        gates = np.empty((B, 4 * H), self.dtype)
+        cells = np.empty((B, H), self.dtype) if train else None
+        hprev = np.empty((B, H), self.dtype) if train else None
+        packed = self._packed("")
+        _kernels.forward(x, self.weight_ih, self._bias(""), packed, h_prev, c_prev,
+                         h, 0, h_n, c, gates, cells, hprev, None, 1, False, 0)
+        return h, c, (gates, cells, hprev, packed)
+
+    def __call__(self, x, hx=None):
+        """One step: returns (h, c), each (B, H) (or (H,) for unbatched x)."""
+        x, h_prev, c_prev, unbatched = self._inputs(x, hx)
+        h, c, _ = self._step(x, h_prev, c_prev, train=False)
+        return (h[0], c[0]) if unbatched else (h, c)
+
+    forward = __call__
+
+    def forward_train(self, x, hx=None):
+        """Returns ``(h, c, backward)``; ``backward(dh, dc=None)`` returns
+        ``(dx, (dh_prev, dc_prev))`` and adds the parameter gradients into
+        :attr:`grads`.  Each backward can be called once."""
+        x, h_prev, c_prev, unbatched = self._inputs(x, hx)
+        h, c, (gates, cells, hprev, packed) = self._step(x, h_prev, c_prev, train=True)
+        weights = (self.weight_ih.copy(), self.weight_hh.copy())
+        used = [False]
+        B, H = x.shape[0], self.hidden_size
+
+        def backward(dh, dc=None):
+            if used[0]:
+                raise RuntimeError("backward: already called for this forward_train")
+            grads = []
+            for name, g in (("dh", dh), ("dc", dc)):
+                if g is None:
+                    grads.append(None)
+                    continue
+                g = check_array(name, g, self.dtype)
+                want = (H,) if unbatched else (B, H)
+                if g.shape != want:
+                    raise ValueError(f"{name}: expected shape {want}, got {g.shape}")
+                grads.append(np.ascontiguousarray(g.reshape(B, H)))
+            used[0] = True
+            dy = grads[0] if grads[0] is not None else np.zeros((B, H), self.dtype)
+            dx = np.empty(x.shape, self.dtype)
+            dh_prev = np.empty((B, H), self.dtype)
+            dc_prev = np.empty((B, H), self.dtype)
+            dbias = np.zeros(4 * H, self.dtype) if self.bias else None
+            _kernels.backward(x, weights[0], weights[1], None, packed, c_prev, gates, cells,
+                              hprev, dy, 0, None, grads[1], dx, False, dh_prev, dc_prev,
+                              self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
+                              None, 1, False)
+            if dbias is not None:
+                self.grads["bias_ih"] += dbias
+                self.grads["bias_hh"] += dbias
+            if unbatched:
+                return dx[0], (dh_prev[0], dc_prev[0])
+            return dx, (dh_prev, dc_prev)
+
+        return ((h[0], c[0]) if unbatched else (h, c)) + (backward,)

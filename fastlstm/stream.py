@@ -1,0 +1,100 @@
+"""Streaming inference: feed a (multi-layer, unidirectional) LSTM one step or
+one chunk at a time, carrying (h, c) between calls.
+
+``stream = lstm.stream(batch_size)`` snapshots the layer's weights (packed
+once) and preallocates every buffer, so a step does no weight validation, no
+packing and no allocation but its output.  Weights changed on the layer
+afterwards are not seen by an existing stream: make a new one.
+"""
+
+import numpy as np
+
+from . import _kernels
+from ._params import check_array
+
+__all__ = ["LSTMStream"]
+
+
+class LSTMStream:
+    """State-carrying step/chunk inference over an :class:`fastlstm.LSTM`.
+
+    Use :meth:`step` for one time step ``x_t`` of shape (B, input_size) and
+    :meth:`steps` for a chunk (T, B, input_size) (time-major, whatever the
+    layer's batch_first); both return the top layer's output and advance the
+    state.  :meth:`reset` restarts from zeros or a given ``(h0, c0)``.
+    """
+
+    def __init__(self, lstm, batch_size, hx=None):
+        if lstm.bidirectional:
+            raise ValueError("stream: a bidirectional LSTM needs the whole sequence; "
+                             "streaming supports unidirectional LSTMs only")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.batch_size, self.dtype = int(batch_size), lstm.dtype
+        self.input_size, self.num_layers = lstm.input_size, lstm.num_layers
+        self.hidden_size, self.proj_size = lstm.hidden_size, lstm.proj_size
+        B, H, Ho, dt = self.batch_size, lstm.hidden_size, lstm.proj_size or lstm.hidden_size, lstm.dtype
+        self._layers = []
+        for layer in range(lstm.num_layers):
+            sfx = f"_l{layer}"
+            self._layers.append((lstm._params["weight_ih" + sfx].copy(), lstm._bias(sfx),
+                                 lstm._packed(sfx)))
+        self._h = np.zeros((lstm.num_layers, B, Ho), dt)
+        self._c = np.zeros((lstm.num_layers, B, H), dt)
+        self._gates = np.empty((B, 4 * H), dt)
+        self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
+        self.reset(hx)
+
+    @property
+    def state(self):
+        """(h, c): copies of the current state, (num_layers, B, H_out) and (num_layers, B, H)."""
+        return self._h.copy(), self._c.copy()
+
+    def reset(self, hx=None):
+        """Start again from zeros, or from ``hx = (h0, c0)`` shaped as :attr:`state`."""
+        if hx is None:
+            self._h.fill(0)
+            self._c.fill(0)
+            return
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("hx: expected a tuple (h0, c0) or None")
+        for name, src, dst in (("h0", hx[0], self._h), ("c0", hx[1], self._c)):
+            src = check_array(name, src, self.dtype)
+            if src.shape != dst.shape:
+                raise ValueError(f"{name}: expected shape {dst.shape}, got {src.shape}")
+            dst[...] = src
+
+    def step(self, x):
+        """One step: x (B, input_size) -> top layer's h_t, (B, H_out)."""
+        if not (isinstance(x, np.ndarray) and x.dtype == self.dtype and x.flags.c_contiguous):
+            x = check_array("x", x, self.dtype)
+        if x.shape != (self.batch_size, self.input_size):
+            raise ValueError(f"x: expected shape ({self.batch_size}, {self.input_size}), "
+                             f"got {x.shape}")
+        inp = x
+        P, gates, h, c = self.proj_size, self._gates, self._h, self._c
+        for k, (w_ih, bias, packed) in enumerate(self._layers):
+            y = self._ys[k]
+            # h0/c0 are read before h_n/c_n are written, so the state updates in place
+            _kernels.forward(inp, w_ih, bias, packed, h[k], c[k], y, 0, h[k], c[k], gates,
+                             None, None, None, 1, False, P)
+            inp = y
+        return inp.copy()
+
+    def steps(self, x):
+        """A chunk: x (T, B, input_size) -> top layer's output (T, B, H_out)."""
+        x = check_array("x", x, self.dtype)
+        B, I = self.batch_size, self.input_size
+        if x.ndim != 3 or x.shape[1:] != (B, I) or x.shape[0] == 0:
+            raise ValueError(f"x: expected shape (T, {B}, {I}), got {x.shape}")
+        T = x.shape[0]
+        inp = x.reshape(T * B, I)
+        for k, (w_ih, bias, packed) in enumerate(self._layers):
+            y = np.empty((T * B, self._h.shape[2]), self.dtype)
+            gates = np.empty((T * B, 4 * self.hidden_size), self.dtype)
+            _kernels.forward(inp, w_ih, bias, packed, self._h[k], self._c[k], y, 0,
+                             self._h[k], self._c[k], gates, None, None, None, T, False,
+                             self.proj_size)
+            inp = y
+        return inp.reshape(T, B, -1)
