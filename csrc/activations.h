@@ -44,8 +44,11 @@ static inline float fl_clamp_s(float x, float lo, float hi)
 
 static inline float fl_sigmoid_s(float x)
 {
-    /* NaN passes through: the comparisons in fl_clamp_s are false for NaN */
-    return 1.0f / (1.0f + fl_exp_clamped_s(fl_clamp_s(-x, -87.0f, 87.0f)));
+    /* NaN passes through: the comparisons in fl_clamp_s are false for NaN.
+     * Below -87 the true value is under FLT_MIN: return exactly 0 (as
+     * 1/(1+inf) does), so a closed gate passes no signal and no gradient. */
+    float s = 1.0f / (1.0f + fl_exp_clamped_s(fl_clamp_s(-x, -87.0f, 87.0f)));
+    return x < -87.0f ? 0.0f : s;
 }
 
 static inline float fl_tanh_s(float x)

@@ -29,6 +29,8 @@ extern "C" {
 #endif
 
 /* ---- general GEMM ------------------------------------------------------ */
+/* As in BLAS: beta == 0 means C is not read (it may hold NaN); K == 0 or
+ * alpha == 0 only scales C by beta (A and B are not read). */
 void fl_gemm_s(int transA, int transB, size_t M, size_t N, size_t K,
                float alpha, const float *A, size_t lda,
                const float *B, size_t ldb,

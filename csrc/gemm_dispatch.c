@@ -27,6 +27,7 @@
 
 /* Below this many multiply-adds one thread is faster than waking others. */
 #define FL_PARALLEL_MIN_WORK (1.0 * (1 << 20))
+#define FL_MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
 
 /* ---- CPU features ------------------------------------------------------- */
 #if FL_X86 && (defined(__GNUC__) || defined(__clang__))
@@ -156,45 +157,41 @@ size_t fl_packed_size_d(size_t K, size_t N)
                 C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];\
     }
 
-/* Threads take contiguous ranges of MR-row (or NR-column) tiles of C; the
- * dimension with more tiles is split, so each thread's duplicate packing of
- * the other operand stays small relative to its share of the work. */
+/* The dimension with more register tiles is split, so the duplicate packing
+ * of the other operand in every chunk stays small relative to the chunk's
+ * work; FL_CHUNKS_PER_THREAD chunks per thread, handed out dynamically, keep
+ * both cores busy when one of them is also running something else. */
+#define FL_CHUNKS_PER_THREAD 4
 #ifdef _OPENMP
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
     if (nt > 1 && !omp_in_parallel() &&                                      \
         (double)M * (double)N * (double)K >= FL_PARALLEL_MIN_WORK) {         \
-        const size_t mtiles = (M + impl->mr_##SFX - 1) / impl->mr_##SFX;     \
-        const size_t ntiles = (N + impl->nr_##SFX - 1) / impl->nr_##SFX;     \
+        const size_t mr = impl->mr_##SFX, nr = impl->nr_##SFX;               \
+        const size_t mtiles = (M + mr - 1) / mr, ntiles = (N + nr - 1) / nr; \
         const int split_m = mtiles >= ntiles;                                \
         const size_t tiles = split_m ? mtiles : ntiles;                      \
+        const size_t unit = split_m ? mr : nr, extent = split_m ? M : N;     \
         if (tiles >= 2) {                                                    \
+            const size_t nch =                                               \
+                FL_MIN_SIZE(tiles, (size_t)nt * FL_CHUNKS_PER_THREAD);       \
+            long ch;                                                         \
             if ((size_t)nt > tiles)                                          \
                 nt = (int)tiles;                                             \
-            _Pragma("omp parallel num_threads(nt)")                          \
-            {                                                                \
-                const size_t t = (size_t)omp_get_thread_num();               \
-                const size_t nth = (size_t)omp_get_num_threads();            \
-                const size_t u0 = tiles * t / nth, u1 = tiles * (t + 1) / nth;\
-                if (split_m) {                                               \
-                    const size_t r0 = u0 * impl->mr_##SFX;                   \
-                    const size_t r1 = u1 * impl->mr_##SFX < M                \
-                                          ? u1 * impl->mr_##SFX : M;         \
-                    if (r1 > r0)                                             \
-                        impl->gemm_##SFX(transA, transB, r1 - r0, N, K,      \
-                                         alpha,                              \
-                                         transA ? A + r0 : A + r0 * lda,     \
-                                         lda, B, ldb, beta, C + r0 * ldc,    \
-                                         ldc);                               \
-                } else {                                                     \
-                    const size_t c0 = u0 * impl->nr_##SFX;                   \
-                    const size_t c1 = u1 * impl->nr_##SFX < N                \
-                                          ? u1 * impl->nr_##SFX : N;         \
-                    if (c1 > c0)                                             \
-                        impl->gemm_##SFX(transA, transB, M, c1 - c0, K,      \
-                                         alpha, A, lda,                      \
-                                         transB ? B + c0 * ldb : B + c0,     \
-                                         ldb, beta, C + c0, ldc);            \
-                }                                                            \
+            _Pragma("omp parallel for num_threads(nt) schedule(dynamic, 1)") \
+            for (ch = 0; ch < (long)nch; ch++) {                             \
+                const size_t x0 = tiles * (size_t)ch / nch * unit;           \
+                const size_t x1 = FL_MIN_SIZE(                               \
+                    tiles * ((size_t)ch + 1) / nch * unit, extent);          \
+                if (x1 <= x0)                                                \
+                    continue;                                                \
+                if (split_m)                                                 \
+                    impl->gemm_##SFX(transA, transB, x1 - x0, N, K, alpha,   \
+                                     transA ? A + x0 : A + x0 * lda, lda, B, \
+                                     ldb, beta, C + x0 * ldc, ldc);          \
+                else                                                         \
+                    impl->gemm_##SFX(transA, transB, M, x1 - x0, K, alpha,   \
+                                     A, lda, transB ? B + x0 * ldb : B + x0, \
+                                     ldb, beta, C + x0, ldc);                \
             }                                                                \
             return;                                                          \
         }                                                                    \

@@ -44,16 +44,19 @@
 #define FL_PRAGMA_(x) _Pragma(#x)
 #define FL_UNROLL(n) FL_PRAGMA_(GCC unroll n)
 #define FL_PREFETCH(p) __builtin_prefetch(p)
+#define FL_PREFETCHW(p) __builtin_prefetch((p), 1)
 #elif defined(_MSC_VER)
 #define FL_INLINE static __forceinline
 #define FL_NOINLINE static __declspec(noinline)
 #define FL_UNROLL(n)
 #define FL_PREFETCH(p) ((void)(p))
+#define FL_PREFETCHW(p) ((void)(p))
 #else
 #define FL_INLINE static inline
 #define FL_NOINLINE static
 #define FL_UNROLL(n)
 #define FL_PREFETCH(p) ((void)(p))
+#define FL_PREFETCHW(p) ((void)(p))
 #endif
 
 #define FL_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -91,6 +94,10 @@ FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs,
         arow[i] = a + (size_t)i * ars;
         FL_UNROLL(16)
         for (p = 0; p < np; p++) {
+            /* C of a big GEMM lives in DRAM: start fetching the tile now,
+             * not at the epilogue */
+            FL_PREFETCHW(c + (size_t)i * ldc + p * FL_NR);
+            FL_PREFETCHW(c + (size_t)i * ldc + p * FL_NR + FL_NR - 1);
             FL_UNROLL(8)
             for (h = 0; h < FL_NV; h++)
                 acc[i][p][h] = FL_VZERO();
@@ -300,9 +307,21 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
                 for (jr = 0; jr < nc; jr += FL_NR) {
                     const size_t nv = FL_MIN((size_t)FL_NR, nc - jr);
                     const FL_T *bp = bbuf + jr * kc;
+                    /* the packed B block is in L3 (or further): each tile
+                     * of this column prefetches its share of the next
+                     * B micro-panel */
+                    const FL_T *bnext = jr + FL_NR < nc ? bp + kc * FL_NR : NULL;
+                    const size_t pf_share = (kc * FL_NR * FL_MR + mc - 1) / mc;
                     for (ir = 0; ir < mc; ir += FL_MR) {
                         const size_t mv = FL_MIN((size_t)FL_MR, mc - ir);
                         const FL_T *ap = abuf + ir * kc;
+                        if (bnext != NULL) {
+                            const size_t x0 = ir / FL_MR * pf_share;
+                            const size_t x1 = FL_MIN(x0 + pf_share, kc * FL_NR);
+                            size_t x;
+                            for (x = x0; x < x1; x += 64 / sizeof(FL_T))
+                                FL_PREFETCH(bnext + x);
+                        }
                         FL_T *cp = C + (ic + ir) * ldc + jc + jr;
                         if (mv == FL_MR && nv == FL_NR) {
                             FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,

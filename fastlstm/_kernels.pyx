@@ -12,6 +12,7 @@ size, H hidden size, P projection size (0 = none), H_out = P or H.
 """
 from libc.stdint cimport int64_t
 from libc.string cimport memcmp
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cython cimport floating
 
 cdef extern from "fastlstm.h" nogil:
@@ -384,8 +385,8 @@ def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     _raise_status(status)
 
 
-def gemm(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] a,
-         const floating[:, ::1] b, floating beta, floating[:, ::1] c):
+def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] a,
+         const floating[:, ::1] b, double beta, floating[:, ::1] c):
     """c = alpha * op(a) @ op(b) + beta * c with the active GEMM variant (tests)."""
     cdef Py_ssize_t M = a.shape[1] if trans_a else a.shape[0]
     cdef Py_ssize_t K = a.shape[0] if trans_a else a.shape[1]
@@ -398,8 +399,138 @@ def gemm(bint trans_a, bint trans_b, floating alpha, const floating[:, ::1] a,
         raise ValueError("gemm: empty operands")
     with nogil:
         if floating is float:
-            fl_gemm_s(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
-                      &b[0, 0], b.shape[1], beta, &c[0, 0], c.shape[1])
+            fl_gemm_s(trans_a, trans_b, M, N, K, <float>alpha, &a[0, 0], a.shape[1],
+                      &b[0, 0], b.shape[1], <float>beta, &c[0, 0], c.shape[1])
         else:
             fl_gemm_d(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
                       &b[0, 0], b.shape[1], beta, &c[0, 0], c.shape[1])
+
+
+cdef class StreamKernel:
+    """Step-by-step forward of a unidirectional stack, with every buffer and
+    pointer prepared once, so a step costs one buffer check and the C calls.
+
+    layers: list of (w_ih (4H, I_k), bias (4H) or None, packed) per layer;
+    h (L, B, H_out) and c (L, B, H): the state, updated in place;
+    gates (B, 4H) workspace; ys: list of L (B, H_out) output buffers.
+    All arrays are C-contiguous of one dtype and are kept alive here.
+    """
+    cdef list _keep
+    cdef bint _double
+    cdef Py_ssize_t L, B, I
+    cdef fl_shape sh0
+    cdef fl_forward_s *fs
+    cdef fl_forward_d *fd
+    cdef object _out
+
+    def __cinit__(self):
+        self.fs = NULL
+        self.fd = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.fs)
+        PyMem_Free(self.fd)
+
+    def __init__(self, list layers, h, c, gates, list ys, Py_ssize_t proj_size):
+        cdef Py_ssize_t L = len(layers), k
+        if L < 1 or len(ys) != L:
+            raise ValueError("StreamKernel: one (w_ih, bias, packed) and one output per layer")
+        self._keep = [layers, h, c, gates, ys]
+        self._double = h.dtype.char == "d"
+        self.L, self.B = L, h.shape[1]
+        self.I = layers[0][0].shape[1]
+        H = c.shape[2]
+        Hout = h.shape[2]
+        if h.shape != (L, self.B, Hout) or c.shape != (L, self.B, H) or \
+                gates.shape != (self.B, 4 * H):
+            raise ValueError("StreamKernel: inconsistent state/workspace shapes")
+        self._out = ys[L - 1]
+        self.sh0.T, self.sh0.B, self.sh0.H, self.sh0.P = 1, self.B, H, proj_size
+        self.sh0.reverse = 0
+        self.sh0.batch_sizes = NULL
+        if self._double:
+            self.fd = <fl_forward_d *> PyMem_Malloc(L * sizeof(fl_forward_d))
+            if self.fd == NULL:
+                raise MemoryError()
+        else:
+            self.fs = <fl_forward_s *> PyMem_Malloc(L * sizeof(fl_forward_s))
+            if self.fs == NULL:
+                raise MemoryError()
+        for k in range(L):
+            w_ih, bias, packed = layers[k]
+            I_k = w_ih.shape[1]
+            if w_ih.shape != (4 * H, I_k) or (k > 0 and I_k != Hout) or \
+                    ys[k].shape != (self.B, Hout) or \
+                    packed.shape[0] != packed_size(h.dtype.char, H, proj_size):
+                raise ValueError(f"StreamKernel: layer {k} has inconsistent shapes")
+            if self._double:
+                self._fill_d(k, w_ih, bias, packed, h[k], c[k], gates, ys[k],
+                             None if k == 0 else ys[k - 1])
+            else:
+                self._fill_s(k, w_ih, bias, packed, h[k], c[k], gates, ys[k],
+                             None if k == 0 else ys[k - 1])
+
+    cdef _fill_s(self, Py_ssize_t k, const float[:, ::1] w_ih, const float[::1] bias,
+                 const float[::1] packed, float[:, ::1] h, float[:, ::1] c,
+                 float[:, ::1] gates, float[:, ::1] y, const float[:, ::1] x_prev):
+        cdef fl_forward_s *a = &self.fs[k]
+        a.x = NULL if x_prev is None else &x_prev[0, 0]
+        a.ldx = w_ih.shape[1]
+        a.w_ih = &w_ih[0, 0]
+        a.bias = NULL if bias is None else &bias[0]
+        a.packed = &packed[0]
+        a.h0 = &h[0, 0]; a.c0 = &c[0, 0]     # read before h_n/c_n are written
+        a.y = &y[0, 0]; a.ldy = y.shape[1]
+        a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
+        a.gates = &gates[0, 0]
+        a.cells = NULL; a.hprev = NULL
+
+    cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
+                 const double[::1] packed, double[:, ::1] h, double[:, ::1] c,
+                 double[:, ::1] gates, double[:, ::1] y, const double[:, ::1] x_prev):
+        cdef fl_forward_d *a = &self.fd[k]
+        a.x = NULL if x_prev is None else &x_prev[0, 0]
+        a.ldx = w_ih.shape[1]
+        a.w_ih = &w_ih[0, 0]
+        a.bias = NULL if bias is None else &bias[0]
+        a.packed = &packed[0]
+        a.h0 = &h[0, 0]; a.c0 = &c[0, 0]
+        a.y = &y[0, 0]; a.ldy = y.shape[1]
+        a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
+        a.gates = &gates[0, 0]
+        a.cells = NULL; a.hprev = NULL
+
+    def step(self, x):
+        """Advance one step with x (B, I) (C-contiguous, the stack's dtype);
+        returns the top layer's output buffer (overwritten by the next step)."""
+        cdef const float[:, ::1] xs
+        cdef const double[:, ::1] xd
+        cdef fl_shape sh = self.sh0
+        cdef int status = FL_OK
+        cdef Py_ssize_t k
+        if self._double:
+            xd = x
+            if xd.shape[0] != self.B or xd.shape[1] != self.I:
+                raise ValueError(f"x: expected shape ({self.B}, {self.I}), "
+                                 f"got ({xd.shape[0]}, {xd.shape[1]})")
+            self.fd[0].x = &xd[0, 0]
+            with nogil:
+                for k in range(self.L):
+                    sh.I = self.fd[k].ldx
+                    status = fl_lstm_forward_d(&sh, &self.fd[k])
+                    if status != FL_OK:
+                        break
+        else:
+            xs = x
+            if xs.shape[0] != self.B or xs.shape[1] != self.I:
+                raise ValueError(f"x: expected shape ({self.B}, {self.I}), "
+                                 f"got ({xs.shape[0]}, {xs.shape[1]})")
+            self.fs[0].x = &xs[0, 0]
+            with nogil:
+                for k in range(self.L):
+                    sh.I = self.fs[k].ldx
+                    status = fl_lstm_forward_s(&sh, &self.fs[k])
+                    if status != FL_OK:
+                        break
+        _raise_status(status)
+        return self._out

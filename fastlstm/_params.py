@@ -6,6 +6,8 @@ reachable as attributes (``lstm.weight_ih_l0``) and through
 replaced by assignment; the layers notice either (see LSTM._packed).
 """
 
+import threading
+
 import numpy as np
 
 from . import _kernels
@@ -50,6 +52,9 @@ class ParameterModule:
         self.dtype = as_dtype(dtype)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._pack_cache = {}
+        # backward calls from several Python threads accumulate into the same
+        # grads (with the GIL released): one at a time
+        self._grad_lock = threading.Lock()
         k = self._init_scale()
         for name, shape in self._parameter_shapes().items():
             self._params[name] = self._rng.uniform(-k, k, size=shape).astype(self.dtype)

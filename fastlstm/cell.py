@@ -120,16 +120,23 @@ class LSTMCell(ParameterModule):
             dx = np.empty(x.shape, self.dtype)
             dh_prev = np.empty((B, H), self.dtype)
             dc_prev = np.empty((B, H), self.dtype)
-            dbias = np.zeros(4 * H, self.dtype) if self.bias else None
-            _kernels.backward(x, weights[0], weights[1], None, packed, c_prev, gates, cells,
-                              hprev, dy, 0, None, grads[1], dx, False, dh_prev, dc_prev,
-                              self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
-                              None, 1, False)
-            if dbias is not None:
-                self.grads["bias_ih"] += dbias
-                self.grads["bias_hh"] += dbias
+            with self._grad_lock:
+                self._backward_kernel(x, weights, packed, c_prev, gates, cells, hprev, dy,
+                                      grads[1], dx, dh_prev, dc_prev)
             if unbatched:
                 return dx[0], (dh_prev[0], dc_prev[0])
             return dx, (dh_prev, dc_prev)
 
         return ((h[0], c[0]) if unbatched else (h, c)) + (backward,)
+
+    def _backward_kernel(self, x, weights, packed, c_prev, gates, cells, hprev, dy, dc,
+                         dx, dh_prev, dc_prev):
+        H = self.hidden_size
+        dbias = np.zeros(4 * H, self.dtype) if self.bias else None
+        _kernels.backward(x, weights[0], weights[1], None, packed, c_prev, gates, cells,
+                          hprev, dy, 0, None, dc, dx, False, dh_prev, dc_prev,
+                          self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
+                          None, 1, False)
+        if dbias is not None:
+            self.grads["bias_ih"] += dbias
+            self.grads["bias_hh"] += dbias

@@ -302,41 +302,47 @@ class LSTM(ParameterModule):
                     conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
                 dh_n, dc_n = conv
             used[0] = True
-            dy = plan.pack(d_out)
-            dh0 = np.empty((LD, B, Ho), dt)
-            dc0 = np.empty((LD, B, H), dt)
-            for layer in reversed(range(self.num_layers)):
-                inp, per_dir, _ = saved[layer]
-                dx = np.empty(inp.shape, dt)
-                for d in range(D):
-                    k = layer * D + d
-                    sfx = f"_l{layer}" + ("_reverse" if d else "")
-                    gates, cells, hprev = per_dir[d]
-                    dbias = np.zeros(4 * H, dt) if self.bias else None
-                    _kernels.backward(
-                        inp, weights["weight_ih" + sfx], weights["weight_hh" + sfx],
-                        weights.get("weight_hr" + sfx), packed[sfx],
-                        None if c0 is None else c0[k], gates, cells, hprev,
-                        dy, d * Ho, None if dh_n is None else dh_n[k],
-                        None if dc_n is None else dc_n[k],
-                        dx, d > 0, dh0[k], dc0[k],
-                        self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], dbias,
-                        self.grads.get("weight_hr" + sfx), plan.batch_sizes, plan.steps, d == 1)
-                    if dbias is not None:
-                        self.grads["bias_ih" + sfx] += dbias
-                        self.grads["bias_hh" + sfx] += dbias
-                    per_dir[d] = None  # consumed: free the buffers early
-                if layer > 0:
-                    mask = saved[layer - 1][2]
-                    if mask is not None:
-                        dx *= mask
-                dy = dx
-            dx_full = plan.unpack(dy)
-            dx_full = (dx_full[:, 0, :] if unbatched else
-                       np.ascontiguousarray(dx_full.transpose(1, 0, 2)) if self.batch_first
-                       else dx_full)
-            dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)
-            dc0 = self._state_layout(plan.from_sorted(dc0), unbatched)
-            return dx_full, (dh0, dc0)
+            with self._grad_lock:
+                return self._backward(plan, unbatched, c0, saved, weights, packed,
+                                      plan.pack(d_out), dh_n, dc_n)
 
         return backward
+
+    def _backward(self, plan, unbatched, c0, saved, weights, packed, dy, dh_n, dc_n):
+        H, Ho, D = self.hidden_size, self._h_out, self.num_directions
+        LD, dt, B = self.num_layers * D, self.dtype, plan.B
+        dh0 = np.empty((LD, B, Ho), dt)
+        dc0 = np.empty((LD, B, H), dt)
+        for layer in reversed(range(self.num_layers)):
+            inp, per_dir, _ = saved[layer]
+            dx = np.empty(inp.shape, dt)
+            for d in range(D):
+                k = layer * D + d
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                gates, cells, hprev = per_dir[d]
+                dbias = np.zeros(4 * H, dt) if self.bias else None
+                _kernels.backward(
+                    inp, weights["weight_ih" + sfx], weights["weight_hh" + sfx],
+                    weights.get("weight_hr" + sfx), packed[sfx],
+                    None if c0 is None else c0[k], gates, cells, hprev,
+                    dy, d * Ho, None if dh_n is None else dh_n[k],
+                    None if dc_n is None else dc_n[k],
+                    dx, d > 0, dh0[k], dc0[k],
+                    self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], dbias,
+                    self.grads.get("weight_hr" + sfx), plan.batch_sizes, plan.steps, d == 1)
+                if dbias is not None:
+                    self.grads["bias_ih" + sfx] += dbias
+                    self.grads["bias_hh" + sfx] += dbias
+                per_dir[d] = None  # consumed: free the buffers early
+            if layer > 0:
+                mask = saved[layer - 1][2]
+                if mask is not None:
+                    dx *= mask
+            dy = dx
+        dx_full = plan.unpack(dy)
+        dx_full = (dx_full[:, 0, :] if unbatched else
+                   np.ascontiguousarray(dx_full.transpose(1, 0, 2)) if self.batch_first
+                   else dx_full)
+        dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)
+        dc0 = self._state_layout(plan.from_sorted(dc0), unbatched)
+        return dx_full, (dh0, dc0)

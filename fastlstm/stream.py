@@ -44,6 +44,8 @@ class LSTMStream:
         self._c = np.zeros((lstm.num_layers, B, H), dt)
         self._gates = np.empty((B, 4 * H), dt)
         self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
+        self._kernel = _kernels.StreamKernel(self._layers, self._h, self._c, self._gates,
+                                             self._ys, lstm.proj_size)
         self.reset(hx)
 
     @property
@@ -67,20 +69,12 @@ class LSTMStream:
 
     def step(self, x):
         """One step: x (B, input_size) -> top layer's h_t, (B, H_out)."""
-        if not (isinstance(x, np.ndarray) and x.dtype == self.dtype and x.flags.c_contiguous):
+        if not (type(x) is np.ndarray and x.dtype == self.dtype and x.flags.c_contiguous):
             x = check_array("x", x, self.dtype)
-        if x.shape != (self.batch_size, self.input_size):
+        if x.ndim != 2:
             raise ValueError(f"x: expected shape ({self.batch_size}, {self.input_size}), "
                              f"got {x.shape}")
-        inp = x
-        P, gates, h, c = self.proj_size, self._gates, self._h, self._c
-        for k, (w_ih, bias, packed) in enumerate(self._layers):
-            y = self._ys[k]
-            # h0/c0 are read before h_n/c_n are written, so the state updates in place
-            _kernels.forward(inp, w_ih, bias, packed, h[k], c[k], y, 0, h[k], c[k], gates,
-                             None, None, None, 1, False, P)
-            inp = y
-        return inp.copy()
+        return self._kernel.step(x).copy()
 
     def steps(self, x):
         """A chunk: x (T, B, input_size) -> top layer's output (T, B, H_out)."""

@@ -3,6 +3,8 @@
 #   csrc/tests/build.sh            build into $OUT (default: /tmp/fastlstm-gemm-test)
 #   csrc/tests/build.sh test       build, then run the tests once per FASTLSTM_ISA
 #   csrc/tests/build.sh bench [T]  build, then benchmark with T threads
+#   python3 csrc/tests/bench_compare.py $OUT/libfastlstm_gemm.so [T]
+#                                  fastlstm vs numpy, alternating, same process
 # Baseline flags everywhere; ISA flags only on the variant files; never
 # -march=native or -ffast-math.  FASTLSTM_NO_OPENMP=1 builds without OpenMP.
 set -eu
@@ -26,9 +28,14 @@ cc gemm_avx2.c -mavx2 -mfma
 cc gemm_avx512.c -mavx512f -mavx512dq -mavx512vl -mfma
 cc gemm_dispatch.c
 cc tests/test_gemm.c
-$CC $OMP -o "$OUT/test_gemm" "$OUT"/threads.o "$OUT"/gemm_ref.o \
+$CC $CFLAGS $OMP -o "$OUT/test_gemm" "$OUT"/threads.o "$OUT"/gemm_ref.o \
     "$OUT"/gemm_generic.o "$OUT"/gemm_avx2.o "$OUT"/gemm_avx512.o \
     "$OUT"/gemm_dispatch.o "$OUT"/test_gemm.o -lm
+
+# the same objects as a shared library, for csrc/tests/bench_compare.py
+$CC $CFLAGS $OMP -shared -o "$OUT/libfastlstm_gemm.so" "$OUT"/threads.o \
+    "$OUT"/gemm_generic.o "$OUT"/gemm_avx2.o "$OUT"/gemm_avx512.o \
+    "$OUT"/gemm_dispatch.o -lm
 
 case "${1:-}" in
 test)
