@@ -90,13 +90,6 @@ void FL_FN(fl_lstm_pack)(size_t H, size_t P, const REAL *w_hh,
     }
 }
 
-/* Free everything in a NULL-terminated list of allocations. */
-static void FL_FN(free_all)(void **ptrs, size_t n)
-{
-    for (size_t k = 0; k < n; k++)
-        free(ptrs[k]);
-}
-
 /* The fused gate loop of one batch row over nu units (all four gates of
  * them): pre-activations = recurrent product (acc, group layout: U columns
  * per gate) + input projection (gr, 4H layout) + bias; writes the activations
@@ -150,267 +143,334 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
     }
 }
 
+/* Everything one time loop needs; shared read-only by the threads (the
+ * buffers it points to are split between them as described above). */
+typedef struct FL_FN(loop) {
+    const fl_shape *sh;
+    const fl_rows *rw;
+    FL_FN(blob_layout) L;
+    size_t nr;
+    const FWD_ARGS *fa;
+    const BWD_ARGS *ba;
+    const REAL *bias, *zeros, *pk_hh, *pk_hr;
+    REAL *hbuf, *cstate, *rstep, *tmp;             /* forward state */
+    REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
+        *dhtot, *rstore;
+} FL_FN(loop);
+
+static inline void FL_FN(barrier)(int nth)
+{
+#ifdef _OPENMP
+    if (nth > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)nth;
+#endif
+}
+
+/* Threads for a time loop whose per-step product is B x K x N: as many as
+ * have FL_MIN_STEP_MACS of work each (a barrier per step costs about as
+ * much as that), at most `chunks`. */
+#ifndef FL_MIN_STEP_MACS
+#define FL_MIN_STEP_MACS 32768
+#endif
+static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
+{
+    size_t nt = (size_t)fl_get_num_threads();
+    size_t by_work = B * K * N / FL_MIN_STEP_MACS;
+    if (nt > by_work)
+        nt = by_work;
+    if (nt > chunks)
+        nt = chunks;
+    return nt < 1 ? 1 : (int)nt;
+}
+
+/* Runs fn(ctx, tid, nth) on nt threads (no OpenMP region at all for 1). */
+#ifdef _OPENMP
+#define FL_RUN_THREADS(fn, ctx, nt)                                            \
+    do {                                                                       \
+        if ((nt) > 1) {                                                        \
+            _Pragma("omp parallel num_threads(nt)")                            \
+            fn(ctx, omp_get_thread_num(), omp_get_num_threads());              \
+        } else {                                                               \
+            fn(ctx, 0, 1);                                                     \
+        }                                                                      \
+    } while (0)
+#else
+#define FL_RUN_THREADS(fn, ctx, nt) fn(ctx, 0, 1)
+#endif
+
+static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
+{
+    const fl_shape *sh = lp->sh;
+    const fl_rows *rw = lp->rw;
+    const FWD_ARGS *a = lp->fa;
+    const size_t T = sh->T, B = sh->B, H = sh->H, P = sh->P;
+    const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U;
+    const int rev = sh->reverse;
+    REAL *gates = a->gates, *y = a->y, *cells = a->cells, *hprev = a->hprev;
+    size_t g0, g1, p0 = 0, p1 = 0;
+    fl_split(lp->L.groups, 1, nth, tid, &g0, &g1);
+    if (P)
+        fl_split(P, lp->nr, nth, tid, &p0, &p1);
+    REAL *my_tmp = lp->tmp + (size_t)tid * B * 4 * U;
+
+    for (size_t s = 0; s < T; s++) {
+        const size_t nb = fl_batch(rw, s);
+        const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
+        const REAL *hc = lp->hbuf + (s & 1) * B * Hout;
+        REAL *hn = lp->hbuf + ((s + 1) & 1) * B * Hout;
+
+        for (size_t g = g0; g < g1; g++) {
+            const size_t u0 = g * U, nu = H - u0 < U ? H - u0 : U;
+            GEMM_PACKED(nb, 4 * U, Hout, hc, Hout, lp->pk_hh + g * 4 * U * Hout,
+                        (REAL)0, my_tmp, 4 * U);
+            for (size_t j = 0; j < nb; j++) {
+                const size_t t = rev ? rw->len[j] - 1 - s : s;
+                const size_t row = fl_row(rw, t, j);
+                const int last = j >= nb_next;
+                const int has_next = !last && hprev;
+                const size_t nrow = has_next ? fl_row(rw, rev ? t - 1 : t + 1, j) : 0;
+                REAL *rout = P ? lp->rstep + j * H + u0 : hn + j * Hout + u0;
+                REAL *cs = lp->cstate + j * H + u0;
+                FL_FN(gate_forward)(nu, U, H, my_tmp + j * 4 * U, lp->bias + u0,
+                                    gates + row * G4 + u0, cs, rout);
+                if (cells)
+                    memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
+                if (last)
+                    memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
+                if (!P) {
+                    memcpy(y + row * a->ldy + u0, rout, nu * sizeof(REAL));
+                    if (has_next)
+                        memcpy(hprev + nrow * Hout + u0, rout, nu * sizeof(REAL));
+                    if (last)
+                        memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
+                }
+            }
+        }
+        if (P) { /* h_t = r_t W_hr^T, my columns of it */
+            FL_FN(barrier)(nth);
+            if (p1 > p0) {
+                GEMM_PACKED(nb, p1 - p0, H, lp->rstep, H, lp->pk_hr + p0 * H, (REAL)0,
+                            hn + p0, Hout);
+                for (size_t j = 0; j < nb; j++) {
+                    const size_t t = rev ? rw->len[j] - 1 - s : s;
+                    const size_t row = fl_row(rw, t, j);
+                    const REAL *hj = hn + j * Hout + p0;
+                    const size_t n = (p1 - p0) * sizeof(REAL);
+                    memcpy(y + row * a->ldy + p0, hj, n);
+                    if (j >= nb_next)
+                        memcpy(a->h_n + j * Hout + p0, hj, n);
+                    else if (hprev)
+                        memcpy(hprev + fl_row(rw, rev ? t - 1 : t + 1, j) * Hout + p0, hj, n);
+                }
+            }
+        }
+        FL_FN(barrier)(nth);
+    }
+}
+
 int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
-    const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
+    const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;
-    const int rev = sh->reverse;
-    if (T == 0 || B == 0 || I == 0 || H == 0 || (P && !a->packed))
+    if (sh->T == 0 || B == 0 || I == 0 || H == 0 || !a->packed)
         return FL_EINVAL;
-    FL_FN(blob_layout) L = FL_FN(layout)(H, P);
-    const size_t U = L.U, nr = GEMM_NR();
+    FL_FN(loop) lp;
+    memset(&lp, 0, sizeof lp);
+    lp.sh = sh;
+    lp.fa = a;
+    lp.L = FL_FN(layout)(H, P);
+    lp.nr = GEMM_NR();
     fl_rows rw;
     int status = fl_rows_init(&rw, sh);
     if (status != FL_OK)
         return status;
-    int nt = fl_get_num_threads();
-    if ((size_t)nt > L.groups)
-        nt = (int)L.groups;
+    lp.rw = &rw;
+    const int nt = FL_FN(threads_for)(B, Hout, G4, lp.L.groups);
+    (void)nt; /* unused without OpenMP */
+    const size_t U = lp.L.U;
 
-    REAL *hbuf = malloc(2 * B * Hout * sizeof(REAL));
-    REAL *cstate = malloc(B * H * sizeof(REAL));
-    REAL *rstep = P ? malloc(B * H * sizeof(REAL)) : NULL;
-    REAL *tmp = malloc((size_t)nt * B * 4 * U * sizeof(REAL));
-    REAL *zeros = a->bias ? NULL : calloc(G4, sizeof(REAL));
-    void *owned[] = {hbuf, cstate, rstep, tmp, zeros};
-    if (!hbuf || !cstate || (P && !rstep) || !tmp || (!a->bias && !zeros)) {
-        FL_FN(free_all)(owned, 5);
+    /* one allocation for the whole workspace, none inside the loop */
+    const size_t n_h = 2 * B * Hout, n_c = B * H, n_r = P ? B * H : 0;
+    const size_t n_tmp = (size_t)nt * B * 4 * U, n_zero = a->bias ? 0 : G4;
+    REAL *ws = malloc((n_h + n_c + n_r + n_tmp + n_zero) * sizeof(REAL));
+    if (!ws) {
         fl_rows_free(&rw);
         return FL_ENOMEM;
     }
+    lp.hbuf = ws;
+    lp.cstate = lp.hbuf + n_h;
+    lp.rstep = P ? lp.cstate + n_c : NULL;
+    lp.tmp = lp.cstate + n_c + n_r;
+    if (a->bias) {
+        lp.bias = a->bias;
+    } else {
+        REAL *z = lp.tmp + n_tmp;
+        memset(z, 0, G4 * sizeof(REAL));
+        lp.bias = z;
+    }
     for (size_t k = 0; k < B * Hout; k++)
-        hbuf[k] = a->h0 ? a->h0[k] : (REAL)0;
+        lp.hbuf[k] = a->h0 ? a->h0[k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
-        cstate[k] = a->c0 ? a->c0[k] : (REAL)0;
+        lp.cstate[k] = a->c0 ? a->c0[k] : (REAL)0;
     if (a->hprev) /* h_{t-1} of each sequence's first step is h0 */
         for (size_t j = 0; j < B; j++)
-            memcpy(a->hprev + fl_row(&rw, rev ? rw.len[j] - 1 : 0, j) * Hout,
-                   hbuf + j * Hout, Hout * sizeof(REAL));
+            memcpy(a->hprev + fl_row(&rw, sh->reverse ? rw.len[j] - 1 : 0, j) * Hout,
+                   lp.hbuf + j * Hout, Hout * sizeof(REAL));
+    lp.pk_hh = a->packed + lp.L.hh_fwd;
+    lp.pk_hr = P ? a->packed + lp.L.hr_fwd : NULL;
 
-    /* 1. input projection: gates = x W_ih^T, (rows, 4H) */
-    GEMM(0, 1, rw.rows, G4, I, (REAL)1, a->x, a->ldx, a->w_ih, I, (REAL)0,
-         a->gates, G4);
-
-    const REAL *pk_hh = a->packed + L.hh_fwd;
-    const REAL *pk_hr = P ? a->packed + L.hr_fwd : NULL;
-    REAL *gates = a->gates, *y = a->y, *cells = a->cells, *hprev = a->hprev;
-    const REAL *bias = a->bias ? a->bias : zeros;
-
+    /* 1. input projection for all rows: gates = x W_ih^T, (rows, 4H) */
+    GEMM(0, 1, rw.rows, G4, I, (REAL)1, a->x, a->ldx, a->w_ih, I, (REAL)0, a->gates, G4);
     /* 2. the time loop */
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        size_t g0, g1, p0 = 0, p1 = 0;
-        fl_split(L.groups, 1, nth, tid, &g0, &g1);
-        if (P)
-            fl_split(P, nr, nth, tid, &p0, &p1);
-        REAL *my_tmp = tmp + (size_t)tid * B * 4 * U;
+    FL_RUN_THREADS(FL_FN(forward_loop), &lp, nt);
 
-        for (size_t s = 0; s < T; s++) {
-            const size_t nb = fl_batch(&rw, s);
-            const size_t nb_next = s + 1 < T ? fl_batch(&rw, s + 1) : 0;
-            const REAL *hc = hbuf + (s & 1) * B * Hout;
-            REAL *hn = hbuf + ((s + 1) & 1) * B * Hout;
-
-            for (size_t g = g0; g < g1; g++) {
-                const size_t u0 = g * U, nu = H - u0 < U ? H - u0 : U;
-                GEMM_PACKED(nb, 4 * U, Hout, hc, Hout, pk_hh + g * 4 * U * Hout,
-                            (REAL)0, my_tmp, 4 * U);
-                for (size_t j = 0; j < nb; j++) {
-                    const size_t t = rev ? rw.len[j] - 1 - s : s;
-                    const size_t row = fl_row(&rw, t, j);
-                    const int last = j >= nb_next;
-                    const int has_next = !last && hprev;
-                    const size_t nrow = has_next ? fl_row(&rw, rev ? t - 1 : t + 1, j) : 0;
-                    REAL *rout = P ? rstep + j * H + u0 : hn + j * Hout + u0;
-                    FL_FN(gate_forward)(nu, U, H, my_tmp + j * 4 * U, bias + u0,
-                                        gates + row * G4 + u0, cstate + j * H + u0,
-                                        rout);
-                    const REAL *cs = cstate + j * H + u0;
-                    if (cells)
-                        memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
-                    if (last)
-                        memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
-                    if (!P) {
-                        memcpy(y + row * a->ldy + u0, rout, nu * sizeof(REAL));
-                        if (has_next)
-                            memcpy(hprev + nrow * Hout + u0, rout, nu * sizeof(REAL));
-                        if (last)
-                            memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
-                    }
-                }
-            }
-            if (P) {
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-                if (p1 > p0) {
-                    GEMM_PACKED(nb, p1 - p0, H, rstep, H, pk_hr + p0 * H, (REAL)0,
-                                hn + p0, Hout);
-                    for (size_t j = 0; j < nb; j++) {
-                        const size_t t = rev ? rw.len[j] - 1 - s : s;
-                        const size_t row = fl_row(&rw, t, j);
-                        const REAL *hj = hn + j * Hout + p0;
-                        const size_t n = (p1 - p0) * sizeof(REAL);
-                        memcpy(y + row * a->ldy + p0, hj, n);
-                        if (j >= nb_next)
-                            memcpy(a->h_n + j * Hout + p0, hj, n);
-                        else if (hprev)
-                            memcpy(hprev + fl_row(&rw, rev ? t - 1 : t + 1, j) * Hout + p0,
-                                   hj, n);
-                    }
-                }
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        }
-    }
-    FL_FN(free_all)(owned, 5);
+    free(ws);
     fl_rows_free(&rw);
     return FL_OK;
+}
+
+static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
+{
+    const fl_shape *sh = lp->sh;
+    const fl_rows *rw = lp->rw;
+    const BWD_ARGS *a = lp->ba;
+    const size_t T = sh->T, B = sh->B, H = sh->H, P = sh->P;
+    const size_t Hout = P ? P : H, G4 = 4 * H;
+    const int rev = sh->reverse;
+    REAL *gates = a->gates;
+    const REAL *cells = a->cells, *dy = a->dy;
+    size_t u0, u1, v0, v1; /* my hidden units; my columns of dh (H_out) */
+    fl_split(H, lp->nr, nth, tid, &u0, &u1);
+    fl_split(Hout, lp->nr, nth, tid, &v0, &v1);
+
+    for (size_t k = 0; k < T; k++) {
+        const size_t s = T - 1 - k;
+        const size_t nb = fl_batch(rw, s);
+        const REAL *dcur = lp->dhbuf + (k & 1) * B * Hout;
+        REAL *dnext = lp->dhbuf + ((k + 1) & 1) * B * Hout;
+        REAL *dg = lp->dgstep + (k & 1) * B * G4;
+
+        if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
+            for (size_t j = 0; j < nb; j++) {
+                const size_t t = rev ? rw->len[j] - 1 - s : s;
+                const size_t row = fl_row(rw, t, j);
+                for (size_t p = v0; p < v1; p++) {
+                    REAL v = dy[row * a->lddy + p] + dcur[j * Hout + p];
+                    lp->dhp[j * P + p] = v;
+                    lp->dhtot[row * P + p] = v;
+                }
+            }
+            FL_FN(barrier)(nth);
+            if (u1 > u0)
+                GEMM_PACKED(nb, u1 - u0, P, lp->dhp, P, lp->pk_hr + u0 * P, (REAL)0,
+                            lp->drstep + u0, H);
+        }
+        for (size_t j = 0; j < nb; j++) {
+            const size_t t = rev ? rw->len[j] - 1 - s : s;
+            const size_t row = fl_row(rw, t, j);
+            const int first = rev ? t == rw->len[j] - 1 : t == 0;
+            const REAL *cp = first ? (a->c0 ? a->c0 + j * H : lp->zeros)
+                                   : cells + fl_row(rw, rev ? t + 1 : t - 1, j) * H;
+            /* d r_t = upstream dy + carried dh (P == 0), or dh W_hr (P) */
+            const REAL *dyr = P ? lp->drstep + j * H : dy + row * a->lddy;
+            const REAL *dcr = P ? lp->zeros : dcur + j * Hout;
+            const REAL *cr = cells + row * H;
+            if (P) /* r_t = o * tanh(c_t), for dW_hr after the loop */
+                for (size_t u = u0; u < u1; u++)
+                    lp->rstore[row * H + u] = gates[row * G4 + 3 * H + u] * TANH(cr[u]);
+            if (u1 > u0)
+                FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
+                                     gates + row * G4 + u0, dg + j * G4 + u0,
+                                     lp->dcstate + j * H + u0);
+        }
+        FL_FN(barrier)(nth);
+        if (v1 > v0) /* dh_{t-1} = dgates W_hh for my columns */
+            GEMM_PACKED(nb, v1 - v0, G4, dg, G4, lp->pk_hh + v0 * G4, (REAL)0,
+                        dnext + v0, Hout);
+        /* rows >= nb have not started yet (backward runs from each
+         * sequence's end): both buffers still hold their dh_n */
+    }
 }
 
 int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;
-    const int rev = sh->reverse;
-    if (T == 0 || B == 0 || I == 0 || H == 0 || (P && !a->w_hr))
+    if (T == 0 || B == 0 || I == 0 || H == 0 || !a->packed || (P && !a->w_hr))
         return FL_EINVAL;
-    FL_FN(blob_layout) L = FL_FN(layout)(H, P);
-    const size_t nr = GEMM_NR();
+    FL_FN(loop) lp;
+    memset(&lp, 0, sizeof lp);
+    lp.sh = sh;
+    lp.ba = a;
+    lp.L = FL_FN(layout)(H, P);
+    lp.nr = GEMM_NR();
     fl_rows rw;
     int status = fl_rows_init(&rw, sh);
     if (status != FL_OK)
         return status;
+    lp.rw = &rw;
     const size_t rows = rw.rows;
-    int nt = fl_get_num_threads();
-    if ((size_t)nt > (H + nr - 1) / nr)
-        nt = (int)((H + nr - 1) / nr);
+    const int nt = FL_FN(threads_for)(B, G4, Hout, (H + lp.nr - 1) / lp.nr);
+    (void)nt; /* unused without OpenMP */
 
-    REAL *dhbuf = malloc(2 * B * Hout * sizeof(REAL));
-    REAL *dcstate = malloc(B * H * sizeof(REAL));
-    REAL *dgstep = malloc(2 * B * G4 * sizeof(REAL));
-    REAL *dhp = P ? malloc(B * P * sizeof(REAL)) : NULL;      /* dh of the step */
-    REAL *drstep = P ? malloc(B * H * sizeof(REAL)) : NULL;   /* d r of the step */
-    REAL *dhtot = P ? malloc(rows * P * sizeof(REAL)) : NULL; /* for dW_hr */
-    REAL *rstore = P ? malloc(rows * H * sizeof(REAL)) : NULL;
-    REAL *zeros = calloc(H, sizeof(REAL)); /* c0 = 0, or no carried dh (P) */
-    void *owned[] = {dhbuf, dcstate, dgstep, dhp, drstep, dhtot, rstore, zeros};
-    if (!dhbuf || !dcstate || !dgstep || !zeros ||
-        (P && (!dhp || !drstep || !dhtot || !rstore))) {
-        FL_FN(free_all)(owned, 8);
+    const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
+    const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;
+    const size_t n_tot = P ? rows * P : 0, n_rs = P ? rows * H : 0;
+    REAL *ws = malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs) *
+                      sizeof(REAL));
+    if (!ws) {
         fl_rows_free(&rw);
         return FL_ENOMEM;
     }
+    lp.dhbuf = ws;
+    lp.dcstate = lp.dhbuf + n_dh;
+    lp.dgstep = lp.dcstate + n_dc;
+    REAL *zeros = lp.dgstep + n_dg; /* c0 = 0, or no carried dh (P) */
+    memset(zeros, 0, n_zero * sizeof(REAL));
+    lp.zeros = zeros;
+    lp.dhp = P ? zeros + n_zero : NULL;
+    lp.drstep = P ? lp.dhp + n_dhp : NULL;
+    lp.dhtot = P ? lp.drstep + n_dr : NULL;
+    lp.rstore = P ? lp.dhtot + n_tot : NULL;
     for (size_t k = 0; k < B * Hout; k++)
-        dhbuf[k] = dhbuf[B * Hout + k] = a->dh_n ? a->dh_n[k] : (REAL)0;
+        lp.dhbuf[k] = lp.dhbuf[B * Hout + k] = a->dh_n ? a->dh_n[k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
-        dcstate[k] = a->dc_n ? a->dc_n[k] : (REAL)0;
+        lp.dcstate[k] = a->dc_n ? a->dc_n[k] : (REAL)0;
+    lp.pk_hh = a->packed + lp.L.hh_bwd;
+    lp.pk_hr = P ? a->packed + lp.L.hr_bwd : NULL;
 
-    const REAL *pk_hh = a->packed + L.hh_bwd;
-    const REAL *pk_hr = P ? a->packed + L.hr_bwd : NULL;
-    REAL *gates = a->gates;
-    const REAL *cells = a->cells, *c0 = a->c0, *dy = a->dy;
+    FL_RUN_THREADS(FL_FN(backward_loop), &lp, nt);
 
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        size_t u0, u1, v0, v1; /* my hidden units; my columns of dh (H_out) */
-        fl_split(H, nr, nth, tid, &u0, &u1);
-        fl_split(Hout, nr, nth, tid, &v0, &v1);
-
-        for (size_t k = 0; k < T; k++) {
-            const size_t s = T - 1 - k;
-            const size_t nb = fl_batch(&rw, s);
-            const REAL *dcur = dhbuf + (k & 1) * B * Hout;
-            REAL *dnext = dhbuf + ((k + 1) & 1) * B * Hout;
-            REAL *dg = dgstep + (k & 1) * B * G4;
-
-            if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
-                for (size_t j = 0; j < nb; j++) {
-                    const size_t t = rev ? rw.len[j] - 1 - s : s;
-                    const size_t row = fl_row(&rw, t, j);
-                    for (size_t p = v0; p < v1; p++) {
-                        REAL v = dy[row * a->lddy + p] + dcur[j * Hout + p];
-                        dhp[j * P + p] = v;
-                        dhtot[row * P + p] = v;
-                    }
-                }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-                if (u1 > u0)
-                    GEMM_PACKED(nb, u1 - u0, P, dhp, P, pk_hr + u0 * P, (REAL)0,
-                                drstep + u0, H);
-            }
-            for (size_t j = 0; j < nb; j++) {
-                const size_t t = rev ? rw.len[j] - 1 - s : s;
-                const size_t row = fl_row(&rw, t, j);
-                const int first = rev ? t == rw.len[j] - 1 : t == 0;
-                const REAL *cp =
-                    first ? (c0 ? c0 + j * H : zeros)
-                          : cells + fl_row(&rw, rev ? t + 1 : t - 1, j) * H;
-                /* d r_t = upstream dy + carried dh (P == 0), or dh W_hr (P) */
-                const REAL *dyr = P ? drstep + j * H : dy + row * a->lddy;
-                const REAL *dcr = P ? zeros : dcur + j * Hout;
-                const REAL *cr = cells + row * H;
-                if (P) /* r_t = o * tanh(c_t), for dW_hr after the loop */
-                    for (size_t u = u0; u < u1; u++)
-                        rstore[row * H + u] = gates[row * G4 + 3 * H + u] * TANH(cr[u]);
-                if (u1 > u0)
-                    FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
-                                         gates + row * G4 + u0, dg + j * G4 + u0,
-                                         dcstate + j * H + u0);
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            if (v1 > v0) /* dh_{t-1} = dgates W_hh for my columns */
-                GEMM_PACKED(nb, v1 - v0, G4, dg, G4, pk_hh + v0 * G4, (REAL)0,
-                            dnext + v0, Hout);
-            /* rows >= nb have not started yet (backward runs from each
-             * sequence's end): both buffers still hold their dh_n */
-        }
-    }
-    memcpy(a->dh0, dhbuf + (T & 1) * B * Hout, B * Hout * sizeof(REAL));
-    memcpy(a->dc0, dcstate, B * H * sizeof(REAL));
+    memcpy(a->dh0, lp.dhbuf + (T & 1) * B * Hout, B * Hout * sizeof(REAL));
+    memcpy(a->dc0, lp.dcstate, B * H * sizeof(REAL));
 
     /* weight gradients and dx: one GEMM each over all rows */
-    GEMM(1, 0, G4, I, rows, (REAL)1, gates, G4, a->x, a->ldx, (REAL)1, a->dw_ih, I);
-    GEMM(1, 0, G4, Hout, rows, (REAL)1, gates, G4, a->hprev, Hout, (REAL)1,
-         a->dw_hh, Hout);
+    REAL *dG = a->gates;
+    GEMM(1, 0, G4, I, rows, (REAL)1, dG, G4, a->x, a->ldx, (REAL)1, a->dw_ih, I);
+    GEMM(1, 0, G4, Hout, rows, (REAL)1, dG, G4, a->hprev, Hout, (REAL)1, a->dw_hh, Hout);
     if (P)
-        GEMM(1, 0, P, H, rows, (REAL)1, dhtot, P, rstore, H, (REAL)1, a->dw_hr, H);
+        GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
     if (a->dx)
-        GEMM(0, 0, rows, I, G4, (REAL)1, gates, G4, a->w_ih, I,
+        GEMM(0, 0, rows, I, G4, (REAL)1, dG, G4, a->w_ih, I,
              a->dx_accumulate ? (REAL)1 : (REAL)0, a->dx, a->lddx);
-    if (a->dbias) {
+    if (a->dbias) { /* column sums in a fixed order: rows ascending */
         REAL *db = a->dbias;
+        const int nt_sum = rows * G4 >= 65536 ? fl_get_num_threads() : 1;
+        (void)nt_sum;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1 && rows * G4 > 65536) schedule(static)
+#pragma omp parallel for num_threads(nt_sum) if (nt_sum > 1) schedule(static)
 #endif
-        for (size_t cb = 0; cb < G4; cb += 64) { /* fixed order: rows ascending */
+        for (size_t cb = 0; cb < G4; cb += 64) {
             size_t ce = cb + 64 < G4 ? cb + 64 : G4;
             for (size_t r = 0; r < rows; r++)
                 for (size_t c = cb; c < ce; c++)
-                    db[c] += gates[r * G4 + c];
+                    db[c] += dG[r * G4 + c];
         }
     }
-    FL_FN(free_all)(owned, 8);
+    free(ws);
     fl_rows_free(&rw);
     return FL_OK;
 }
