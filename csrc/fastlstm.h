@@ -49,12 +49,13 @@ size_t fl_packed_rows(const fl_shape *sh);
 
 #define FL_DECLARE_API(REAL, S)                                               \
                                                                               \
-/* Elements of the packed recurrent weights blob (depends on the ISA          \
- * variant chosen at import: pack again after fl_init).  */                   \
-size_t fl_lstm_packed_size_##S(size_t H, size_t P);                           \
-/* Pack w_hh (4H, H_out) and w_hr (P, H; NULL when P == 0) into `blob`. */    \
-void fl_lstm_pack_##S(size_t H, size_t P, const REAL *w_hh,                   \
-                      const REAL *w_hr, REAL *blob);                          \
+/* Elements of the packed weights blob (its layout depends on the ISA         \
+ * variant chosen at import).  */                                             \
+size_t fl_lstm_packed_size_##S(size_t I, size_t H, size_t P);                 \
+/* Pack w_ih (4H, I), w_hh (4H, H_out) and w_hr (P, H; NULL when P == 0)      \
+ * into `blob`. */                                                            \
+void fl_lstm_pack_##S(size_t I, size_t H, size_t P, const REAL *w_ih,         \
+                      const REAL *w_hh, const REAL *w_hr, REAL *blob);        \
                                                                               \
 typedef struct fl_forward_##S {                                               \
     const REAL *x;  size_t ldx;   /* (rows, I) */                             \

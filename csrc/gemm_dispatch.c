@@ -159,9 +159,12 @@ size_t fl_packed_size_d(size_t K, size_t N)
 
 /* The dimension with more register tiles is split, so the duplicate packing
  * of the other operand in every chunk stays small relative to the chunk's
- * work; FL_CHUNKS_PER_THREAD chunks per thread, handed out dynamically, keep
- * both cores busy when one of them is also running something else. */
-#define FL_CHUNKS_PER_THREAD 4
+ * work.  Each chunk packs its own copy of that operand, so one chunk per
+ * thread is the least traffic (measured: with 4 per thread, repacking a
+ * 16 MB W in the 2240x4096x1024 projection cost ~15%); more chunks would
+ * only help on a machine where another process holds a core.  Sharing one
+ * packed B between the threads (BLIS style) is the next step if needed. */
+#define FL_CHUNKS_PER_THREAD 1
 #ifdef _OPENMP
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
     if (nt > 1 && !omp_in_parallel() &&                                      \

@@ -6,8 +6,9 @@
 #include "gemm.h"
 
 #define FL_DECLARE_VARIANT(REAL, S, ISA)                                       \
-    size_t fl_lstm_packed_size_##S##_##ISA(size_t H, size_t P);                \
-    void fl_lstm_pack_##S##_##ISA(size_t H, size_t P, const REAL *w_hh,        \
+    size_t fl_lstm_packed_size_##S##_##ISA(size_t I, size_t H, size_t P);      \
+    void fl_lstm_pack_##S##_##ISA(size_t I, size_t H, size_t P,                \
+                                  const REAL *w_ih, const REAL *w_hh,          \
                                   const REAL *w_hr, REAL *blob);               \
     int fl_lstm_forward_##S##_##ISA(const fl_shape *sh,                        \
                                     const fl_forward_##S *a);                  \
@@ -28,12 +29,14 @@ FL_DECLARE_ISA(avx512)
 
 typedef struct fl_variant {
     const char *name;
-    size_t (*packed_size_s)(size_t, size_t);
-    void (*pack_s)(size_t, size_t, const float *, const float *, float *);
+    size_t (*packed_size_s)(size_t, size_t, size_t);
+    void (*pack_s)(size_t, size_t, size_t, const float *, const float *,
+                   const float *, float *);
     int (*forward_s)(const fl_shape *, const fl_forward_s *);
     int (*backward_s)(const fl_shape *, const fl_backward_s *);
-    size_t (*packed_size_d)(size_t, size_t);
-    void (*pack_d)(size_t, size_t, const double *, const double *, double *);
+    size_t (*packed_size_d)(size_t, size_t, size_t);
+    void (*pack_d)(size_t, size_t, size_t, const double *, const double *,
+                   const double *, double *);
     int (*forward_d)(const fl_shape *, const fl_forward_d *);
     int (*backward_d)(const fl_shape *, const fl_backward_d *);
 } fl_variant;
@@ -71,16 +74,16 @@ const char *fl_init(void)
 }
 
 #define FL_FORWARD_API(REAL, S)                                                \
-    size_t fl_lstm_packed_size_##S(size_t H, size_t P)                         \
+    size_t fl_lstm_packed_size_##S(size_t I, size_t H, size_t P)               \
     {                                                                          \
         fl_init();                                                             \
-        return active->packed_size_##S(H, P);                                  \
+        return active->packed_size_##S(I, H, P);                               \
     }                                                                          \
-    void fl_lstm_pack_##S(size_t H, size_t P, const REAL *w_hh,                \
-                          const REAL *w_hr, REAL *blob)                        \
+    void fl_lstm_pack_##S(size_t I, size_t H, size_t P, const REAL *w_ih,      \
+                          const REAL *w_hh, const REAL *w_hr, REAL *blob)      \
     {                                                                          \
         fl_init();                                                             \
-        active->pack_##S(H, P, w_hh, w_hr, blob);                              \
+        active->pack_##S(I, H, P, w_ih, w_hh, w_hr, blob);                     \
     }                                                                          \
     int fl_lstm_forward_##S(const fl_shape *sh, const fl_forward_##S *a)       \
     {                                                                          \

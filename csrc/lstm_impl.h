@@ -49,10 +49,11 @@ typedef struct FL_FN(blob_layout) {
     size_t hh_bwd;     /* dgates W_hh: K = 4H, N = H_out */
     size_t hr_fwd;     /* r W_hr^T:    K = H,  N = P */
     size_t hr_bwd;     /* dh W_hr:     K = P,  N = H */
+    size_t ih;         /* x W_ih^T:    K = I,  N = 4H (few-row calls) */
     size_t total;
 } FL_FN(blob_layout);
 
-static FL_FN(blob_layout) FL_FN(layout)(size_t H, size_t P)
+static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
 {
     FL_FN(blob_layout) L;
     size_t nr = GEMM_NR(), Hout = P ? P : H;
@@ -62,19 +63,20 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t H, size_t P)
     L.hh_bwd = L.hh_fwd + L.groups * 4 * L.U * Hout;
     L.hr_fwd = L.hh_bwd + PACKED_SIZE(4 * H, Hout);
     L.hr_bwd = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
-    L.total = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
+    L.ih = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
+    L.total = L.ih + PACKED_SIZE(I, 4 * H);
     return L;
 }
 
-size_t FL_FN(fl_lstm_packed_size)(size_t H, size_t P)
+size_t FL_FN(fl_lstm_packed_size)(size_t I, size_t H, size_t P)
 {
-    return FL_FN(layout)(H, P).total;
+    return FL_FN(layout)(I, H, P).total;
 }
 
-void FL_FN(fl_lstm_pack)(size_t H, size_t P, const REAL *w_hh,
-                         const REAL *w_hr, REAL *blob)
+void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
+                         const REAL *w_hh, const REAL *w_hr, REAL *blob)
 {
-    FL_FN(blob_layout) L = FL_FN(layout)(H, P);
+    FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
     size_t Hout = P ? P : H;
     memset(blob, 0, L.total * sizeof(REAL));
     for (size_t g = 0; g < L.groups; g++) {
@@ -88,6 +90,7 @@ void FL_FN(fl_lstm_pack)(size_t H, size_t P, const REAL *w_hh,
         PACK_B(1, H, P, w_hr, H, blob + L.hr_fwd);
         PACK_B(0, P, H, w_hr, H, blob + L.hr_bwd);
     }
+    PACK_B(1, I, 4 * H, w_ih, I, blob + L.ih);
 }
 
 /* The fused gate loop of one batch row over nu units (all four gates of
@@ -174,6 +177,10 @@ static inline void FL_FN(barrier)(int nth)
  * much as that), at most `chunks`. */
 #ifndef FL_MIN_STEP_MACS
 #define FL_MIN_STEP_MACS 32768
+#endif
+/* Up to this many packed rows, one call is latency-bound: skip packing. */
+#ifndef FL_FEW_ROWS
+#define FL_FEW_ROWS 16
 #endif
 static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
 {
@@ -281,7 +288,7 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     memset(&lp, 0, sizeof lp);
     lp.sh = sh;
     lp.fa = a;
-    lp.L = FL_FN(layout)(H, P);
+    lp.L = FL_FN(layout)(I, H, P);
     lp.nr = GEMM_NR();
     fl_rows rw;
     int status = fl_rows_init(&rw, sh);
@@ -322,8 +329,12 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.pk_hh = a->packed + lp.L.hh_fwd;
     lp.pk_hr = P ? a->packed + lp.L.hr_fwd : NULL;
 
-    /* 1. input projection for all rows: gates = x W_ih^T, (rows, 4H) */
-    GEMM(0, 1, rw.rows, G4, I, (REAL)1, a->x, a->ldx, a->w_ih, I, (REAL)0, a->gates, G4);
+    /* 1. input projection for all rows: gates = x W_ih^T, (rows, 4H); a few
+     * rows (a streaming step) use the pre-packed W_ih instead of packing it */
+    if (rw.rows <= FL_FEW_ROWS)
+        GEMM_PACKED(rw.rows, G4, I, a->x, a->ldx, a->packed + lp.L.ih, (REAL)0, a->gates, G4);
+    else
+        GEMM(0, 1, rw.rows, G4, I, (REAL)1, a->x, a->ldx, a->w_ih, I, (REAL)0, a->gates, G4);
     /* 2. the time loop */
     FL_RUN_THREADS(FL_FN(forward_loop), &lp, nt);
 
@@ -405,7 +416,7 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     memset(&lp, 0, sizeof lp);
     lp.sh = sh;
     lp.ba = a;
-    lp.L = FL_FN(layout)(H, P);
+    lp.L = FL_FN(layout)(I, H, P);
     lp.nr = GEMM_NR();
     fl_rows rw;
     int status = fl_rows_init(&rw, sh);

@@ -109,10 +109,12 @@ cdef extern from "fastlstm.h" nogil:
         double *dw_hr
 
     size_t fl_packed_rows(const fl_shape *sh)
-    size_t fl_lstm_packed_size_s(size_t H, size_t P)
-    size_t fl_lstm_packed_size_d(size_t H, size_t P)
-    void fl_lstm_pack_s(size_t H, size_t P, const float *w_hh, const float *w_hr, float *blob)
-    void fl_lstm_pack_d(size_t H, size_t P, const double *w_hh, const double *w_hr, double *blob)
+    size_t fl_lstm_packed_size_s(size_t I, size_t H, size_t P)
+    size_t fl_lstm_packed_size_d(size_t I, size_t H, size_t P)
+    void fl_lstm_pack_s(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
+                        const float *w_hr, float *blob)
+    void fl_lstm_pack_d(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
+                        const double *w_hr, double *blob)
     int fl_lstm_forward_s(const fl_shape *sh, const fl_forward_s *a)
     int fl_lstm_forward_d(const fl_shape *sh, const fl_forward_d *a)
     int fl_lstm_backward_s(const fl_shape *sh, const fl_backward_s *a)
@@ -164,35 +166,39 @@ cdef _raise_status(int status):
                          "with batch_sizes[0] == B)")
 
 
-def packed_size(dtype_char, Py_ssize_t hidden_size, Py_ssize_t proj_size):
-    """Elements of the packed recurrent-weights blob ('f' float32, 'd' float64)."""
-    if hidden_size < 1 or proj_size < 0:
-        raise ValueError("hidden_size must be >= 1 and proj_size >= 0")
+def packed_size(dtype_char, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                Py_ssize_t proj_size):
+    """Elements of the packed weights blob ('f' float32, 'd' float64)."""
+    if input_size < 1 or hidden_size < 1 or proj_size < 0:
+        raise ValueError("input_size and hidden_size must be >= 1 and proj_size >= 0")
     if dtype_char == "f":
-        return fl_lstm_packed_size_s(hidden_size, proj_size)
-    return fl_lstm_packed_size_d(hidden_size, proj_size)
+        return fl_lstm_packed_size_s(input_size, hidden_size, proj_size)
+    return fl_lstm_packed_size_d(input_size, hidden_size, proj_size)
 
 
-def pack(const floating[:, ::1] w_hh, const floating[:, ::1] w_hr, floating[::1] blob):
-    """Pack weight_hh (4H, H_out) and weight_hr (P, H) or None into blob."""
-    cdef Py_ssize_t H = w_hh.shape[0] // 4
+def pack(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
+         const floating[:, ::1] w_hr, floating[::1] blob):
+    """Pack weight_ih (4H, I), weight_hh (4H, H_out) and weight_hr (P, H) or
+    None into blob."""
+    cdef Py_ssize_t H = w_hh.shape[0] // 4, I = w_ih.shape[1]
     cdef Py_ssize_t P = 0 if w_hr is None else w_hr.shape[0]
     cdef Py_ssize_t Hout = P if P else H
     if w_hh.shape[0] != 4 * H or H < 1:
         raise ValueError(f"w_hh: first dimension must be 4*hidden_size, got {w_hh.shape[0]}")
+    _expect("w_ih", (w_ih.shape[0], w_ih.shape[1]), (4 * H, I))
     _expect("w_hh", (w_hh.shape[0], w_hh.shape[1]), (4 * H, Hout))
     if P:
         _expect("w_hr", (w_hr.shape[0], w_hr.shape[1]), (P, H))
-    cdef size_t need = (fl_lstm_packed_size_s(H, P) if floating is float
-                        else fl_lstm_packed_size_d(H, P))
+    cdef size_t need = (fl_lstm_packed_size_s(I, H, P) if floating is float
+                        else fl_lstm_packed_size_d(I, H, P))
     if <size_t>blob.shape[0] != need:
         raise ValueError(f"blob: expected {need} elements, got {blob.shape[0]}")
     cdef const floating *hr = NULL if P == 0 else &w_hr[0, 0]
     with nogil:
         if floating is float:
-            fl_lstm_pack_s(H, P, &w_hh[0, 0], hr, &blob[0])
+            fl_lstm_pack_s(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
         else:
-            fl_lstm_pack_d(H, P, &w_hh[0, 0], hr, &blob[0])
+            fl_lstm_pack_d(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
 
 
 def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b):
@@ -246,7 +252,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     _expect("x", (x.shape[0], x.shape[1]), (rows, I))
     if bias is not None:
         _expect("bias", (bias.shape[0],), (4 * H,))
-    need = packed_size("f" if floating is float else "d", H, P)
+    need = packed_size("f" if floating is float else "d", I, H, P)
     _expect("packed", (packed.shape[0],), (need,))
     if h0 is not None:
         _expect("h0", (h0.shape[0], h0.shape[1]), (B, Hout))
@@ -322,7 +328,7 @@ def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         if dw_hr is None:
             raise ValueError("dw_hr is required with a projection")
         _expect("dw_hr", (dw_hr.shape[0], dw_hr.shape[1]), (P, H))
-    need = packed_size("f" if floating is float else "d", H, P)
+    need = packed_size("f" if floating is float else "d", I, H, P)
     _expect("packed", (packed.shape[0],), (need,))
     _expect("x", (x.shape[0], x.shape[1]), (rows, I))
     if c0 is not None:
@@ -461,7 +467,7 @@ cdef class StreamKernel:
             I_k = w_ih.shape[1]
             if w_ih.shape != (4 * H, I_k) or (k > 0 and I_k != Hout) or \
                     ys[k].shape != (self.B, Hout) or \
-                    packed.shape[0] != packed_size(h.dtype.char, H, proj_size):
+                    packed.shape[0] != packed_size(h.dtype.char, I_k, H, proj_size):
                 raise ValueError(f"StreamKernel: layer {k} has inconsistent shapes")
             if self._double:
                 self._fill_d(k, w_ih, bias, packed, h[k], c[k], gates, ys[k],

@@ -147,15 +147,16 @@ class ParameterModule:
         whether replaced or updated in place (an optimizer step): the cache
         keeps a copy of the bytes it packed and compares them (memcmp, far
         cheaper than the forward pass that follows)."""
-        w_hh = self._params["weight_hh" + sfx]
-        w_hr = self._params.get("weight_hr" + sfx)
+        ws = [self._params[n + sfx] if n + sfx in self._params else None
+              for n in ("weight_ih", "weight_hh", "weight_hr")]
         entry = self._pack_cache.get(sfx)
-        if entry is not None and _same(entry[0], w_hh) and _same(entry[1], w_hr):
-            return entry[2]
-        H, P = w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
-        blob = np.empty(_kernels.packed_size(self.dtype.char, H, P), self.dtype)
-        _kernels.pack(w_hh, w_hr, blob)
-        self._pack_cache[sfx] = (w_hh.copy(), None if w_hr is None else w_hr.copy(), blob)
+        if entry is not None and all(_same(a, b) for a, b in zip(entry[0], ws)):
+            return entry[1]
+        w_ih, w_hh, w_hr = ws
+        I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
+        blob = np.empty(_kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
+        _kernels.pack(w_ih, w_hh, w_hr, blob)
+        self._pack_cache[sfx] = ([None if w is None else w.copy() for w in ws], blob)
         return blob
 
 

@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -116,13 +116,13 @@ def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: flo
     """
     batch = {}
     for name, fn in calls.items():
-        start, n, last = time.perf_counter(), 0, float("inf")
+        start, n, fastest = time.perf_counter(), 0, float("inf")
         while n < 2 or time.perf_counter() - start < 0.05:
             t0 = time.perf_counter()
             fn()
-            last = min(last, time.perf_counter() - t0)
+            fastest = min(fastest, time.perf_counter() - t0)
             n += 1
-        batch[name] = max(1, int(np.ceil(min_sample / max(last, 1e-9))))
+        batch[name] = max(1, int(np.ceil(min_sample / max(fastest, 1e-9))))
     samples = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():

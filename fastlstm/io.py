@@ -39,15 +39,53 @@ def save(path, module):
     np.savez(path, **arrays)
 
 
+def _read_arrays(path):
+    """All arrays of an .npz, opened by us so that a damaged file is closed."""
+    def read(fh):
+        f = np.load(fh, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with f:
+            return {k: f[k] for k in f.files}
+
+    try:
+        if hasattr(path, "read"):
+            return read(path)
+        with open(path, "rb") as fh:
+            return read(fh)
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise ValueError(f"load: {path!s} is not a readable fastlstm file ({e})") from None
+
+
+def _expected_shapes(cls_name, config):
+    """Parameter shapes a config implies, computed without allocating."""
+    for key, lo in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1), ("proj_size", 0)):
+        v = config.get(key, lo)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{key} must be an integer >= {lo}, got {v!r}")
+    for key in ("bias", "bidirectional", "batch_first"):
+        if not isinstance(config.get(key, False), bool):
+            raise ValueError(f"{key} must be true or false, got {config[key]!r}")
+    if config.get("proj_size", 0) >= config["hidden_size"]:
+        raise ValueError(f"proj_size ({config['proj_size']}) must be smaller than "
+                         f"hidden_size ({config['hidden_size']})")
+    if cls_name == "LSTMCell":
+        H, I = config["hidden_size"], config["input_size"]
+        shapes = {"weight_ih": (4 * H, I), "weight_hh": (4 * H, H)}
+        if config["bias"]:
+            shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
+        return shapes
+    from .reference import parameter_shapes
+
+    return parameter_shapes(config["input_size"], config["hidden_size"], config["num_layers"],
+                            config["bias"], config["bidirectional"], config["proj_size"])
+
+
 def load(path):
     """Read a module written by :func:`save`."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ValueError(f"load: {path!s} is not a readable fastlstm file ({e})") from None
+    arrays = _read_arrays(path)
     raw = arrays.pop(_META_KEY, None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
         raise ValueError(f"load: {path!s} has no fastlstm header: not a fastlstm file")
@@ -60,7 +98,7 @@ def load(path):
     if meta.get("version") != VERSION:
         raise ValueError(f"load: unsupported fastlstm file version {meta.get('version')!r}")
     cls_name, config = meta.get("class"), meta.get("config")
-    if cls_name not in _CLASSES or not isinstance(config, dict):
+    if not isinstance(cls_name, str) or cls_name not in _CLASSES or not isinstance(config, dict):
         raise ValueError(f"load: unknown module class {cls_name!r} in {path!s}")
     cls, keys = _CLASSES[cls_name]
     if set(config) != set(keys):
@@ -69,15 +107,23 @@ def load(path):
     dtype = meta.get("dtype")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"load: unsupported dtype {dtype!r}")
+    # the stored arrays must be exactly what the config implies, checked
+    # before anything is built (a forged header must not allocate)
+    try:
+        expected = _expected_shapes(cls_name, config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"load: invalid {cls_name} config in {path!s}: {e}") from None
+    if set(expected) != set(arrays):
+        raise ValueError(f"load: {path!s} does not match its config: missing "
+                         f"{sorted(set(expected) - set(arrays))}, unexpected "
+                         f"{sorted(set(arrays) - set(expected))}")
+    for k, a in arrays.items():
+        if a.shape != tuple(expected[k]) or a.dtype != np.dtype(dtype):
+            raise ValueError(f"load: {k} is {a.dtype} {a.shape}, the config implies "
+                             f"{dtype} {tuple(expected[k])}")
     try:
         module = cls(**config, dtype=np.dtype(dtype))
     except (TypeError, ValueError) as e:
         raise ValueError(f"load: invalid {cls_name} config in {path!s}: {e}") from None
-    for k, a in arrays.items():
-        if a.dtype != module.dtype:
-            raise ValueError(f"load: {k} has dtype {a.dtype}, expected {dtype}")
-    try:
-        module.load_state_dict(arrays)
-    except KeyError as e:
-        raise ValueError(f"load: {path!s} does not match its config: {e}") from None
+    module.load_state_dict(arrays)
     return module

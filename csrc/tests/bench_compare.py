@@ -6,7 +6,8 @@
 The machine is shared and noisy, so the two libraries run in alternating
 blocks on the same shape (same noise for both) and the script prints the
 median (and best) GFLOP/s of each.  OPENBLAS_NUM_THREADS = threads, and
-OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are dropped before numpy loads OpenBLAS.
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are dropped before numpy loads OpenBLAS;
+idle worker threads of both libraries sleep instead of spinning (see below).
 fastlstm is called through ctypes (~1 us per call, like numpy's own call
 overhead); `test_gemm bench` measures it without that overhead.
 """
@@ -19,6 +20,10 @@ THREADS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 os.environ["OPENBLAS_NUM_THREADS"] = str(THREADS)
 os.environ.pop("OPENBLAS_CORETYPE", None)
 os.environ.pop("OPENBLAS_L2_SIZE", None)
+# Idle threads of one library must not spin on the cores while the other
+# library's block runs (OpenBLAS spins ~2^28 cycles by default, libgomp ~1 ms).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
 
