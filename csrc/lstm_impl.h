@@ -29,6 +29,11 @@
  * never overlap): let the compiler vectorize them (needs -fopenmp or
  * -fopenmp-simd, otherwise a no-op). */
 #define FL_SIMD _Pragma("omp simd")
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_PREFETCH(p) __builtin_prefetch((p), 1, 3)
+#else
+#define FL_PREFETCH(p) ((void)(p))
+#endif
 #endif
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
 #define GEMM FL_GEMMX(fl_gemm, S)
@@ -231,6 +236,14 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 
         for (size_t g = g0; g < g1; g++) {
             const size_t u0 = g * U, nu = H - u0 < U ? H - u0 : U;
+            /* the input projection of this step was computed long ago and is
+             * in L3 at best: ask for it now, it arrives during the GEMM */
+            for (size_t j = 0; j < nb; j++) {
+                const REAL *gx = gates + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * G4 + u0;
+                for (size_t q = 0; q < 4; q++)
+                    for (size_t k = 0; k < nu; k += 64 / sizeof(REAL))
+                        FL_PREFETCH(gx + q * H + k);
+            }
             GEMM_PACKED(nb, 4 * U, Hout, hc, Hout, lp->pk_hh + g * 4 * U * Hout,
                         (REAL)0, my_tmp, 4 * U);
             for (size_t j = 0; j < nb; j++) {
