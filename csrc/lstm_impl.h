@@ -219,6 +219,19 @@ static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
 #define FL_RUN_THREADS(fn, ctx, nt) fn(ctx, 0, 1)
 #endif
 
+/* The part of a loop context every call shares; rw is freed by the caller. */
+static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh)
+{
+    if (sh->T == 0 || sh->B == 0 || sh->I == 0 || sh->H == 0)
+        return FL_EINVAL;
+    memset(lp, 0, sizeof *lp);
+    lp->sh = sh;
+    lp->L = FL_FN(layout)(sh->I, sh->H, sh->P);
+    lp->nr = GEMM_NR();
+    lp->rw = rw;
+    return fl_rows_init(rw, sh);
+}
+
 static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 {
     const fl_shape *sh = lp->sh;
@@ -301,19 +314,14 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;
-    if (sh->T == 0 || B == 0 || I == 0 || H == 0 || !a->packed)
+    if (!a->packed)
         return FL_EINVAL;
     FL_FN(loop) lp;
-    memset(&lp, 0, sizeof lp);
-    lp.sh = sh;
-    lp.fa = a;
-    lp.L = FL_FN(layout)(I, H, P);
-    lp.nr = GEMM_NR();
     fl_rows rw;
-    int status = fl_rows_init(&rw, sh);
+    int status = FL_FN(loop_init)(&lp, &rw, sh);
     if (status != FL_OK)
         return status;
-    lp.rw = &rw;
+    lp.fa = a;
     const int nt = FL_FN(threads_for)(B, Hout, G4, lp.L.groups);
     (void)nt; /* unused without OpenMP */
     const size_t U = lp.L.U;
@@ -429,19 +437,14 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;
-    if (T == 0 || B == 0 || I == 0 || H == 0 || !a->packed || (P && !a->w_hr))
+    if (!a->packed || (P && !a->w_hr))
         return FL_EINVAL;
     FL_FN(loop) lp;
-    memset(&lp, 0, sizeof lp);
-    lp.sh = sh;
-    lp.ba = a;
-    lp.L = FL_FN(layout)(I, H, P);
-    lp.nr = GEMM_NR();
     fl_rows rw;
-    int status = fl_rows_init(&rw, sh);
+    int status = FL_FN(loop_init)(&lp, &rw, sh);
     if (status != FL_OK)
         return status;
-    lp.rw = &rw;
+    lp.ba = a;
     const size_t rows = rw.rows;
     const int nt = FL_FN(threads_for)(B, G4, Hout, (H + lp.nr - 1) / lp.nr);
     (void)nt; /* unused without OpenMP */
