@@ -140,8 +140,16 @@ class ParameterModule:
             return None
         return self._params["bias_ih" + sfx] + self._params["bias_hh" + sfx]
 
+    def _weights_packed(self, sfx):
+        """(w_ih, w_hh, w_hr or None) exactly as the current packed blob of
+        one layer/direction holds them: the snapshot a backward must use.
+        They are the cache's private copies, never modified (a change of the
+        layer's weights replaces the cache entry), so no copy is needed."""
+        self._packed(sfx)
+        return tuple(self._pack_cache[sfx][0])
+
     def _packed(self, sfx):
-        """The packed recurrent weights of one layer/direction.
+        """The packed weights of one layer/direction.
 
         Cached, and repacked when the weights changed since they were packed,
         whether replaced or updated in place (an optimizer step): the cache

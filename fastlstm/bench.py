@@ -105,6 +105,22 @@ class Timing:
         return float(q3 - q1) / 2
 
 
+def wait_idle(slice_s=0.01, max_s=1.0):
+    """Sleep until this process's own threads have gone idle.
+
+    Thread pools keep spinning on the cores after their work is done
+    (libgomp about 10 ms, ONNX Runtime's pool 60 ms and more, measured here);
+    a system timed right after another would share the cores with those
+    spinning threads.  So: sleep in slices until a slice passes with (almost)
+    no CPU time used by the process, at most ``max_s``."""
+    deadline = time.perf_counter() + max_s
+    while True:
+        c0 = time.process_time()
+        time.sleep(slice_s)
+        if time.process_time() - c0 < 0.1 * slice_s or time.perf_counter() > deadline:
+            return
+
+
 def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: float,
             settle: float = 0.01) -> Dict[str, Timing]:
     """Time every callable in alternating rounds; the one timing helper of
@@ -126,7 +142,7 @@ def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: flo
     samples = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
-            time.sleep(settle)
+            wait_idle(settle)
             n = batch[name]
             t0 = time.perf_counter()
             for _ in range(n):

@@ -98,7 +98,7 @@ class LSTMCell(ParameterModule):
         :attr:`grads`.  Each backward can be called once."""
         x, h_prev, c_prev, unbatched = self._inputs(x, hx)
         h, c, (gates, cells, hprev, packed) = self._step(x, h_prev, c_prev, train=True)
-        weights = (self.weight_ih.copy(), self.weight_hh.copy())
+        weights = self._weights_packed("")[:2]  # the snapshot packed was made from
         used = [False]
         B, H = x.shape[0], self.hidden_size
 

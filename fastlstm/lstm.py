@@ -266,7 +266,12 @@ class LSTM(ParameterModule):
     def _make_backward(self, plan, unbatched, x_shape, c0, saved):
         used = [False]
         # the weights this forward used: backward must differentiate those
-        weights = {k: v.copy() for k, v in self._params.items() if k.startswith("weight")}
+        weights = {}
+        for _, _, sfx in self._suffixes():
+            w = self._weights_packed(sfx)
+            weights.update({"weight_ih" + sfx: w[0], "weight_hh" + sfx: w[1]})
+            if w[2] is not None:
+                weights["weight_hr" + sfx] = w[2]
         packed = {sfx: self._packed(sfx) for _, _, sfx in self._suffixes()}  # never mutated
 
         def backward(d_output, d_state=None):
