@@ -65,8 +65,9 @@ typedef struct fl_forward_##S {                                               \
     const REAL *h0, *c0;          /* (B, H_out), (B, H); NULL = zeros */      \
     REAL *y;  size_t ldy;         /* (rows, ldy): H_out columns written */    \
     REAL *h_n, *c_n;              /* (B, H_out), (B, H) */                    \
-    REAL *gates;                  /* (rows, 4H) workspace; after the call:    \
-                                     post-activation i, f, g, o */            \
+    REAL *gates;                  /* (rows, 4H) workspace; after a training   \
+                                     call (hprev given): the post-activation  \
+                                     gates i, f, g, o, as backward needs */   \
     REAL *cells;                  /* (rows, H) c_t of every row, or NULL */   \
     REAL *hprev;                  /* (rows, H_out) h_{t-1} of every row, or   \
                                      NULL (needed by backward) */             \

@@ -99,33 +99,48 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
 }
 
 /* The fused gate loop of one batch row over nu units (all four gates of
- * them): pre-activations = recurrent product (acc, group layout: U columns
- * per gate) + input projection (gr, 4H layout) + bias; writes the activations
- * back into gr, the new cell state into cs, r = o * tanh(c) into rout. */
-static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H,
-                                const REAL *restrict acc,
-                                const REAL *restrict bias, REAL *restrict gr,
-                                REAL *restrict cs, REAL *restrict rout)
+ * them).  acc holds the pre-activations in group layout (U columns per gate:
+ * input projection + bias + recurrent product) and gets the activations;
+ * the new cell state goes to cs, r = o * tanh(c) to rout, and, when gr is
+ * not NULL (training), the activations to gr in the 4H layout. */
+static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
+                                REAL *restrict gr, REAL *restrict cs,
+                                REAL *restrict rout)
 {
     /* one loop per activation: each keeps its constants in registers (one
-     * fused loop spills them to the stack and runs ~1.5x slower) */
+     * fused loop spills them to the stack) */
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        gr[k] = SIGMOID(acc[k] + gr[k] + bias[k]);
+        acc[k] = SIGMOID(acc[k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        gr[H + k] = SIGMOID(acc[U + k] + gr[H + k] + bias[H + k]);
+        acc[U + k] = SIGMOID(acc[U + k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        gr[2 * H + k] = TANH(acc[2 * U + k] + gr[2 * H + k] + bias[2 * H + k]);
+        acc[2 * U + k] = TANH(acc[2 * U + k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        gr[3 * H + k] = SIGMOID(acc[3 * U + k] + gr[3 * H + k] + bias[3 * H + k]);
+        acc[3 * U + k] = SIGMOID(acc[3 * U + k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++) {
-        REAL c = gr[H + k] * cs[k] + gr[k] * gr[2 * H + k];
+        REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
         cs[k] = c;
-        rout[k] = gr[3 * H + k] * TANH(c);
+        rout[k] = acc[3 * U + k] * TANH(c);
+    }
+    if (gr)
+        for (size_t q = 0; q < 4; q++)
+            memcpy(gr + q * H, acc + q * U, nu * sizeof(REAL));
+}
+
+/* acc (group layout) = input projection gx (4H layout) + bias, for nu units
+ * of one row: the initial value the recurrent GEMM accumulates onto. */
+static void FL_FN(gate_init)(size_t nu, size_t U, size_t H, const REAL *restrict gx,
+                             const REAL *restrict bias, REAL *restrict acc)
+{
+    for (size_t q = 0; q < 4; q++) {
+        FL_SIMD
+        for (size_t k = 0; k < nu; k++)
+            acc[q * U + k] = gx[q * H + k] + bias[q * H + k];
     }
 }
 
@@ -255,16 +270,24 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 
         for (size_t g = g0; g < g1; g++) {
             const size_t u0 = g * U, nu = H - u0 < U ? H - u0 : U;
-            /* the input projection of this step was computed long ago and is
-             * in L3 at best: ask for it now, it arrives during the GEMM */
-            for (size_t j = 0; j < nb; j++) {
-                const REAL *gx = gates + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * G4 + u0;
+            /* the input projection was computed for all steps up front and
+             * is in L3 at best: prefetch the next group's rows now, and
+             * gather this group's (already prefetched) into the accumulator
+             * tile in one pass, so the gate loop only touches L1 */
+            const int more = g + 1 < g1 || s + 1 < T;
+            const size_t ps = g + 1 < g1 ? s : s + 1, pu = g + 1 < g1 ? u0 + U : g0 * U;
+            const size_t pnb = more ? fl_batch(rw, ps) : 0;
+            for (size_t j = 0; j < pnb; j++) {
+                const REAL *gx = gates + fl_row(rw, rev ? rw->len[j] - 1 - ps : ps, j) * G4 + pu;
                 for (size_t q = 0; q < 4; q++)
-                    for (size_t k = 0; k < nu; k += 64 / sizeof(REAL))
-                        FL_PREFETCH(gx + q * H + k);
+                    FL_PREFETCH(gx + q * H);
             }
+            for (size_t j = 0; j < nb; j++)
+                FL_FN(gate_init)(nu, U, H,
+                                 gates + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * G4 + u0,
+                                 lp->bias + u0, my_tmp + j * 4 * U);
             GEMM_PACKED(nb, 4 * U, Hout, hc, Hout, lp->pk_hh + g * 4 * U * Hout,
-                        (REAL)0, my_tmp, 4 * U);
+                        (REAL)1, my_tmp, 4 * U);
             for (size_t j = 0; j < nb; j++) {
                 const size_t t = rev ? rw->len[j] - 1 - s : s;
                 const size_t row = fl_row(rw, t, j);
@@ -273,8 +296,8 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 const size_t nrow = has_next ? fl_row(rw, rev ? t - 1 : t + 1, j) : 0;
                 REAL *rout = P ? lp->rstep + j * H + u0 : hn + j * Hout + u0;
                 REAL *cs = lp->cstate + j * H + u0;
-                FL_FN(gate_forward)(nu, U, H, my_tmp + j * 4 * U, lp->bias + u0,
-                                    gates + row * G4 + u0, cs, rout);
+                FL_FN(gate_forward)(nu, U, H, my_tmp + j * 4 * U,
+                                    hprev ? gates + row * G4 + u0 : NULL, cs, rout);
                 if (cells)
                     memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
                 if (last)
@@ -338,6 +361,7 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.cstate = lp.hbuf + n_h;
     lp.rstep = P ? lp.cstate + n_c : NULL;
     lp.tmp = lp.cstate + n_c + n_r;
+    memset(lp.tmp, 0, n_tmp * sizeof(REAL)); /* padding units of a partial group */
     if (a->bias) {
         lp.bias = a->bias;
     } else {
