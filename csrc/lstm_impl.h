@@ -54,7 +54,7 @@ typedef struct FL_FN(blob_layout) {
     size_t hh_bwd;     /* dgates W_hh: K = 4H, N = H_out */
     size_t hr_fwd;     /* r W_hr^T:    K = H,  N = P */
     size_t hr_bwd;     /* dh W_hr:     K = P,  N = H */
-    size_t ih;         /* x W_ih^T:    K = I,  N = 4H (few-row calls) */
+    size_t ih_fwd;     /* x W_ih^T, grouped like hh_fwd: K = I */
     size_t total;
 } FL_FN(blob_layout);
 
@@ -68,8 +68,8 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
     L.hh_bwd = L.hh_fwd + L.groups * 4 * L.U * Hout;
     L.hr_fwd = L.hh_bwd + PACKED_SIZE(4 * H, Hout);
     L.hr_bwd = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
-    L.ih = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
-    L.total = L.ih + PACKED_SIZE(I, 4 * H);
+    L.ih_fwd = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
+    L.total = L.ih_fwd + L.groups * 4 * L.U * I;
     return L;
 }
 
@@ -86,16 +86,18 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
     memset(blob, 0, L.total * sizeof(REAL));
     for (size_t g = 0; g < L.groups; g++) {
         size_t u0 = g * L.U, nu = H - u0 < L.U ? H - u0 : L.U;
-        for (size_t q = 0; q < 4; q++)
+        for (size_t q = 0; q < 4; q++) {
             PACK_B(1, Hout, nu, w_hh + (q * H + u0) * Hout, Hout,
                    blob + L.hh_fwd + (g * 4 + q) * L.U * Hout);
+            PACK_B(1, I, nu, w_ih + (q * H + u0) * I, I,
+                   blob + L.ih_fwd + (g * 4 + q) * L.U * I);
+        }
     }
     PACK_B(0, 4 * H, Hout, w_hh, Hout, blob + L.hh_bwd);
     if (P) {
         PACK_B(1, H, P, w_hr, H, blob + L.hr_fwd);
         PACK_B(0, P, H, w_hr, H, blob + L.hr_bwd);
     }
-    PACK_B(1, I, 4 * H, w_ih, I, blob + L.ih);
 }
 
 /* The fused gate loop of one batch row over nu units (all four gates of
@@ -181,7 +183,10 @@ typedef struct FL_FN(loop) {
     size_t nr;
     const FWD_ARGS *fa;
     const BWD_ARGS *ba;
-    const REAL *bias, *zeros, *pk_hh, *pk_hr;
+    const REAL *bias, *zeros, *pk_hh, *pk_hr, *pk_ih;
+    const REAL *gbias;     /* bias in group layout (fused input projection) */
+    int fuse_x;            /* input projection per step, inside the loop */
+    int split_batch;       /* threads own batch rows (else hidden units) */
     REAL *hbuf, *cstate, *rstep, *tmp;             /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore;
@@ -204,10 +209,6 @@ static inline void FL_FN(barrier)(int nth)
 #ifndef FL_MIN_STEP_MACS
 #define FL_MIN_STEP_MACS 32768
 #endif
-/* Up to this many packed rows, one call is latency-bound: skip packing. */
-#ifndef FL_FEW_ROWS
-#define FL_FEW_ROWS 16
-#endif
 static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
 {
     size_t nt = (size_t)fl_get_num_threads();
@@ -217,6 +218,35 @@ static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
     if (nt > chunks)
         nt = chunks;
     return nt < 1 ? 1 : (int)nt;
+}
+
+/* Split the threads over batch rows (no barrier per step; every thread
+ * streams all the weights) or over hidden units (weights split between the
+ * cores' caches; a barrier per step).  FASTLSTM_SPLIT=batch|units forces one
+ * (for measurements).  Batch split needs FL_MIN_ROWS_PER_THREAD rows each. */
+#ifndef FL_MIN_ROWS_PER_THREAD
+#define FL_MIN_ROWS_PER_THREAD 8
+#endif
+#ifndef FL_BATCH_SPLIT_MAX_H
+#define FL_BATCH_SPLIT_MAX_H 256
+#endif
+static int FL_FN(choose_split)(size_t B, size_t H, int *nt)
+{
+    const char *force = getenv("FASTLSTM_SPLIT");
+    int batch = B >= FL_MIN_ROWS_PER_THREAD * 2 && H <= FL_BATCH_SPLIT_MAX_H;
+    if (force && strcmp(force, "batch") == 0)
+        batch = B >= 2;
+    else if (force && strcmp(force, "units") == 0)
+        batch = 0;
+    if (!batch)
+        return 0;
+    size_t want = (size_t)fl_get_num_threads(), most = B / FL_MIN_ROWS_PER_THREAD;
+    if (force && strcmp(force, "batch") == 0)
+        most = B;
+    *nt = (int)(want < most ? want : most);
+    if (*nt < 1)
+        *nt = 1;
+    return *nt > 1;
 }
 
 /* Runs fn(ctx, tid, nth) on nt threads (no OpenMP region at all for 1). */
@@ -256,14 +286,21 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U;
     const int rev = sh->reverse;
     REAL *gates = a->gates, *y = a->y, *cells = a->cells, *hprev = a->hprev;
-    size_t g0, g1, p0 = 0, p1 = 0;
-    fl_split(lp->L.groups, 1, nth, tid, &g0, &g1);
-    if (P)
+    /* split by units: my groups (and projection columns), every row, a
+     * barrier per step; split by batch: every unit, my rows, no barrier */
+    size_t g0 = 0, g1 = lp->L.groups, p0 = 0, p1 = P, j0 = 0, j1 = B;
+    if (lp->split_batch) {
+        fl_split(B, 1, nth, tid, &j0, &j1);
+    } else {
+        fl_split(lp->L.groups, 1, nth, tid, &g0, &g1);
         fl_split(P, lp->nr, nth, tid, &p0, &p1);
-    REAL *my_tmp = lp->tmp + (size_t)tid * B * 4 * U;
+    }
+    REAL *my_tmp = lp->tmp + (size_t)tid * B * 4 * U; /* row j at (j - j0) * 4U */
+    const int sync = !lp->split_batch;
 
     for (size_t s = 0; s < T; s++) {
-        const size_t nb = fl_batch(rw, s);
+        /* my rows of this step: [j0, nb) */
+        const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1;
         const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
         const REAL *hc = lp->hbuf + (s & 1) * B * Hout;
         REAL *hn = lp->hbuf + ((s + 1) & 1) * B * Hout;
@@ -277,18 +314,33 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
             const int more = g + 1 < g1 || s + 1 < T;
             const size_t ps = g + 1 < g1 ? s : s + 1, pu = g + 1 < g1 ? u0 + U : g0 * U;
             const size_t pnb = more ? fl_batch(rw, ps) : 0;
-            for (size_t j = 0; j < pnb; j++) {
-                const REAL *gx = gates + fl_row(rw, rev ? rw->len[j] - 1 - ps : ps, j) * G4 + pu;
-                for (size_t q = 0; q < 4; q++)
-                    FL_PREFETCH(gx + q * H);
+            if (lp->fuse_x) {
+                /* tile = bias, then += x_t W_ih^T for this group: the rows of
+                 * step s are consecutive packed rows */
+                const size_t t0 = rev ? T - 1 - s : s;
+                for (size_t j = j0; j < nb; j++)
+                    memcpy(my_tmp + (j - j0) * 4 * U, lp->gbias + g * 4 * U,
+                           4 * U * sizeof(REAL));
+                if (nb > j0)
+                    GEMM_PACKED(nb - j0, 4 * U, sh->I, a->x + fl_row(rw, t0, j0) * a->ldx,
+                                a->ldx, lp->pk_ih + g * 4 * U * sh->I, (REAL)1, my_tmp, 4 * U);
+            } else {
+                for (size_t j = j0; j < pnb && j < j1; j++) {
+                    const REAL *gx =
+                        gates + fl_row(rw, rev ? rw->len[j] - 1 - ps : ps, j) * G4 + pu;
+                    for (size_t q = 0; q < 4; q++)
+                        FL_PREFETCH(gx + q * H);
+                }
+                for (size_t j = j0; j < nb; j++)
+                    FL_FN(gate_init)(nu, U, H,
+                                     gates + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * G4 + u0,
+                                     lp->bias + u0, my_tmp + (j - j0) * 4 * U);
             }
-            for (size_t j = 0; j < nb; j++)
-                FL_FN(gate_init)(nu, U, H,
-                                 gates + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * G4 + u0,
-                                 lp->bias + u0, my_tmp + j * 4 * U);
-            GEMM_PACKED(nb, 4 * U, Hout, hc, Hout, lp->pk_hh + g * 4 * U * Hout,
-                        (REAL)1, my_tmp, 4 * U);
-            for (size_t j = 0; j < nb; j++) {
+            if (nb <= j0)
+                continue;
+            GEMM_PACKED(nb - j0, 4 * U, Hout, hc + j0 * Hout, Hout,
+                        lp->pk_hh + g * 4 * U * Hout, (REAL)1, my_tmp, 4 * U);
+            for (size_t j = j0; j < nb; j++) {
                 const size_t t = rev ? rw->len[j] - 1 - s : s;
                 const size_t row = fl_row(rw, t, j);
                 const int last = j >= nb_next;
@@ -296,7 +348,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 const size_t nrow = has_next ? fl_row(rw, rev ? t - 1 : t + 1, j) : 0;
                 REAL *rout = P ? lp->rstep + j * H + u0 : hn + j * Hout + u0;
                 REAL *cs = lp->cstate + j * H + u0;
-                FL_FN(gate_forward)(nu, U, H, my_tmp + j * 4 * U,
+                FL_FN(gate_forward)(nu, U, H, my_tmp + (j - j0) * 4 * U,
                                     hprev ? gates + row * G4 + u0 : NULL, cs, rout);
                 if (cells)
                     memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
@@ -312,11 +364,12 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
             }
         }
         if (P) { /* h_t = r_t W_hr^T, my columns of it */
-            FL_FN(barrier)(nth);
-            if (p1 > p0) {
-                GEMM_PACKED(nb, p1 - p0, H, lp->rstep, H, lp->pk_hr + p0 * H, (REAL)0,
-                            hn + p0, Hout);
-                for (size_t j = 0; j < nb; j++) {
+            if (sync)
+                FL_FN(barrier)(nth);
+            if (p1 > p0 && nb > j0) {
+                GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
+                            (REAL)0, hn + j0 * Hout + p0, Hout);
+                for (size_t j = j0; j < nb; j++) {
                     const size_t t = rev ? rw->len[j] - 1 - s : s;
                     const size_t row = fl_row(rw, t, j);
                     const REAL *hj = hn + j * Hout + p0;
@@ -329,7 +382,8 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 }
             }
         }
-        FL_FN(barrier)(nth);
+        if (sync)
+            FL_FN(barrier)(nth);
     }
 }
 
@@ -345,14 +399,15 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     if (status != FL_OK)
         return status;
     lp.fa = a;
-    const int nt = FL_FN(threads_for)(B, Hout, G4, lp.L.groups);
-    (void)nt; /* unused without OpenMP */
+    int nt = FL_FN(threads_for)(B, Hout + I, G4, lp.L.groups);
+    lp.split_batch = FL_FN(choose_split)(B, H, &nt);
     const size_t U = lp.L.U;
 
     /* one allocation for the whole workspace, none inside the loop */
     const size_t n_h = 2 * B * Hout, n_c = B * H, n_r = P ? B * H : 0;
     const size_t n_tmp = (size_t)nt * B * 4 * U, n_zero = a->bias ? 0 : G4;
-    REAL *ws = malloc((n_h + n_c + n_r + n_tmp + n_zero) * sizeof(REAL));
+    const size_t n_gb = lp.L.groups * 4 * U;
+    REAL *ws = malloc((n_h + n_c + n_r + n_tmp + n_zero + n_gb) * sizeof(REAL));
     if (!ws) {
         fl_rows_free(&rw);
         return FL_ENOMEM;
@@ -369,6 +424,13 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
         memset(z, 0, G4 * sizeof(REAL));
         lp.bias = z;
     }
+    REAL *gb = lp.tmp + n_tmp + n_zero;
+    memset(gb, 0, n_gb * sizeof(REAL));
+    for (size_t g = 0; g < lp.L.groups; g++)
+        for (size_t q = 0; q < 4; q++)
+            for (size_t k = 0; k < U && g * U + k < H; k++)
+                gb[(g * 4 + q) * U + k] = lp.bias[q * H + g * U + k];
+    lp.gbias = gb;
     for (size_t k = 0; k < B * Hout; k++)
         lp.hbuf[k] = a->h0 ? a->h0[k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
@@ -380,11 +442,16 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.pk_hh = a->packed + lp.L.hh_fwd;
     lp.pk_hr = P ? a->packed + lp.L.hr_fwd : NULL;
 
-    /* 1. input projection for all rows: gates = x W_ih^T, (rows, 4H); a few
-     * rows (a streaming step) use the pre-packed W_ih instead of packing it */
-    if (rw.rows <= FL_FEW_ROWS)
-        GEMM_PACKED(rw.rows, G4, I, a->x, a->ldx, a->packed + lp.L.ih, (REAL)0, a->gates, G4);
-    else
+    /* 1. the input projection x W_ih^T.  Where the rows of each step are
+     * consecutive (always, except the reverse direction of a ragged batch)
+     * each thread computes it per step for its own units or rows, from the
+     * packed W_ih, right before the recurrent product: no slower here than
+     * one big GEMM up front (whose (rows, 4H) result is long out of cache
+     * when its step comes), and inference then never touches `gates`.
+     * Otherwise: one big GEMM into `gates`. */
+    lp.pk_ih = a->packed + lp.L.ih_fwd;
+    lp.fuse_x = !sh->reverse || !sh->batch_sizes;
+    if (!lp.fuse_x)
         GEMM(0, 1, rw.rows, G4, I, (REAL)1, a->x, a->ldx, a->w_ih, I, (REAL)0, a->gates, G4);
     /* 2. the time loop */
     FL_RUN_THREADS(FL_FN(forward_loop), &lp, nt);
@@ -404,19 +471,25 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     const int rev = sh->reverse;
     REAL *gates = a->gates;
     const REAL *cells = a->cells, *dy = a->dy;
-    size_t u0, u1, v0, v1; /* my hidden units; my columns of dh (H_out) */
-    fl_split(H, lp->nr, nth, tid, &u0, &u1);
-    fl_split(Hout, lp->nr, nth, tid, &v0, &v1);
+    /* my hidden units, my columns of dh (H_out), my rows: as forward_loop */
+    size_t u0 = 0, u1 = H, v0 = 0, v1 = Hout, j0 = 0, j1 = B;
+    if (lp->split_batch) {
+        fl_split(B, 1, nth, tid, &j0, &j1);
+    } else {
+        fl_split(H, lp->nr, nth, tid, &u0, &u1);
+        fl_split(Hout, lp->nr, nth, tid, &v0, &v1);
+    }
+    const int sync = !lp->split_batch;
 
     for (size_t k = 0; k < T; k++) {
         const size_t s = T - 1 - k;
-        const size_t nb = fl_batch(rw, s);
+        const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1; /* rows [j0, nb) */
         const REAL *dcur = lp->dhbuf + (k & 1) * B * Hout;
         REAL *dnext = lp->dhbuf + ((k + 1) & 1) * B * Hout;
         REAL *dg = lp->dgstep + (k & 1) * B * G4;
 
         if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
-            for (size_t j = 0; j < nb; j++) {
+            for (size_t j = j0; j < nb; j++) {
                 const size_t t = rev ? rw->len[j] - 1 - s : s;
                 const size_t row = fl_row(rw, t, j);
                 for (size_t p = v0; p < v1; p++) {
@@ -425,12 +498,13 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                     lp->dhtot[row * P + p] = v;
                 }
             }
-            FL_FN(barrier)(nth);
-            if (u1 > u0)
-                GEMM_PACKED(nb, u1 - u0, P, lp->dhp, P, lp->pk_hr + u0 * P, (REAL)0,
-                            lp->drstep + u0, H);
+            if (sync)
+                FL_FN(barrier)(nth);
+            if (u1 > u0 && nb > j0)
+                GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P,
+                            (REAL)0, lp->drstep + j0 * H + u0, H);
         }
-        for (size_t j = 0; j < nb; j++) {
+        for (size_t j = j0; j < nb; j++) {
             const size_t t = rev ? rw->len[j] - 1 - s : s;
             const size_t row = fl_row(rw, t, j);
             const int first = rev ? t == rw->len[j] - 1 : t == 0;
@@ -448,10 +522,11 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                                      gates + row * G4 + u0, dg + j * G4 + u0,
                                      lp->dcstate + j * H + u0);
         }
-        FL_FN(barrier)(nth);
-        if (v1 > v0) /* dh_{t-1} = dgates W_hh for my columns */
-            GEMM_PACKED(nb, v1 - v0, G4, dg, G4, lp->pk_hh + v0 * G4, (REAL)0,
-                        dnext + v0, Hout);
+        if (sync)
+            FL_FN(barrier)(nth);
+        if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
+            GEMM_PACKED(nb - j0, v1 - v0, G4, dg + j0 * G4, G4, lp->pk_hh + v0 * G4,
+                        (REAL)0, dnext + j0 * Hout + v0, Hout);
         /* rows >= nb have not started yet (backward runs from each
          * sequence's end): both buffers still hold their dh_n */
     }
@@ -470,8 +545,8 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
         return status;
     lp.ba = a;
     const size_t rows = rw.rows;
-    const int nt = FL_FN(threads_for)(B, G4, Hout, (H + lp.nr - 1) / lp.nr);
-    (void)nt; /* unused without OpenMP */
+    int nt = FL_FN(threads_for)(B, G4, Hout, (H + lp.nr - 1) / lp.nr);
+    lp.split_batch = FL_FN(choose_split)(B, H, &nt);
 
     const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;
