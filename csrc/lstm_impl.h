@@ -203,16 +203,23 @@ static inline void FL_FN(barrier)(int nth)
 #endif
 }
 
-/* Threads for a time loop whose per-step product is B x K x N: as many as
- * have FL_MIN_STEP_MACS of work each (a barrier per step costs about as
- * much as that), at most `chunks`. */
+/* Threads for a time loop of T steps whose per-step product is B x K x N:
+ * as many as have FL_MIN_STEP_MACS of work per step each (a barrier per
+ * step costs about as much as that), at most `chunks`; one for a whole call
+ * under FL_MIN_CALL_MACS (starting the team costs more than it saves: a
+ * streaming step). */
 #ifndef FL_MIN_STEP_MACS
 #define FL_MIN_STEP_MACS 32768
 #endif
-static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
+#ifndef FL_MIN_CALL_MACS
+#define FL_MIN_CALL_MACS (1u << 20)
+#endif
+static int FL_FN(threads_for)(size_t T, size_t B, size_t K, size_t N, size_t chunks)
 {
     size_t nt = (size_t)fl_get_num_threads();
     size_t by_work = B * K * N / FL_MIN_STEP_MACS;
+    if (T * B * K * N < FL_MIN_CALL_MACS)
+        by_work = 1;
     if (nt > by_work)
         nt = by_work;
     if (nt > chunks)
@@ -230,8 +237,10 @@ static int FL_FN(threads_for)(size_t B, size_t K, size_t N, size_t chunks)
 #ifndef FL_BATCH_SPLIT_MAX_H
 #define FL_BATCH_SPLIT_MAX_H 256
 #endif
-static int FL_FN(choose_split)(size_t B, size_t H, int *nt)
+static int FL_FN(choose_split)(size_t T, size_t B, size_t H, size_t K, int *nt)
 {
+    if (T * B * K * 4 * H < FL_MIN_CALL_MACS)
+        return 0; /* one thread (threads_for) */
     const char *force = getenv("FASTLSTM_SPLIT");
     int batch = B >= FL_MIN_ROWS_PER_THREAD * 2 && H <= FL_BATCH_SPLIT_MAX_H;
     if (force && strcmp(force, "batch") == 0)
@@ -399,8 +408,8 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     if (status != FL_OK)
         return status;
     lp.fa = a;
-    int nt = FL_FN(threads_for)(B, Hout + I, G4, lp.L.groups);
-    lp.split_batch = FL_FN(choose_split)(B, H, &nt);
+    int nt = FL_FN(threads_for)(sh->T, B, Hout + I, G4, lp.L.groups);
+    lp.split_batch = FL_FN(choose_split)(sh->T, B, H, Hout + I, &nt);
     const size_t U = lp.L.U;
 
     /* one allocation for the whole workspace, none inside the loop */
@@ -545,8 +554,8 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
         return status;
     lp.ba = a;
     const size_t rows = rw.rows;
-    int nt = FL_FN(threads_for)(B, G4, Hout, (H + lp.nr - 1) / lp.nr);
-    lp.split_batch = FL_FN(choose_split)(B, H, &nt);
+    int nt = FL_FN(threads_for)(T, B, G4, Hout, (H + lp.nr - 1) / lp.nr);
+    lp.split_batch = FL_FN(choose_split)(T, B, H, Hout, &nt);
 
     const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;
