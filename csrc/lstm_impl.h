@@ -299,7 +299,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
      * barrier per step; split by batch: every unit, my rows, no barrier */
     size_t g0 = 0, g1 = lp->L.groups, p0 = 0, p1 = P, j0 = 0, j1 = B;
     if (lp->split_batch) {
-        fl_split(B, 1, nth, tid, &j0, &j1);
+        fl_split_rows(rw, nth, tid, &j0, &j1);
     } else {
         fl_split(lp->L.groups, 1, nth, tid, &g0, &g1);
         fl_split(P, lp->nr, nth, tid, &p0, &p1);
@@ -483,7 +483,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     /* my hidden units, my columns of dh (H_out), my rows: as forward_loop */
     size_t u0 = 0, u1 = H, v0 = 0, v1 = Hout, j0 = 0, j1 = B;
     if (lp->split_batch) {
-        fl_split(B, 1, nth, tid, &j0, &j1);
+        fl_split_rows(rw, nth, tid, &j0, &j1);
     } else {
         fl_split(H, lp->nr, nth, tid, &u0, &u1);
         fl_split(Hout, lp->nr, nth, tid, &v0, &v1);

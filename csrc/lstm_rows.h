@@ -43,4 +43,23 @@ static inline void fl_split(size_t n, size_t align, int nth, int tid,
     *hi = b1 * align < n ? b1 * align : n;
 }
 
+/* Rows [*lo, *hi) of thread tid of nth when the batch is split between
+ * threads: contiguous ranges holding about equal numbers of tokens (rows are
+ * sorted longest first, so with ragged lengths the first thread gets fewer
+ * rows).  Each thread runs its rows through all steps with no barrier, so
+ * only the total work per thread has to balance. */
+static inline void fl_split_rows(const fl_rows *rw, int nth, int tid, size_t *lo,
+                                 size_t *hi)
+{
+    size_t want_lo = rw->rows * (size_t)tid / (size_t)nth;
+    size_t want_hi = rw->rows * (size_t)(tid + 1) / (size_t)nth;
+    size_t cum = 0, j = 0;
+    while (j < rw->B && cum + rw->len[j] / 2 < want_lo) /* nearest boundary */
+        cum += rw->len[j++];
+    *lo = tid == 0 ? 0 : j;
+    while (j < rw->B && cum + rw->len[j] / 2 < want_hi)
+        cum += rw->len[j++];
+    *hi = tid == nth - 1 ? rw->B : j;
+}
+
 #endif
