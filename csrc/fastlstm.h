@@ -71,8 +71,14 @@ typedef struct fl_forward_##S {                                               \
     REAL *cells;                  /* (rows, H) c_t of every row, or NULL */   \
     REAL *hprev;                  /* (rows, H_out) h_{t-1} of every row, or   \
                                      NULL (needed by backward) */             \
+    void *workspace;              /* optional scratch of workspace_bytes; a   \
+                                     call with enough allocates nothing */    \
+    size_t workspace_bytes;                                                   \
 } fl_forward_##S;                                                             \
 int fl_lstm_forward_##S(const fl_shape *sh, const fl_forward_##S *a);         \
+/* Bytes of scratch that make fl_lstm_forward allocate nothing (at the        \
+ * current thread count). */                                                  \
+size_t fl_lstm_forward_workspace_##S(const fl_shape *sh, int has_bias);       \
                                                                               \
 typedef struct fl_backward_##S {                                              \
     const REAL *x;  size_t ldx;   /* (rows, I) the forward's input */         \

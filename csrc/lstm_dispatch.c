@@ -12,6 +12,7 @@
                                   const REAL *w_hr, REAL *blob);               \
     int fl_lstm_forward_##S##_##ISA(const fl_shape *sh,                        \
                                     const fl_forward_##S *a);                  \
+    size_t fl_lstm_forward_workspace_##S##_##ISA(const fl_shape *sh, int b);   \
     int fl_lstm_backward_##S##_##ISA(const fl_shape *sh,                       \
                                      const fl_backward_##S *a);
 
@@ -33,20 +34,24 @@ typedef struct fl_variant {
     void (*pack_s)(size_t, size_t, size_t, const float *, const float *,
                    const float *, float *);
     int (*forward_s)(const fl_shape *, const fl_forward_s *);
+    size_t (*workspace_s)(const fl_shape *, int);
     int (*backward_s)(const fl_shape *, const fl_backward_s *);
     size_t (*packed_size_d)(size_t, size_t, size_t);
     void (*pack_d)(size_t, size_t, size_t, const double *, const double *,
                    const double *, double *);
     int (*forward_d)(const fl_shape *, const fl_forward_d *);
+    size_t (*workspace_d)(const fl_shape *, int);
     int (*backward_d)(const fl_shape *, const fl_backward_d *);
 } fl_variant;
 
 #define FL_VARIANT(ISA)                                                        \
     {#ISA,                                                                     \
      fl_lstm_packed_size_s_##ISA, fl_lstm_pack_s_##ISA,                        \
-     fl_lstm_forward_s_##ISA, fl_lstm_backward_s_##ISA,                        \
+     fl_lstm_forward_s_##ISA, fl_lstm_forward_workspace_s_##ISA,               \
+     fl_lstm_backward_s_##ISA,                                                 \
      fl_lstm_packed_size_d_##ISA, fl_lstm_pack_d_##ISA,                        \
-     fl_lstm_forward_d_##ISA, fl_lstm_backward_d_##ISA}
+     fl_lstm_forward_d_##ISA, fl_lstm_forward_workspace_d_##ISA,               \
+     fl_lstm_backward_d_##ISA}
 
 static const fl_variant variants[] = {
     FL_VARIANT(generic),
@@ -89,6 +94,11 @@ const char *fl_init(void)
     {                                                                          \
         fl_init();                                                             \
         return active->forward_##S(sh, a);                                     \
+    }                                                                          \
+    size_t fl_lstm_forward_workspace_##S(const fl_shape *sh, int has_bias)     \
+    {                                                                          \
+        fl_init();                                                             \
+        return active->workspace_##S(sh, has_bias);                            \
     }                                                                          \
     int fl_lstm_backward_##S(const fl_shape *sh, const fl_backward_##S *a)     \
     {                                                                          \

@@ -273,8 +273,10 @@ static int FL_FN(choose_split)(size_t T, size_t B, size_t H, size_t K, int *nt)
 #define FL_RUN_THREADS(fn, ctx, nt) fn(ctx, 0, 1)
 #endif
 
-/* The part of a loop context every call shares; rw is freed by the caller. */
-static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh)
+/* The part of a loop context every call shares; rw is freed by the caller
+ * (rows_mem: caller memory for it, or NULL to allocate). */
+static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh,
+                            size_t *rows_mem)
 {
     if (sh->T == 0 || sh->B == 0 || sh->I == 0 || sh->H == 0)
         return FL_EINVAL;
@@ -283,7 +285,24 @@ static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh)
     lp->L = FL_FN(layout)(sh->I, sh->H, sh->P);
     lp->nr = GEMM_NR();
     lp->rw = rw;
-    return fl_rows_init(rw, sh);
+    return rows_mem ? fl_rows_init_in(rw, sh, rows_mem) : fl_rows_init(rw, sh);
+}
+
+/* Elements of the forward's REAL scratch for nt threads. */
+static size_t FL_FN(forward_scratch)(const fl_shape *sh, size_t U, size_t groups,
+                                     int nt, int has_bias)
+{
+    const size_t B = sh->B, H = sh->H, P = sh->P, Hout = P ? P : H;
+    return 2 * B * Hout + B * H + (P ? B * H : 0) + (size_t)nt * B * 4 * U +
+           (has_bias ? 0 : 4 * H) + groups * 4 * U;
+}
+
+size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh, int has_bias)
+{
+    FL_FN(blob_layout) L = FL_FN(layout)(sh->I, sh->H, sh->P);
+    return fl_rows_mem(sh) * sizeof(size_t) + 64 +
+           FL_FN(forward_scratch)(sh, L.U, L.groups, fl_get_num_threads(), has_bias) *
+               sizeof(REAL);
 }
 
 static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
@@ -402,25 +421,32 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     const size_t Hout = P ? P : H, G4 = 4 * H;
     if (!a->packed)
         return FL_EINVAL;
+    /* scratch: the caller's workspace when it is big enough, else malloc */
+    const size_t need = FL_FN(fl_lstm_forward_workspace)(sh, a->bias != NULL);
+    const int own = !(a->workspace && a->workspace_bytes >= need);
+    char *mem = own ? malloc(need) : a->workspace;
+    if (!mem)
+        return FL_ENOMEM;
     FL_FN(loop) lp;
     fl_rows rw;
-    int status = FL_FN(loop_init)(&lp, &rw, sh);
-    if (status != FL_OK)
+    int status = FL_FN(loop_init)(&lp, &rw, sh, (size_t *)mem);
+    if (status != FL_OK) {
+        if (own)
+            free(mem);
         return status;
+    }
     lp.fa = a;
     int nt = FL_FN(threads_for)(sh->T, B, Hout + I, G4, lp.L.groups);
     lp.split_batch = FL_FN(choose_split)(sh->T, B, H, Hout + I, &nt);
     const size_t U = lp.L.U;
 
-    /* one allocation for the whole workspace, none inside the loop */
+    /* the REAL scratch follows the row bookkeeping, 64-byte aligned; none
+     * is allocated inside the loop */
     const size_t n_h = 2 * B * Hout, n_c = B * H, n_r = P ? B * H : 0;
     const size_t n_tmp = (size_t)nt * B * 4 * U, n_zero = a->bias ? 0 : G4;
     const size_t n_gb = lp.L.groups * 4 * U;
-    REAL *ws = malloc((n_h + n_c + n_r + n_tmp + n_zero + n_gb) * sizeof(REAL));
-    if (!ws) {
-        fl_rows_free(&rw);
-        return FL_ENOMEM;
-    }
+    uintptr_t at = (uintptr_t)(mem + fl_rows_mem(sh) * sizeof(size_t));
+    REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
     lp.hbuf = ws;
     lp.cstate = lp.hbuf + n_h;
     lp.rstep = P ? lp.cstate + n_c : NULL;
@@ -465,8 +491,9 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     /* 2. the time loop */
     FL_RUN_THREADS(FL_FN(forward_loop), &lp, nt);
 
-    free(ws);
     fl_rows_free(&rw);
+    if (own)
+        free(mem);
     return FL_OK;
 }
 
@@ -549,7 +576,7 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
         return FL_EINVAL;
     FL_FN(loop) lp;
     fl_rows rw;
-    int status = FL_FN(loop_init)(&lp, &rw, sh);
+    int status = FL_FN(loop_init)(&lp, &rw, sh, NULL);
     if (status != FL_OK)
         return status;
     lp.ba = a;

@@ -14,11 +14,16 @@ typedef struct fl_rows {
     size_t *off;          /* (T + 1) first row of step t */
     size_t *len;          /* (B) steps of batch row j */
     const int64_t *bs;    /* batch_sizes or NULL */
+    int owned;            /* off/len malloc'ed here (else caller memory) */
 } fl_rows;
 
 /* FL_OK, FL_EINVAL (batch_sizes not non-increasing in [1, B] with
  * batch_sizes[0] == B) or FL_ENOMEM. */
 int fl_rows_init(fl_rows *rw, const fl_shape *sh);
+/* The same in caller memory of fl_rows_mem(sh) size_t's (never fails with
+ * FL_ENOMEM; fl_rows_free is then a no-op). */
+size_t fl_rows_mem(const fl_shape *sh);
+int fl_rows_init_in(fl_rows *rw, const fl_shape *sh, size_t *mem);
 void fl_rows_free(fl_rows *rw);
 
 static inline size_t fl_row(const fl_rows *rw, size_t t, size_t j)

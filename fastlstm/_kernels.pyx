@@ -41,6 +41,8 @@ cdef extern from "fastlstm.h" nogil:
         float *gates
         float *cells
         float *hprev
+        void *workspace
+        size_t workspace_bytes
 
     ctypedef struct fl_forward_d:
         const double *x
@@ -57,6 +59,8 @@ cdef extern from "fastlstm.h" nogil:
         double *gates
         double *cells
         double *hprev
+        void *workspace
+        size_t workspace_bytes
 
     ctypedef struct fl_backward_s:
         const float *x
@@ -116,6 +120,8 @@ cdef extern from "fastlstm.h" nogil:
     void fl_lstm_pack_d(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
                         const double *w_hr, double *blob)
     int fl_lstm_forward_s(const fl_shape *sh, const fl_forward_s *a)
+    size_t fl_lstm_forward_workspace_s(const fl_shape *sh, int has_bias)
+    size_t fl_lstm_forward_workspace_d(const fl_shape *sh, int has_bias)
     int fl_lstm_forward_d(const fl_shape *sh, const fl_forward_d *a)
     int fl_lstm_backward_s(const fl_shape *sh, const fl_backward_s *a)
     int fl_lstm_backward_d(const fl_shape *sh, const fl_backward_d *a)
@@ -281,6 +287,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fs.h_n = &h_n[0, 0]; fs.c_n = &c_n[0, 0]; fs.gates = &gates[0, 0]
         fs.cells = NULL if cells is None else &cells[0, 0]
         fs.hprev = NULL if hprev is None else &hprev[0, 0]
+        fs.workspace = NULL; fs.workspace_bytes = 0
         with nogil:
             status = fl_lstm_forward_s(&sh, &fs)
     else:
@@ -293,6 +300,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fd.h_n = &h_n[0, 0]; fd.c_n = &c_n[0, 0]; fd.gates = &gates[0, 0]
         fd.cells = NULL if cells is None else &cells[0, 0]
         fd.hprev = NULL if hprev is None else &hprev[0, 0]
+        fd.workspace = NULL; fd.workspace_bytes = 0
         with nogil:
             status = fl_lstm_forward_d(&sh, &fd)
     _raise_status(status)
@@ -427,15 +435,20 @@ cdef class StreamKernel:
     cdef fl_shape sh0
     cdef fl_forward_s *fs
     cdef fl_forward_d *fd
+    cdef void *ws          # one scratch shared by the layers' calls
+    cdef size_t ws_bytes
     cdef object _out
 
     def __cinit__(self):
         self.fs = NULL
         self.fd = NULL
+        self.ws = NULL
+        self.ws_bytes = 0
 
     def __dealloc__(self):
         PyMem_Free(self.fs)
         PyMem_Free(self.fd)
+        PyMem_Free(self.ws)
 
     def __init__(self, list layers, h, c, gates, list ys, Py_ssize_t proj_size):
         cdef Py_ssize_t L = len(layers), k
@@ -462,6 +475,16 @@ cdef class StreamKernel:
             self.fs = <fl_forward_s *> PyMem_Malloc(L * sizeof(fl_forward_s))
             if self.fs == NULL:
                 raise MemoryError()
+        cdef fl_shape shk = self.sh0
+        cdef size_t need
+        for k in range(L):  # scratch big enough for every layer's step
+            shk.I = layers[k][0].shape[1]
+            need = (fl_lstm_forward_workspace_d(&shk, layers[k][1] is not None) if self._double
+                    else fl_lstm_forward_workspace_s(&shk, layers[k][1] is not None))
+            self.ws_bytes = max(self.ws_bytes, need)
+        self.ws = PyMem_Malloc(self.ws_bytes)
+        if self.ws == NULL:
+            raise MemoryError()
         for k in range(L):
             w_ih, bias, packed = layers[k]
             I_k = w_ih.shape[1]
@@ -490,6 +513,7 @@ cdef class StreamKernel:
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
         a.gates = &gates[0, 0]
         a.cells = NULL; a.hprev = NULL
+        a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
 
     cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
                  const double[::1] packed, double[:, ::1] h, double[:, ::1] c,
@@ -505,6 +529,7 @@ cdef class StreamKernel:
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
         a.gates = &gates[0, 0]
         a.cells = NULL; a.hprev = NULL
+        a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
 
     def step(self, x):
         """Advance one step with x (B, I) (C-contiguous, the stack's dtype);
