@@ -5,16 +5,23 @@
  * REAL/S = float/s and double/d.  Notation and the packed row layout are
  * described in fastlstm.h; fastlstm/reference.py is the specification.
  *
- * Structure of a call (forward):
- *   1. gates = x W_ih^T for all rows: one big GEMM before the time loop.
- *   2. one OpenMP region for the whole time loop.  Per step each thread owns
- *      a range of hidden units: it multiplies h_{t-1} by its slice of the
- *      packed W_hh (all four gates of its units side by side), then runs the
- *      gate loop on that slice while it is in L1 (bias, sigmoid/tanh, cell
- *      update, output).  One barrier per step (two with a projection).
+ * Structure of a call (forward): one OpenMP region for the whole time loop
+ * (none at all for a call too small to share).  Per step a thread takes
+ * its share of the work, which is either
+ *   - its batch rows, for all hidden units (split_batch: rows are
+ *     independent sequences, so no barrier at all), or
+ *   - its hidden units, for all rows (the weights stay split between the
+ *     cores' caches; one barrier per step, two with a projection);
+ * and for each group of U units it accumulates bias + x_t W_ih^T +
+ * h_{t-1} W_hh^T into an L1 tile (the packed weights hold all four gates of
+ * a group side by side), then runs the gate loop on the tile (sigmoid/tanh,
+ * cell update, output).  Only the reverse direction of a ragged batch, whose
+ * rows of a step are not consecutive, takes x W_ih^T from one big GEMM
+ * computed before the loop.
  * Backward mirrors it: per step the elementwise gate gradients of a thread's
- * units, a barrier, then dh_{t-1} = dgates W_hh for its units; afterwards
- * dW_ih, dW_hh, dW_hr and dx are one big GEMM each.
+ * units (or rows), a barrier for the unit split, then dh_{t-1} = dgates W_hh
+ * for its units (or rows); afterwards dW_ih, dW_hh, dW_hr and dx are one big
+ * GEMM each.
  * No allocation, no Python, no I/O inside the time loop.  Each output element
  * is computed by exactly one thread in a fixed order, so results do not
  * depend on the number of threads.

@@ -245,8 +245,9 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
     pack(); h0 (B, H_out), c0 (B, H) or None; y (rows, >= y_col + H_out):
     columns [y_col, y_col + H_out) written; h_n, c_n (B, H_out), (B, H)
-    written; gates (rows, 4H) workspace (post-activation gates after the
-    call); cells (rows, H) and hprev (rows, H_out) or None.  batch_sizes
+    written; gates (rows, 4H) workspace, holding the post-activation gates
+    after a training call (hprev given); cells (rows, H) and hprev
+    (rows, H_out) or None.  batch_sizes
     (steps,) int64 or None (then rows = steps * B).
     """
     cdef Py_ssize_t B = h_n.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
