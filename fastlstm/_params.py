@@ -3,7 +3,7 @@
 Parameters are plain C-contiguous numpy arrays under PyTorch's names,
 reachable as attributes (``lstm.weight_ih_l0``) and through
 ``state_dict()``.  They may be updated in place (an optimizer step) or
-replaced by assignment; the layers notice either (see LSTM._packed).
+replaced by assignment; the layers notice either (see ParameterModule._packed).
 """
 
 import threading
@@ -140,32 +140,28 @@ class ParameterModule:
             return None
         return self._params["bias_ih" + sfx] + self._params["bias_hh" + sfx]
 
-    def _weights_packed(self, sfx):
-        """(w_ih, w_hh, w_hr or None) exactly as the current packed blob of
-        one layer/direction holds them: the snapshot a backward must use.
-        They are the cache's private copies, never modified (a change of the
-        layer's weights replaces the cache entry), so no copy is needed."""
-        self._packed(sfx)
-        return tuple(self._pack_cache[sfx][0])
-
     def _packed(self, sfx):
-        """The packed weights of one layer/direction.
+        """(weights, blob) of one layer/direction: the packed blob, and the
+        weights (w_ih, w_hh, w_hr or None) exactly as it was packed from.
 
         Cached, and repacked when the weights changed since they were packed,
         whether replaced or updated in place (an optimizer step): the cache
         keeps a copy of the bytes it packed and compares them (memcmp, far
-        cheaper than the forward pass that follows)."""
-        ws = [self._params[n + sfx] if n + sfx in self._params else None
-              for n in ("weight_ih", "weight_hh", "weight_hr")]
+        cheaper than the forward pass that follows).  The copies are never
+        modified (a change replaces the entry), so a backward can keep them
+        as the snapshot of what its forward used."""
+        ws = tuple(self._params[n + sfx] if n + sfx in self._params else None
+                   for n in ("weight_ih", "weight_hh", "weight_hr"))
         entry = self._pack_cache.get(sfx)
         if entry is not None and all(_same(a, b) for a, b in zip(entry[0], ws)):
-            return entry[1]
+            return entry
         w_ih, w_hh, w_hr = ws
         I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
         blob = np.empty(_kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
         _kernels.pack(w_ih, w_hh, w_hr, blob)
-        self._pack_cache[sfx] = ([None if w is None else w.copy() for w in ws], blob)
-        return blob
+        entry = (tuple(None if w is None else w.copy() for w in ws), blob)
+        self._pack_cache[sfx] = entry
+        return entry
 
 
 def _same(saved, current):

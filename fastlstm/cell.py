@@ -79,10 +79,10 @@ class LSTMCell(ParameterModule):
         gates = np.empty((B, 4 * H), self.dtype)
         cells = np.empty((B, H), self.dtype) if train else None
         hprev = np.empty((B, H), self.dtype) if train else None
-        packed = self._packed("")
-        _kernels.forward(x, self.weight_ih, self._bias(""), packed, h_prev, c_prev,
+        weights, packed = self._packed("")
+        _kernels.forward(x, weights[0], self._bias(""), packed, h_prev, c_prev,
                          h, 0, h_n, c, gates, cells, hprev, None, 1, False, 0)
-        return h, c, (gates, cells, hprev, packed)
+        return h, c, (gates, cells, hprev, weights, packed)
 
     def __call__(self, x, hx=None):
         """One step: returns (h, c), each (B, H) (or (H,) for unbatched x)."""
@@ -97,8 +97,8 @@ class LSTMCell(ParameterModule):
         ``(dx, (dh_prev, dc_prev))`` and adds the parameter gradients into
         :attr:`grads`.  Each backward can be called once."""
         x, h_prev, c_prev, unbatched = self._inputs(x, hx)
-        h, c, (gates, cells, hprev, packed) = self._step(x, h_prev, c_prev, train=True)
-        weights = self._weights_packed("")[:2]  # the snapshot packed was made from
+        # weights: the snapshot the packed blob was made from
+        h, c, (gates, cells, hprev, weights, packed) = self._step(x, h_prev, c_prev, train=True)
         used = [False]
         B, H = x.shape[0], self.hidden_size
 

@@ -204,6 +204,7 @@ class LSTM(ParameterModule):
         c_n = np.empty((LD, B, H), dt)
         inp = plan.pack(x)
         saved = []  # per layer: (input, [per direction: gates, cells, hprev], dropout mask)
+        used = {}  # per layer/direction suffix: (weights, packed blob) this call ran with
         cells_out = None
         for layer in range(self.num_layers):
             y = np.empty((rows, D * Ho), dt)
@@ -217,8 +218,9 @@ class LSTM(ParameterModule):
                 gates = np.empty((rows, 4 * H), dt)
                 cells = np.empty((rows, H), dt) if want_cells else None
                 hprev = np.empty((rows, Ho), dt) if train else None
+                weights, packed = used[sfx] = self._packed(sfx)
                 _kernels.forward(
-                    inp, self._params["weight_ih" + sfx], self._bias(sfx), self._packed(sfx),
+                    inp, weights[0], self._bias(sfx), packed,
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
                     y, d * Ho, h_n[k], c_n[k], gates, cells, hprev,
                     plan.batch_sizes, plan.steps, d == 1, P)
@@ -241,7 +243,7 @@ class LSTM(ParameterModule):
                      if cells_out is not None else None)
         backward = None
         if train:
-            backward = self._make_backward(plan, unbatched, x.shape, c0, saved)
+            backward = self._make_backward(plan, unbatched, x.shape, c0, saved, used)
         return output, state, cells_seq, backward
 
     def _output_layout(self, out, unbatched):
@@ -263,19 +265,13 @@ class LSTM(ParameterModule):
         return LSTMStream(self, batch_size, hx)
 
     # ---- backward ---------------------------------------------------------
-    def _make_backward(self, plan, unbatched, x_shape, c0, saved):
-        used = [False]
-        # the weights this forward used: backward must differentiate those
-        weights = {}
-        for _, _, sfx in self._suffixes():
-            w = self._weights_packed(sfx)
-            weights.update({"weight_ih" + sfx: w[0], "weight_hh" + sfx: w[1]})
-            if w[2] is not None:
-                weights["weight_hr" + sfx] = w[2]
-        packed = {sfx: self._packed(sfx) for _, _, sfx in self._suffixes()}  # never mutated
+    def _make_backward(self, plan, unbatched, x_shape, c0, saved, weights):
+        """weights: per suffix, ((w_ih, w_hh, w_hr), blob) the forward ran with
+        (the pack cache's snapshot): backward must differentiate those."""
+        consumed = [False]
 
         def backward(d_output, d_state=None):
-            if used[0]:
+            if consumed[0]:
                 raise RuntimeError("backward: this forward_train's backward was already "
                                    "called (its buffers are consumed); run forward_train again")
             H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
@@ -306,14 +302,14 @@ class LSTM(ParameterModule):
                         raise ValueError(f"{name}: expected shape {want}, got {s.shape}")
                     conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
                 dh_n, dc_n = conv
-            used[0] = True
+            consumed[0] = True
             with self._grad_lock:
-                return self._backward(plan, unbatched, c0, saved, weights, packed,
+                return self._backward(plan, unbatched, c0, saved, weights,
                                       plan.pack(d_out), dh_n, dc_n)
 
         return backward
 
-    def _backward(self, plan, unbatched, c0, saved, weights, packed, dy, dh_n, dc_n):
+    def _backward(self, plan, unbatched, c0, saved, weights, dy, dh_n, dc_n):
         H, Ho, D = self.hidden_size, self._h_out, self.num_directions
         LD, dt, B = self.num_layers * D, self.dtype, plan.B
         dh0 = np.empty((LD, B, Ho), dt)
@@ -325,10 +321,10 @@ class LSTM(ParameterModule):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 gates, cells, hprev = per_dir[d]
+                (w_ih, w_hh, w_hr), packed = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
                 _kernels.backward(
-                    inp, weights["weight_ih" + sfx], weights["weight_hh" + sfx],
-                    weights.get("weight_hr" + sfx), packed[sfx],
+                    inp, w_ih, w_hh, w_hr, packed,
                     None if c0 is None else c0[k], gates, cells, hprev,
                     dy, d * Ho, None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],

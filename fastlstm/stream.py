@@ -36,10 +36,10 @@ class LSTMStream:
         self.hidden_size, self.proj_size = lstm.hidden_size, lstm.proj_size
         B, H, Ho, dt = self.batch_size, lstm.hidden_size, lstm.proj_size or lstm.hidden_size, lstm.dtype
         self._layers = []
-        for layer in range(lstm.num_layers):
+        for layer in range(lstm.num_layers):  # the pack cache's snapshot: never modified
             sfx = f"_l{layer}"
-            self._layers.append((lstm._params["weight_ih" + sfx].copy(), lstm._bias(sfx),
-                                 lstm._packed(sfx)))
+            weights, packed = lstm._packed(sfx)
+            self._layers.append((weights[0], lstm._bias(sfx), packed))
         self._h = np.zeros((lstm.num_layers, B, Ho), dt)
         self._c = np.zeros((lstm.num_layers, B, H), dt)
         self._gates = np.empty((B, 4 * H), dt)
