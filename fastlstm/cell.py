@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _kernels
 from ._params import ParameterModule, check_array
+from .reference import cell_parameter_shapes
 
 __all__ = ["LSTMCell"]
 
@@ -36,11 +37,7 @@ class LSTMCell(ParameterModule):
         super().__init__(dtype, seed)
 
     def _parameter_shapes(self):
-        H, I = self.hidden_size, self.input_size
-        shapes = {"weight_ih": (4 * H, I), "weight_hh": (4 * H, H)}
-        if self.bias:
-            shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
-        return shapes
+        return cell_parameter_shapes(self.input_size, self.hidden_size, self.bias)
 
     def _init_scale(self):
         return 1.0 / np.sqrt(self.hidden_size)

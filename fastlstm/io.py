@@ -14,6 +14,7 @@ import numpy as np
 
 from .cell import LSTMCell
 from .lstm import LSTM
+from .reference import cell_parameter_shapes, parameter_shapes
 
 __all__ = ["save", "load"]
 
@@ -72,13 +73,7 @@ def _expected_shapes(cls_name, config):
         raise ValueError(f"proj_size ({config['proj_size']}) must be smaller than "
                          f"hidden_size ({config['hidden_size']})")
     if cls_name == "LSTMCell":
-        H, I = config["hidden_size"], config["input_size"]
-        shapes = {"weight_ih": (4 * H, I), "weight_hh": (4 * H, H)}
-        if config["bias"]:
-            shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
-        return shapes
-    from .reference import parameter_shapes
-
+        return cell_parameter_shapes(config["input_size"], config["hidden_size"], config["bias"])
     return parameter_shapes(config["input_size"], config["hidden_size"], config["num_layers"],
                             config["bias"], config["bidirectional"], config["proj_size"])
 

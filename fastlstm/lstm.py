@@ -10,8 +10,9 @@ module validates user input, lays the batch out for the kernel
 import numpy as np
 
 from . import _kernels
-from ._params import ParameterModule, as_dtype, check_array
+from ._params import ParameterModule, check_array
 from ._sequence import SequencePlan
+from .reference import parameter_shapes
 
 __all__ = ["LSTM"]
 
@@ -80,20 +81,8 @@ class LSTM(ParameterModule):
         return self.proj_size or self.hidden_size
 
     def _parameter_shapes(self):
-        H, P, D = self.hidden_size, self.proj_size, self.num_directions
-        shapes = {}
-        for layer in range(self.num_layers):
-            isz = self.input_size if layer == 0 else D * self._h_out
-            for d in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                shapes["weight_ih" + sfx] = (4 * H, isz)
-                shapes["weight_hh" + sfx] = (4 * H, P or H)
-                if self.bias:
-                    shapes["bias_ih" + sfx] = (4 * H,)
-                    shapes["bias_hh" + sfx] = (4 * H,)
-                if P:
-                    shapes["weight_hr" + sfx] = (P, H)
-        return shapes
+        return parameter_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias,
+                                self.bidirectional, self.proj_size)
 
     def _init_scale(self):
         return 1.0 / np.sqrt(self.hidden_size)

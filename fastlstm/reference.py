@@ -81,6 +81,7 @@ __all__ = [
     "sigmoid",
     "tanh",
     "parameter_shapes",
+    "cell_parameter_shapes",
     "cell_forward",
     "cell_backward",
     "layer_forward",
@@ -150,6 +151,16 @@ def parameter_shapes(input_size, hidden_size, num_layers=1, bias=True,
                 shapes["bias_hh" + suffix] = (4 * H,)
             if proj_size > 0:
                 shapes["weight_hr" + suffix] = (proj_size, H)
+    return shapes
+
+
+def cell_parameter_shapes(input_size, hidden_size, bias=True):
+    """Return {name: shape} of one cell (``torch.nn.LSTMCell``'s names and order)."""
+    H = hidden_size
+    shapes = {"weight_ih": (4 * H, input_size), "weight_hh": (4 * H, H)}
+    if bias:
+        shapes["bias_ih"] = (4 * H,)
+        shapes["bias_hh"] = (4 * H,)
     return shapes
 
 
