@@ -210,59 +210,49 @@ static inline void FL_FN(barrier)(int nth)
 #endif
 }
 
-/* Threads for a time loop of T steps whose per-step product is B x K x N:
- * as many as have FL_MIN_STEP_MACS of work per step each (a barrier per
- * step costs about as much as that), at most `chunks`; one for a whole call
- * under FL_MIN_CALL_MACS (starting the team costs more than it saves: a
- * streaming step). */
+/* How many threads run a time loop of T steps whose per-step product is
+ * B x K x N (hidden size H), and how they split it (*split_batch):
+ *   - one thread for a call under FL_MIN_CALL_MACS (starting the team costs
+ *     more than it saves: a streaming step);
+ *   - split by batch rows (no barrier per step; every thread streams all the
+ *     weights) for H <= FL_BATCH_SPLIT_MAX_H and FL_MIN_ROWS_PER_THREAD rows
+ *     per thread;
+ *   - else split by hidden units (weights split between the cores' caches, a
+ *     barrier per step): as many threads as have FL_MIN_STEP_MACS of work per
+ *     step (about the cost of a barrier), at most `chunks`.
+ * FASTLSTM_SPLIT=batch|units forces the split (for measurements). */
 #ifndef FL_MIN_STEP_MACS
 #define FL_MIN_STEP_MACS 32768
 #endif
 #ifndef FL_MIN_CALL_MACS
 #define FL_MIN_CALL_MACS (1u << 20)
 #endif
-static int FL_FN(threads_for)(size_t T, size_t B, size_t K, size_t N, size_t chunks)
-{
-    size_t nt = (size_t)fl_get_num_threads();
-    size_t by_work = B * K * N / FL_MIN_STEP_MACS;
-    if (T * B * K * N < FL_MIN_CALL_MACS)
-        by_work = 1;
-    if (nt > by_work)
-        nt = by_work;
-    if (nt > chunks)
-        nt = chunks;
-    return nt < 1 ? 1 : (int)nt;
-}
-
-/* Split the threads over batch rows (no barrier per step; every thread
- * streams all the weights) or over hidden units (weights split between the
- * cores' caches; a barrier per step).  FASTLSTM_SPLIT=batch|units forces one
- * (for measurements).  Batch split needs FL_MIN_ROWS_PER_THREAD rows each. */
 #ifndef FL_MIN_ROWS_PER_THREAD
 #define FL_MIN_ROWS_PER_THREAD 8
 #endif
 #ifndef FL_BATCH_SPLIT_MAX_H
 #define FL_BATCH_SPLIT_MAX_H 256
 #endif
-static int FL_FN(choose_split)(size_t T, size_t B, size_t H, size_t K, int *nt)
+static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
+                               size_t chunks, int *split_batch)
 {
-    if (T * B * K * 4 * H < FL_MIN_CALL_MACS)
-        return 0; /* one thread (threads_for) */
-    const char *force = getenv("FASTLSTM_SPLIT");
-    int batch = B >= FL_MIN_ROWS_PER_THREAD * 2 && H <= FL_BATCH_SPLIT_MAX_H;
-    if (force && strcmp(force, "batch") == 0)
-        batch = B >= 2;
-    else if (force && strcmp(force, "units") == 0)
-        batch = 0;
-    if (!batch)
-        return 0;
-    size_t want = (size_t)fl_get_num_threads(), most = B / FL_MIN_ROWS_PER_THREAD;
-    if (force && strcmp(force, "batch") == 0)
-        most = B;
-    *nt = (int)(want < most ? want : most);
-    if (*nt < 1)
-        *nt = 1;
-    return *nt > 1;
+    const size_t want = (size_t)fl_get_num_threads();
+    const int forced = fl_forced_split();
+    size_t nt;
+    *split_batch = 0;
+    if (T * B * K * N < FL_MIN_CALL_MACS)
+        return 1;
+    if (forced ? forced == FL_SPLIT_BATCH
+               : B >= 2 * FL_MIN_ROWS_PER_THREAD && H <= FL_BATCH_SPLIT_MAX_H) {
+        const size_t most = forced ? B : B / FL_MIN_ROWS_PER_THREAD;
+        nt = want < most ? want : most;
+        *split_batch = nt > 1;
+    } else {
+        const size_t by_work = B * K * N / FL_MIN_STEP_MACS;
+        nt = want < by_work ? want : by_work;
+        nt = nt < chunks ? nt : chunks;
+    }
+    return nt < 1 ? 1 : (int)nt;
 }
 
 /* Runs fn(ctx, tid, nth) on nt threads (no OpenMP region at all for 1). */
@@ -342,13 +332,6 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 
         for (size_t g = g0; g < g1; g++) {
             const size_t u0 = g * U, nu = H - u0 < U ? H - u0 : U;
-            /* the input projection was computed for all steps up front and
-             * is in L3 at best: prefetch the next group's rows now, and
-             * gather this group's (already prefetched) into the accumulator
-             * tile in one pass, so the gate loop only touches L1 */
-            const int more = g + 1 < g1 || s + 1 < T;
-            const size_t ps = g + 1 < g1 ? s : s + 1, pu = g + 1 < g1 ? u0 + U : g0 * U;
-            const size_t pnb = more ? fl_batch(rw, ps) : 0;
             if (lp->fuse_x) {
                 /* tile = bias, then += x_t W_ih^T for this group: the rows of
                  * step s are consecutive packed rows */
@@ -360,6 +343,13 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                     GEMM_PACKED(nb - j0, 4 * U, sh->I, a->x + fl_row(rw, t0, j0) * a->ldx,
                                 a->ldx, lp->pk_ih + g * 4 * U * sh->I, (REAL)1, my_tmp, 4 * U);
             } else {
+                /* the input projection was computed for all steps up front
+                 * and is in L3 at best: prefetch the next group's rows now,
+                 * and gather this group's (already prefetched) into the tile
+                 * in one pass, so the gate loop only touches L1 */
+                const int more = g + 1 < g1 || s + 1 < T;
+                const size_t ps = g + 1 < g1 ? s : s + 1, pu = g + 1 < g1 ? u0 + U : g0 * U;
+                const size_t pnb = more ? fl_batch(rw, ps) : 0;
                 for (size_t j = j0; j < pnb && j < j1; j++) {
                     const REAL *gx =
                         gates + fl_row(rw, rev ? rw->len[j] - 1 - ps : ps, j) * G4 + pu;
@@ -443,8 +433,8 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
         return status;
     }
     lp.fa = a;
-    int nt = FL_FN(threads_for)(sh->T, B, Hout + I, G4, lp.L.groups);
-    lp.split_batch = FL_FN(choose_split)(sh->T, B, H, Hout + I, &nt);
+    const int nt = FL_FN(plan_threads)(sh->T, B, H, Hout + I, G4, lp.L.groups,
+                                       &lp.split_batch);
     const size_t U = lp.L.U;
 
     /* the REAL scratch follows the row bookkeeping, 64-byte aligned; none
@@ -588,8 +578,8 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
         return status;
     lp.ba = a;
     const size_t rows = rw.rows;
-    int nt = FL_FN(threads_for)(T, B, G4, Hout, (H + lp.nr - 1) / lp.nr);
-    lp.split_batch = FL_FN(choose_split)(T, B, H, Hout, &nt);
+    const int nt = FL_FN(plan_threads)(T, B, H, G4, Hout, (H + lp.nr - 1) / lp.nr,
+                                       &lp.split_batch);
 
     const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;

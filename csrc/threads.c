@@ -2,6 +2,7 @@
 #include "threads.h"
 
 #include <stdlib.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -44,6 +45,19 @@ int fl_set_num_threads(int n)
     (void)n;
     return 1;
 #endif
+}
+
+int fl_forced_split(void)
+{
+    static int forced = -1; /* racing first calls compute the same value */
+    if (forced < 0) {
+        const char *env = getenv("FASTLSTM_SPLIT");
+        forced = env == NULL                   ? 0
+                 : strcmp(env, "batch") == 0 ? FL_SPLIT_BATCH
+                 : strcmp(env, "units") == 0 ? FL_SPLIT_UNITS
+                                             : 0;
+    }
+    return forced;
 }
 
 int fl_have_openmp(void)
