@@ -52,7 +52,10 @@ size_t fl_packed_size_d(size_t K, size_t N);
 
 /* Pack op(B) (K x N) into `packed`.  transB=0: B is K x N (ldb >= N);
  * transB=1: B is N x K (ldb >= K), i.e. the product is A * B^T.
- * Panel p (columns [p*nr, (p+1)*nr)) starts at packed + p*nr*K. */
+ * Panel p (columns [p*nr, (p+1)*nr)) starts at packed + p*nr*K and holds
+ * row k of those columns at + k*nr (nr values, zero beyond N).  So rows
+ * [k0, k1) of a panel are exactly the packed copy of rows [k0, k1) of
+ * those columns: matrices stacked along K can be packed piece by piece. */
 void fl_pack_b_s(int transB, size_t K, size_t N, const float *B, size_t ldb,
                  float *packed);
 void fl_pack_b_d(int transB, size_t K, size_t N, const double *B, size_t ldb,

@@ -12,12 +12,13 @@
  *     independent sequences, so no barrier at all), or
  *   - its hidden units, for all rows (the weights stay split between the
  *     cores' caches; one barrier per step, two with a projection);
- * and for each group of U units it accumulates bias + x_t W_ih^T +
- * h_{t-1} W_hh^T into an L1 tile (the packed weights hold all four gates of
- * a group side by side), then runs the gate loop on the tile (sigmoid/tanh,
- * cell update, output).  Only the reverse direction of a ragged batch, whose
- * rows of a step are not consecutive, takes x W_ih^T from one big GEMM
- * computed before the loop.
+ * The input of step t is one row [x_t | h_{t-1}] per sequence (K = I + H_out
+ * values; x_t is copied in by the previous step, h_{t-1} written there by
+ * it), and the packed weights stack W_ih^T over W_hh^T with all four gates
+ * of a group of U units side by side.  So for each group (or gw groups at
+ * once, for a small batch) a thread computes bias + [x_t | h_{t-1}]
+ * [W_ih | W_hh]^T into an L1 tile with one product, then runs the gate loop
+ * on the tile (sigmoid/tanh, cell update, output).
  * Backward mirrors it: per step the elementwise gate gradients of a thread's
  * units (or rows), a barrier for the unit split, then dh_{t-1} = dgates W_hh
  * for its units (or rows); afterwards dW_ih, dW_hh, dW_hr and dx are one big
@@ -55,13 +56,14 @@
 
 /* Where the pieces of the packed-weights blob live (elements). */
 typedef struct FL_FN(blob_layout) {
-    size_t U;          /* units per group of the forward recurrent product */
+    size_t U;          /* units per group of the forward product */
     size_t groups;     /* ceil(H / U) */
-    size_t hh_fwd;     /* h W_hh^T, grouped: [i f g o] x U columns per group */
+    size_t K;          /* I + H_out: rows of the forward product */
+    size_t xh_fwd;     /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
+                          columns per group, K = I + H_out */
     size_t hh_bwd;     /* dgates W_hh: K = 4H, N = H_out */
     size_t hr_fwd;     /* r W_hr^T:    K = H,  N = P */
     size_t hr_bwd;     /* dh W_hr:     K = P,  N = H */
-    size_t ih_fwd;     /* x W_ih^T, grouped like hh_fwd: K = I */
     size_t total;
 } FL_FN(blob_layout);
 
@@ -71,12 +73,12 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
     size_t nr = GEMM_NR(), Hout = P ? P : H;
     L.U = nr >= 16 ? nr : 16; /* nr is a power of two <= 64 */
     L.groups = (H + L.U - 1) / L.U;
-    L.hh_fwd = 0;
-    L.hh_bwd = L.hh_fwd + L.groups * 4 * L.U * Hout;
+    L.K = I + Hout;
+    L.xh_fwd = 0;
+    L.hh_bwd = L.xh_fwd + L.groups * 4 * L.U * L.K;
     L.hr_fwd = L.hh_bwd + PACKED_SIZE(4 * H, Hout);
     L.hr_bwd = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
-    L.ih_fwd = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
-    L.total = L.ih_fwd + L.groups * 4 * L.U * I;
+    L.total = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
     return L;
 }
 
@@ -89,17 +91,20 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
                          const REAL *w_hh, const REAL *w_hr, REAL *blob)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
-    size_t Hout = P ? P : H;
+    const size_t Hout = P ? P : H, nr = GEMM_NR(), K = L.K;
     memset(blob, 0, L.total * sizeof(REAL));
-    for (size_t g = 0; g < L.groups; g++) {
-        size_t u0 = g * L.U, nu = H - u0 < L.U ? H - u0 : L.U;
-        for (size_t q = 0; q < 4; q++) {
-            PACK_B(1, Hout, nu, w_hh + (q * H + u0) * Hout, Hout,
-                   blob + L.hh_fwd + (g * 4 + q) * L.U * Hout);
-            PACK_B(1, I, nu, w_ih + (q * H + u0) * I, I,
-                   blob + L.ih_fwd + (g * 4 + q) * L.U * I);
-        }
-    }
+    /* the forward product stacks W_ih^T over W_hh^T (K = I + H_out rows):
+     * a panel is K rows of nr values, so packing the I rows of W_ih^T and
+     * then the H_out rows of W_hh^T of the same nr columns, one after the
+     * other, gives the panel of the stacked matrix */
+    for (size_t g = 0; g < L.groups; g++)
+        for (size_t q = 0; q < 4; q++)
+            for (size_t c = g * L.U; c < (g + 1) * L.U && c < H; c += nr) {
+                const size_t n = H - c < nr ? H - c : nr, row = q * H + c;
+                REAL *dst = blob + L.xh_fwd + ((g * 4 + q) * L.U + c - g * L.U) * K;
+                PACK_B(1, I, n, w_ih + row * I, I, dst);
+                PACK_B(1, Hout, n, w_hh + row * Hout, Hout, dst + I * nr);
+            }
     PACK_B(0, 4 * H, Hout, w_hh, Hout, blob + L.hh_bwd);
     if (P) {
         PACK_B(1, H, P, w_hr, H, blob + L.hr_fwd);
@@ -141,18 +146,6 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
             memcpy(gr + q * H, acc + q * U, nu * sizeof(REAL));
 }
 
-/* acc (group layout) = input projection gx (4H layout) + bias, for nu units
- * of one row: the initial value the recurrent GEMM accumulates onto. */
-static void FL_FN(gate_init)(size_t nu, size_t U, size_t H, const REAL *restrict gx,
-                             const REAL *restrict bias, REAL *restrict acc)
-{
-    for (size_t q = 0; q < 4; q++) {
-        FL_SIMD
-        for (size_t k = 0; k < nu; k++)
-            acc[q * U + k] = gx[q * H + k] + bias[q * H + k];
-    }
-}
-
 /* The gate gradients of one batch row over n units: dr = dyr + dcr is the
  * gradient of r_t = o * tanh(c_t); gr holds the activations i, f, g, o and is
  * overwritten with the pre-activation gradients (also written to dgr); dcs
@@ -182,7 +175,8 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
 }
 
 /* Everything one time loop needs; shared read-only by the threads (the
- * buffers it points to are split between them as described above). */
+ * buffers it points to are split between them as described above), except
+ * the barrier. */
 typedef struct FL_FN(loop) {
     const fl_shape *sh;
     const fl_rows *rw;
@@ -190,25 +184,15 @@ typedef struct FL_FN(loop) {
     size_t nr;
     const FWD_ARGS *fa;
     const BWD_ARGS *ba;
-    const REAL *bias, *zeros, *pk_hh, *pk_hr, *pk_ih;
-    const REAL *gbias;     /* bias in group layout (fused input projection) */
-    int fuse_x;            /* input projection per step, inside the loop */
+    const REAL *zeros, *pk_xh, *pk_hh, *pk_hr;
+    const REAL *gbias;     /* bias in group layout */
+    size_t gw;             /* groups per forward product (tile width 4U gw) */
     int split_batch;       /* threads own batch rows (else hidden units) */
-    REAL *hbuf, *cstate, *rstep, *tmp;             /* forward state */
+    fl_barrier *bar;       /* the per-step barrier (unit split) */
+    REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore;
 } FL_FN(loop);
-
-static inline void FL_FN(barrier)(int nth)
-{
-#ifdef _OPENMP
-    if (nth > 1) {
-#pragma omp barrier
-    }
-#else
-    (void)nth;
-#endif
-}
 
 /* How many threads run a time loop of T steps whose per-step product is
  * B x K x N (hidden size H), and how they split it (*split_batch):
@@ -285,21 +269,65 @@ static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh,
     return rows_mem ? fl_rows_init_in(rw, sh, rows_mem) : fl_rows_init(rw, sh);
 }
 
-/* Elements of the forward's REAL scratch for nt threads. */
-static size_t FL_FN(forward_scratch)(const fl_shape *sh, size_t U, size_t groups,
-                                     int nt, int has_bias)
+/* Tile budget of one forward product: a thread multiplies gw groups at once
+ * (tile rows x 4U gw), as many as fit this many bytes, at least one. Fewer,
+ * wider products cost less per call for a small batch; for a large one a
+ * group's tile stays in L1 through its gate loop. */
+#ifndef FL_TILE_BYTES
+#define FL_TILE_BYTES 16384
+#endif
+static size_t FL_FN(groups_per_product)(size_t rows, size_t U, size_t groups)
 {
-    const size_t B = sh->B, H = sh->H, P = sh->P, Hout = P ? P : H;
-    return 2 * B * Hout + B * H + (P ? B * H : 0) + (size_t)nt * B * 4 * U +
-           (has_bias ? 0 : 4 * H) + groups * 4 * U;
+    size_t gw = FL_TILE_BYTES / (rows * 4 * U * sizeof(REAL));
+    return gw < 1 ? 1 : gw > groups ? groups : gw;
+}
+
+/* Elements of the forward's REAL scratch for nt threads (gw groups per
+ * product). */
+static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout) *L,
+                                     int nt, size_t gw)
+{
+    const size_t B = sh->B, H = sh->H, P = sh->P;
+    return 2 * B * L->K + B * H + (P ? B * H : 0) + (size_t)nt * B * 4 * L->U * gw +
+           L->groups * 4 * L->U;
+}
+
+/* The thread plan of a forward call: thread count, split, groups per
+ * product. */
+static int FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L,
+                               int *split_batch, size_t *gw)
+{
+    const size_t Hout = sh->P ? sh->P : sh->H;
+    const int nt = FL_FN(plan_threads)(sh->T, sh->B, sh->H, Hout + sh->I, 4 * sh->H,
+                                       L->groups, split_batch);
+    const size_t rows = *split_batch ? (sh->B + (size_t)nt - 1) / (size_t)nt : sh->B;
+    *gw = FL_FN(groups_per_product)(rows, L->U, L->groups);
+    return nt;
 }
 
 size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh, int has_bias)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(sh->I, sh->H, sh->P);
+    int split_batch;
+    size_t gw;
+    const int nt = FL_FN(forward_plan)(sh, &L, &split_batch, &gw);
+    (void)has_bias;
     return fl_rows_mem(sh) * sizeof(size_t) + 64 +
-           FL_FN(forward_scratch)(sh, L.U, L.groups, fl_get_num_threads(), has_bias) *
-               sizeof(REAL);
+           FL_FN(forward_scratch)(sh, &L, nt, gw) * sizeof(REAL);
+}
+
+/* Copy x_t of rows [lo, hi) of step s into the x part of the product's
+ * input rows (row j at xh + j K). */
+static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
+                          REAL *xh)
+{
+    const fl_rows *rw = lp->rw;
+    const FWD_ARGS *a = lp->fa;
+    const size_t K = lp->L.K, I = lp->sh->I;
+    for (size_t j = lo; j < hi; j++) {
+        const size_t t = lp->sh->reverse ? rw->len[j] - 1 - s : s;
+        memcpy(xh + j * K, a->x + fl_row(rw, t, j) * a->ldx, I * sizeof(REAL));
+    }
 }
 
 static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
@@ -307,8 +335,8 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
-    const size_t T = sh->T, B = sh->B, H = sh->H, P = sh->P;
-    const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U;
+    const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
+    const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U, K = lp->L.K;
     const int rev = sh->reverse;
     REAL *gates = a->gates, *y = a->y, *cells = a->cells, *hprev = a->hprev;
     /* split by units: my groups (and projection columns), every row, a
@@ -320,84 +348,63 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
         fl_split(lp->L.groups, 1, nth, tid, &g0, &g1);
         fl_split(P, lp->nr, nth, tid, &p0, &p1);
     }
-    REAL *my_tmp = lp->tmp + (size_t)tid * B * 4 * U; /* row j at (j - j0) * 4U */
+    const size_t W = 4 * U * lp->gw; /* tile row stride */
+    REAL *my_tmp = lp->tmp + (size_t)tid * B * W; /* row j at (j - j0) * W */
     const int sync = !lp->split_batch;
+    size_t round = 0;
 
     for (size_t s = 0; s < T; s++) {
-        /* my rows of this step: [j0, nb) */
+        /* my rows of this step: [j0, nb); the product's input rows
+         * [x_t | h_{t-1}] are xc, and h_t goes to the h part of xn */
         const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1;
         const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
-        const REAL *hc = lp->hbuf + (s & 1) * B * Hout;
-        REAL *hn = lp->hbuf + ((s + 1) & 1) * B * Hout;
+        const REAL *xc = lp->xh + (s & 1) * B * K;
+        REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
 
-        for (size_t g = g0; g < g1; g++) {
-            const size_t u0 = g * U, nu = H - u0 < U ? H - u0 : U;
-            if (lp->fuse_x) {
-                /* tile = bias, then += x_t W_ih^T for this group: the rows of
-                 * step s are consecutive packed rows */
-                const size_t t0 = rev ? T - 1 - s : s;
-                for (size_t j = j0; j < nb; j++)
-                    memcpy(my_tmp + (j - j0) * 4 * U, lp->gbias + g * 4 * U,
-                           4 * U * sizeof(REAL));
-                if (nb > j0)
-                    GEMM_PACKED(nb - j0, 4 * U, sh->I, a->x + fl_row(rw, t0, j0) * a->ldx,
-                                a->ldx, lp->pk_ih + g * 4 * U * sh->I, (REAL)1, my_tmp, 4 * U);
-            } else {
-                /* the input projection was computed for all steps up front
-                 * and is in L3 at best: prefetch the next group's rows now,
-                 * and gather this group's (already prefetched) into the tile
-                 * in one pass, so the gate loop only touches L1 */
-                const int more = g + 1 < g1 || s + 1 < T;
-                const size_t ps = g + 1 < g1 ? s : s + 1, pu = g + 1 < g1 ? u0 + U : g0 * U;
-                const size_t pnb = more ? fl_batch(rw, ps) : 0;
-                for (size_t j = j0; j < pnb && j < j1; j++) {
-                    const REAL *gx =
-                        gates + fl_row(rw, rev ? rw->len[j] - 1 - ps : ps, j) * G4 + pu;
-                    for (size_t q = 0; q < 4; q++)
-                        FL_PREFETCH(gx + q * H);
-                }
-                for (size_t j = j0; j < nb; j++)
-                    FL_FN(gate_init)(nu, U, H,
-                                     gates + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * G4 + u0,
-                                     lp->bias + u0, my_tmp + (j - j0) * 4 * U);
-            }
-            if (nb <= j0)
-                continue;
-            GEMM_PACKED(nb - j0, 4 * U, Hout, hc + j0 * Hout, Hout,
-                        lp->pk_hh + g * 4 * U * Hout, (REAL)1, my_tmp, 4 * U);
+        for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
+            /* tile = bias, += [x_t | h_{t-1}] [W_ih | W_hh]^T for groups
+             * [g, g + ng), then the gate loop of each group of each row */
+            const size_t ng = g1 - g < lp->gw ? g1 - g : lp->gw, n = 4 * U * ng;
+            for (size_t j = j0; j < nb; j++)
+                memcpy(my_tmp + (j - j0) * W, lp->gbias + g * 4 * U, n * sizeof(REAL));
+            GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)1,
+                        my_tmp, W);
             for (size_t j = j0; j < nb; j++) {
                 const size_t t = rev ? rw->len[j] - 1 - s : s;
                 const size_t row = fl_row(rw, t, j);
                 const int last = j >= nb_next;
                 const int has_next = !last && hprev;
                 const size_t nrow = has_next ? fl_row(rw, rev ? t - 1 : t + 1, j) : 0;
-                REAL *rout = P ? lp->rstep + j * H + u0 : hn + j * Hout + u0;
-                REAL *cs = lp->cstate + j * H + u0;
-                FL_FN(gate_forward)(nu, U, H, my_tmp + (j - j0) * 4 * U,
-                                    hprev ? gates + row * G4 + u0 : NULL, cs, rout);
-                if (cells)
-                    memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
-                if (last)
-                    memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
-                if (!P) {
-                    memcpy(y + row * a->ldy + u0, rout, nu * sizeof(REAL));
-                    if (has_next)
-                        memcpy(hprev + nrow * Hout + u0, rout, nu * sizeof(REAL));
+                for (size_t gg = g; gg < g + ng; gg++) {
+                    const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
+                    REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
+                    REAL *cs = lp->cstate + j * H + u0;
+                    FL_FN(gate_forward)(nu, U, H, my_tmp + (j - j0) * W + (gg - g) * 4 * U,
+                                        hprev ? gates + row * G4 + u0 : NULL, cs, rout);
+                    if (cells)
+                        memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
                     if (last)
-                        memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
+                        memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
+                    if (!P) {
+                        memcpy(y + row * a->ldy + u0, rout, nu * sizeof(REAL));
+                        if (has_next)
+                            memcpy(hprev + nrow * Hout + u0, rout, nu * sizeof(REAL));
+                        if (last)
+                            memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
+                    }
                 }
             }
         }
         if (P) { /* h_t = r_t W_hr^T, my columns of it */
             if (sync)
-                FL_FN(barrier)(nth);
+                fl_barrier_wait(lp->bar, &round, nth);
             if (p1 > p0 && nb > j0) {
                 GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
-                            (REAL)0, hn + j0 * Hout + p0, Hout);
+                            (REAL)0, xn + j0 * K + I + p0, K);
                 for (size_t j = j0; j < nb; j++) {
                     const size_t t = rev ? rw->len[j] - 1 - s : s;
                     const size_t row = fl_row(rw, t, j);
-                    const REAL *hj = hn + j * Hout + p0;
+                    const REAL *hj = xn + j * K + I + p0;
                     const size_t n = (p1 - p0) * sizeof(REAL);
                     memcpy(y + row * a->ldy + p0, hj, n);
                     if (j >= nb_next)
@@ -407,15 +414,22 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 }
             }
         }
+        /* x_{t+1} of the next step's rows: my rows, or my share of all */
+        if (nb_next) {
+            size_t lo = j0, hi = nb_next < j1 ? nb_next : j1;
+            if (sync)
+                fl_split(nb_next, 1, nth, tid, &lo, &hi);
+            FL_FN(load_x)(lp, s + 1, lo, hi, xn);
+        }
         if (sync)
-            FL_FN(barrier)(nth);
+            fl_barrier_wait(lp->bar, &round, nth);
     }
 }
 
 int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
-    const size_t Hout = P ? P : H, G4 = 4 * H;
+    const size_t Hout = P ? P : H;
     if (!a->packed)
         return FL_EINVAL;
     /* scratch: the caller's workspace when it is big enough, else malloc */
@@ -433,59 +447,44 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
         return status;
     }
     lp.fa = a;
-    const int nt = FL_FN(plan_threads)(sh->T, B, H, Hout + I, G4, lp.L.groups,
-                                       &lp.split_batch);
-    const size_t U = lp.L.U;
+    const int nt = FL_FN(forward_plan)(sh, &lp.L, &lp.split_batch, &lp.gw);
+    const size_t U = lp.L.U, K = lp.L.K;
+    fl_barrier bar = {0};
+    lp.bar = &bar;
 
     /* the REAL scratch follows the row bookkeeping, 64-byte aligned; none
      * is allocated inside the loop */
-    const size_t n_h = 2 * B * Hout, n_c = B * H, n_r = P ? B * H : 0;
-    const size_t n_tmp = (size_t)nt * B * 4 * U, n_zero = a->bias ? 0 : G4;
-    const size_t n_gb = lp.L.groups * 4 * U;
+    const size_t n_xh = 2 * B * K, n_c = B * H, n_r = P ? B * H : 0;
+    const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw;
     uintptr_t at = (uintptr_t)(mem + fl_rows_mem(sh) * sizeof(size_t));
     REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
-    lp.hbuf = ws;
-    lp.cstate = lp.hbuf + n_h;
+    lp.xh = ws;
+    lp.cstate = lp.xh + n_xh;
     lp.rstep = P ? lp.cstate + n_c : NULL;
     lp.tmp = lp.cstate + n_c + n_r;
     memset(lp.tmp, 0, n_tmp * sizeof(REAL)); /* padding units of a partial group */
-    if (a->bias) {
-        lp.bias = a->bias;
-    } else {
-        REAL *z = lp.tmp + n_tmp;
-        memset(z, 0, G4 * sizeof(REAL));
-        lp.bias = z;
-    }
-    REAL *gb = lp.tmp + n_tmp + n_zero;
-    memset(gb, 0, n_gb * sizeof(REAL));
-    for (size_t g = 0; g < lp.L.groups; g++)
-        for (size_t q = 0; q < 4; q++)
-            for (size_t k = 0; k < U && g * U + k < H; k++)
-                gb[(g * 4 + q) * U + k] = lp.bias[q * H + g * U + k];
+    REAL *gb = lp.tmp + n_tmp; /* the bias in group layout, 0 in padding */
+    memset(gb, 0, lp.L.groups * 4 * U * sizeof(REAL));
+    if (a->bias)
+        for (size_t g = 0; g < lp.L.groups; g++)
+            for (size_t q = 0; q < 4; q++)
+                for (size_t k = 0; k < U && g * U + k < H; k++)
+                    gb[(g * 4 + q) * U + k] = a->bias[q * H + g * U + k];
     lp.gbias = gb;
-    for (size_t k = 0; k < B * Hout; k++)
-        lp.hbuf[k] = a->h0 ? a->h0[k] : (REAL)0;
+    /* the first step's input rows [x_0 | h0] */
+    FL_FN(load_x)(&lp, 0, 0, B, lp.xh);
+    for (size_t j = 0; j < B; j++)
+        for (size_t k = 0; k < Hout; k++)
+            lp.xh[j * K + I + k] = a->h0 ? a->h0[j * Hout + k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
         lp.cstate[k] = a->c0 ? a->c0[k] : (REAL)0;
     if (a->hprev) /* h_{t-1} of each sequence's first step is h0 */
         for (size_t j = 0; j < B; j++)
             memcpy(a->hprev + fl_row(&rw, sh->reverse ? rw.len[j] - 1 : 0, j) * Hout,
-                   lp.hbuf + j * Hout, Hout * sizeof(REAL));
-    lp.pk_hh = a->packed + lp.L.hh_fwd;
+                   lp.xh + j * K + I, Hout * sizeof(REAL));
+    lp.pk_xh = a->packed + lp.L.xh_fwd;
     lp.pk_hr = P ? a->packed + lp.L.hr_fwd : NULL;
 
-    /* 1. the input projection x W_ih^T.  Where the rows of each step are
-     * consecutive (always, except the reverse direction of a ragged batch)
-     * each thread computes it per step for its own units or rows, from the
-     * packed W_ih, right before the recurrent product: no slower here than
-     * one big GEMM up front (whose (rows, 4H) result is long out of cache
-     * when its step comes), and inference then never touches `gates`.
-     * Otherwise: one big GEMM into `gates`. */
-    lp.pk_ih = a->packed + lp.L.ih_fwd;
-    lp.fuse_x = !sh->reverse || !sh->batch_sizes;
-    if (!lp.fuse_x)
-        GEMM(0, 1, rw.rows, G4, I, (REAL)1, a->x, a->ldx, a->w_ih, I, (REAL)0, a->gates, G4);
-    /* 2. the time loop */
     FL_RUN_THREADS(FL_FN(forward_loop), &lp, nt);
 
     fl_rows_free(&rw);
@@ -513,6 +512,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
         fl_split(Hout, lp->nr, nth, tid, &v0, &v1);
     }
     const int sync = !lp->split_batch;
+    size_t round = 0;
 
     for (size_t k = 0; k < T; k++) {
         const size_t s = T - 1 - k;
@@ -532,7 +532,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 }
             }
             if (sync)
-                FL_FN(barrier)(nth);
+                fl_barrier_wait(lp->bar, &round, nth);
             if (u1 > u0 && nb > j0)
                 GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P,
                             (REAL)0, lp->drstep + j0 * H + u0, H);
@@ -556,7 +556,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                                      lp->dcstate + j * H + u0);
         }
         if (sync)
-            FL_FN(barrier)(nth);
+            fl_barrier_wait(lp->bar, &round, nth);
         if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
             GEMM_PACKED(nb - j0, v1 - v0, G4, dg + j0 * G4, G4, lp->pk_hh + v0 * G4,
                         (REAL)0, dnext + j0 * Hout + v0, Hout);
@@ -577,6 +577,8 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     if (status != FL_OK)
         return status;
     lp.ba = a;
+    fl_barrier bar = {0};
+    lp.bar = &bar;
     const size_t rows = rw.rows;
     const int nt = FL_FN(plan_threads)(T, B, H, G4, Hout, (H + lp.nr - 1) / lp.nr,
                                        &lp.split_batch);

@@ -1,8 +1,15 @@
 /* fastlstm thread count (see threads.h). */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200112L /* sched_yield under -std=c99 */
+#endif
 #include "threads.h"
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#define FL_HAVE_SCHED_YIELD 1
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -66,5 +73,12 @@ int fl_have_openmp(void)
     return 1;
 #else
     return 0;
+#endif
+}
+
+void fl_yield(void)
+{
+#ifdef FL_HAVE_SCHED_YIELD
+    sched_yield();
 #endif
 }
