@@ -65,12 +65,13 @@ typedef struct fl_forward_##S {                                               \
     const REAL *h0, *c0;          /* (B, H_out), (B, H); NULL = zeros */      \
     REAL *y;  size_t ldy;         /* (rows, ldy): H_out columns written */    \
     REAL *h_n, *c_n;              /* (B, H_out), (B, H) */                    \
-    REAL *gates;                  /* (rows, 4H) workspace; after a training   \
-                                     call (hprev given): the post-activation  \
-                                     gates i, f, g, o, as backward needs */   \
+    REAL *gates;                  /* (rows, 4H): written by a training call   \
+                                     (xh given): the post-activation gates    \
+                                     i, f, g, o, as backward needs them */    \
     REAL *cells;                  /* (rows, H) c_t of every row, or NULL */   \
-    REAL *hprev;                  /* (rows, H_out) h_{t-1} of every row, or   \
-                                     NULL (needed by backward) */             \
+    REAL *xh;                     /* (rows, I + H_out) [x_t | h_{t-1}] of     \
+                                     every row (training: backward needs it), \
+                                     or NULL (inference) */                   \
     void *workspace;              /* optional scratch of workspace_bytes; a   \
                                      call with enough allocates nothing */    \
     size_t workspace_bytes;                                                   \
@@ -81,7 +82,6 @@ int fl_lstm_forward_##S(const fl_shape *sh, const fl_forward_##S *a);         \
 size_t fl_lstm_forward_workspace_##S(const fl_shape *sh, int has_bias);       \
                                                                               \
 typedef struct fl_backward_##S {                                              \
-    const REAL *x;  size_t ldx;   /* (rows, I) the forward's input */         \
     const REAL *w_ih;             /* (4H, I) */                               \
     const REAL *w_hh;             /* (4H, H_out) */                           \
     const REAL *w_hr;             /* (P, H) or NULL */                        \
@@ -89,7 +89,7 @@ typedef struct fl_backward_##S {                                              \
     const REAL *c0;               /* (B, H) or NULL = zeros */                \
     REAL *gates;                  /* (rows, 4H) from forward; overwritten     \
                                      with d(pre-activation gates) */          \
-    const REAL *cells, *hprev;    /* from forward */                          \
+    const REAL *cells, *xh;       /* from forward */                          \
     const REAL *dy; size_t lddy;  /* (rows, lddy): H_out columns read */      \
     const REAL *dh_n, *dc_n;      /* (B, H_out), (B, H); NULL = zeros */      \
     REAL *dx; size_t lddx;        /* (rows, I) or NULL */                     \

@@ -62,6 +62,7 @@ typedef struct FL_FN(blob_layout) {
     size_t xh_fwd;     /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
                           columns per group, K = I + H_out */
     size_t hh_bwd;     /* dgates W_hh: K = 4H, N = H_out */
+    size_t ih_bwd;     /* dgates W_ih: K = 4H, N = I */
     size_t hr_fwd;     /* r W_hr^T:    K = H,  N = P */
     size_t hr_bwd;     /* dh W_hr:     K = P,  N = H */
     size_t total;
@@ -76,7 +77,8 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
     L.K = I + Hout;
     L.xh_fwd = 0;
     L.hh_bwd = L.xh_fwd + L.groups * 4 * L.U * L.K;
-    L.hr_fwd = L.hh_bwd + PACKED_SIZE(4 * H, Hout);
+    L.ih_bwd = L.hh_bwd + PACKED_SIZE(4 * H, Hout);
+    L.hr_fwd = L.ih_bwd + PACKED_SIZE(4 * H, I);
     L.hr_bwd = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
     L.total = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
     return L;
@@ -106,6 +108,7 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
                 PACK_B(1, Hout, n, w_hh + row * Hout, Hout, dst + I * nr);
             }
     PACK_B(0, 4 * H, Hout, w_hh, Hout, blob + L.hh_bwd);
+    PACK_B(0, 4 * H, I, w_ih, I, blob + L.ih_bwd);
     if (P) {
         PACK_B(1, H, P, w_hr, H, blob + L.hr_fwd);
         PACK_B(0, P, H, w_hr, H, blob + L.hr_bwd);
@@ -184,14 +187,15 @@ typedef struct FL_FN(loop) {
     size_t nr;
     const FWD_ARGS *fa;
     const BWD_ARGS *ba;
-    const REAL *zeros, *pk_xh, *pk_hh, *pk_hr;
+    const REAL *zeros, *pk_xh, *pk_hh, *pk_ih, *pk_hr;
     const REAL *gbias;     /* bias in group layout */
     size_t gw;             /* groups per forward product (tile width 4U gw) */
     int split_batch;       /* threads own batch rows (else hidden units) */
+    int dx_in_loop;        /* backward: dx per step (else one GEMM after) */
     fl_barrier *bar;       /* the per-step barrier (unit split) */
     REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
-        *dhtot, *rstore;
+        *dhtot, *rstore, *dxstep;
 } FL_FN(loop);
 
 /* How many threads run a time loop of T steps whose per-step product is
@@ -338,7 +342,8 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U, K = lp->L.K;
     const int rev = sh->reverse;
-    REAL *gates = a->gates, *y = a->y, *cells = a->cells, *hprev = a->hprev;
+    REAL *gates = a->gates, *y = a->y, *cells = a->cells;
+    const int train = a->xh != NULL;
     /* split by units: my groups (and projection columns), every row, a
      * barrier per step; split by batch: every unit, my rows, no barrier */
     size_t g0 = 0, g1 = lp->L.groups, p0 = 0, p1 = P, j0 = 0, j1 = B;
@@ -360,6 +365,14 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
         const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
         const REAL *xc = lp->xh + (s & 1) * B * K;
         REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
+        if (train) { /* keep the input rows for backward: my rows, or my share */
+            size_t lo = j0, hi = nb;
+            if (sync)
+                fl_split(fl_batch(rw, s), 1, nth, tid, &lo, &hi);
+            for (size_t j = lo; j < hi; j++)
+                memcpy(a->xh + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * K, xc + j * K,
+                       K * sizeof(REAL));
+        }
 
         for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
             /* tile = bias, += [x_t | h_{t-1}] [W_ih | W_hh]^T for groups
@@ -373,22 +386,18 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 const size_t t = rev ? rw->len[j] - 1 - s : s;
                 const size_t row = fl_row(rw, t, j);
                 const int last = j >= nb_next;
-                const int has_next = !last && hprev;
-                const size_t nrow = has_next ? fl_row(rw, rev ? t - 1 : t + 1, j) : 0;
                 for (size_t gg = g; gg < g + ng; gg++) {
                     const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
                     REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
                     REAL *cs = lp->cstate + j * H + u0;
                     FL_FN(gate_forward)(nu, U, H, my_tmp + (j - j0) * W + (gg - g) * 4 * U,
-                                        hprev ? gates + row * G4 + u0 : NULL, cs, rout);
+                                        train ? gates + row * G4 + u0 : NULL, cs, rout);
                     if (cells)
                         memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
                     if (last)
                         memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
                     if (!P) {
                         memcpy(y + row * a->ldy + u0, rout, nu * sizeof(REAL));
-                        if (has_next)
-                            memcpy(hprev + nrow * Hout + u0, rout, nu * sizeof(REAL));
                         if (last)
                             memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
                     }
@@ -409,8 +418,6 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                     memcpy(y + row * a->ldy + p0, hj, n);
                     if (j >= nb_next)
                         memcpy(a->h_n + j * Hout + p0, hj, n);
-                    else if (hprev)
-                        memcpy(hprev + fl_row(rw, rev ? t - 1 : t + 1, j) * Hout + p0, hj, n);
                 }
             }
         }
@@ -478,10 +485,6 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
             lp.xh[j * K + I + k] = a->h0 ? a->h0[j * Hout + k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
         lp.cstate[k] = a->c0 ? a->c0[k] : (REAL)0;
-    if (a->hprev) /* h_{t-1} of each sequence's first step is h0 */
-        for (size_t j = 0; j < B; j++)
-            memcpy(a->hprev + fl_row(&rw, sh->reverse ? rw.len[j] - 1 : 0, j) * Hout,
-                   lp.xh + j * K + I, Hout * sizeof(REAL));
     lp.pk_xh = a->packed + lp.L.xh_fwd;
     lp.pk_hr = P ? a->packed + lp.L.hr_fwd : NULL;
 
@@ -498,19 +501,23 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
     const BWD_ARGS *a = lp->ba;
-    const size_t T = sh->T, B = sh->B, H = sh->H, P = sh->P;
+    const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;
     const int rev = sh->reverse;
     REAL *gates = a->gates;
     const REAL *cells = a->cells, *dy = a->dy;
-    /* my hidden units, my columns of dh (H_out), my rows: as forward_loop */
-    size_t u0 = 0, u1 = H, v0 = 0, v1 = Hout, j0 = 0, j1 = B;
+    /* my hidden units, my columns of dh (H_out) and of dx (I), my rows: as
+     * forward_loop */
+    size_t u0 = 0, u1 = H, v0 = 0, v1 = Hout, x0 = 0, x1 = lp->dx_in_loop ? I : 0;
+    size_t j0 = 0, j1 = B;
     if (lp->split_batch) {
         fl_split_rows(rw, nth, tid, &j0, &j1);
     } else {
         fl_split(H, lp->nr, nth, tid, &u0, &u1);
         fl_split(Hout, lp->nr, nth, tid, &v0, &v1);
+        fl_split(x1, lp->nr, nth, tid, &x0, &x1);
     }
+    const REAL beta_dx = a->dx_accumulate ? (REAL)1 : (REAL)0;
     const int sync = !lp->split_batch;
     size_t round = 0;
 
@@ -560,10 +567,30 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
         if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
             GEMM_PACKED(nb - j0, v1 - v0, G4, dg + j0 * G4, G4, lp->pk_hh + v0 * G4,
                         (REAL)0, dnext + j0 * Hout + v0, Hout);
+        if (x1 > x0 && nb > j0) { /* dx_t = dgates W_ih for my columns */
+            if (!lp->dxstep) { /* the step's rows are consecutive in dx */
+                const size_t row0 = fl_row(rw, rev ? rw->len[j0] - 1 - s : s, j0);
+                GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
+                            beta_dx, a->dx + row0 * a->lddx + x0, a->lddx);
+            } else { /* ragged reverse: through a buffer, then to each row */
+                GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
+                            (REAL)0, lp->dxstep + j0 * I + x0, I);
+                for (size_t j = j0; j < nb; j++) {
+                    const REAL *src = lp->dxstep + j * I + x0;
+                    REAL *dst = a->dx + fl_row(rw, rw->len[j] - 1 - s, j) * a->lddx + x0;
+                    for (size_t c = 0; c < x1 - x0; c++)
+                        dst[c] = beta_dx * dst[c] + src[c];
+                }
+            }
+        }
         /* rows >= nb have not started yet (backward runs from each
          * sequence's end): both buffers still hold their dh_n */
     }
 }
+
+#ifndef FL_MIN_DX_ROWS
+#define FL_MIN_DX_ROWS 8
+#endif
 
 int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
@@ -586,7 +613,11 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;
     const size_t n_tot = P ? rows * P : 0, n_rs = P ? rows * H : 0;
-    REAL *ws = malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs) *
+    /* dx = dgates W_ih: per step, while dgates is in cache, unless each
+     * thread's step has too few rows to be worth streaming W_ih again */
+    lp.dx_in_loop = a->dx && (lp.split_batch ? B / (size_t)nt : B) >= FL_MIN_DX_ROWS;
+    const size_t n_dx = lp.dx_in_loop && sh->reverse && sh->batch_sizes ? B * I : 0;
+    REAL *ws = malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) *
                       sizeof(REAL));
     if (!ws) {
         fl_rows_free(&rw);
@@ -602,11 +633,13 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     lp.drstep = P ? lp.dhp + n_dhp : NULL;
     lp.dhtot = P ? lp.drstep + n_dr : NULL;
     lp.rstore = P ? lp.dhtot + n_tot : NULL;
+    lp.dxstep = n_dx ? zeros + n_zero + n_dhp + n_dr + n_tot + n_rs : NULL;
     for (size_t k = 0; k < B * Hout; k++)
         lp.dhbuf[k] = lp.dhbuf[B * Hout + k] = a->dh_n ? a->dh_n[k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
         lp.dcstate[k] = a->dc_n ? a->dc_n[k] : (REAL)0;
     lp.pk_hh = a->packed + lp.L.hh_bwd;
+    lp.pk_ih = a->packed + lp.L.ih_bwd;
     lp.pk_hr = P ? a->packed + lp.L.hr_bwd : NULL;
 
     FL_RUN_THREADS(FL_FN(backward_loop), &lp, nt);
@@ -614,15 +647,17 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     memcpy(a->dh0, lp.dhbuf + (T & 1) * B * Hout, B * Hout * sizeof(REAL));
     memcpy(a->dc0, lp.dcstate, B * H * sizeof(REAL));
 
-    /* weight gradients and dx: one GEMM each over all rows */
+    /* weight gradients (and dx, when not per step): one GEMM each over all
+     * rows; x and h_{t-1} are the two column blocks of the stored xh */
     REAL *dG = a->gates;
-    GEMM(1, 0, G4, I, rows, (REAL)1, dG, G4, a->x, a->ldx, (REAL)1, a->dw_ih, I);
-    GEMM(1, 0, G4, Hout, rows, (REAL)1, dG, G4, a->hprev, Hout, (REAL)1, a->dw_hh, Hout);
-    if (P)
-        GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
-    if (a->dx)
+    const size_t K = I + Hout;
+    GEMM(1, 0, G4, I, rows, (REAL)1, dG, G4, a->xh, K, (REAL)1, a->dw_ih, I);
+    GEMM(1, 0, G4, Hout, rows, (REAL)1, dG, G4, a->xh + I, K, (REAL)1, a->dw_hh, Hout);
+    if (a->dx && !lp.dx_in_loop)
         GEMM(0, 0, rows, I, G4, (REAL)1, dG, G4, a->w_ih, I,
              a->dx_accumulate ? (REAL)1 : (REAL)0, a->dx, a->lddx);
+    if (P)
+        GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
     if (a->dbias) { /* column sums in a fixed order: rows ascending */
         REAL *db = a->dbias;
         const int nt_sum = rows * G4 >= 65536 ? fl_get_num_threads() : 1;

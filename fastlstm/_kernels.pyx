@@ -40,7 +40,7 @@ cdef extern from "fastlstm.h" nogil:
         float *c_n
         float *gates
         float *cells
-        float *hprev
+        float *xh
         void *workspace
         size_t workspace_bytes
 
@@ -58,13 +58,11 @@ cdef extern from "fastlstm.h" nogil:
         double *c_n
         double *gates
         double *cells
-        double *hprev
+        double *xh
         void *workspace
         size_t workspace_bytes
 
     ctypedef struct fl_backward_s:
-        const float *x
-        size_t ldx
         const float *w_ih
         const float *w_hh
         const float *w_hr
@@ -72,7 +70,7 @@ cdef extern from "fastlstm.h" nogil:
         const float *c0
         float *gates
         const float *cells
-        const float *hprev
+        const float *xh
         const float *dy
         size_t lddy
         const float *dh_n
@@ -88,8 +86,6 @@ cdef extern from "fastlstm.h" nogil:
         float *dw_hr
 
     ctypedef struct fl_backward_d:
-        const double *x
-        size_t ldx
         const double *w_ih
         const double *w_hh
         const double *w_hr
@@ -97,7 +93,7 @@ cdef extern from "fastlstm.h" nogil:
         const double *c0
         double *gates
         const double *cells
-        const double *hprev
+        const double *xh
         const double *dy
         size_t lddy
         const double *dh_n
@@ -237,7 +233,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             const floating[:, ::1] h0, const floating[:, ::1] c0,
             floating[:, ::1] y, Py_ssize_t y_col,
             floating[:, ::1] h_n, floating[:, ::1] c_n,
-            floating[:, ::1] gates, floating[:, ::1] cells, floating[:, ::1] hprev,
+            floating[:, ::1] gates, floating[:, ::1] cells, floating[:, ::1] xh,
             const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse,
             Py_ssize_t proj_size):
     """One layer, one direction, forward.
@@ -245,9 +241,9 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
     pack(); h0 (B, H_out), c0 (B, H) or None; y (rows, >= y_col + H_out):
     columns [y_col, y_col + H_out) written; h_n, c_n (B, H_out), (B, H)
-    written; gates (rows, 4H) workspace, holding the post-activation gates
-    after a training call (hprev given); cells (rows, H) and hprev
-    (rows, H_out) or None.  batch_sizes
+    written; gates (rows, 4H), holding the post-activation gates after a
+    training call (xh given); cells (rows, H) or None; xh (rows, I + H_out)
+    the input rows [x_t | h_{t-1}] (training) or None.  batch_sizes
     (steps,) int64 or None (then rows = steps * B).
     """
     cdef Py_ssize_t B = h_n.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
@@ -272,8 +268,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
     if cells is not None:
         _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
-    if hprev is not None:
-        _expect("hprev", (hprev.shape[0], hprev.shape[1]), (rows, Hout))
+    if xh is not None:
+        _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
 
     cdef int status
     cdef fl_forward_s fs
@@ -287,7 +283,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fs.y = &y[0, y_col]; fs.ldy = y.shape[1]
         fs.h_n = &h_n[0, 0]; fs.c_n = &c_n[0, 0]; fs.gates = &gates[0, 0]
         fs.cells = NULL if cells is None else &cells[0, 0]
-        fs.hprev = NULL if hprev is None else &hprev[0, 0]
+        fs.xh = NULL if xh is None else &xh[0, 0]
         fs.workspace = NULL; fs.workspace_bytes = 0
         with nogil:
             status = fl_lstm_forward_s(&sh, &fs)
@@ -300,18 +296,18 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fd.y = &y[0, y_col]; fd.ldy = y.shape[1]
         fd.h_n = &h_n[0, 0]; fd.c_n = &c_n[0, 0]; fd.gates = &gates[0, 0]
         fd.cells = NULL if cells is None else &cells[0, 0]
-        fd.hprev = NULL if hprev is None else &hprev[0, 0]
+        fd.xh = NULL if xh is None else &xh[0, 0]
         fd.workspace = NULL; fd.workspace_bytes = 0
         with nogil:
             status = fl_lstm_forward_d(&sh, &fd)
     _raise_status(status)
 
 
-def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
+def backward(const floating[:, ::1] w_ih,
              const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
              const floating[::1] packed, const floating[:, ::1] c0,
              floating[:, ::1] gates, const floating[:, ::1] cells,
-             const floating[:, ::1] hprev,
+             const floating[:, ::1] xh,
              const floating[:, ::1] dy, Py_ssize_t dy_col,
              const floating[:, ::1] dh_n, const floating[:, ::1] dc_n,
              floating[:, ::1] dx, bint dx_accumulate,
@@ -320,7 +316,7 @@ def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
              floating[:, ::1] dw_hr,
              const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse):
     """One layer, one direction, backward (BPTT) after forward() kept
-    gates/cells/hprev.  gates is overwritten (with the gate gradients).
+    gates/cells/xh.  gates is overwritten (with the gate gradients).
     dw_ih, dw_hh, dbias, dw_hr are accumulated (+=); dx (rows, I) is
     assigned or accumulated; dh0, dc0 written.  dh_n, dc_n, dx, dbias, dw_hr
     may be None."""
@@ -339,12 +335,11 @@ def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         _expect("dw_hr", (dw_hr.shape[0], dw_hr.shape[1]), (P, H))
     need = packed_size("f" if floating is float else "d", I, H, P)
     _expect("packed", (packed.shape[0],), (need,))
-    _expect("x", (x.shape[0], x.shape[1]), (rows, I))
     if c0 is not None:
         _expect("c0", (c0.shape[0], c0.shape[1]), (B, H))
     _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
     _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
-    _expect("hprev", (hprev.shape[0], hprev.shape[1]), (rows, Hout))
+    _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
     if dy.shape[0] != rows or dy_col < 0 or dy.shape[1] < dy_col + Hout:
         raise ValueError(f"dy: expected ({rows}, >= {dy_col + Hout}), got {(dy.shape[0], dy.shape[1])}")
     if dh_n is not None:
@@ -364,11 +359,11 @@ def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef fl_backward_s bs
     cdef fl_backward_d bd
     if floating is float:
-        bs.x = &x[0, 0]; bs.ldx = I; bs.w_ih = &w_ih[0, 0]; bs.w_hh = &w_hh[0, 0]
+        bs.w_ih = &w_ih[0, 0]; bs.w_hh = &w_hh[0, 0]
         bs.w_hr = NULL if P == 0 else &w_hr[0, 0]
         bs.packed = &packed[0]
         bs.c0 = NULL if c0 is None else &c0[0, 0]
-        bs.gates = &gates[0, 0]; bs.cells = &cells[0, 0]; bs.hprev = &hprev[0, 0]
+        bs.gates = &gates[0, 0]; bs.cells = &cells[0, 0]; bs.xh = &xh[0, 0]
         bs.dy = &dy[0, dy_col]; bs.lddy = dy.shape[1]
         bs.dh_n = NULL if dh_n is None else &dh_n[0, 0]
         bs.dc_n = NULL if dc_n is None else &dc_n[0, 0]
@@ -381,11 +376,11 @@ def backward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         with nogil:
             status = fl_lstm_backward_s(&sh, &bs)
     else:
-        bd.x = &x[0, 0]; bd.ldx = I; bd.w_ih = &w_ih[0, 0]; bd.w_hh = &w_hh[0, 0]
+        bd.w_ih = &w_ih[0, 0]; bd.w_hh = &w_hh[0, 0]
         bd.w_hr = NULL if P == 0 else &w_hr[0, 0]
         bd.packed = &packed[0]
         bd.c0 = NULL if c0 is None else &c0[0, 0]
-        bd.gates = &gates[0, 0]; bd.cells = &cells[0, 0]; bd.hprev = &hprev[0, 0]
+        bd.gates = &gates[0, 0]; bd.cells = &cells[0, 0]; bd.xh = &xh[0, 0]
         bd.dy = &dy[0, dy_col]; bd.lddy = dy.shape[1]
         bd.dh_n = NULL if dh_n is None else &dh_n[0, 0]
         bd.dc_n = NULL if dc_n is None else &dc_n[0, 0]
@@ -513,7 +508,7 @@ cdef class StreamKernel:
         a.y = &y[0, 0]; a.ldy = y.shape[1]
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
         a.gates = &gates[0, 0]
-        a.cells = NULL; a.hprev = NULL
+        a.cells = NULL; a.xh = NULL
         a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
 
     cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
@@ -529,7 +524,7 @@ cdef class StreamKernel:
         a.y = &y[0, 0]; a.ldy = y.shape[1]
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
         a.gates = &gates[0, 0]
-        a.cells = NULL; a.hprev = NULL
+        a.cells = NULL; a.xh = NULL
         a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
 
     def step(self, x):

@@ -75,11 +75,11 @@ class LSTMCell(ParameterModule):
         h_n = np.empty((B, H), self.dtype)
         gates = np.empty((B, 4 * H), self.dtype)
         cells = np.empty((B, H), self.dtype) if train else None
-        hprev = np.empty((B, H), self.dtype) if train else None
+        xh = np.empty((B, self.input_size + H), self.dtype) if train else None
         weights, packed = self._packed("")
         _kernels.forward(x, weights[0], self._bias(""), packed, h_prev, c_prev,
-                         h, 0, h_n, c, gates, cells, hprev, None, 1, False, 0)
-        return h, c, (gates, cells, hprev, weights, packed)
+                         h, 0, h_n, c, gates, cells, xh, None, 1, False, 0)
+        return h, c, (gates, cells, xh, weights, packed)
 
     def __call__(self, x, hx=None):
         """One step: returns (h, c), each (B, H) (or (H,) for unbatched x)."""
@@ -95,7 +95,7 @@ class LSTMCell(ParameterModule):
         :attr:`grads`.  Each backward can be called once."""
         x, h_prev, c_prev, unbatched = self._inputs(x, hx)
         # weights: the snapshot the packed blob was made from
-        h, c, (gates, cells, hprev, weights, packed) = self._step(x, h_prev, c_prev, train=True)
+        h, c, (gates, cells, xh, weights, packed) = self._step(x, h_prev, c_prev, train=True)
         used = [False]
         B, H = x.shape[0], self.hidden_size
 
@@ -118,7 +118,7 @@ class LSTMCell(ParameterModule):
             dh_prev = np.empty((B, H), self.dtype)
             dc_prev = np.empty((B, H), self.dtype)
             with self._grad_lock:
-                self._backward_kernel(x, weights, packed, c_prev, gates, cells, hprev, dy,
+                self._backward_kernel(weights, packed, c_prev, gates, cells, xh, dy,
                                       grads[1], dx, dh_prev, dc_prev)
             if unbatched:
                 return dx[0], (dh_prev[0], dc_prev[0])
@@ -126,12 +126,12 @@ class LSTMCell(ParameterModule):
 
         return ((h[0], c[0]) if unbatched else (h, c)) + (backward,)
 
-    def _backward_kernel(self, x, weights, packed, c_prev, gates, cells, hprev, dy, dc,
+    def _backward_kernel(self, weights, packed, c_prev, gates, cells, xh, dy, dc,
                          dx, dh_prev, dc_prev):
         H = self.hidden_size
         dbias = np.zeros(4 * H, self.dtype) if self.bias else None
-        _kernels.backward(x, weights[0], weights[1], None, packed, c_prev, gates, cells,
-                          hprev, dy, 0, None, dc, dx, False, dh_prev, dc_prev,
+        _kernels.backward(weights[0], weights[1], None, packed, c_prev, gates, cells,
+                          xh, dy, 0, None, dc, dx, False, dh_prev, dc_prev,
                           self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
                           None, 1, False)
         if dbias is not None:

@@ -192,7 +192,7 @@ class LSTM(ParameterModule):
         h_n = np.empty((LD, B, Ho), dt)
         c_n = np.empty((LD, B, H), dt)
         inp = plan.pack(x)
-        saved = []  # per layer: (input, [per direction: gates, cells, hprev], dropout mask)
+        saved = []  # per layer: (input, [per direction: gates, cells, xh], dropout mask)
         used = {}  # per layer/direction suffix: (weights, packed blob) this call ran with
         cells_out = None
         for layer in range(self.num_layers):
@@ -206,16 +206,16 @@ class LSTM(ParameterModule):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 gates = np.empty((rows, 4 * H), dt)
                 cells = np.empty((rows, H), dt) if want_cells else None
-                hprev = np.empty((rows, Ho), dt) if train else None
+                xh = np.empty((rows, inp.shape[1] + Ho), dt) if train else None
                 weights, packed = used[sfx] = self._packed(sfx)
                 _kernels.forward(
                     inp, weights[0], self._bias(sfx), packed,
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
-                    y, d * Ho, h_n[k], c_n[k], gates, cells, hprev,
+                    y, d * Ho, h_n[k], c_n[k], gates, cells, xh,
                     plan.batch_sizes, plan.steps, d == 1, P)
                 if cells_out is not None:
                     cells_out[:, d * H:(d + 1) * H] = cells
-                per_dir.append((gates, cells, hprev))
+                per_dir.append((gates, cells, xh))
             mask = None
             if train and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
@@ -309,12 +309,12 @@ class LSTM(ParameterModule):
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                gates, cells, hprev = per_dir[d]
+                gates, cells, xh = per_dir[d]
                 (w_ih, w_hh, w_hr), packed = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
                 _kernels.backward(
-                    inp, w_ih, w_hh, w_hr, packed,
-                    None if c0 is None else c0[k], gates, cells, hprev,
+                    w_ih, w_hh, w_hr, packed,
+                    None if c0 is None else c0[k], gates, cells, xh,
                     dy, d * Ho, None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],
                     dx, d > 0, dh0[k], dc0[k],
