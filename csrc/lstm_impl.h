@@ -19,10 +19,12 @@
  * once, for a small batch) a thread computes bias + [x_t | h_{t-1}]
  * [W_ih | W_hh]^T into an L1 tile with one product, then runs the gate loop
  * on the tile (sigmoid/tanh, cell update, output).
+ * Training also keeps every input row [x_t | h_{t-1}] (xh) for backward.
  * Backward mirrors it: per step the elementwise gate gradients of a thread's
  * units (or rows), a barrier for the unit split, then dh_{t-1} = dgates W_hh
- * for its units (or rows); afterwards dW_ih, dW_hh, dW_hr and dx are one big
- * GEMM each.
+ * and (with enough rows) dx_t = dgates W_ih for its columns (or rows), while
+ * dgates is in cache; afterwards dW_ih, dW_hh, dW_hr (and dx for a small
+ * batch) are one big GEMM each.
  * No allocation, no Python, no I/O inside the time loop.  Each output element
  * is computed by exactly one thread in a fixed order, so results do not
  * depend on the number of threads.
@@ -37,11 +39,6 @@
  * never overlap): let the compiler vectorize them (needs -fopenmp or
  * -fopenmp-simd, otherwise a no-op). */
 #define FL_SIMD _Pragma("omp simd")
-#if defined(__GNUC__) || defined(__clang__)
-#define FL_PREFETCH(p) __builtin_prefetch((p), 1, 3)
-#else
-#define FL_PREFETCH(p) ((void)(p))
-#endif
 #endif
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
 #define GEMM FL_GEMMX(fl_gemm, S)
