@@ -467,7 +467,6 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.cstate = lp.xh + n_xh;
     lp.rstep = P ? lp.cstate + n_c : NULL;
     lp.tmp = lp.cstate + n_c + n_r;
-    memset(lp.tmp, 0, n_tmp * sizeof(REAL)); /* padding units of a partial group */
     REAL *gb = lp.tmp + n_tmp; /* the bias in group layout, 0 in padding */
     memset(gb, 0, lp.L.groups * 4 * U * sizeof(REAL));
     if (a->bias)
