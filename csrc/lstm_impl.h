@@ -454,7 +454,8 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.fa = a;
     const int nt = FL_FN(forward_plan)(sh, &lp.L, &lp.split_batch, &lp.gw);
     const size_t U = lp.L.U, K = lp.L.K;
-    fl_barrier bar = {0};
+    fl_barrier bar;
+    fl_barrier_init(&bar, nt);
     lp.bar = &bar;
 
     /* the REAL scratch follows the row bookkeeping, 64-byte aligned; none
@@ -601,11 +602,12 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     if (status != FL_OK)
         return status;
     lp.ba = a;
-    fl_barrier bar = {0};
-    lp.bar = &bar;
     const size_t rows = rw.rows;
     const int nt = FL_FN(plan_threads)(T, B, H, G4, Hout, (H + lp.nr - 1) / lp.nr,
                                        &lp.split_batch);
+    fl_barrier bar;
+    fl_barrier_init(&bar, nt);
+    lp.bar = &bar;
 
     const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;

@@ -82,3 +82,13 @@ void fl_yield(void)
     sched_yield();
 #endif
 }
+
+void fl_barrier_init(fl_barrier *b, int nth)
+{
+    b->count = 0;
+#ifdef _OPENMP
+    b->spin = nth <= omp_get_num_procs();
+#else
+    b->spin = nth <= 1;
+#endif
+}
