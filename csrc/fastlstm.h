@@ -65,9 +65,10 @@ typedef struct fl_forward_##S {                                               \
     const REAL *h0, *c0;          /* (B, H_out), (B, H); NULL = zeros */      \
     REAL *y;  size_t ldy;         /* (rows, ldy): H_out columns written */    \
     REAL *h_n, *c_n;              /* (B, H_out), (B, H) */                    \
-    REAL *gates;                  /* (rows, 4H): written by a training call   \
-                                     (xh given): the post-activation gates    \
-                                     i, f, g, o, as backward needs them */    \
+    REAL *gates;                  /* training (xh given): (rows, 4H), gets    \
+                                     the post-activation gates i, f, g, o,    \
+                                     as backward needs them; else unused      \
+                                     (may be NULL) */                         \
     REAL *cells;                  /* (rows, H) c_t of every row, or NULL */   \
     REAL *xh;                     /* (rows, I + H_out) [x_t | h_{t-1}] of     \
                                      every row (training: backward needs it), \
@@ -79,7 +80,7 @@ typedef struct fl_forward_##S {                                               \
 int fl_lstm_forward_##S(const fl_shape *sh, const fl_forward_##S *a);         \
 /* Bytes of scratch that make fl_lstm_forward allocate nothing (at the        \
  * current thread count). */                                                  \
-size_t fl_lstm_forward_workspace_##S(const fl_shape *sh, int has_bias);       \
+size_t fl_lstm_forward_workspace_##S(const fl_shape *sh);                     \
                                                                               \
 typedef struct fl_backward_##S {                                              \
     const REAL *w_ih;             /* (4H, I) */                               \

@@ -12,7 +12,7 @@
                                   const REAL *w_hr, REAL *blob);               \
     int fl_lstm_forward_##S##_##ISA(const fl_shape *sh,                        \
                                     const fl_forward_##S *a);                  \
-    size_t fl_lstm_forward_workspace_##S##_##ISA(const fl_shape *sh, int b);   \
+    size_t fl_lstm_forward_workspace_##S##_##ISA(const fl_shape *sh);          \
     int fl_lstm_backward_##S##_##ISA(const fl_shape *sh,                       \
                                      const fl_backward_##S *a);
 
@@ -34,13 +34,13 @@ typedef struct fl_variant {
     void (*pack_s)(size_t, size_t, size_t, const float *, const float *,
                    const float *, float *);
     int (*forward_s)(const fl_shape *, const fl_forward_s *);
-    size_t (*workspace_s)(const fl_shape *, int);
+    size_t (*workspace_s)(const fl_shape *);
     int (*backward_s)(const fl_shape *, const fl_backward_s *);
     size_t (*packed_size_d)(size_t, size_t, size_t);
     void (*pack_d)(size_t, size_t, size_t, const double *, const double *,
                    const double *, double *);
     int (*forward_d)(const fl_shape *, const fl_forward_d *);
-    size_t (*workspace_d)(const fl_shape *, int);
+    size_t (*workspace_d)(const fl_shape *);
     int (*backward_d)(const fl_shape *, const fl_backward_d *);
 } fl_variant;
 
@@ -95,10 +95,10 @@ const char *fl_init(void)
         fl_init();                                                             \
         return active->forward_##S(sh, a);                                     \
     }                                                                          \
-    size_t fl_lstm_forward_workspace_##S(const fl_shape *sh, int has_bias)     \
+    size_t fl_lstm_forward_workspace_##S(const fl_shape *sh)                   \
     {                                                                          \
         fl_init();                                                             \
-        return active->workspace_##S(sh, has_bias);                            \
+        return active->workspace_##S(sh);                                      \
     }                                                                          \
     int fl_lstm_backward_##S(const fl_shape *sh, const fl_backward_##S *a)     \
     {                                                                          \

@@ -307,15 +307,21 @@ static int FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L,
     return nt;
 }
 
-size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh, int has_bias)
+/* Bytes of a forward's workspace: the row bookkeeping, alignment, scratch. */
+static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) *L,
+                                   int nt, size_t gw)
+{
+    return fl_rows_mem(sh) * sizeof(size_t) + 64 +
+           FL_FN(forward_scratch)(sh, L, nt, gw) * sizeof(REAL);
+}
+
+size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(sh->I, sh->H, sh->P);
     int split_batch;
     size_t gw;
     const int nt = FL_FN(forward_plan)(sh, &L, &split_batch, &gw);
-    (void)has_bias;
-    return fl_rows_mem(sh) * sizeof(size_t) + 64 +
-           FL_FN(forward_scratch)(sh, &L, nt, gw) * sizeof(REAL);
+    return FL_FN(forward_bytes)(sh, &L, nt, gw);
 }
 
 /* Copy x_t of rows [lo, hi) of step s into the x part of the product's
@@ -326,10 +332,9 @@ static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
     const size_t K = lp->L.K, I = lp->sh->I;
-    for (size_t j = lo; j < hi; j++) {
-        const size_t t = lp->sh->reverse ? rw->len[j] - 1 - s : s;
-        memcpy(xh + j * K, a->x + fl_row(rw, t, j) * a->ldx, I * sizeof(REAL));
-    }
+    for (size_t j = lo; j < hi; j++)
+        memcpy(xh + j * K, a->x + fl_step_row(rw, lp->sh->reverse, s, j) * a->ldx,
+               I * sizeof(REAL));
 }
 
 static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
@@ -363,13 +368,11 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
         const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
         const REAL *xc = lp->xh + (s & 1) * B * K;
         REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
-        if (train) { /* keep the input rows for backward: my rows, or my share */
-            size_t lo = j0, hi = nb;
-            if (sync)
-                fl_split(fl_batch(rw, s), 1, nth, tid, &lo, &hi);
+        if (train) { /* keep the input rows for backward */
+            size_t lo, hi;
+            fl_copy_rows(lp->split_batch, fl_batch(rw, s), j0, j1, nth, tid, &lo, &hi);
             for (size_t j = lo; j < hi; j++)
-                memcpy(a->xh + fl_row(rw, rev ? rw->len[j] - 1 - s : s, j) * K, xc + j * K,
-                       K * sizeof(REAL));
+                memcpy(a->xh + fl_step_row(rw, rev, s, j) * K, xc + j * K, K * sizeof(REAL));
         }
 
         for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
@@ -381,8 +384,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
             GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)1,
                         my_tmp, W);
             for (size_t j = j0; j < nb; j++) {
-                const size_t t = rev ? rw->len[j] - 1 - s : s;
-                const size_t row = fl_row(rw, t, j);
+                const size_t row = fl_step_row(rw, rev, s, j);
                 const int last = j >= nb_next;
                 for (size_t gg = g; gg < g + ng; gg++) {
                     const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
@@ -409,8 +411,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
                             (REAL)0, xn + j0 * K + I + p0, K);
                 for (size_t j = j0; j < nb; j++) {
-                    const size_t t = rev ? rw->len[j] - 1 - s : s;
-                    const size_t row = fl_row(rw, t, j);
+                    const size_t row = fl_step_row(rw, rev, s, j);
                     const REAL *hj = xn + j * K + I + p0;
                     const size_t n = (p1 - p0) * sizeof(REAL);
                     memcpy(y + row * a->ldy + p0, hj, n);
@@ -419,11 +420,9 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                 }
             }
         }
-        /* x_{t+1} of the next step's rows: my rows, or my share of all */
-        if (nb_next) {
-            size_t lo = j0, hi = nb_next < j1 ? nb_next : j1;
-            if (sync)
-                fl_split(nb_next, 1, nth, tid, &lo, &hi);
+        if (nb_next) { /* x_{t+1} of the next step's rows */
+            size_t lo, hi;
+            fl_copy_rows(lp->split_batch, nb_next, j0, j1, nth, tid, &lo, &hi);
             FL_FN(load_x)(lp, s + 1, lo, hi, xn);
         }
         if (sync && s + 1 < T) /* after the last step: the region's end */
@@ -435,10 +434,15 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H;
-    if (!a->packed)
+    if (!a->packed || (a->xh && !a->gates))
         return FL_EINVAL;
-    /* scratch: the caller's workspace when it is big enough, else malloc */
-    const size_t need = FL_FN(fl_lstm_forward_workspace)(sh, a->bias != NULL);
+    /* the plan fixes the scratch size: the caller's workspace when it is
+     * big enough, else malloc */
+    const FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
+    int split_batch;
+    size_t gw;
+    const int nt = FL_FN(forward_plan)(sh, &L, &split_batch, &gw);
+    const size_t need = FL_FN(forward_bytes)(sh, &L, nt, gw);
     const int own = !(a->workspace && a->workspace_bytes >= need);
     char *mem = own ? malloc(need) : a->workspace;
     if (!mem)
@@ -452,8 +456,9 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
         return status;
     }
     lp.fa = a;
-    const int nt = FL_FN(forward_plan)(sh, &lp.L, &lp.split_batch, &lp.gw);
-    const size_t U = lp.L.U, K = lp.L.K;
+    lp.split_batch = split_batch;
+    lp.gw = gw;
+    const size_t U = L.U, K = L.K;
     fl_barrier bar;
     fl_barrier_init(&bar, nt);
     lp.bar = &bar;
@@ -528,8 +533,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 
         if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
             for (size_t j = j0; j < nb; j++) {
-                const size_t t = rev ? rw->len[j] - 1 - s : s;
-                const size_t row = fl_row(rw, t, j);
+                const size_t row = fl_step_row(rw, rev, s, j);
                 for (size_t p = v0; p < v1; p++) {
                     REAL v = dy[row * a->lddy + p] + dcur[j * Hout + p];
                     lp->dhp[j * P + p] = v;
@@ -567,7 +571,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                         (REAL)0, dnext + j0 * Hout + v0, Hout);
         if (x1 > x0 && nb > j0) { /* dx_t = dgates W_ih for my columns */
             if (!lp->dxstep) { /* the step's rows are consecutive in dx */
-                const size_t row0 = fl_row(rw, rev ? rw->len[j0] - 1 - s : s, j0);
+                const size_t row0 = fl_step_row(rw, rev, s, j0);
                 GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
                             beta_dx, a->dx + row0 * a->lddx + x0, a->lddx);
             } else { /* ragged reverse: through a buffer, then to each row */
@@ -575,7 +579,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                             (REAL)0, lp->dxstep + j0 * I + x0, I);
                 for (size_t j = j0; j < nb; j++) {
                     const REAL *src = lp->dxstep + j * I + x0;
-                    REAL *dst = a->dx + fl_row(rw, rw->len[j] - 1 - s, j) * a->lddx + x0;
+                    REAL *dst = a->dx + fl_step_row(rw, rev, s, j) * a->lddx + x0;
                     for (size_t c = 0; c < x1 - x0; c++)
                         dst[c] = beta_dx * dst[c] + src[c];
                 }

@@ -31,6 +31,13 @@ static inline size_t fl_row(const fl_rows *rw, size_t t, size_t j)
     return rw->off[t] + j;
 }
 
+/* Row of batch entry j at step s of a time loop: the reverse direction runs
+ * each sequence from its own last step. */
+static inline size_t fl_step_row(const fl_rows *rw, int reverse, size_t s, size_t j)
+{
+    return fl_row(rw, reverse ? rw->len[j] - 1 - s : s, j);
+}
+
 static inline size_t fl_batch(const fl_rows *rw, size_t t)
 {
     return rw->bs ? (size_t)rw->bs[t] : rw->B;
@@ -65,6 +72,20 @@ static inline void fl_split_rows(const fl_rows *rw, int nth, int tid, size_t *lo
     while (j < rw->B && cum + rw->len[j] / 2 < want_hi)
         cum += rw->len[j++];
     *hi = tid == nth - 1 ? rw->B : j;
+}
+
+/* The rows of a step's first n that thread tid copies (its input rows, its
+ * kept rows): its own [j0, j1) when threads own rows, else its share of
+ * all n. */
+static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, int nth,
+                                int tid, size_t *lo, size_t *hi)
+{
+    if (own_rows) {
+        *lo = j0;
+        *hi = n < j1 ? n : j1;
+    } else {
+        fl_split(n, 1, nth, tid, lo, hi);
+    }
 }
 
 #endif

@@ -85,10 +85,14 @@ void fl_yield(void)
 
 void fl_barrier_init(fl_barrier *b, int nth)
 {
-    b->count = 0;
+    /* the CPUs the process may use, read once (a system call each time) */
+    static int cpus = 0; /* racing first calls store the same value */
 #ifdef _OPENMP
-    b->spin = nth <= omp_get_num_procs();
+    if (cpus <= 0)
+        cpus = omp_get_num_procs();
 #else
-    b->spin = nth <= 1;
+    cpus = 1;
 #endif
+    b->count = 0;
+    b->spin = nth <= cpus;
 }

@@ -29,10 +29,11 @@ int fl_have_openmp(void);
  * (release/acquire: what a thread wrote before arriving is visible to every
  * thread after the wait).  A waiter spins with a pause, then yields.
  * Spinning only pays while every thread has a core: with more threads than
- * the process's CPUs (fl_barrier_init decides) it is the OpenMP barrier,
- * which sleeps (measured: 4 threads on 2 cores, stream1 took 62 ms spinning
- * against 2 ms).  One fl_barrier per parallel region, initialised by
- * fl_barrier_init before it; each thread's `round` starts at 0. */
+ * the process's CPUs (counted at the first call; fl_barrier_init decides)
+ * it is the OpenMP barrier, which sleeps (measured: 4 threads on 2 cores,
+ * stream1 took 62 ms spinning against 2 ms).  One fl_barrier per parallel
+ * region, initialised by fl_barrier_init before it; each thread's `round`
+ * starts at 0. */
 typedef struct fl_barrier {
     size_t count;
     int spin;

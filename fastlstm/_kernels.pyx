@@ -116,8 +116,8 @@ cdef extern from "fastlstm.h" nogil:
     void fl_lstm_pack_d(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
                         const double *w_hr, double *blob)
     int fl_lstm_forward_s(const fl_shape *sh, const fl_forward_s *a)
-    size_t fl_lstm_forward_workspace_s(const fl_shape *sh, int has_bias)
-    size_t fl_lstm_forward_workspace_d(const fl_shape *sh, int has_bias)
+    size_t fl_lstm_forward_workspace_s(const fl_shape *sh)
+    size_t fl_lstm_forward_workspace_d(const fl_shape *sh)
     int fl_lstm_forward_d(const fl_shape *sh, const fl_forward_d *a)
     int fl_lstm_backward_s(const fl_shape *sh, const fl_backward_s *a)
     int fl_lstm_backward_d(const fl_shape *sh, const fl_backward_d *a)
@@ -241,9 +241,9 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
     pack(); h0 (B, H_out), c0 (B, H) or None; y (rows, >= y_col + H_out):
     columns [y_col, y_col + H_out) written; h_n, c_n (B, H_out), (B, H)
-    written; gates (rows, 4H), holding the post-activation gates after a
-    training call (xh given); cells (rows, H) or None; xh (rows, I + H_out)
-    the input rows [x_t | h_{t-1}] (training) or None.  batch_sizes
+    written; cells (rows, H) or None; training only (else both None):
+    gates (rows, 4H) gets the post-activation gates and xh (rows, I + H_out)
+    the input rows [x_t | h_{t-1}].  batch_sizes
     (steps,) int64 or None (then rows = steps * B).
     """
     cdef Py_ssize_t B = h_n.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
@@ -265,11 +265,13 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         raise ValueError(f"y: expected ({rows}, >= {y_col + Hout}), got {(y.shape[0], y.shape[1])}")
     _expect("h_n", (h_n.shape[0], h_n.shape[1]), (B, Hout))
     _expect("c_n", (c_n.shape[0], c_n.shape[1]), (B, H))
-    _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
+    if (gates is None) != (xh is None):
+        raise ValueError("gates and xh: give both (training) or neither (inference)")
+    if gates is not None:
+        _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
+        _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
     if cells is not None:
         _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
-    if xh is not None:
-        _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
 
     cdef int status
     cdef fl_forward_s fs
@@ -281,7 +283,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fs.h0 = NULL if h0 is None else &h0[0, 0]
         fs.c0 = NULL if c0 is None else &c0[0, 0]
         fs.y = &y[0, y_col]; fs.ldy = y.shape[1]
-        fs.h_n = &h_n[0, 0]; fs.c_n = &c_n[0, 0]; fs.gates = &gates[0, 0]
+        fs.h_n = &h_n[0, 0]; fs.c_n = &c_n[0, 0]
+        fs.gates = NULL if gates is None else &gates[0, 0]
         fs.cells = NULL if cells is None else &cells[0, 0]
         fs.xh = NULL if xh is None else &xh[0, 0]
         fs.workspace = NULL; fs.workspace_bytes = 0
@@ -294,7 +297,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fd.h0 = NULL if h0 is None else &h0[0, 0]
         fd.c0 = NULL if c0 is None else &c0[0, 0]
         fd.y = &y[0, y_col]; fd.ldy = y.shape[1]
-        fd.h_n = &h_n[0, 0]; fd.c_n = &c_n[0, 0]; fd.gates = &gates[0, 0]
+        fd.h_n = &h_n[0, 0]; fd.c_n = &c_n[0, 0]
+        fd.gates = NULL if gates is None else &gates[0, 0]
         fd.cells = NULL if cells is None else &cells[0, 0]
         fd.xh = NULL if xh is None else &xh[0, 0]
         fd.workspace = NULL; fd.workspace_bytes = 0
@@ -422,7 +426,7 @@ cdef class StreamKernel:
 
     layers: list of (w_ih (4H, I_k), bias (4H) or None, packed) per layer;
     h (L, B, H_out) and c (L, B, H): the state, updated in place;
-    gates (B, 4H) workspace; ys: list of L (B, H_out) output buffers.
+    ys: list of L (B, H_out) output buffers.
     All arrays are C-contiguous of one dtype and are kept alive here.
     """
     cdef list _keep
@@ -446,19 +450,18 @@ cdef class StreamKernel:
         PyMem_Free(self.fd)
         PyMem_Free(self.ws)
 
-    def __init__(self, list layers, h, c, gates, list ys, Py_ssize_t proj_size):
+    def __init__(self, list layers, h, c, list ys, Py_ssize_t proj_size):
         cdef Py_ssize_t L = len(layers), k
         if L < 1 or len(ys) != L:
             raise ValueError("StreamKernel: one (w_ih, bias, packed) and one output per layer")
-        self._keep = [layers, h, c, gates, ys]
+        self._keep = [layers, h, c, ys]
         self._double = h.dtype.char == "d"
         self.L, self.B = L, h.shape[1]
         self.I = layers[0][0].shape[1]
         H = c.shape[2]
         Hout = h.shape[2]
-        if h.shape != (L, self.B, Hout) or c.shape != (L, self.B, H) or \
-                gates.shape != (self.B, 4 * H):
-            raise ValueError("StreamKernel: inconsistent state/workspace shapes")
+        if h.shape != (L, self.B, Hout) or c.shape != (L, self.B, H):
+            raise ValueError("StreamKernel: inconsistent state shapes")
         self._out = ys[L - 1]
         self.sh0.T, self.sh0.B, self.sh0.H, self.sh0.P = 1, self.B, H, proj_size
         self.sh0.reverse = 0
@@ -475,8 +478,8 @@ cdef class StreamKernel:
         cdef size_t need
         for k in range(L):  # scratch big enough for every layer's step
             shk.I = layers[k][0].shape[1]
-            need = (fl_lstm_forward_workspace_d(&shk, layers[k][1] is not None) if self._double
-                    else fl_lstm_forward_workspace_s(&shk, layers[k][1] is not None))
+            need = (fl_lstm_forward_workspace_d(&shk) if self._double
+                    else fl_lstm_forward_workspace_s(&shk))
             self.ws_bytes = max(self.ws_bytes, need)
         self.ws = PyMem_Malloc(self.ws_bytes)
         if self.ws == NULL:
@@ -489,15 +492,15 @@ cdef class StreamKernel:
                     packed.shape[0] != packed_size(h.dtype.char, I_k, H, proj_size):
                 raise ValueError(f"StreamKernel: layer {k} has inconsistent shapes")
             if self._double:
-                self._fill_d(k, w_ih, bias, packed, h[k], c[k], gates, ys[k],
+                self._fill_d(k, w_ih, bias, packed, h[k], c[k], ys[k],
                              None if k == 0 else ys[k - 1])
             else:
-                self._fill_s(k, w_ih, bias, packed, h[k], c[k], gates, ys[k],
+                self._fill_s(k, w_ih, bias, packed, h[k], c[k], ys[k],
                              None if k == 0 else ys[k - 1])
 
     cdef _fill_s(self, Py_ssize_t k, const float[:, ::1] w_ih, const float[::1] bias,
                  const float[::1] packed, float[:, ::1] h, float[:, ::1] c,
-                 float[:, ::1] gates, float[:, ::1] y, const float[:, ::1] x_prev):
+                 float[:, ::1] y, const float[:, ::1] x_prev):
         cdef fl_forward_s *a = &self.fs[k]
         a.x = NULL if x_prev is None else &x_prev[0, 0]
         a.ldx = w_ih.shape[1]
@@ -507,13 +510,13 @@ cdef class StreamKernel:
         a.h0 = &h[0, 0]; a.c0 = &c[0, 0]     # read before h_n/c_n are written
         a.y = &y[0, 0]; a.ldy = y.shape[1]
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
-        a.gates = &gates[0, 0]
+        a.gates = NULL
         a.cells = NULL; a.xh = NULL
         a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
 
     cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
                  const double[::1] packed, double[:, ::1] h, double[:, ::1] c,
-                 double[:, ::1] gates, double[:, ::1] y, const double[:, ::1] x_prev):
+                 double[:, ::1] y, const double[:, ::1] x_prev):
         cdef fl_forward_d *a = &self.fd[k]
         a.x = NULL if x_prev is None else &x_prev[0, 0]
         a.ldx = w_ih.shape[1]
@@ -523,7 +526,7 @@ cdef class StreamKernel:
         a.h0 = &h[0, 0]; a.c0 = &c[0, 0]
         a.y = &y[0, 0]; a.ldy = y.shape[1]
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
-        a.gates = &gates[0, 0]
+        a.gates = NULL
         a.cells = NULL; a.xh = NULL
         a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
 

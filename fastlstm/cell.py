@@ -73,7 +73,7 @@ class LSTMCell(ParameterModule):
         h = np.empty((B, H), self.dtype)
         c = np.empty((B, H), self.dtype)
         h_n = np.empty((B, H), self.dtype)
-        gates = np.empty((B, 4 * H), self.dtype)
+        gates = np.empty((B, 4 * H), self.dtype) if train else None
         cells = np.empty((B, H), self.dtype) if train else None
         xh = np.empty((B, self.input_size + H), self.dtype) if train else None
         weights, packed = self._packed("")

@@ -204,7 +204,7 @@ class LSTM(ParameterModule):
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                gates = np.empty((rows, 4 * H), dt)
+                gates = np.empty((rows, 4 * H), dt) if train else None
                 cells = np.empty((rows, H), dt) if want_cells else None
                 xh = np.empty((rows, inp.shape[1] + Ho), dt) if train else None
                 weights, packed = used[sfx] = self._packed(sfx)

@@ -42,10 +42,9 @@ class LSTMStream:
             self._layers.append((weights[0], lstm._bias(sfx), packed))
         self._h = np.zeros((lstm.num_layers, B, Ho), dt)
         self._c = np.zeros((lstm.num_layers, B, H), dt)
-        self._gates = np.empty((B, 4 * H), dt)
         self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
-        self._kernel = _kernels.StreamKernel(self._layers, self._h, self._c, self._gates,
-                                             self._ys, lstm.proj_size)
+        self._kernel = _kernels.StreamKernel(self._layers, self._h, self._c, self._ys,
+                                             lstm.proj_size)
         self.reset(hx)
 
     @property
@@ -86,9 +85,8 @@ class LSTMStream:
         inp = x.reshape(T * B, I)
         for k, (w_ih, bias, packed) in enumerate(self._layers):
             y = np.empty((T * B, self._h.shape[2]), self.dtype)
-            gates = np.empty((T * B, 4 * self.hidden_size), self.dtype)
             _kernels.forward(inp, w_ih, bias, packed, self._h[k], self._c[k], y, 0,
-                             self._h[k], self._c[k], gates, None, None, None, T, False,
+                             self._h[k], self._c[k], None, None, None, None, T, False,
                              self.proj_size)
             inp = y
         return inp.reshape(T, B, -1)
