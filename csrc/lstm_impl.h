@@ -65,11 +65,29 @@ typedef struct FL_FN(blob_layout) {
     size_t total;
 } FL_FN(blob_layout);
 
+/* Units per group: the gate loop runs over U units of each gate at a time,
+ * and wider groups give it more independent vectors per loop (U = 16 -> 64
+ * measured 1.05-1.08x on whole forwards).  The widest of 64, 32, 16 (or nr,
+ * if wider) that still leaves at least FL_MIN_GROUPS groups to split between
+ * threads and pads H no further than nr does. */
+#ifndef FL_MIN_GROUPS
+#define FL_MIN_GROUPS 4
+#endif
+static size_t FL_FN(group_units)(size_t H, size_t nr)
+{
+    const size_t base = nr >= 16 ? nr : 16; /* nr is a power of two <= 64 */
+    const size_t padded = (H + base - 1) / base * base;
+    for (size_t U = 64; U > base; U /= 2)
+        if ((H + U - 1) / U >= FL_MIN_GROUPS && (H + U - 1) / U * U == padded)
+            return U;
+    return base;
+}
+
 static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
 {
     FL_FN(blob_layout) L;
     size_t nr = GEMM_NR(), Hout = P ? P : H;
-    L.U = nr >= 16 ? nr : 16; /* nr is a power of two <= 64 */
+    L.U = FL_FN(group_units)(H, nr);
     L.groups = (H + L.U - 1) / L.U;
     L.K = I + Hout;
     L.xh_fwd = 0;
@@ -478,8 +496,8 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     if (a->bias)
         for (size_t g = 0; g < lp.L.groups; g++)
             for (size_t q = 0; q < 4; q++)
-                for (size_t k = 0; k < U && g * U + k < H; k++)
-                    gb[(g * 4 + q) * U + k] = a->bias[q * H + g * U + k];
+                memcpy(gb + (g * 4 + q) * U, a->bias + q * H + g * U,
+                       (H - g * U < U ? H - g * U : U) * sizeof(REAL));
     lp.gbias = gb;
     /* the first step's input rows [x_0 | h0] */
     FL_FN(load_x)(&lp, 0, 0, B, lp.xh);

@@ -194,6 +194,28 @@ def test_padded_outputs_are_exactly_zero(rng, dtype):
         assert np.all(out[:n, b] != 0)
 
 
+
+# Hidden sizes whose forward groups are wider than one register panel
+# (32 and 64 units per gate: group_units in csrc/lstm_impl.h), including a
+# group count that is not a multiple of the thread count and a projection;
+# B = 3 splits the threads by units, B = 20 by batch rows.
+WIDE_GROUPS = {
+    "H128-units": (3, 3, 5, 128, {}),
+    "H256-batch-ragged": (4, 20, 6, 256, dict(lengths=[4, 4, 3, 3, 3, 3, 2, 2, 2, 2,
+                                                       2, 2, 2, 1, 1, 1, 1, 1, 1, 1])),
+    "H320-proj-bi": (3, 2, 4, 320, dict(proj_size=24, bidirectional=True)),
+    "H192-batch-L2": (3, 20, 7, 192, dict(num_layers=2)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("config", list(WIDE_GROUPS))
+def test_wide_groups(rng, config, dtype):
+    T, B, I, H, extra = WIDE_GROUPS[config]
+    if "lengths" in extra:
+        extra = dict(extra, lengths=np.array(extra["lengths"]))
+    check_against_reference(Case(rng, dtype, T, B, I, H, **extra))
+
 # ----------------------------------------------------------------------------
 # Unbatched 2-D input
 # ----------------------------------------------------------------------------

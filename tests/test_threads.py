@@ -70,6 +70,8 @@ THREAD_SHAPES = {
     "B4-H40-proj-L2": (5, 4, 6, 40, dict(num_layers=2, proj_size=13)),
     "B32-H72": (8, 32, 64, 72, {}),  # big enough for the threaded GEMMs
     "B2-H130-bi-ragged": (6, 2, 3, 130, dict(bidirectional=True, lengths=[2, 6])),
+    "B20-H256-ragged": (5, 20, 8, 256, dict(lengths=[5] * 6 + [3] * 9 + [1] * 5)),
+    "B3-H320-proj": (4, 3, 8, 320, dict(proj_size=40)),  # 64-unit groups
 }
 
 
