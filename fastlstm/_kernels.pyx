@@ -13,6 +13,8 @@ size, H hidden size, P projection size (0 = none), H_out = P or H.
 from libc.stdint cimport int64_t
 from libc.string cimport memcmp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous,
+                             PyBUF_RECORDS_RO)
 from cython cimport floating
 
 cdef extern from "fastlstm.h" nogil:
@@ -533,34 +535,40 @@ cdef class StreamKernel:
     def step(self, x):
         """Advance one step with x (B, I) (C-contiguous, the stack's dtype);
         returns the top layer's output buffer (overwritten by the next step)."""
-        cdef const float[:, ::1] xs
-        cdef const double[:, ::1] xd
+        cdef Py_buffer view
         cdef fl_shape sh = self.sh0
         cdef int status = FL_OK
         cdef Py_ssize_t k
-        if self._double:
-            xd = x
-            if xd.shape[0] != self.B or xd.shape[1] != self.I:
+        cdef char want = ord("d") if self._double else ord("f")
+        # the buffer protocol directly: a typed memoryview costs an object
+        # per call, a sizeable part of a step this small
+        PyObject_GetBuffer(x, &view, PyBUF_RECORDS_RO)
+        try:
+            if not PyBuffer_IsContiguous(&view, b"C"):
+                raise BufferError("x: not C-contiguous")
+            if view.ndim != 2 or view.shape[0] != self.B or view.shape[1] != self.I:
                 raise ValueError(f"x: expected shape ({self.B}, {self.I}), "
-                                 f"got ({xd.shape[0]}, {xd.shape[1]})")
-            self.fd[0].x = &xd[0, 0]
-            with nogil:
-                for k in range(self.L):
-                    sh.I = self.fd[k].ldx
-                    status = fl_lstm_forward_d(&sh, &self.fd[k])
-                    if status != FL_OK:
-                        break
-        else:
-            xs = x
-            if xs.shape[0] != self.B or xs.shape[1] != self.I:
-                raise ValueError(f"x: expected shape ({self.B}, {self.I}), "
-                                 f"got ({xs.shape[0]}, {xs.shape[1]})")
-            self.fs[0].x = &xs[0, 0]
-            with nogil:
-                for k in range(self.L):
-                    sh.I = self.fs[k].ldx
-                    status = fl_lstm_forward_s(&sh, &self.fs[k])
-                    if status != FL_OK:
-                        break
+                                 f"got {tuple(view.shape[i] for i in range(view.ndim))}")
+            if view.format == NULL or view.format[0] != want or view.format[1] != 0:
+                raise TypeError(f"x: expected {'float64' if self._double else 'float32'} "
+                                f"data, got format {view.format!r}")
+            if self._double:
+                self.fd[0].x = <const double *> view.buf
+                with nogil:
+                    for k in range(self.L):
+                        sh.I = self.fd[k].ldx
+                        status = fl_lstm_forward_d(&sh, &self.fd[k])
+                        if status != FL_OK:
+                            break
+            else:
+                self.fs[0].x = <const float *> view.buf
+                with nogil:
+                    for k in range(self.L):
+                        sh.I = self.fs[k].ldx
+                        status = fl_lstm_forward_s(&sh, &self.fs[k])
+                        if status != FL_OK:
+                            break
+        finally:
+            PyBuffer_Release(&view)
         _raise_status(status)
         return self._out

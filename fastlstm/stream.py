@@ -68,12 +68,11 @@ class LSTMStream:
 
     def step(self, x):
         """One step: x (B, input_size) -> top layer's h_t, (B, H_out)."""
-        if not (type(x) is np.ndarray and x.dtype == self.dtype and x.flags.c_contiguous):
-            x = check_array("x", x, self.dtype)
-        if x.ndim != 2:
-            raise ValueError(f"x: expected shape ({self.batch_size}, {self.input_size}), "
-                             f"got {x.shape}")
-        return self._kernel.step(x).copy()
+        try:  # the kernel reads any C-contiguous buffer of the dtype directly
+            y = self._kernel.step(x)
+        except (BufferError, TypeError):  # anything else: convert or explain
+            y = self._kernel.step(check_array("x", x, self.dtype))
+        return y.copy()
 
     def steps(self, x):
         """A chunk: x (T, B, input_size) -> top layer's output (T, B, H_out)."""

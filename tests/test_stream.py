@@ -103,6 +103,27 @@ def test_stream_batch_first_layer_is_time_major(rng):
     assert np.array_equal(s.steps(x.transpose(1, 0, 2)), out.transpose(1, 0, 2))
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_accepts_any_layout_and_rejects_bad_input(rng, dtype):
+    """step reads a C-contiguous array in place and copies anything else
+    (Fortran order, a strided view, a list); a wrong dtype, shape or type is
+    a clear error that leaves the state untouched."""
+    lstm = fastlstm.LSTM(3, 4, dtype=dtype, seed=2)
+    x = rng.standard_normal((6, 2, 3)).astype(dtype)
+    want = lstm(x)[0]
+    s = lstm.stream(2)
+    inputs = [x[0], np.asfortranarray(x[1]), np.repeat(x[2], 2, axis=1)[:, ::2],
+              x[3].tolist() if dtype == np.float64 else x[3], x[4].copy(), x[5]]
+    got = []
+    for t, xt in enumerate(inputs):
+        for bad, err in [(x[t].astype(np.float16), TypeError), (x[t][:1], ValueError),
+                         (x[t][0], ValueError), ("x", TypeError)]:
+            with pytest.raises(err, match="x"):
+                s.step(bad)
+        got.append(s.step(xt))
+    np.testing.assert_array_equal(np.stack(got), want)
+
 def test_state_is_a_copy(rng):
     lstm = _make(CONFIGS["1layer"], np.float64)
     s = lstm.stream(2)
