@@ -136,23 +136,23 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
  * the new cell state goes to cs, r = o * tanh(c) to rout, and, when gr is
  * not NULL (training), the activations to gr in the 4H layout. */
 static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
-                                REAL *restrict gr, REAL *restrict cs,
-                                REAL *restrict rout)
+                                const REAL *restrict bias, REAL *restrict gr,
+                                REAL *restrict cs, REAL *restrict rout)
 {
     /* one loop per activation: each keeps its constants in registers (one
      * fused loop spills them to the stack) */
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        acc[k] = SIGMOID(acc[k]);
+        acc[k] = SIGMOID(acc[k] + bias[k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        acc[U + k] = SIGMOID(acc[U + k]);
+        acc[U + k] = SIGMOID(acc[U + k] + bias[U + k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        acc[2 * U + k] = TANH(acc[2 * U + k]);
+        acc[2 * U + k] = TANH(acc[2 * U + k] + bias[2 * U + k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
-        acc[3 * U + k] = SIGMOID(acc[3 * U + k]);
+        acc[3 * U + k] = SIGMOID(acc[3 * U + k] + bias[3 * U + k]);
     FL_SIMD
     for (size_t k = 0; k < nu; k++) {
         REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
@@ -394,12 +394,11 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
         }
 
         for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
-            /* tile = bias, += [x_t | h_{t-1}] [W_ih | W_hh]^T for groups
-             * [g, g + ng), then the gate loop of each group of each row */
+            /* tile = [x_t | h_{t-1}] [W_ih | W_hh]^T for groups [g, g + ng),
+             * then the gate loop (which adds the bias) of each group of each
+             * row */
             const size_t ng = g1 - g < lp->gw ? g1 - g : lp->gw, n = 4 * U * ng;
-            for (size_t j = j0; j < nb; j++)
-                memcpy(my_tmp + (j - j0) * W, lp->gbias + g * 4 * U, n * sizeof(REAL));
-            GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)1,
+            GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)0,
                         my_tmp, W);
             for (size_t j = j0; j < nb; j++) {
                 const size_t row = fl_step_row(rw, rev, s, j);
@@ -409,6 +408,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                     REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
                     REAL *cs = lp->cstate + j * H + u0;
                     FL_FN(gate_forward)(nu, U, H, my_tmp + (j - j0) * W + (gg - g) * 4 * U,
+                                        lp->gbias + gg * 4 * U,
                                         train ? gates + row * G4 + u0 : NULL, cs, rout);
                     if (cells)
                         memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
