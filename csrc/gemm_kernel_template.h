@@ -404,8 +404,14 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
 {
     const size_t panel = (size_t)FL_NR * K;
     const size_t nfull = N / FL_NR, rem = N % FL_NR;
-    const size_t mfull = M - M % FL_MR;
-    const int mtail = (int)(M % FL_MR);
+    /* Rows in tiles of MR and a tail, or, when the tail is short but M
+     * splits into tiles of at least FL_NPMAX rows each, in equal tiles
+     * (M = 16 with MR = 6: 6 + 5 + 5, not 6 + 6 + 4; a 4-row tile has too
+     * few accumulators to keep the FMA units busy). */
+    const size_t ntiles = (M + FL_MR - 1) / FL_MR;
+    const int even = M > FL_MR && M % FL_MR != 0 && M / ntiles >= FL_NPMAX;
+    const size_t mfull = even ? M : M - M % FL_MR;
+    const int mtail = even ? 0 : (int)(M % FL_MR);
     const size_t nptail = mtail ? (size_t)FL_NPT(mtail) : 1;
     size_t g, p, i, j, k0;
 
@@ -415,11 +421,15 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
             const size_t kc = FL_MIN((size_t)FL_KC, K - k0);
             const FL_T beta_k = k0 == 0 ? beta : (FL_T)1;
             const FL_T *Pk = P + k0 * FL_NR, *Ak = A + k0;
-            for (p = g; p < gend; p++)
-                for (i = 0; i < mfull; i += FL_MR)
-                    FL_FN(kernel_rows)(FL_MR, 1, kc, Ak + i * lda, lda,
+            for (p = g; p < gend; p++) {
+                size_t t = 0, mt;
+                for (i = 0; i < mfull; i += mt, t++) {
+                    mt = even ? M / ntiles + (t < M % ntiles) : (size_t)FL_MR;
+                    FL_FN(kernel_rows)((int)mt, 1, kc, Ak + i * lda, lda,
                                        Pk + p * panel, panel, beta_k,
                                        C + i * ldc + p * FL_NR, ldc);
+                }
+            }
             if (mtail) {
                 const FL_T *Am = Ak + mfull * lda;
                 FL_T *Cm = C + mfull * ldc;
