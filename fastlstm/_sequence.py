@@ -43,12 +43,14 @@ class SequencePlan:
         sorted_len = lengths[perm]
         steps = int(sorted_len[0])
         valid = np.arange(steps)[:, None] < sorted_len[None, :]  # (steps, B)
-        self.batch_sizes = np.ascontiguousarray(valid.sum(axis=1), dtype=np.int64)
-        t_idx, j_idx = np.nonzero(valid)  # row-major: packed row order
+        self.batch_sizes = np.count_nonzero(valid, axis=1).astype(np.int64)
         self.perm = perm
         self.inv_perm = np.argsort(perm, kind="stable")
-        self.steps, self.rows = steps, int(t_idx.shape[0])
-        self._t_idx, self._b_idx = t_idx, perm[j_idx]
+        # packed row r is padded row _flat[r] = t * B + batch index of the
+        # (T * B, F) view: one index array, so pack and unpack are a take
+        # and a scatter of whole rows
+        self._flat = (np.arange(steps)[:, None] * B + perm[None, :])[valid]
+        self.steps, self.rows = steps, int(self._flat.shape[0])
 
     @property
     def packed(self):
@@ -58,15 +60,18 @@ class SequencePlan:
         """(T, B, F) time-major -> (rows, F) C-contiguous."""
         if not self.packed:
             return np.ascontiguousarray(x.reshape(self.T * self.B, x.shape[2]))
-        return np.ascontiguousarray(x[self._t_idx, self._b_idx])
+        if x.flags.c_contiguous:
+            return np.take(x.reshape(self.T * self.B, x.shape[2]), self._flat, axis=0)
+        # e.g. a batch_first view: gather rows without copying all of x first
+        return np.ascontiguousarray(x[self._flat // self.B, self._flat % self.B])
 
     def unpack(self, y):
         """(rows, F) -> (T, B, F), zeros at padded steps."""
         if not self.packed:
             return y.reshape(self.T, self.B, y.shape[1])
-        out = np.zeros((self.T, self.B, y.shape[1]), dtype=y.dtype)
-        out[self._t_idx, self._b_idx] = y
-        return out
+        out = np.zeros((self.T * self.B, y.shape[1]), dtype=y.dtype)
+        out[self._flat] = y
+        return out.reshape(self.T, self.B, y.shape[1])
 
     def to_sorted(self, state):
         """(N, B, F) state in batch order -> sorted order, C-contiguous."""
