@@ -66,10 +66,10 @@ typedef struct FL_FN(blob_layout) {
 } FL_FN(blob_layout);
 
 /* Units per group: the gate loop runs over U units of each gate at a time,
- * and wider groups give it more independent vectors per loop (U = 16 -> 64
- * measured 1.05-1.08x on whole forwards).  The widest of 64, 32, 16 (or nr,
- * if wider) that still leaves at least FL_MIN_GROUPS groups to split between
- * threads and pads H no further than nr does. */
+ * and wider groups give it more independent vectors per loop (U = 16 -> 32
+ * or 64 measured up to 1.07x on whole forwards, never slower).  The widest
+ * of 64, 32, 16 (or nr, if wider) that still leaves at least FL_MIN_GROUPS
+ * groups to split between threads and pads H no further than nr does. */
 #ifndef FL_MIN_GROUPS
 #define FL_MIN_GROUPS 4
 #endif
@@ -131,10 +131,11 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
 }
 
 /* The fused gate loop of one batch row over nu units (all four gates of
- * them).  acc holds the pre-activations in group layout (U columns per gate:
- * input projection + bias + recurrent product) and gets the activations;
- * the new cell state goes to cs, r = o * tanh(c) to rout, and, when gr is
- * not NULL (training), the activations to gr in the 4H layout. */
+ * them).  acc holds the product [x_t | h_{t-1}] [W_ih | W_hh]^T in group
+ * layout (U columns per gate), bias the bias in the same layout; acc gets
+ * the activations, the new cell state goes to cs, r = o * tanh(c) to rout,
+ * and, when gr is not NULL (training), the activations to gr in the 4H
+ * layout. */
 static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
                                 const REAL *restrict bias, REAL *restrict gr,
                                 REAL *restrict cs, REAL *restrict rout)
