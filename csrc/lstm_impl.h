@@ -16,9 +16,9 @@
  * values; x_t is copied in by the previous step, h_{t-1} written there by
  * it), and the packed weights stack W_ih^T over W_hh^T with all four gates
  * of a group of U units side by side.  So for each group (or gw groups at
- * once, for a small batch) a thread computes bias + [x_t | h_{t-1}]
+ * once, for a small batch) a thread computes [x_t | h_{t-1}]
  * [W_ih | W_hh]^T into an L1 tile with one product, then runs the gate loop
- * on the tile (sigmoid/tanh, cell update, output).
+ * on the tile (bias, sigmoid/tanh, cell update, output).
  * Training also keeps every input row [x_t | h_{t-1}] (xh) for backward.
  * Backward mirrors it: per step the elementwise gate gradients of a thread's
  * units (or rows), a barrier for the unit split, then dh_{t-1} = dgates W_hh

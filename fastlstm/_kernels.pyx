@@ -554,20 +554,18 @@ cdef class StreamKernel:
                                 f"data, got format {view.format!r}")
             if self._double:
                 self.fd[0].x = <const double *> view.buf
-                with nogil:
-                    for k in range(self.L):
-                        sh.I = self.fd[k].ldx
-                        status = fl_lstm_forward_d(&sh, &self.fd[k])
-                        if status != FL_OK:
-                            break
             else:
                 self.fs[0].x = <const float *> view.buf
-                with nogil:
-                    for k in range(self.L):
+            with nogil:
+                for k in range(self.L):  # layer k reads layer k-1's output
+                    if self._double:
+                        sh.I = self.fd[k].ldx
+                        status = fl_lstm_forward_d(&sh, &self.fd[k])
+                    else:
                         sh.I = self.fs[k].ldx
                         status = fl_lstm_forward_s(&sh, &self.fs[k])
-                        if status != FL_OK:
-                            break
+                    if status != FL_OK:
+                        break
         finally:
             PyBuffer_Release(&view)
         _raise_status(status)
