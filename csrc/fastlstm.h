@@ -76,6 +76,12 @@ typedef struct fl_forward_##S {                                               \
     void *workspace;              /* optional scratch of workspace_bytes; a   \
                                      call with enough allocates nothing */    \
     size_t workspace_bytes;                                                   \
+    const int64_t *x_rows;        /* NULL: packed row r of the input is row r \
+                                     of x; else row x_rows[r] (rows entries,  \
+                                     each a valid row of x): read a padded    \
+                                     batch without packing it first */        \
+    const int64_t *y_rows;        /* the same for y: write the output of      \
+                                     packed row r to row y_rows[r] */         \
 } fl_forward_##S;                                                             \
 int fl_lstm_forward_##S(const fl_shape *sh, const fl_forward_##S *a);         \
 /* Bytes of scratch that make fl_lstm_forward allocate nothing (at the        \

@@ -39,6 +39,8 @@
  * never overlap): let the compiler vectorize them (needs -fopenmp or
  * -fopenmp-simd, otherwise a no-op). */
 #define FL_SIMD _Pragma("omp simd")
+/* Row of x or y that packed row r maps to (map NULL: r itself). */
+#define FL_ROW_OF(map, r) ((map) ? (size_t)(map)[r] : (size_t)(r))
 #endif
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
 #define GEMM FL_GEMMX(fl_gemm, S)
@@ -352,7 +354,8 @@ static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
     const FWD_ARGS *a = lp->fa;
     const size_t K = lp->L.K, I = lp->sh->I;
     for (size_t j = lo; j < hi; j++)
-        memcpy(xh + j * K, a->x + fl_step_row(rw, lp->sh->reverse, s, j) * a->ldx,
+        memcpy(xh + j * K,
+               a->x + FL_ROW_OF(a->x_rows, fl_step_row(rw, lp->sh->reverse, s, j)) * a->ldx,
                I * sizeof(REAL));
 }
 
@@ -416,7 +419,8 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                     if (last)
                         memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
                     if (!P) {
-                        memcpy(y + row * a->ldy + u0, rout, nu * sizeof(REAL));
+                        memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0, rout,
+                               nu * sizeof(REAL));
                         if (last)
                             memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
                     }
@@ -433,7 +437,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
                     const size_t row = fl_step_row(rw, rev, s, j);
                     const REAL *hj = xn + j * K + I + p0;
                     const size_t n = (p1 - p0) * sizeof(REAL);
-                    memcpy(y + row * a->ldy + p0, hj, n);
+                    memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + p0, hj, n);
                     if (j >= nb_next)
                         memcpy(a->h_n + j * Hout + p0, hj, n);
                 }

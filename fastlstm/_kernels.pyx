@@ -45,6 +45,8 @@ cdef extern from "fastlstm.h" nogil:
         float *xh
         void *workspace
         size_t workspace_bytes
+        const int64_t *x_rows
+        const int64_t *y_rows
 
     ctypedef struct fl_forward_d:
         const double *x
@@ -63,6 +65,8 @@ cdef extern from "fastlstm.h" nogil:
         double *xh
         void *workspace
         size_t workspace_bytes
+        const int64_t *x_rows
+        const int64_t *y_rows
 
     ctypedef struct fl_backward_s:
         const float *w_ih
@@ -180,6 +184,55 @@ def packed_size(dtype_char, Py_ssize_t input_size, Py_ssize_t hidden_size,
     return fl_lstm_packed_size_d(input_size, hidden_size, proj_size)
 
 
+def plan_rows(const int64_t[::1] lengths, Py_ssize_t T, int64_t[::1] perm,
+              int64_t[::1] inv_perm, int64_t[::1] batch_sizes, int64_t[::1] flat):
+    """The packed layout of a batch with these lengths (each in [1, T]), in
+    one pass: perm (B) sorted position -> batch index (longest first, ties in
+    batch order), inv_perm (B) its inverse, batch_sizes[:steps] and
+    flat[:rows] (packed row -> t * B + batch index).  Returns (steps, rows);
+    rows == T * B means every length is T."""
+    cdef Py_ssize_t B = lengths.shape[0], b, t, j, r = 0, L, steps = 0
+    _expect("perm", (perm.shape[0], inv_perm.shape[0]), (B, B))
+    _expect("batch_sizes", (batch_sizes.shape[0], flat.shape[0]), (T, T * B))
+    for b in range(B):
+        if lengths[b] < 1 or lengths[b] > T:
+            raise ValueError(f"lengths: every length must be in [1, T={T}], got "
+                             f"{lengths[b]} at index {b}")
+    cdef int64_t *start = <int64_t *> PyMem_Malloc((T + 2) * sizeof(int64_t))
+    if start == NULL:
+        raise MemoryError()
+    with nogil:
+        # counting sort by decreasing length: start[L] = rows longer than L
+        for t in range(T + 2):
+            start[t] = 0
+        for b in range(B):
+            start[lengths[b]] += 1
+            if lengths[b] > steps:
+                steps = lengths[b]
+        r = 0
+        for L in range(T, 0, -1):
+            j = start[L]
+            start[L] = r
+            r += j
+        for b in range(B):
+            j = start[lengths[b]]
+            start[lengths[b]] += 1
+            perm[j] = b
+            inv_perm[b] = j
+        # step t holds the sorted entries with length > t
+        j = B
+        r = 0
+        for t in range(steps):
+            while j > 0 and lengths[perm[j - 1]] <= t:
+                j -= 1
+            batch_sizes[t] = j
+            for b in range(j):
+                flat[r] = t * B + perm[b]
+                r += 1
+    PyMem_Free(start)
+    return steps, r
+
+
 def pack(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
          const floating[:, ::1] w_hr, floating[::1] blob):
     """Pack weight_ih (4H, I), weight_hh (4H, H_out) and weight_hr (P, H) or
@@ -217,6 +270,23 @@ def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b):
     return r == 0
 
 
+cdef const int64_t *_row_map(str name, const int64_t[::1] rows_of, Py_ssize_t rows,
+                            Py_ssize_t limit) except? NULL:
+    """rows_of (rows,) with every entry in [0, limit) -> its data; None -> NULL."""
+    if rows_of is None:
+        return NULL
+    _expect(name, (rows_of.shape[0],), (rows,))
+    cdef Py_ssize_t r, bad = -1
+    with nogil:
+        for r in range(rows):
+            if rows_of[r] < 0 or rows_of[r] >= limit:
+                bad = r
+                break
+    if bad >= 0:
+        raise ValueError(f"{name}: entry {bad} is {rows_of[bad]}, outside [0, {limit})")
+    return &rows_of[0]
+
+
 cdef int _shape(fl_shape *sh, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                 Py_ssize_t P, bint reverse, const int64_t[::1] batch_sizes) except -1:
     if T < 1 or B < 1 or I < 1 or H < 1 or P < 0:
@@ -237,7 +307,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             floating[:, ::1] h_n, floating[:, ::1] c_n,
             floating[:, ::1] gates, floating[:, ::1] cells, floating[:, ::1] xh,
             const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse,
-            Py_ssize_t proj_size):
+            Py_ssize_t proj_size, const int64_t[::1] x_rows=None,
+            const int64_t[::1] y_rows=None):
     """One layer, one direction, forward.
 
     x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
@@ -246,7 +317,9 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     written; cells (rows, H) or None; training only (else both None):
     gates (rows, 4H) gets the post-activation gates and xh (rows, I + H_out)
     the input rows [x_t | h_{t-1}].  batch_sizes
-    (steps,) int64 or None (then rows = steps * B).
+    (steps,) int64 or None (then rows = steps * B).  x_rows, y_rows (rows,)
+    int64 or None: packed row r reads row x_rows[r] of x and writes row
+    y_rows[r] of y (a padded batch, without packing it), else row r.
     """
     cdef Py_ssize_t B = h_n.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
     cdef Py_ssize_t P = proj_size, Hout = proj_size if proj_size else H
@@ -254,7 +327,9 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     _shape(&sh, steps, B, I, H, P, reverse, batch_sizes)
     cdef Py_ssize_t rows = fl_packed_rows(&sh)
     _expect("w_ih", (w_ih.shape[0], w_ih.shape[1]), (4 * H, I))
-    _expect("x", (x.shape[0], x.shape[1]), (rows, I))
+    _expect("x", (x.shape[0], x.shape[1]), (rows if x_rows is None else x.shape[0], I))
+    cdef const int64_t *xr = _row_map("x_rows", x_rows, rows, x.shape[0])
+    cdef const int64_t *yr = _row_map("y_rows", y_rows, rows, y.shape[0])
     if bias is not None:
         _expect("bias", (bias.shape[0],), (4 * H,))
     need = packed_size("f" if floating is float else "d", I, H, P)
@@ -263,7 +338,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         _expect("h0", (h0.shape[0], h0.shape[1]), (B, Hout))
     if c0 is not None:
         _expect("c0", (c0.shape[0], c0.shape[1]), (B, H))
-    if y.shape[0] != rows or y_col < 0 or y.shape[1] < y_col + Hout:
+    if (yr == NULL and y.shape[0] != rows) or y_col < 0 or y.shape[1] < y_col + Hout:
         raise ValueError(f"y: expected ({rows}, >= {y_col + Hout}), got {(y.shape[0], y.shape[1])}")
     _expect("h_n", (h_n.shape[0], h_n.shape[1]), (B, Hout))
     _expect("c_n", (c_n.shape[0], c_n.shape[1]), (B, H))
@@ -290,6 +365,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fs.cells = NULL if cells is None else &cells[0, 0]
         fs.xh = NULL if xh is None else &xh[0, 0]
         fs.workspace = NULL; fs.workspace_bytes = 0
+        fs.x_rows = xr; fs.y_rows = yr
         with nogil:
             status = fl_lstm_forward_s(&sh, &fs)
     else:
@@ -304,6 +380,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fd.cells = NULL if cells is None else &cells[0, 0]
         fd.xh = NULL if xh is None else &xh[0, 0]
         fd.workspace = NULL; fd.workspace_bytes = 0
+        fd.x_rows = xr; fd.y_rows = yr
         with nogil:
             status = fl_lstm_forward_d(&sh, &fd)
     _raise_status(status)
@@ -515,6 +592,7 @@ cdef class StreamKernel:
         a.gates = NULL
         a.cells = NULL; a.xh = NULL
         a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
+        a.x_rows = NULL; a.y_rows = NULL
 
     cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
                  const double[::1] packed, double[:, ::1] h, double[:, ::1] c,
@@ -531,6 +609,7 @@ cdef class StreamKernel:
         a.gates = NULL
         a.cells = NULL; a.xh = NULL
         a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
+        a.x_rows = NULL; a.y_rows = NULL
 
     def step(self, x):
         """Advance one step with x (B, I) (C-contiguous, the stack's dtype);

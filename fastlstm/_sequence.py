@@ -4,10 +4,15 @@ The C kernel works on the packed layout of fastlstm.h (PyTorch's
 PackedSequence): the batch is sorted by length, longest first, and step t
 holds the ``batch_sizes[t]`` first sorted sequences.  Work then follows the
 real number of tokens, not T * B.  Without ``lengths`` the packed layout is
-the time-major array itself and nothing is copied.
+the time-major array itself and nothing is copied.  With them, the layer's
+first and last layers read and write the padded arrays in place through
+``padded_rows`` (the kernel's row maps); ``pack``/``unpack`` copy for the
+rest (layers in between, gradients, non-contiguous input).
 """
 
 import numpy as np
+
+from . import _kernels
 
 
 class SequencePlan:
@@ -33,28 +38,34 @@ class SequencePlan:
                 lengths = lengths.astype(np.int64)
             else:
                 raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
-        lengths = lengths.astype(np.int64)
-        if B and (lengths.min() < 1 or lengths.max() > T):
-            raise ValueError(f"lengths: every length must be in [1, T={T}], got min "
-                             f"{lengths.min()} and max {lengths.max()}")
-        if np.all(lengths == T):
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        # validation (ValueError for a length outside [1, T]), sort and row
+        # index in one compiled pass: numpy calls cost more than the work here
+        perm, inv_perm = np.empty(B, np.int64), np.empty(B, np.int64)
+        batch_sizes, flat = np.empty(T, np.int64), np.empty(T * B, np.int64)
+        steps, rows = _kernels.plan_rows(lengths, T, perm, inv_perm, batch_sizes, flat)
+        if rows == T * B:
             return  # the full batch: plain time-major layout
-        perm = np.argsort(-lengths, kind="stable")
-        sorted_len = lengths[perm]
-        steps = int(sorted_len[0])
-        valid = np.arange(steps)[:, None] < sorted_len[None, :]  # (steps, B)
-        self.batch_sizes = np.count_nonzero(valid, axis=1).astype(np.int64)
-        self.perm = perm
-        self.inv_perm = np.argsort(perm, kind="stable")
+        self.batch_sizes = batch_sizes[:steps]
+        self.perm, self.inv_perm = perm, inv_perm
         # packed row r is padded row _flat[r] = t * B + batch index of the
         # (T * B, F) view: one index array, so pack and unpack are a take
         # and a scatter of whole rows
-        self._flat = (np.arange(steps)[:, None] * B + perm[None, :])[valid]
-        self.steps, self.rows = steps, int(self._flat.shape[0])
+        self._flat = flat[:rows]
+        self.steps, self.rows = steps, rows
 
     @property
     def packed(self):
         return self.batch_sizes is not None
+
+    def padded_rows(self, batch_first):
+        """Packed row -> row of the padded batch seen as a 2-D array of rows:
+        (T * B, F) time-major, or (B * T, F) for a batch_first (B, T, F).
+        The kernel reads and writes the padded batch through it directly."""
+        if not batch_first:
+            return self._flat
+        t, b = np.divmod(self._flat, self.B)
+        return b * self.T + t
 
     def pack(self, x):
         """(T, B, F) time-major -> (rows, F) C-contiguous."""

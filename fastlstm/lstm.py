@@ -191,14 +191,24 @@ class LSTM(ParameterModule):
         LD, rows, dt = self.num_layers * D, plan.rows, self.dtype
         h_n = np.empty((LD, B, Ho), dt)
         c_n = np.empty((LD, B, H), dt)
-        inp = plan.pack(x)
+        # a ragged batch: the first layer reads x where it is and the last
+        # one writes the padded output, through a row map (no pack/unpack
+        # copies); layers in between work on packed rows
+        direct = plan.packed and not unbatched
+        if direct:
+            x_user = x.transpose(1, 0, 2) if self.batch_first else x  # as given
+            direct_x = x_user.flags.c_contiguous
+            row_map = plan.padded_rows(self.batch_first)
+        inp = (x_user.reshape(T * B, x.shape[2]) if direct and direct_x else plan.pack(x))
         saved = []  # per layer: (input, [per direction: gates, cells, xh], dropout mask)
         used = {}  # per layer/direction suffix: (weights, packed blob) this call ran with
         cells_out = None
         for layer in range(self.num_layers):
-            y = np.empty((rows, D * Ho), dt)
-            want_cells = train or (return_cells and layer == self.num_layers - 1)
-            if return_cells and layer == self.num_layers - 1:
+            last = layer == self.num_layers - 1
+            y = (np.zeros((T * B, D * Ho), dt) if direct and last
+                 else np.empty((rows, D * Ho), dt))
+            want_cells = train or (return_cells and last)
+            if return_cells and last:
                 cells_out = np.empty((rows, D * H), dt)
             per_dir = []
             for d in range(D):
@@ -212,7 +222,9 @@ class LSTM(ParameterModule):
                     inp, weights[0], self._bias(sfx), packed,
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
                     y, d * Ho, h_n[k], c_n[k], gates, cells, xh,
-                    plan.batch_sizes, plan.steps, d == 1, P)
+                    plan.batch_sizes, plan.steps, d == 1, P,
+                    row_map if direct and direct_x and layer == 0 else None,
+                    row_map if direct and last else None)
                 if cells_out is not None:
                     cells_out[:, d * H:(d + 1) * H] = cells
                 per_dir.append((gates, cells, xh))
@@ -225,7 +237,10 @@ class LSTM(ParameterModule):
                 saved.append((inp, per_dir, mask))
             inp = y
 
-        output = self._output_layout(plan.unpack(inp), unbatched)
+        if direct:  # y is already the padded output, in the caller's layout
+            output = inp.reshape((B, T, -1) if self.batch_first else (T, B, -1))
+        else:
+            output = self._output_layout(plan.unpack(inp), unbatched)
         state = (self._state_layout(plan.from_sorted(h_n), unbatched),
                  self._state_layout(plan.from_sorted(c_n), unbatched))
         cells_seq = (self._output_layout(plan.unpack(cells_out), unbatched)
@@ -305,7 +320,7 @@ class LSTM(ParameterModule):
         dc0 = np.empty((LD, B, H), dt)
         for layer in reversed(range(self.num_layers)):
             inp, per_dir, _ = saved[layer]
-            dx = np.empty(inp.shape, dt)
+            dx = np.empty((plan.rows, inp.shape[1]), dt)  # inp may be the padded x
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
