@@ -62,9 +62,10 @@ class SequencePlan:
         """Packed row -> row of the padded batch seen as a 2-D array of rows:
         (T * B, F) time-major, or (B * T, F) for a batch_first (B, T, F).
         The kernel reads and writes the padded batch through it directly."""
+        flat = self._flat if self.packed else np.arange(self.rows, dtype=np.int64)
         if not batch_first:
-            return self._flat
-        t, b = np.divmod(self._flat, self.B)
+            return flat
+        t, b = np.divmod(flat, self.B)
         return b * self.T + t
 
     def pack(self, x):

@@ -191,10 +191,11 @@ class LSTM(ParameterModule):
         LD, rows, dt = self.num_layers * D, plan.rows, self.dtype
         h_n = np.empty((LD, B, Ho), dt)
         c_n = np.empty((LD, B, H), dt)
-        # a ragged batch: the first layer reads x where it is and the last
-        # one writes the padded output, through a row map (no pack/unpack
-        # copies); layers in between work on packed rows
-        direct = plan.packed and not unbatched
+        # a ragged or batch-first batch: the first layer reads x where it is
+        # and the last one writes the output in the caller's layout, through
+        # a row map (no pack/unpack or transposing copies); layers in between
+        # work on packed rows
+        direct = not unbatched and (plan.packed or self.batch_first)
         if direct:
             x_user = x.transpose(1, 0, 2) if self.batch_first else x  # as given
             direct_x = x_user.flags.c_contiguous
@@ -205,8 +206,9 @@ class LSTM(ParameterModule):
         cells_out = None
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
-            y = (np.zeros((T * B, D * Ho), dt) if direct and last
-                 else np.empty((rows, D * Ho), dt))
+            y = (np.empty((rows, D * Ho), dt) if not (direct and last) else
+                 np.zeros((T * B, D * Ho), dt) if plan.packed else  # padding stays 0
+                 np.empty((T * B, D * Ho), dt))
             want_cells = train or (return_cells and last)
             if return_cells and last:
                 cells_out = np.empty((rows, D * H), dt)
