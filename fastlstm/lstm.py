@@ -10,6 +10,7 @@ module validates user input, lays the batch out for the kernel
 import numpy as np
 
 from . import _kernels
+from ._buffers import BufferPool
 from ._params import ParameterModule, check_array
 from ._sequence import SequencePlan
 from .reference import parameter_shapes
@@ -70,6 +71,7 @@ class LSTM(ParameterModule):
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
         super().__init__(dtype, seed)
+        self._train_buffers = BufferPool()  # gates, cells, xh of finished backwards
 
     # ---- parameters -------------------------------------------------------
     @property
@@ -175,7 +177,11 @@ class LSTM(ParameterModule):
         Returns ``(output, (h_n, c_n), backward)``; ``backward(d_output,
         d_state=None)`` returns ``(dx, (dh0, dc0))`` and adds every parameter
         gradient into :attr:`grads`.  ``d_state`` is ``(dh_n, dc_n)``, either
-        may be None.  Each ``backward`` can be called once.
+        may be None.  Each ``backward`` can be called once.  Its saved
+        activations (gates, cell states, input rows; about rows x (6H + I)
+        values per layer and direction) then stay with the layer for the next
+        ``forward_train`` of the same shape, which reuses them instead of
+        allocating fresh (zeroed-by-the-OS) memory.
         """
         out, state, _, backward = self._forward(x, hx, lengths, train=True)
         return out, state, backward
@@ -216,9 +222,11 @@ class LSTM(ParameterModule):
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                gates = np.empty((rows, 4 * H), dt) if train else None
-                cells = np.empty((rows, H), dt) if want_cells else None
-                xh = np.empty((rows, inp.shape[1] + Ho), dt) if train else None
+                pool = self._train_buffers
+                gates = pool.empty((rows, 4 * H), dt) if train else None
+                cells = (pool.empty((rows, H), dt) if train else
+                         np.empty((rows, H), dt) if want_cells else None)
+                xh = pool.empty((rows, inp.shape[1] + Ho), dt) if train else None
                 weights, packed = used[sfx] = self._packed(sfx)
                 _kernels.forward(
                     inp, weights[0], self._bias(sfx), packed,
@@ -320,6 +328,7 @@ class LSTM(ParameterModule):
         LD, dt, B = self.num_layers * D, self.dtype, plan.B
         dh0 = np.empty((LD, B, Ho), dt)
         dc0 = np.empty((LD, B, H), dt)
+        spent = []  # the forward's buffers, for the next forward_train
         for layer in reversed(range(self.num_layers)):
             inp, per_dir, _ = saved[layer]
             dx = np.empty((plan.rows, inp.shape[1]), dt)  # inp may be the padded x
@@ -340,12 +349,14 @@ class LSTM(ParameterModule):
                 if dbias is not None:
                     self.grads["bias_ih" + sfx] += dbias
                     self.grads["bias_hh" + sfx] += dbias
-                per_dir[d] = None  # consumed: free the buffers early
+                spent.extend(per_dir[d])
+                per_dir[d] = None  # consumed
             if layer > 0:
                 mask = saved[layer - 1][2]
                 if mask is not None:
                     dx *= mask
             dy = dx
+        self._train_buffers.give(spent)
         dx_full = plan.unpack(dy)
         dx_full = (dx_full[:, 0, :] if unbatched else
                    np.ascontiguousarray(dx_full.transpose(1, 0, 2)) if self.batch_first

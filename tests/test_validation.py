@@ -590,6 +590,46 @@ def test_backward_uses_the_weights_of_its_forward(rng, dtype):
         assert_close(lstm.grads[k], g, dtype, k)
 
 
+@pytest.mark.parametrize("lengths", [None, [2, T, 1]], ids=["full", "ragged"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_training_steps_reuse_buffers(rng, dtype, lengths):
+    """A training step reuses the buffers of the previous one (still holding
+    its values) and gives what a fresh layer gives; two forward_trains in
+    flight never share buffers."""
+    lstm = make(dtype, num_layers=2, bidirectional=True, proj_size=P)
+    steps = [(uniform(rng, (T, B, I), dtype), uniform(rng, (T, B, 2 * P), dtype))
+             for _ in range(3)]
+    lens = None if lengths is None else np.array(lengths)
+
+    def step(layer, x, d):
+        layer.zero_grad()
+        out, _, backward = layer.forward_train(x, lengths=lens)
+        dx, _ = backward(d)
+        return [out, dx] + [g.copy() for g in layer.grads.values()]
+
+    for x, d in steps:
+        fresh = make(dtype, num_layers=2, bidirectional=True, proj_size=P)
+        want = step(fresh, x, d)
+        kept = {id(a) for arrays in lstm._train_buffers._free.values() for a in arrays}
+        got = step(lstm, x, d)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    assert kept, "the previous step gave its buffers back"
+    # two steps in flight: the second allocates its own
+    _, _, back1 = lstm.forward_train(steps[0][0], lengths=lens)
+    _, _, back2 = lstm.forward_train(steps[1][0], lengths=lens)
+    lstm.zero_grad()
+    back2(steps[1][1])
+    g2 = [g.copy() for g in lstm.grads.values()]
+    lstm.zero_grad()
+    back1(steps[0][1])
+    g1 = [g.copy() for g in lstm.grads.values()]
+    for (x, d), got in ((steps[0], g1), (steps[1], g2)):
+        want = step(make(dtype, num_layers=2, bidirectional=True, proj_size=P), x, d)[2:]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_parameter_assignment(rng, dtype):
     lstm = make(dtype, bidirectional=True)
