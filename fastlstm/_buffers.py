@@ -44,7 +44,3 @@ class BufferPool:
                 free.setdefault((a.shape, a.dtype), []).append(a)
         with self._lock:
             self._free = free
-
-    def clear(self):
-        with self._lock:
-            self._free = {}

@@ -198,31 +198,34 @@ class LSTM(ParameterModule):
         h_n = np.empty((LD, B, Ho), dt)
         c_n = np.empty((LD, B, H), dt)
         # a ragged or batch-first batch: the first layer reads x where it is
-        # and the last one writes the output in the caller's layout, through
-        # a row map (no pack/unpack or transposing copies); layers in between
-        # work on packed rows
-        direct = not unbatched and (plan.packed or self.batch_first)
-        if direct:
+        # (when C-contiguous) and the last one writes the output in the
+        # caller's layout, through row maps (no pack/unpack or transposing
+        # copies); layers in between work on packed rows
+        x_map = y_map = None
+        if not unbatched and (plan.packed or self.batch_first):
+            y_map = plan.padded_rows(self.batch_first)
             x_user = x.transpose(1, 0, 2) if self.batch_first else x  # as given
-            direct_x = x_user.flags.c_contiguous
-            row_map = plan.padded_rows(self.batch_first)
-        inp = (x_user.reshape(T * B, x.shape[2]) if direct and direct_x else plan.pack(x))
+            if x_user.flags.c_contiguous:
+                x_map, inp = y_map, x_user.reshape(T * B, x.shape[2])
+        if x_map is None:
+            inp = plan.pack(x)
         saved = []  # per layer: (input, [per direction: gates, cells, xh], dropout mask)
         used = {}  # per layer/direction suffix: (weights, packed blob) this call ran with
         cells_out = None
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
-            y = (np.empty((rows, D * Ho), dt) if not (direct and last) else
-                 np.zeros((T * B, D * Ho), dt) if plan.packed else  # padding stays 0
-                 np.empty((T * B, D * Ho), dt))
+            if y_map is None or not last:
+                y = np.empty((rows, D * Ho), dt)
+            else:  # the caller's layout; a ragged batch's padding stays 0
+                y = (np.zeros if plan.packed else np.empty)((T * B, D * Ho), dt)
             want_cells = train or (return_cells and last)
             if return_cells and last:
                 cells_out = np.empty((rows, D * H), dt)
             per_dir = []
+            pool = self._train_buffers
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                pool = self._train_buffers
                 gates = pool.empty((rows, 4 * H), dt) if train else None
                 cells = (pool.empty((rows, H), dt) if train else
                          np.empty((rows, H), dt) if want_cells else None)
@@ -233,8 +236,7 @@ class LSTM(ParameterModule):
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
                     y, d * Ho, h_n[k], c_n[k], gates, cells, xh,
                     plan.batch_sizes, plan.steps, d == 1, P,
-                    row_map if direct and direct_x and layer == 0 else None,
-                    row_map if direct and last else None)
+                    x_map if layer == 0 else None, y_map if last else None)
                 if cells_out is not None:
                     cells_out[:, d * H:(d + 1) * H] = cells
                 per_dir.append((gates, cells, xh))
@@ -247,7 +249,7 @@ class LSTM(ParameterModule):
                 saved.append((inp, per_dir, mask))
             inp = y
 
-        if direct:  # y is already the padded output, in the caller's layout
+        if y_map is not None:  # y is already the output, in the caller's layout
             output = inp.reshape((B, T, -1) if self.batch_first else (T, B, -1))
         else:
             output = self._output_layout(plan.unpack(inp), unbatched)
