@@ -442,6 +442,34 @@ def test_huge_preactivations(rng, dtype):
         assert_close(lstm.grads[k], g, dtype, k)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_activations_accurate_to_rounding(dtype):
+    """sigmoid and tanh of the compiled gate loop (float32: polynomial exp /
+    expm1, csrc/activations.h) against float64 closed forms, relative, over
+    a dense sweep: one batch row per value v, 16 units (the vector lanes)
+    with every gate's pre-activation = v, c0 = 0, so c = sigmoid(v) tanh(v)
+    and h = sigmoid(v) tanh(c) (where that is a normal number).  Each of
+    sigmoid, tanh and the product is a few units of rounding, so 4 eps bounds
+    both (a cheap approximation accurate to 1e-6 fails it)."""
+    mags = np.concatenate([np.logspace(-10, np.log10(80.0), 3000), np.linspace(0, 12, 3001)[1:]])
+    v = np.concatenate([mags, -mags]).astype(dtype)
+    Hs = 16
+    lstm = fastlstm.LSTM(1, Hs, bias=False, dtype=dtype)
+    lstm.weight_ih_l0 = np.ones((4 * Hs, 1), dtype)
+    lstm.weight_hh_l0 = np.zeros((4 * Hs, Hs), dtype)
+    _, (h_n, c_n) = lstm(v.reshape(1, -1, 1))
+    v64 = v.astype(np.float64)
+    sig = (1 / (1 + np.exp(-v64)))[:, None]
+    c_exact = sig * np.tanh(v64)[:, None]
+    h_exact = sig * np.tanh(c_n[0].astype(np.float64))  # h given the c it got
+    bound = 4 * np.finfo(dtype).eps
+    for name, got, want in (("c", c_n[0], c_exact), ("h", h_n[0], h_exact)):
+        normal = np.abs(want) >= np.finfo(dtype).tiny  # h of v < -50 underflows
+        rel = np.where(normal, np.abs(got - want) / np.where(normal, np.abs(want), 1), 0)
+        assert normal.mean() > 0.9 and rel.max() <= bound, \
+            (name, float(rel.max()), float(v[rel.max(axis=1).argmax()]))
+
+
 EDGE = [0.0, 1e-30, 1e-7, 0.5, 1.0, 5.0, 15.0, 17.0, 20.0, 40.0, 44.0, 80.0, 88.0, 88.8,
         89.0, 100.0, 700.0, 709.0, 710.0, 1000.0, 1e4, 1e10, 1e20, 1e30]
 
@@ -508,13 +536,11 @@ def test_closed_forget_gate_passes_no_gradient(dtype):
     """A forget gate saturated shut (pre-activation -1e30) must pass (almost)
     no gradient: f = sigmoid(-1e30) is 0 in float32 and float64, so
     c_n = f * c0 + i * g is 0 here and dx = 0, dc0 = 0 (the reference gives
-    exactly that).
-
-    KNOWN BUG (float32 only): the compiled float32 sigmoid clamps its argument
-    to [-87, 87] (csrc/activations.h, fl_sigmoid_s), so sigmoid(x) never goes
-    below 1/(1 + e^87) = 1.6e-38 and its derivative never below 1.6e-38.
-    Multiplied by c_prev = -1e30 and by the weight -1e30, dx comes out as
-    1.6e22 instead of 0 (and c_n = -1.6e-8 instead of 0)."""
+    exactly that).  The compiled float32 sigmoid clamps its argument to
+    [-87, 87] (csrc/activations.h) and returns exactly 0 below -87: without
+    that, sigmoid would bottom out at 1/(1 + e^87) = 1.6e-38, and multiplied
+    by c_prev = -1e30 and by the weight -1e30, dx would come out as 1.6e22
+    instead of 0 (and c_n as -1.6e-8)."""
     lstm = fastlstm.LSTM(1, 1, bias=False, dtype=dtype)
     lstm.weight_ih_l0 = np.full((4, 1), -1e30, dtype)  # every gate: -1e30
     lstm.weight_hh_l0 = np.zeros((4, 1), dtype)
