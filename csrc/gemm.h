@@ -40,6 +40,24 @@ void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
                const double *B, size_t ldb,
                double beta, double *C, size_t ldc);
 
+/* fl_gemm_* with the columns of C in two matrices, plus row sums of op(A):
+ * columns [0, n1) of C are C1 (ldc1), columns [n1, N) are C2 (ldc2), with
+ * 0 <= n1 <= N (C2 unused when n1 == N); when sums is not NULL,
+ * sums[i] += op(A)(i, k) for k = 0 .. K-1 in that order (not scaled by
+ * alpha), read off the same pass over A.  Every C element is bitwise what
+ * fl_gemm_* gives it.  For weight gradients of stacked inputs [x | h]: one
+ * product gives dW_ih and dW_hh, and its read of dgates the bias gradient. */
+void fl_gemm_split_s(int transA, int transB, size_t M, size_t N, size_t K,
+                     float alpha, const float *A, size_t lda,
+                     const float *B, size_t ldb, float beta, size_t n1,
+                     float *C1, size_t ldc1, float *C2, size_t ldc2,
+                     float *sums);
+void fl_gemm_split_d(int transA, int transB, size_t M, size_t N, size_t K,
+                     double alpha, const double *A, size_t lda,
+                     const double *B, size_t ldb, double beta, size_t n1,
+                     double *C1, size_t ldc1, double *C2, size_t ldc2,
+                     double *sums);
+
 /* ---- packed B ---------------------------------------------------------- */
 /* Panel width (columns of op(B) per panel) of the active ISA variant. */
 size_t fl_gemm_nr_s(void);

@@ -145,9 +145,11 @@ size_t fl_packed_size_d(size_t K, size_t N)
 
 /* ---- one body for both dtypes ------------------------------------------- */
 /* C = beta*C for the cases with nothing to multiply (K == 0, alpha == 0);
- * beta == 0 writes zeros without reading C. */
+ * beta == 0 writes zeros without reading C.  The sums of op(A) still come
+ * out (an empty sum for K == 0). */
 #define FL_DEFINE_SCALE(SFX, T)                                              \
-    static void scale_c_##SFX(size_t M, size_t N, T beta, T *C, size_t ldc)  \
+    static void scale_part_##SFX(size_t M, size_t N, T beta, T *C,           \
+                                 size_t ldc)                                 \
     {                                                                        \
         size_t i, j;                                                         \
         if (beta == (T)1)                                                    \
@@ -155,6 +157,19 @@ size_t fl_packed_size_d(size_t K, size_t N)
         for (i = 0; i < M; i++)                                              \
             for (j = 0; j < N; j++)                                          \
                 C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];\
+    }                                                                        \
+    static void no_product_##SFX(int transA, size_t M, size_t N, size_t K,   \
+                                 const T *A, size_t lda, T beta,             \
+                                 const fl_cout_##SFX *c)                     \
+    {                                                                        \
+        size_t i, k;                                                         \
+        scale_part_##SFX(M, c->n1, beta, c->c1, c->ldc1);                    \
+        if (c->n1 < N)                                                       \
+            scale_part_##SFX(M, N - c->n1, beta, c->c2, c->ldc2);            \
+        if (c->sums)                                                         \
+            for (i = 0; i < M; i++)                                          \
+                for (k = 0; k < K; k++)                                      \
+                    c->sums[i] += transA ? A[k * lda + i] : A[i * lda + k];  \
     }
 
 /* The dimension with more register tiles is split, so the duplicate packing
@@ -163,7 +178,10 @@ size_t fl_packed_size_d(size_t K, size_t N)
  * thread is the least traffic (measured: with 4 per thread, repacking a
  * 16 MB W in the 2240x4096x1024 projection cost ~15%); more chunks would
  * only help on a machine where another process holds a core.  Sharing one
- * packed B between the threads (BLIS style) is the next step if needed. */
+ * packed B between the threads (BLIS style) is the next step if needed.
+ * A chunk of rows takes its rows of both C matrices and of the sums; a
+ * chunk of columns its columns of C1 and / or C2, and only the first chunk
+ * the sums (every chunk reads all of A). */
 #define FL_CHUNKS_PER_THREAD 1
 #ifdef _OPENMP
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
@@ -185,16 +203,30 @@ size_t fl_packed_size_d(size_t K, size_t N)
                 const size_t x0 = tiles * (size_t)ch / nch * unit;           \
                 const size_t x1 = FL_MIN_SIZE(                               \
                     tiles * ((size_t)ch + 1) / nch * unit, extent);          \
+                fl_cout_##SFX cc = *c;                                       \
                 if (x1 <= x0)                                                \
                     continue;                                                \
-                if (split_m)                                                 \
+                if (split_m) {                                               \
+                    if (c->n1 > 0)                                           \
+                        cc.c1 = c->c1 + x0 * c->ldc1;                        \
+                    if (c->n1 < N)                                           \
+                        cc.c2 = c->c2 + x0 * c->ldc2;                        \
+                    if (c->sums)                                             \
+                        cc.sums = c->sums + x0;                              \
                     impl->gemm_##SFX(transA, transB, x1 - x0, N, K, alpha,   \
                                      transA ? A + x0 : A + x0 * lda, lda, B, \
-                                     ldb, beta, C + x0 * ldc, ldc);          \
-                else                                                         \
+                                     ldb, beta, &cc);                        \
+                } else {                                                     \
+                    cc.n1 = x0 >= c->n1 ? 0 : FL_MIN_SIZE(c->n1, x1) - x0;   \
+                    cc.c1 = x0 < c->n1 ? c->c1 + x0 : NULL;                  \
+                    cc.c2 = x1 > c->n1                                       \
+                                ? c->c2 + (x0 > c->n1 ? x0 - c->n1 : 0)      \
+                                : NULL;                                      \
+                    cc.sums = x0 == 0 ? c->sums : NULL;                      \
                     impl->gemm_##SFX(transA, transB, M, x1 - x0, K, alpha,   \
                                      A, lda, transB ? B + x0 * ldb : B + x0, \
-                                     ldb, beta, C + x0, ldc);                \
+                                     ldb, beta, &cc);                        \
+                }                                                            \
             }                                                                \
             return;                                                          \
         }                                                                    \
@@ -205,22 +237,49 @@ size_t fl_packed_size_d(size_t K, size_t N)
 
 #define FL_DEFINE_GEMM(SFX, T)                                               \
     FL_DEFINE_SCALE(SFX, T)                                                  \
+    void fl_gemm_split_##SFX##_with(                                         \
+        const fl_gemm_impl *impl, int nthreads, int transA, int transB,      \
+        size_t M, size_t N, size_t K, T alpha, const T *A, size_t lda,       \
+        const T *B, size_t ldb, T beta, size_t n1, T *C1, size_t ldc1,       \
+        T *C2, size_t ldc2, T *sums)                                         \
+    {                                                                        \
+        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();            \
+        fl_cout_##SFX cout_, *c = &cout_;                                    \
+        cout_.c1 = C1;                                                       \
+        cout_.ldc1 = ldc1;                                                   \
+        cout_.n1 = n1 < N ? n1 : N;                                          \
+        cout_.c2 = C2;                                                       \
+        cout_.ldc2 = ldc2;                                                   \
+        cout_.sums = sums;                                                   \
+        if (M == 0)                                                          \
+            return;                                                          \
+        if (N == 0 || K == 0 || alpha == (T)0) {                             \
+            no_product_##SFX(transA, M, N, K, A, lda, beta, c);              \
+            return;                                                          \
+        }                                                                    \
+        FL_PARALLEL_GEMM(SFX, T)                                             \
+        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb,     \
+                         beta, c);                                           \
+    }                                                                        \
+    void fl_gemm_split_##SFX(int transA, int transB, size_t M, size_t N,     \
+                             size_t K, T alpha, const T *A, size_t lda,      \
+                             const T *B, size_t ldb, T beta, size_t n1,      \
+                             T *C1, size_t ldc1, T *C2, size_t ldc2,         \
+                             T *sums)                                        \
+    {                                                                        \
+        fl_gemm_split_##SFX##_with(fl_gemm_active(), 0, transA, transB, M,   \
+                                   N, K, alpha, A, lda, B, ldb, beta, n1,    \
+                                   C1, ldc1, C2, ldc2, sums);                \
+    }                                                                        \
     void fl_gemm_##SFX##_with(const fl_gemm_impl *impl, int nthreads,        \
                               int transA, int transB, size_t M, size_t N,    \
                               size_t K, T alpha, const T *A, size_t lda,     \
                               const T *B, size_t ldb, T beta, T *C,          \
                               size_t ldc)                                    \
     {                                                                        \
-        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();            \
-        if (M == 0 || N == 0)                                                \
-            return;                                                          \
-        if (K == 0 || alpha == (T)0) {                                       \
-            scale_c_##SFX(M, N, beta, C, ldc);                               \
-            return;                                                          \
-        }                                                                    \
-        FL_PARALLEL_GEMM(SFX, T)                                             \
-        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb,     \
-                         beta, C, ldc);                                      \
+        fl_gemm_split_##SFX##_with(impl, nthreads, transA, transB, M, N, K,  \
+                                   alpha, A, lda, B, ldb, beta, N, C, ldc,   \
+                                   NULL, 0, NULL);                           \
     }                                                                        \
     void fl_gemm_##SFX(int transA, int transB, size_t M, size_t N, size_t K, \
                        T alpha, const T *A, size_t lda, const T *B,          \
@@ -244,7 +303,7 @@ size_t fl_packed_size_d(size_t K, size_t N)
         if (M == 0 || N == 0)                                                \
             return;                                                          \
         if (K == 0) {                                                        \
-            scale_c_##SFX(M, N, beta, C, ldc);                               \
+            scale_part_##SFX(M, N, beta, C, ldc);                            \
             return;                                                          \
         }                                                                    \
         impl->packed_##SFX(M, N, K, A, lda, packed, beta, C, ldc);           \

@@ -27,19 +27,39 @@
 extern "C" {
 #endif
 
+/* The C of a general GEMM: columns [0, n1) in c1 (leading dimension ldc1),
+ * [n1, N) in c2 (ldc2; unused when n1 == N), and, when sums is not NULL,
+ * sums[i] += op(A)(i, k) over all k in increasing k (not scaled by alpha).
+ * A plain C is {C, ldc, N, NULL, 0, NULL}. */
+typedef struct fl_cout_s {
+    float *c1;
+    size_t ldc1, n1;
+    float *c2;
+    size_t ldc2;
+    float *sums;
+} fl_cout_s;
+typedef struct fl_cout_d {
+    double *c1;
+    size_t ldc1, n1;
+    double *c2;
+    size_t ldc2;
+    double *sums;
+} fl_cout_d;
+
 typedef struct fl_gemm_impl {
     const char *name;
     size_t mr_s, nr_s; /* register tile of the fp32 micro-kernel */
     size_t mr_d, nr_d; /* and of the fp64 one */
-    /* Serial C = alpha*op(A)*op(B) + beta*C.  Requires M, N, K >= 1. */
+    /* Serial C = alpha*op(A)*op(B) + beta*C (C as described by c).
+     * Requires M, N, K >= 1. */
     void (*gemm_s)(int transA, int transB, size_t M, size_t N, size_t K,
                    float alpha, const float *A, size_t lda,
-                   const float *B, size_t ldb,
-                   float beta, float *C, size_t ldc);
+                   const float *B, size_t ldb, float beta,
+                   const fl_cout_s *c);
     void (*gemm_d)(int transA, int transB, size_t M, size_t N, size_t K,
                    double alpha, const double *A, size_t lda,
-                   const double *B, size_t ldb,
-                   double beta, double *C, size_t ldc);
+                   const double *B, size_t ldb, double beta,
+                   const fl_cout_d *c);
     /* Same contracts as fl_pack_b_* / fl_gemm_packed_* in gemm.h (the
      * packed functions require M, N, K >= 1). */
     void (*pack_b_s)(int transB, size_t K, size_t N, const float *B,
@@ -78,6 +98,19 @@ void fl_gemm_d_with(const fl_gemm_impl *impl, int nthreads,
                     double alpha, const double *A, size_t lda,
                     const double *B, size_t ldb,
                     double beta, double *C, size_t ldc);
+/* fl_gemm_split_* with an explicit variant and thread count. */
+void fl_gemm_split_s_with(const fl_gemm_impl *impl, int nthreads,
+                          int transA, int transB, size_t M, size_t N,
+                          size_t K, float alpha, const float *A, size_t lda,
+                          const float *B, size_t ldb, float beta, size_t n1,
+                          float *C1, size_t ldc1, float *C2, size_t ldc2,
+                          float *sums);
+void fl_gemm_split_d_with(const fl_gemm_impl *impl, int nthreads,
+                          int transA, int transB, size_t M, size_t N,
+                          size_t K, double alpha, const double *A,
+                          size_t lda, const double *B, size_t ldb,
+                          double beta, size_t n1, double *C1, size_t ldc1,
+                          double *C2, size_t ldc2, double *sums);
 void fl_gemm_packed_s_with(const fl_gemm_impl *impl, size_t M, size_t N,
                            size_t K, const float *A, size_t lda,
                            const float *packed, float beta, float *C,

@@ -71,6 +71,7 @@
 #endif
 
 #define FL_NR (FL_VW * FL_NV)
+#define FL_COUT FL_CAT3(fl_cout_, FL_SFX, , , )
 /* Panels per tile for a tile of m < MR rows (m >= 1). */
 #define FL_NPT(m) ((m) >= FL_NPMAX ? 1 : FL_NPMAX / (m))
 
@@ -234,12 +235,14 @@ static void FL_FN(pack_b_block)(int transB, size_t kc, size_t n,
     }
 }
 
-/* Pack the m x kc block of op(A) whose (0,0) is at A into MR-row panels.
+/* Pack the m x kc block of op(A) whose (0,0) is at A into MR-row panels;
+ * sums (or NULL): sums[i] += op(A)(i, k) for k = 0 .. kc-1 in order.
  * transA: op(A) row i is column i of the stored A, so each stored row k is
  * read once, contiguously, and scattered over the panels (a panel-by-panel
  * walk would stride through memory kc times per panel). */
 static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
-                                const FL_T *A, size_t lda, FL_T *dst)
+                                const FL_T *A, size_t lda, FL_T *dst,
+                                FL_T *restrict sums)
 {
     const size_t mfull = m - m % FL_MR, mv = m % FL_MR;
     size_t ir, i, k;
@@ -250,6 +253,9 @@ static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
                 const FL_T *s = A + (ir + i) * lda;
                 for (k = 0; k < kc; k++)
                     dst[k * FL_MR + i] = s[k];
+                if (sums)
+                    for (k = 0; k < kc; k++)
+                        sums[ir + i] += s[k];
             }
             for (; i < FL_MR; i++)
                 for (k = 0; k < kc; k++)
@@ -268,6 +274,9 @@ static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
                 FL_PREFETCH(s + FL_PF_ROWS * lda + i);
         for (ir = 0; ir < mfull; ir += FL_MR, d += kc * FL_MR)
             memcpy(d, s + ir, sizeof(FL_T) * FL_MR);
+        if (sums)
+            for (i = 0; i < m; i++)
+                sums[i] += s[i];
         if (mv) {
             for (i = 0; i < mv; i++)
                 d[i] = s[mfull + i];
@@ -277,13 +286,20 @@ static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
     }
 }
 
+/* Element (i, j) of the C described by c (columns split at c->n1). */
+#define FL_CAT_C(c, i, j)                                                    \
+    ((j) < (c)->n1 ? (c)->c1 + (i) * (c)->ldc1 + (j)                         \
+                   : (c)->c2 + (i) * (c)->ldc2 + ((j) - (c)->n1))
+
 /* Blocked GEMM (Goto/BLIS loop order: NC columns, KC depth, MC rows, then
  * NR x MR register tiles) with caller-provided pack buffers of
- * mc_cap x min(K, KC) and min(K, KC) x nc_cap elements. */
+ * mc_cap x min(K, KC) and min(K, KC) x nc_cap elements.  C is c (see
+ * FL_COUT in gemm_internal.h); its row sums of op(A) are taken while the
+ * first column block packs A, so every element of A is added once. */
 static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
                                 size_t K, FL_T alpha, const FL_T *A,
                                 size_t lda, const FL_T *B, size_t ldb,
-                                FL_T beta, FL_T *C, size_t ldc, FL_T *abuf,
+                                FL_T beta, const FL_COUT *c, FL_T *abuf,
                                 size_t mc_cap, FL_T *bbuf, size_t nc_cap)
 {
     FL_T edge[FL_MR * FL_NR]; /* scratch tile for partial tiles */
@@ -303,17 +319,25 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
                 FL_FN(pack_a_block)(transA, mc, kc,
                                     transA ? A + pc * lda + ic
                                            : A + ic * lda + pc,
-                                    lda, abuf);
+                                    lda, abuf,
+                                    jc == 0 && c->sums ? c->sums + ic : NULL);
                 for (jr = 0; jr < nc; jr += FL_NR) {
                     const size_t nv = FL_MIN((size_t)FL_NR, nc - jr);
+                    const size_t col = jc + jr;
                     const FL_T *bp = bbuf + jr * kc;
                     /* the packed B block is in L3 (or further): each tile
                      * of this column prefetches its share of the next
                      * B micro-panel */
                     const FL_T *bnext = jr + FL_NR < nc ? bp + kc * FL_NR : NULL;
                     const size_t pf_share = (kc * FL_NR * FL_MR + mc - 1) / mc;
+                    /* the tile's columns in one of the two matrices */
+                    FL_T *cbase = col + nv <= c->n1 ? c->c1 + col
+                                  : col >= c->n1    ? c->c2 + (col - c->n1)
+                                                    : NULL;
+                    const size_t ldc = col + nv <= c->n1 ? c->ldc1 : c->ldc2;
                     for (ir = 0; ir < mc; ir += FL_MR) {
                         const size_t mv = FL_MIN((size_t)FL_MR, mc - ir);
+                        const size_t row = ic + ir;
                         const FL_T *ap = abuf + ir * kc;
                         if (bnext != NULL) {
                             const size_t x0 = ir / FL_MR * pf_share;
@@ -322,21 +346,22 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
                             for (x = x0; x < x1; x += 64 / sizeof(FL_T))
                                 FL_PREFETCH(bnext + x);
                         }
-                        FL_T *cp = C + (ic + ir) * ldc + jc + jr;
-                        if (mv == FL_MR && nv == FL_NR) {
+                        if (mv == FL_MR && nv == FL_NR && cbase != NULL) {
                             FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,
-                                                   cp, ldc);
+                                                   cbase + row * ldc, ldc);
                             continue;
                         }
                         if (beta_k != (FL_T)0)
                             for (i = 0; i < mv; i++)
                                 for (j = 0; j < nv; j++)
-                                    edge[i * FL_NR + j] = cp[i * ldc + j];
+                                    edge[i * FL_NR + j] =
+                                        *FL_CAT_C(c, row + i, col + j);
                         FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,
                                                edge, FL_NR);
                         for (i = 0; i < mv; i++)
                             for (j = 0; j < nv; j++)
-                                cp[i * ldc + j] = edge[i * FL_NR + j];
+                                *FL_CAT_C(c, row + i, col + j) =
+                                    edge[i * FL_NR + j];
                     }
                 }
             }
@@ -351,17 +376,17 @@ FL_NOINLINE void FL_FN(gemm_small_buffers)(int transA, int transB, size_t M,
                                            size_t N, size_t K, FL_T alpha,
                                            const FL_T *A, size_t lda,
                                            const FL_T *B, size_t ldb,
-                                           FL_T beta, FL_T *C, size_t ldc)
+                                           FL_T beta, const FL_COUT *c)
 {
     FL_T abuf[FL_MR * FL_KC], bbuf[FL_KC * FL_NR];
     FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
-                        C, ldc, abuf, FL_MR, bbuf, FL_NR);
+                        c, abuf, FL_MR, bbuf, FL_NR);
 }
 
-/* Serial fl_gemm_*: M, N, K >= 1. */
+/* Serial fl_gemm_split_*: M, N, K >= 1. */
 static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
                         FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
-                        size_t ldb, FL_T beta, FL_T *C, size_t ldc)
+                        size_t ldb, FL_T beta, const FL_COUT *c)
 {
     const size_t kc = FL_MIN(K, (size_t)FL_KC);
     const size_t mc_cap = FL_MIN((size_t)FL_MC, (M + FL_MR - 1) / FL_MR * FL_MR);
@@ -373,13 +398,13 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
 
     if (raw == NULL) {
         FL_FN(gemm_small_buffers)(transA, transB, M, N, K, alpha, A, lda, B,
-                                  ldb, beta, C, ldc);
+                                  ldb, beta, c);
         return;
     }
     abuf = (FL_T *)((uintptr_t)((char *)raw + 63) & ~(uintptr_t)63);
     bbuf = abuf + na;
     FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
-                        C, ldc, abuf, mc_cap, bbuf, nc_cap);
+                        c, abuf, mc_cap, bbuf, nc_cap);
     free(raw);
 }
 
@@ -469,6 +494,8 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
 
 #undef FL_NR
 #undef FL_NPT
+#undef FL_CAT_C
+#undef FL_COUT
 #undef FL_SFX
 #undef FL_T
 #undef FL_V

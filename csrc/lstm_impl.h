@@ -45,6 +45,7 @@
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
 #define GEMM FL_GEMMX(fl_gemm, S)
 #define GEMM_PACKED FL_GEMMX(fl_gemm_packed, S)
+#define GEMM_SPLIT FL_GEMMX(fl_gemm_split, S)
 #define PACK_B FL_GEMMX(fl_pack_b, S)
 #define PACKED_SIZE FL_GEMMX(fl_packed_size, S)
 #define GEMM_NR FL_GEMMX(fl_gemm_nr, S)
@@ -682,31 +683,20 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     memcpy(a->dh0, lp.dhbuf + (T & 1) * B * Hout, B * Hout * sizeof(REAL));
     memcpy(a->dc0, lp.dcstate, B * H * sizeof(REAL));
 
-    /* weight gradients (and dx, when not per step): one GEMM each over all
-     * rows; x and h_{t-1} are the two column blocks of the stored xh */
+    /* weight gradients (and dx, when not per step): GEMMs over all rows.
+     * [dW_ih | dW_hh] = dgates^T [x | h_{t-1}] is one product over the
+     * stored xh, split by columns into the two matrices, and the bias
+     * gradient (column sums of dgates, rows ascending) comes from its
+     * packing of dgates: dgates is read once, not three times */
     REAL *dG = a->gates;
     const size_t K = I + Hout;
-    GEMM(1, 0, G4, I, rows, (REAL)1, dG, G4, a->xh, K, (REAL)1, a->dw_ih, I);
-    GEMM(1, 0, G4, Hout, rows, (REAL)1, dG, G4, a->xh + I, K, (REAL)1, a->dw_hh, Hout);
+    GEMM_SPLIT(1, 0, G4, K, rows, (REAL)1, dG, G4, a->xh, K, (REAL)1, I, a->dw_ih, I,
+               a->dw_hh, Hout, a->dbias);
     if (a->dx && !lp.dx_in_loop)
         GEMM(0, 0, rows, I, G4, (REAL)1, dG, G4, a->w_ih, I,
              a->dx_accumulate ? (REAL)1 : (REAL)0, a->dx, a->lddx);
     if (P)
         GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
-    if (a->dbias) { /* column sums in a fixed order: rows ascending */
-        REAL *db = a->dbias;
-        const int nt_sum = rows * G4 >= 65536 ? fl_get_num_threads() : 1;
-        (void)nt_sum;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt_sum) if (nt_sum > 1) schedule(static)
-#endif
-        for (size_t cb = 0; cb < G4; cb += 64) {
-            size_t ce = cb + 64 < G4 ? cb + 64 : G4;
-            for (size_t r = 0; r < rows; r++)
-                for (size_t c = cb; c < ce; c++)
-                    db[c] += dG[r * G4 + c];
-        }
-    }
     free(ws);
     fl_rows_free(&rw);
     return FL_OK;
@@ -715,6 +705,7 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
 #undef FL_FN
 #undef GEMM
 #undef GEMM_PACKED
+#undef GEMM_SPLIT
 #undef PACK_B
 #undef PACKED_SIZE
 #undef GEMM_NR

@@ -171,6 +171,81 @@ static void *xmalloc(size_t n)
         free(A); free(B); free(C0); free(Cref); free(S); free(C); free(C2);  \
     }                                                                        \
                                                                              \
+    /* fl_gemm_split_*: C in two matrices split at column n1 (each with its \
+     * own leading dimension and sentinel padding) and row sums of op(A);   \
+     * every element must be bitwise what fl_gemm_* (1 thread) gives the    \
+     * whole C, the sums bitwise a plain loop in increasing k, for 1, 2     \
+     * and 3 threads. */                                                    \
+    static void test_split_case_##SFX(const fl_gemm_impl **impls, int nimpl, \
+                                      int ta, int tb, size_t M, size_t N,    \
+                                      size_t K, size_t n1, T alpha, T beta,  \
+                                      int with_sums)                         \
+    {                                                                        \
+        const size_t ra = ta ? K : M, ca = ta ? M : K;                       \
+        const size_t rb = tb ? N : K, cb = tb ? K : N;                       \
+        const size_t lda = ca + 1, ldb = cb + 3, ldc = N;                    \
+        const size_t ld1 = n1 + 2, ld2 = N - n1 + 1;                         \
+        T *A = rand_mat_##SFX(ra, ca, lda), *B = rand_mat_##SFX(rb, cb, ldb);\
+        T *C0 = (T *)xmalloc(sizeof(T) * M * ldc);                           \
+        T *Cw = (T *)xmalloc(sizeof(T) * M * ldc);                           \
+        T *C1 = (T *)xmalloc(sizeof(T) * M * ld1);                           \
+        T *C2 = (T *)xmalloc(sizeof(T) * M * ld2);                           \
+        T *s0 = (T *)xmalloc(sizeof(T) * M), *sw = (T *)xmalloc(sizeof(T) * M);\
+        T *sg = (T *)xmalloc(sizeof(T) * M);                                 \
+        size_t i, j, k;                                                      \
+        int v, th, bad;                                                      \
+        for (i = 0; i < M * ldc; i++)                                        \
+            C0[i] = beta == (T)0 ? (T)NAN : (T)urand();                      \
+        for (i = 0; i < M; i++)                                              \
+            s0[i] = sw[i] = (T)urand();                                      \
+        for (i = 0; i < M; i++)                                              \
+            for (k = 0; k < K; k++)                                          \
+                sw[i] += ta ? A[k * lda + i] : A[i * lda + k];               \
+        for (v = 0; v < nimpl; v++) {                                        \
+            memcpy(Cw, C0, sizeof(T) * M * ldc);                             \
+            fl_gemm_##SFX##_with(impls[v], 1, ta, tb, M, N, K, alpha, A, lda,\
+                                 B, ldb, beta, Cw, ldc);                     \
+            for (th = 1; th <= 3; th++) {                                    \
+                for (i = 0; i < M; i++) {                                    \
+                    for (j = 0; j < ld1; j++)                                \
+                        C1[i * ld1 + j] = j < n1 ? C0[i * ldc + j]           \
+                                                 : (T)12345;                 \
+                    for (j = 0; j < ld2; j++)                                \
+                        C2[i * ld2 + j] = j < N - n1                         \
+                                              ? C0[i * ldc + n1 + j]         \
+                                              : (T)12345;                    \
+                }                                                            \
+                memcpy(sg, s0, sizeof(T) * M);                               \
+                fl_gemm_split_##SFX##_with(impls[v], th, ta, tb, M, N, K,    \
+                                           alpha, A, lda, B, ldb, beta, n1,  \
+                                           C1, ld1, C2, ld2,                 \
+                                           with_sums ? sg : NULL);           \
+                n_checks++;                                                  \
+                bad = 0;                                                     \
+                for (i = 0; i < M && !bad; i++) {                            \
+                    for (j = 0; j < N && !bad; j++) {                        \
+                        const T *got = j < n1 ? &C1[i * ld1 + j]             \
+                                              : &C2[i * ld2 + j - n1];       \
+                        bad = memcmp(got, &Cw[i * ldc + j], sizeof(T)) != 0; \
+                    }                                                        \
+                    bad = bad || C1[i * ld1 + n1] != (T)12345 ||             \
+                          C2[i * ld2 + N - n1] != (T)12345;                  \
+                    if (with_sums)                                           \
+                        bad = bad || memcmp(&sg[i], &sw[i], sizeof(T)) != 0; \
+                    else                                                     \
+                        bad = bad || memcmp(&sg[i], &s0[i], sizeof(T)) != 0; \
+                }                                                            \
+                if (bad)                                                     \
+                    FAIL("%s gemm_split_%s tA=%d tB=%d M=%zu N=%zu K=%zu "   \
+                         "n1=%zu a=%g b=%g sums=%d threads=%d: row %zu",     \
+                         impls[v]->name, #SFX, ta, tb, M, N, K, n1,          \
+                         (double)alpha, (double)beta, with_sums, th, i - 1); \
+            }                                                                \
+        }                                                                    \
+        free(A); free(B); free(C0); free(Cw); free(C1); free(C2);            \
+        free(s0); free(sw); free(sg);                                        \
+    }                                                                        \
+                                                                             \
     /* Packed path: pack op(B) (K x Ntot), multiply slices starting at      \
      * panel p0, width N (not a multiple of nr), beta 0 (NaN C) and 1. */   \
     static void test_packed_case_##SFX(const fl_gemm_impl *impl, int tb,     \
@@ -300,6 +375,31 @@ static int run_tests(void)
                                      betas[ab]);
                 }
             }
+
+    /* split C and row sums: n1 at 0, N, inside a panel and on a panel
+     * edge; K > KC, N > NC (A packed once per column block: the sums must
+     * count it once), thread splits over M and over N */
+    {
+        static const size_t sp[][4] = { /* M, N, K, n1 */
+            {1, 1, 1, 0}, {1, 1, 1, 1}, {7, 17, 31, 5}, {17, 3, 130, 3},
+            {64, 65, 300, 64}, {130, 31, 520, 16}, {13, 4200, 33, 2000},
+            {300, 41, 270, 1}, {17, 2100, 70, 1000}, {600, 1, 300, 0},
+            {512, 192, 700, 64}};
+        for (ta = 0; ta < 2; ta++)
+            for (tb = 0; tb < 2; tb++)
+                for (a = 0; a < sizeof sp / sizeof *sp; a++) {
+                    test_split_case_s(impls, nimpl, ta, tb, sp[a][0], sp[a][1],
+                                      sp[a][2], sp[a][3], 1.0f, 1.0f, 1);
+                    test_split_case_s(impls, nimpl, ta, tb, sp[a][0], sp[a][1],
+                                      sp[a][2], sp[a][3], -0.5f, 0.0f,
+                                      (int)(a % 2));
+                    test_split_case_d(impls, nimpl, ta, tb, sp[a][0], sp[a][1],
+                                      sp[a][2], sp[a][3], 1.0, 1.0, 1);
+                }
+        /* alpha == 0: no product, C scaled by beta, the sums still taken */
+        test_split_case_s(impls, nimpl, 1, 0, 9, 20, 11, 7, 0.0f, 0.5f, 1);
+        test_split_case_d(impls, nimpl, 0, 1, 9, 20, 11, 20, 0.0, 0.0, 1);
+    }
 
     for (v = 0; v < nimpl; v++) {
         static const size_t Ms[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 16, 32, 64, 65};
