@@ -14,6 +14,7 @@
 #include <omp.h>
 #endif
 
+#ifdef _OPENMP /* without OpenMP there is one thread and nothing to decide */
 static int fl_threads = 0; /* 0: not yet decided */
 
 static int default_threads(void)
@@ -25,12 +26,9 @@ static int default_threads(void)
         if (end != env && v >= 1 && v <= 4096)
             return (int)v;
     }
-#ifdef _OPENMP
     return omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
-#else
-    return 1;
-#endif
 }
+#endif
 
 int fl_get_num_threads(void)
 {
