@@ -14,8 +14,10 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcmp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous,
-                             PyBUF_RECORDS_RO)
+                             PyBUF_RECORDS_RO, PyBUF_CONTIG)
 from cython cimport floating
+
+import numpy as np
 
 cdef extern from "fastlstm.h" nogil:
     enum:
@@ -501,11 +503,15 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] a,
 
 cdef class StreamKernel:
     """Step-by-step forward of a unidirectional stack, with every buffer and
-    pointer prepared once, so a step costs one buffer check and the C calls.
+    pointer prepared once, so a step costs one buffer check, the C calls and
+    the new output array.
 
     layers: list of (w_ih (4H, I_k), bias (4H) or None, packed) per layer;
     h (L, B, H_out) and c (L, B, H): the state, updated in place;
-    ys: list of L (B, H_out) output buffers.
+    ys: list of L (B, H_out) output buffers (the top one is only a template:
+    each step writes a new array like it);
+    convert: x -> an array step accepts, or raises; used when x is not
+    already a C-contiguous buffer of the dtype.
     All arrays are C-contiguous of one dtype and are kept alive here.
     """
     cdef list _keep
@@ -516,7 +522,7 @@ cdef class StreamKernel:
     cdef fl_forward_d *fd
     cdef void *ws          # one scratch shared by the layers' calls
     cdef size_t ws_bytes
-    cdef object _out
+    cdef object _empty, _out_shape, _out_dtype, _convert
 
     def __cinit__(self):
         self.fs = NULL
@@ -529,7 +535,7 @@ cdef class StreamKernel:
         PyMem_Free(self.fd)
         PyMem_Free(self.ws)
 
-    def __init__(self, list layers, h, c, list ys, Py_ssize_t proj_size):
+    def __init__(self, list layers, h, c, list ys, Py_ssize_t proj_size, convert):
         cdef Py_ssize_t L = len(layers), k
         if L < 1 or len(ys) != L:
             raise ValueError("StreamKernel: one (w_ih, bias, packed) and one output per layer")
@@ -541,7 +547,9 @@ cdef class StreamKernel:
         Hout = h.shape[2]
         if h.shape != (L, self.B, Hout) or c.shape != (L, self.B, H):
             raise ValueError("StreamKernel: inconsistent state shapes")
-        self._out = ys[L - 1]
+        self._empty = np.empty
+        self._out_shape, self._out_dtype = ys[L - 1].shape, ys[L - 1].dtype
+        self._convert = convert
         self.sh0.T, self.sh0.B, self.sh0.H, self.sh0.P = 1, self.B, H, proj_size
         self.sh0.reverse = 0
         self.sh0.batch_sizes = NULL
@@ -612,13 +620,21 @@ cdef class StreamKernel:
         a.x_rows = NULL; a.y_rows = NULL
 
     def step(self, x):
-        """Advance one step with x (B, I) (C-contiguous, the stack's dtype);
-        returns the top layer's output buffer (overwritten by the next step)."""
-        cdef Py_buffer view
+        """Advance one step with x (B, I); returns the top layer's output
+        (B, H_out), a new array.  x that is not a C-contiguous buffer of the
+        stack's dtype goes through convert first."""
+        try:
+            return self._step(x)
+        except (BufferError, TypeError):
+            return self._step(self._convert(x))
+
+    cdef object _step(self, x):
+        cdef Py_buffer view, outview
         cdef fl_shape sh = self.sh0
         cdef int status = FL_OK
         cdef Py_ssize_t k
         cdef char want = ord("d") if self._double else ord("f")
+        out = self._empty(self._out_shape, self._out_dtype)
         # the buffer protocol directly: a typed memoryview costs an object
         # per call, a sizeable part of a step this small
         PyObject_GetBuffer(x, &view, PyBUF_RECORDS_RO)
@@ -631,10 +647,13 @@ cdef class StreamKernel:
             if view.format == NULL or view.format[0] != want or view.format[1] != 0:
                 raise TypeError(f"x: expected {'float64' if self._double else 'float32'} "
                                 f"data, got format {view.format!r}")
+            PyObject_GetBuffer(out, &outview, PyBUF_CONTIG)
             if self._double:
                 self.fd[0].x = <const double *> view.buf
+                self.fd[self.L - 1].y = <double *> outview.buf
             else:
                 self.fs[0].x = <const float *> view.buf
+                self.fs[self.L - 1].y = <float *> outview.buf
             with nogil:
                 for k in range(self.L):  # layer k reads layer k-1's output
                     if self._double:
@@ -645,7 +664,8 @@ cdef class StreamKernel:
                         status = fl_lstm_forward_s(&sh, &self.fs[k])
                     if status != FL_OK:
                         break
+            PyBuffer_Release(&outview)
         finally:
             PyBuffer_Release(&view)
         _raise_status(status)
-        return self._out
+        return out
