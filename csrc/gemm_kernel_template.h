@@ -292,16 +292,18 @@ static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
     }
 }
 
-/* Element (i, j) of the C described by c (columns split at c->n1). */
+/* Element (i, j) of the C described by c: column j of the concatenation
+ * [c1 | c2] (split at c->n1). */
 #define FL_CAT_C(c, i, j)                                                    \
     ((j) < (c)->n1 ? (c)->c1 + (i) * (c)->ldc1 + (j)                         \
                    : (c)->c2 + (i) * (c)->ldc2 + ((j) - (c)->n1))
 
 /* Blocked GEMM (Goto/BLIS loop order: NC columns, KC depth, MC rows, then
  * NR x MR register tiles) with caller-provided pack buffers of
- * mc_cap x min(K, KC) and min(K, KC) x nc_cap elements.  C is c (see
- * FL_COUT in gemm_internal.h); its row sums of op(A) are taken while the
- * first column block packs A, so every element of A is added once. */
+ * mc_cap x min(K, KC) and min(K, KC) x nc_cap elements.  C is described
+ * by c (an fl_cout_*, gemm_internal.h: two column blocks and row sums); the
+ * row sums of op(A) are taken while the first column block packs A, so every
+ * element of A is added once. */
 static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
                                 size_t K, FL_T alpha, const FL_T *A,
                                 size_t lda, const FL_T *B, size_t ldb,
