@@ -7,6 +7,8 @@ packing and no allocation but its output.  Weights changed on the layer
 afterwards are not seen by an existing stream: make a new one.
 """
 
+import functools
+
 import numpy as np
 
 from . import _kernels
@@ -43,17 +45,16 @@ class LSTMStream:
         self._h = np.zeros((lstm.num_layers, B, Ho), dt)
         self._c = np.zeros((lstm.num_layers, B, H), dt)
         self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
+        # convert: x as the kernel reads it, or a clear TypeError / ValueError
+        # (a partial, not a bound method: no reference cycle through the kernel)
         self._kernel = _kernels.StreamKernel(self._layers, self._h, self._c, self._ys,
-                                             lstm.proj_size, self._convert)
-        # the kernel's step is the whole step (it converts through
-        # _convert itself): calling it directly saves a Python frame, about a
-        # tenth of a step this small
+                                             lstm.proj_size,
+                                             functools.partial(check_array, "x", dtype=dt))
+        # the kernel's step is the whole step (it converts unusual inputs
+        # itself): calling it directly saves a Python frame, about a tenth of
+        # a step this small
         self.step = self._kernel.step
         self.reset(hx)
-
-    def _convert(self, x):
-        """x as the kernel reads it, or a clear TypeError / ValueError."""
-        return check_array("x", x, self.dtype)
 
     @property
     def state(self):
