@@ -260,3 +260,22 @@ def test_bad_reset():
         s.reset((h0.astype(np.float64), c0))
     with pytest.raises(ValueError, match="h0"):
         lstm.stream(3, (h0, c0))
+
+
+def test_dropped_stream_is_freed_without_the_garbage_collector():
+    """A stream holds a weight snapshot and buffers: dropping it must free
+    them at once, not when a gc pass finds a reference cycle."""
+    import gc
+    import weakref
+    lstm = fastlstm.LSTM(4, 5)
+    stream = lstm.stream(2)
+    stream.step(np.ones((2, 4), np.float32))
+    ref = weakref.ref(stream)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del stream
+        assert ref() is None
+    finally:
+        if was_enabled:
+            gc.enable()
