@@ -456,7 +456,7 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
     const size_t ntile_full = even ? ntiles : mfull / FL_MR;
     const size_t chunk_lines = FL_MIN((size_t)FL_KC, K) * FL_NR * sizeof(FL_T) / FL_LINE;
     const int far = (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES &&
-                    chunk_lines <= ntile_full * FL_PF_BURST;
+                    ntile_full > 0 && chunk_lines <= ntile_full * FL_PF_BURST;
     size_t g, p, i, j, k0;
 
     for (g = 0; g < nfull; g += FL_NPMAX) {
@@ -467,18 +467,22 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
             const FL_T *Pk = P + k0 * FL_NR, *Ak = A + k0;
             for (p = g; p < gend; p++) {
                 size_t t = 0, mt;
-                /* the chunk after this one: next panel, next K chunk of
-                 * the group, or the next group */
-                const FL_T *next = !far || ntile_full == 0 ? NULL
-                                   : p + 1 < gend ? Pk + (p + 1) * panel
-                                   : k0 + FL_KC < K ? Pk + FL_KC * FL_NR + g * panel
-                                   : gend < nfull ? P + gend * panel
-                                                  : NULL;
-                const size_t nnext = k0 + FL_KC < K || p + 1 < gend
-                                         ? FL_MIN((size_t)FL_KC,
-                                                  K - (p + 1 < gend ? k0 : k0 + FL_KC))
-                                         : FL_MIN((size_t)FL_KC, K);
-                const size_t lines = nnext * FL_NR * sizeof(FL_T) / FL_LINE;
+                /* the chunk after this one, as (panel, first K row): the
+                 * group's next panel, the group's next K chunk, or the
+                 * next group's first */
+                size_t pn = p + 1, kn = k0;
+                if (pn == gend) {
+                    pn = g;
+                    kn = k0 + FL_KC;
+                    if (kn >= K) {
+                        pn = gend;
+                        kn = 0;
+                    }
+                }
+                const FL_T *next = far && pn < nfull ? P + pn * panel + kn * FL_NR : NULL;
+                const size_t lines = next ? FL_MIN((size_t)FL_KC, K - kn) * FL_NR *
+                                                sizeof(FL_T) / FL_LINE
+                                          : 0;
                 const size_t share = next ? (lines + ntile_full - 1) / ntile_full : 0;
                 for (i = 0; i < mfull; i += mt, t++) {
                     mt = even ? M / ntiles + (t < M % ntiles) : (size_t)FL_MR;
