@@ -19,8 +19,9 @@ class BufferPool:
 
     Only that last set is kept (each ``give`` replaces the previous one), so
     the pool never holds more than one step's buffers, and shapes that change
-    from batch to batch simply miss.  An array is given back only when no one
-    else references it any more.
+    from batch to batch simply miss.  The pool does not check references: a
+    caller gives back only arrays nothing else holds (the backward gives its
+    forward's gates, cells and xh, which never leave the layer).
     """
 
     def __init__(self):

@@ -212,6 +212,7 @@ class LSTM(ParameterModule):
         saved = []  # per layer: (input, [per direction: gates, cells, xh], dropout mask)
         used = {}  # per layer/direction suffix: (weights, packed blob) this call ran with
         cells_out = None
+        pool = self._train_buffers
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
             if y_map is None or not last:
@@ -222,7 +223,6 @@ class LSTM(ParameterModule):
             if return_cells and last:
                 cells_out = np.empty((rows, D * H), dt)
             per_dir = []
-            pool = self._train_buffers
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
