@@ -6,11 +6,13 @@
  * described in fastlstm.h; fastlstm/reference.py is the specification.
  *
  * Structure of a call (forward): one OpenMP region for the whole time loop
- * (none at all for a call too small to share).  Per step a thread takes
- * its share of the work, which is either
- *   - its batch rows, for all hidden units (split_batch: rows are
- *     independent sequences, so no barrier at all), or
- *   - its hidden units, for all rows (the weights stay split between the
+ * (none at all for a call too small to share).  A thread's share of the
+ * work is either
+ *   - batch rows, for all hidden units (split_batch: rows are independent
+ *     sequences, so no barrier at all): the batch is cut into row chunks,
+ *     and threads take blocks of steps of whichever chunk is furthest
+ *     behind, so a faster core does more of them (fl_chunks), or
+ *   - hidden units, for all rows (the weights stay split between the
  *     cores' caches; one barrier per step, two with a projection);
  * The input of step t is one row [x_t | h_{t-1}] per sequence (K = I + H_out
  * values; x_t is copied in by the previous step, h_{t-1} written there by
@@ -26,8 +28,8 @@
  * dgates is in cache; afterwards dW_ih, dW_hh, dW_hr (and dx for a small
  * batch) are one big GEMM each.
  * No allocation, no Python, no I/O inside the time loop.  Each output element
- * is computed by exactly one thread in a fixed order, so results do not
- * depend on the number of threads.
+ * is computed by exactly one thread in a fixed order, so results depend
+ * neither on the number of threads nor on which thread ran what.
  */
 
 #ifndef FL_CAT
@@ -41,6 +43,13 @@
 #define FL_SIMD _Pragma("omp simd")
 /* Row of x or y that packed row r maps to (map NULL: r itself). */
 #define FL_ROW_OF(map, r) ((map) ? (size_t)(map)[r] : (size_t)(r))
+/* A thread's share of a time step: rows [j0, j1) and, of the step's
+ * products, [u0, u1) (forward: groups; backward: hidden units), [v0, v1)
+ * (forward: projection columns; backward: columns of dh) and [x0, x1)
+ * (backward: columns of dx). */
+typedef struct fl_share {
+    size_t j0, j1, u0, u1, v0, v1, x0, x1;
+} fl_share;
 #endif
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
 #define GEMM FL_GEMMX(fl_gemm, S)
@@ -212,6 +221,7 @@ typedef struct FL_FN(loop) {
     int split_batch;       /* threads own batch rows (else hidden units) */
     int dx_in_loop;        /* backward: dx per step (else one GEMM after) */
     fl_barrier *bar;       /* the per-step barrier (unit split) */
+    fl_chunks *ch;         /* the row chunks (batch split) */
     REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore, *dxstep;
@@ -223,8 +233,8 @@ typedef struct FL_FN(loop) {
  *     ~1 us here, costs more than it saves; a streaming step of I = 64,
  *     H = 128, 98K MACs, already gains: 5.9 against 6.8 us);
  *   - split by batch rows (no barrier per step; every thread streams all the
- *     weights) for H <= FL_BATCH_SPLIT_MAX_H and FL_MIN_ROWS_PER_THREAD rows
- *     per thread;
+ *     weights; row chunks taken dynamically, see plan_chunks) for
+ *     H <= FL_BATCH_SPLIT_MAX_H and FL_MIN_ROWS_PER_THREAD rows per thread;
  *   - else split by hidden units (weights split between the cores' caches, a
  *     barrier per step): as many threads as have FL_MIN_STEP_MACS of work per
  *     step (about the cost of a barrier), at most `chunks`.
@@ -306,6 +316,22 @@ static size_t FL_FN(groups_per_product)(size_t rows, size_t U, size_t groups)
     return gw < 1 ? 1 : gw > groups ? groups : gw;
 }
 
+/* Row chunks of a batch split over nt threads: one more than threads when
+ * each still gets FL_MIN_ROWS_PER_THREAD rows, so that a thread finishing a
+ * block always finds a free chunk (see fl_chunks); and steps per block, so
+ * that a block is about FL_BLOCK_MACS of products (rows x K x N per step):
+ * tens of us, against a claim's few hundred ns. */
+#ifndef FL_BLOCK_MACS
+#define FL_BLOCK_MACS (1u << 22)
+#endif
+static size_t FL_FN(plan_chunks)(size_t B, int nt, size_t K, size_t N, size_t *steps)
+{
+    const size_t n = B >= ((size_t)nt + 1) * FL_MIN_ROWS_PER_THREAD ? (size_t)nt + 1 : (size_t)nt;
+    const size_t per_step = (B + n - 1) / n * K * N;
+    *steps = (FL_BLOCK_MACS + per_step - 1) / per_step;
+    return n;
+}
+
 /* Elements of the forward's REAL scratch for nt threads (gw groups per
  * product). */
 static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout) *L,
@@ -316,34 +342,42 @@ static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout
            L->groups * 4 * L->U;
 }
 
-/* The thread plan of a forward call: thread count, split, groups per
- * product. */
-static int FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L,
-                               int *split_batch, size_t *gw)
+/* The thread plan of a forward call. */
+typedef struct FL_FN(fwd_plan) {
+    int nt;             /* threads */
+    int split_batch;    /* by batch rows (else hidden units) */
+    size_t gw;          /* groups per product */
+    size_t chunks;      /* row chunks (batch split; else 0) */
+    size_t steps;       /* steps per block of a chunk */
+} FL_FN(fwd_plan);
+
+static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L)
 {
-    const size_t Hout = sh->P ? sh->P : sh->H;
-    const int nt = FL_FN(plan_threads)(sh->T, sh->B, sh->H, Hout + sh->I, 4 * sh->H,
-                                       L->groups, split_batch);
-    const size_t rows = *split_batch ? (sh->B + (size_t)nt - 1) / (size_t)nt : sh->B;
-    *gw = FL_FN(groups_per_product)(rows, L->U, L->groups);
-    return nt;
+    FL_FN(fwd_plan) p;
+    const size_t K = L->K, N = 4 * sh->H;
+    p.nt = FL_FN(plan_threads)(sh->T, sh->B, sh->H, K, N, L->groups, &p.split_batch);
+    p.chunks = p.split_batch ? FL_FN(plan_chunks)(sh->B, p.nt, K, N, &p.steps) : 0;
+    if (!p.split_batch)
+        p.steps = 0;
+    const size_t rows = p.split_batch ? (sh->B + p.chunks - 1) / p.chunks : sh->B;
+    p.gw = FL_FN(groups_per_product)(rows, L->U, L->groups);
+    return p;
 }
 
-/* Bytes of a forward's workspace: the row bookkeeping, alignment, scratch. */
+/* Bytes of a forward's workspace: the row and chunk bookkeeping, alignment,
+ * scratch. */
 static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) *L,
-                                   int nt, size_t gw)
+                                   const FL_FN(fwd_plan) *p)
 {
-    return fl_rows_mem(sh) * sizeof(size_t) + 64 +
-           FL_FN(forward_scratch)(sh, L, nt, gw) * sizeof(REAL);
+    return (fl_rows_mem(sh) + fl_chunks_mem(p->chunks)) * sizeof(size_t) + 64 +
+           FL_FN(forward_scratch)(sh, L, p->nt, p->gw) * sizeof(REAL);
 }
 
 size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(sh->I, sh->H, sh->P);
-    int split_batch;
-    size_t gw;
-    const int nt = FL_FN(forward_plan)(sh, &L, &split_batch, &gw);
-    return FL_FN(forward_bytes)(sh, &L, nt, gw);
+    const FL_FN(fwd_plan) p = FL_FN(forward_plan)(sh, &L);
+    return FL_FN(forward_bytes)(sh, &L, &p);
 }
 
 /* Copy x_t of rows [lo, hi) of step s into the x part of the product's
@@ -360,96 +394,126 @@ static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
                I * sizeof(REAL));
 }
 
-static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
+/* Time step s of a thread's share `my` (of its rows, those active at s);
+ * tile is the thread's scratch (row j at (j - j0) W).  With the unit split
+ * (sync) the threads meet at a barrier before the projection. */
+static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share *my,
+                                REAL *tile, int tid, int nth, size_t *round)
 {
+    const size_t j0 = my->j0, j1 = my->j1, g0 = my->u0, g1 = my->u1;
+    const size_t p0 = my->v0, p1 = my->v1;
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U, K = lp->L.K;
-    const int rev = sh->reverse;
+    const size_t W = 4 * U * lp->gw; /* tile row stride */
+    const int rev = sh->reverse, sync = !lp->split_batch;
     REAL *gates = a->gates, *y = a->y, *cells = a->cells;
     const int train = a->xh != NULL;
-    /* split by units: my groups (and projection columns), every row, a
-     * barrier per step; split by batch: every unit, my rows, no barrier */
-    size_t g0 = 0, g1 = lp->L.groups, p0 = 0, p1 = P, j0 = 0, j1 = B;
-    if (lp->split_batch) {
-        fl_split_rows(rw, nth, tid, &j0, &j1);
-    } else {
-        fl_split(lp->L.groups, 1, nth, tid, &g0, &g1);
-        fl_split(P, lp->nr, nth, tid, &p0, &p1);
+    /* my rows of this step: [j0, nb); the product's input rows
+     * [x_t | h_{t-1}] are xc, and h_t goes to the h part of xn */
+    const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1;
+    const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
+    const REAL *xc = lp->xh + (s & 1) * B * K;
+    REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
+    if (train) { /* keep the input rows for backward */
+        size_t lo, hi;
+        fl_copy_rows(lp->split_batch, fl_batch(rw, s), j0, j1, nth, tid, &lo, &hi);
+        for (size_t j = lo; j < hi; j++)
+            memcpy(a->xh + fl_step_row(rw, rev, s, j) * K, xc + j * K, K * sizeof(REAL));
     }
-    const size_t W = 4 * U * lp->gw; /* tile row stride */
-    REAL *my_tmp = lp->tmp + (size_t)tid * B * W; /* row j at (j - j0) * W */
-    const int sync = !lp->split_batch;
-    size_t round = 0;
 
-    for (size_t s = 0; s < T; s++) {
-        /* my rows of this step: [j0, nb); the product's input rows
-         * [x_t | h_{t-1}] are xc, and h_t goes to the h part of xn */
-        const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1;
-        const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
-        const REAL *xc = lp->xh + (s & 1) * B * K;
-        REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
-        if (train) { /* keep the input rows for backward */
-            size_t lo, hi;
-            fl_copy_rows(lp->split_batch, fl_batch(rw, s), j0, j1, nth, tid, &lo, &hi);
-            for (size_t j = lo; j < hi; j++)
-                memcpy(a->xh + fl_step_row(rw, rev, s, j) * K, xc + j * K, K * sizeof(REAL));
+    for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
+        /* tile = [x_t | h_{t-1}] [W_ih | W_hh]^T for groups [g, g + ng),
+         * then the gate loop (which adds the bias) of each group of each
+         * row */
+        const size_t ng = g1 - g < lp->gw ? g1 - g : lp->gw, n = 4 * U * ng;
+        GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)0, tile,
+                    W);
+        for (size_t j = j0; j < nb; j++) {
+            const size_t row = fl_step_row(rw, rev, s, j);
+            const int last = j >= nb_next;
+            for (size_t gg = g; gg < g + ng; gg++) {
+                const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
+                REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
+                REAL *cs = lp->cstate + j * H + u0;
+                FL_FN(gate_forward)(nu, U, H, tile + (j - j0) * W + (gg - g) * 4 * U,
+                                    lp->gbias + gg * 4 * U,
+                                    train ? gates + row * G4 + u0 : NULL, cs, rout);
+                if (cells)
+                    memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
+                if (last)
+                    memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
+                if (!P) {
+                    memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0, rout,
+                           nu * sizeof(REAL));
+                    if (last)
+                        memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
+                }
+            }
         }
-
-        for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
-            /* tile = [x_t | h_{t-1}] [W_ih | W_hh]^T for groups [g, g + ng),
-             * then the gate loop (which adds the bias) of each group of each
-             * row */
-            const size_t ng = g1 - g < lp->gw ? g1 - g : lp->gw, n = 4 * U * ng;
-            GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)0,
-                        my_tmp, W);
+    }
+    if (P) { /* h_t = r_t W_hr^T, my columns of it */
+        if (sync)
+            fl_barrier_wait(lp->bar, round, nth);
+        if (p1 > p0 && nb > j0) {
+            GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
+                        (REAL)0, xn + j0 * K + I + p0, K);
             for (size_t j = j0; j < nb; j++) {
                 const size_t row = fl_step_row(rw, rev, s, j);
-                const int last = j >= nb_next;
-                for (size_t gg = g; gg < g + ng; gg++) {
-                    const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
-                    REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
-                    REAL *cs = lp->cstate + j * H + u0;
-                    FL_FN(gate_forward)(nu, U, H, my_tmp + (j - j0) * W + (gg - g) * 4 * U,
-                                        lp->gbias + gg * 4 * U,
-                                        train ? gates + row * G4 + u0 : NULL, cs, rout);
-                    if (cells)
-                        memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
-                    if (last)
-                        memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
-                    if (!P) {
-                        memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0, rout,
-                               nu * sizeof(REAL));
-                        if (last)
-                            memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
-                    }
-                }
+                const REAL *hj = xn + j * K + I + p0;
+                const size_t n = (p1 - p0) * sizeof(REAL);
+                memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + p0, hj, n);
+                if (j >= nb_next)
+                    memcpy(a->h_n + j * Hout + p0, hj, n);
             }
         }
-        if (P) { /* h_t = r_t W_hr^T, my columns of it */
-            if (sync)
-                fl_barrier_wait(lp->bar, &round, nth);
-            if (p1 > p0 && nb > j0) {
-                GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
-                            (REAL)0, xn + j0 * K + I + p0, K);
-                for (size_t j = j0; j < nb; j++) {
-                    const size_t row = fl_step_row(rw, rev, s, j);
-                    const REAL *hj = xn + j * K + I + p0;
-                    const size_t n = (p1 - p0) * sizeof(REAL);
-                    memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + p0, hj, n);
-                    if (j >= nb_next)
-                        memcpy(a->h_n + j * Hout + p0, hj, n);
-                }
-            }
-        }
-        if (nb_next) { /* x_{t+1} of the next step's rows */
-            size_t lo, hi;
-            fl_copy_rows(lp->split_batch, nb_next, j0, j1, nth, tid, &lo, &hi);
-            FL_FN(load_x)(lp, s + 1, lo, hi, xn);
-        }
-        if (sync && s + 1 < T) /* after the last step: the region's end */
+    }
+    if (nb_next) { /* x_{t+1} of the next step's rows */
+        size_t lo, hi;
+        fl_copy_rows(lp->split_batch, nb_next, j0, j1, nth, tid, &lo, &hi);
+        FL_FN(load_x)(lp, s + 1, lo, hi, xn);
+    }
+}
+
+/* The batch split of a time loop: a thread runs blocks of steps of
+ * whichever row chunk fl_chunks gives it, until none is left for it (no
+ * barrier: the chunks' rows are independent).  step(lp, k, share, tile, tid,
+ * nth, round) runs loop step k. */
+typedef void (*FL_FN(step_fn))(const FL_FN(loop) *, size_t, const fl_share *, REAL *, int,
+                               int, size_t *);
+static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_share *my,
+                              REAL *tile, int tid, int nth)
+{
+    fl_chunks *ch = lp->ch;
+    size_t c = (size_t)tid, k0, k1, round = 0;
+    while (fl_chunks_claim(ch, &c, &k0, &k1)) {
+        my->j0 = ch->lo[c];
+        my->j1 = ch->lo[c + 1];
+        for (size_t k = k0; k < k1; k++)
+            step(lp, k, my, tile, tid, nth, &round);
+        fl_chunks_release(ch, c);
+    }
+}
+
+static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
+{
+    const size_t T = lp->sh->T;
+    REAL *tile = lp->tmp + (size_t)tid * lp->sh->B * 4 * lp->L.U * lp->gw;
+    fl_share my = {0, lp->sh->B, 0, lp->L.groups, 0, lp->sh->P, 0, 0};
+    size_t round = 0;
+    if (lp->split_batch) {
+        FL_FN(run_chunks)(lp, FL_FN(forward_step), &my, tile, tid, nth);
+        return;
+    }
+    /* split by units: my groups (and projection columns), every row, a
+     * barrier per step */
+    fl_split(lp->L.groups, 1, nth, tid, &my.u0, &my.u1);
+    fl_split(lp->sh->P, lp->nr, nth, tid, &my.v0, &my.v1);
+    for (size_t s = 0; s < T; s++) {
+        FL_FN(forward_step)(lp, s, &my, tile, tid, nth, &round);
+        if (s + 1 < T) /* after the last step: the region's end */
             fl_barrier_wait(lp->bar, &round, nth);
     }
 }
@@ -463,10 +527,9 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     /* the plan fixes the scratch size: the caller's workspace when it is
      * big enough, else malloc */
     const FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
-    int split_batch;
-    size_t gw;
-    const int nt = FL_FN(forward_plan)(sh, &L, &split_batch, &gw);
-    const size_t need = FL_FN(forward_bytes)(sh, &L, nt, gw);
+    const FL_FN(fwd_plan) plan = FL_FN(forward_plan)(sh, &L);
+    const int nt = plan.nt;
+    const size_t need = FL_FN(forward_bytes)(sh, &L, &plan);
     const int own = !(a->workspace && a->workspace_bytes >= need);
     char *mem = own ? malloc(need) : a->workspace;
     if (!mem)
@@ -480,18 +543,24 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
         return status;
     }
     lp.fa = a;
-    lp.split_batch = split_batch;
-    lp.gw = gw;
+    lp.split_batch = plan.split_batch;
+    lp.gw = plan.gw;
     const size_t U = L.U, K = L.K;
     fl_barrier bar;
     fl_barrier_init(&bar, nt);
     lp.bar = &bar;
+    fl_chunks ch;
+    size_t *ch_mem = (size_t *)mem + fl_rows_mem(sh);
+    if (plan.split_batch) {
+        fl_chunks_init(&ch, &rw, sh->T, plan.chunks, plan.steps, 0, ch_mem);
+        lp.ch = &ch;
+    }
 
-    /* the REAL scratch follows the row bookkeeping, 64-byte aligned; none
-     * is allocated inside the loop */
+    /* the REAL scratch follows the row and chunk bookkeeping, 64-byte
+     * aligned; none is allocated inside the loop */
     const size_t n_xh = 2 * B * K, n_c = B * H, n_r = P ? B * H : 0;
     const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw;
-    uintptr_t at = (uintptr_t)(mem + fl_rows_mem(sh) * sizeof(size_t));
+    uintptr_t at = (uintptr_t)(ch_mem + fl_chunks_mem(plan.chunks));
     REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
     lp.xh = ws;
     lp.cstate = lp.xh + n_xh;
@@ -523,95 +592,107 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     return FL_OK;
 }
 
-static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
+/* Step k of the backward loop (time step s = T - 1 - k) of a thread's share
+ * `my` (of its rows, those active at s).  With the unit split (sync) the
+ * threads meet at a barrier after the gate gradients (and, with a
+ * projection, before them). */
+static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share *my,
+                                 REAL *tile, int tid, int nth, size_t *round)
 {
+    (void)tile; /* the forward's signature (run_chunks) */
+    (void)tid;
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
     const BWD_ARGS *a = lp->ba;
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;
-    const int rev = sh->reverse;
+    const size_t j0 = my->j0, j1 = my->j1, u0 = my->u0, u1 = my->u1;
+    const size_t v0 = my->v0, v1 = my->v1, x0 = my->x0, x1 = my->x1;
+    const int rev = sh->reverse, sync = !lp->split_batch;
     REAL *gates = a->gates;
     const REAL *cells = a->cells, *dy = a->dy;
-    /* my hidden units, my columns of dh (H_out) and of dx (I), my rows: as
-     * forward_loop */
-    size_t u0 = 0, u1 = H, v0 = 0, v1 = Hout, x0 = 0, x1 = lp->dx_in_loop ? I : 0;
-    size_t j0 = 0, j1 = B;
-    if (lp->split_batch) {
-        fl_split_rows(rw, nth, tid, &j0, &j1);
-    } else {
-        fl_split(H, lp->nr, nth, tid, &u0, &u1);
-        fl_split(Hout, lp->nr, nth, tid, &v0, &v1);
-        fl_split(x1, lp->nr, nth, tid, &x0, &x1);
-    }
     const REAL beta_dx = a->dx_accumulate ? (REAL)1 : (REAL)0;
-    const int sync = !lp->split_batch;
-    size_t round = 0;
+    const size_t s = T - 1 - k;
+    const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1; /* rows [j0, nb) */
+    const REAL *dcur = lp->dhbuf + (k & 1) * B * Hout;
+    REAL *dnext = lp->dhbuf + ((k + 1) & 1) * B * Hout;
+    REAL *dg = lp->dgstep + (k & 1) * B * G4;
 
-    for (size_t k = 0; k < T; k++) {
-        const size_t s = T - 1 - k;
-        const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1; /* rows [j0, nb) */
-        const REAL *dcur = lp->dhbuf + (k & 1) * B * Hout;
-        REAL *dnext = lp->dhbuf + ((k + 1) & 1) * B * Hout;
-        REAL *dg = lp->dgstep + (k & 1) * B * G4;
-
-        if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
-            for (size_t j = j0; j < nb; j++) {
-                const size_t row = fl_step_row(rw, rev, s, j);
-                for (size_t p = v0; p < v1; p++) {
-                    REAL v = dy[row * a->lddy + p] + dcur[j * Hout + p];
-                    lp->dhp[j * P + p] = v;
-                    lp->dhtot[row * P + p] = v;
-                }
-            }
-            if (sync)
-                fl_barrier_wait(lp->bar, &round, nth);
-            if (u1 > u0 && nb > j0)
-                GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P,
-                            (REAL)0, lp->drstep + j0 * H + u0, H);
-        }
+    if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
         for (size_t j = j0; j < nb; j++) {
-            const size_t t = rev ? rw->len[j] - 1 - s : s;
-            const size_t row = fl_row(rw, t, j);
-            const int first = rev ? t == rw->len[j] - 1 : t == 0;
-            const REAL *cp = first ? (a->c0 ? a->c0 + j * H : lp->zeros)
-                                   : cells + fl_row(rw, rev ? t + 1 : t - 1, j) * H;
-            /* d r_t = upstream dy + carried dh (P == 0), or dh W_hr (P) */
-            const REAL *dyr = P ? lp->drstep + j * H : dy + row * a->lddy;
-            const REAL *dcr = P ? lp->zeros : dcur + j * Hout;
-            const REAL *cr = cells + row * H;
-            if (P) /* r_t = o * tanh(c_t), for dW_hr after the loop */
-                for (size_t u = u0; u < u1; u++)
-                    lp->rstore[row * H + u] = gates[row * G4 + 3 * H + u] * TANH(cr[u]);
-            if (u1 > u0)
-                FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
-                                     gates + row * G4 + u0, dg + j * G4 + u0,
-                                     lp->dcstate + j * H + u0);
+            const size_t row = fl_step_row(rw, rev, s, j);
+            for (size_t p = v0; p < v1; p++) {
+                REAL v = dy[row * a->lddy + p] + dcur[j * Hout + p];
+                lp->dhp[j * P + p] = v;
+                lp->dhtot[row * P + p] = v;
+            }
         }
         if (sync)
-            fl_barrier_wait(lp->bar, &round, nth);
-        if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
-            GEMM_PACKED(nb - j0, v1 - v0, G4, dg + j0 * G4, G4, lp->pk_hh + v0 * G4,
-                        (REAL)0, dnext + j0 * Hout + v0, Hout);
-        if (x1 > x0 && nb > j0) { /* dx_t = dgates W_ih for my columns */
-            if (!lp->dxstep) { /* the step's rows are consecutive in dx */
-                const size_t row0 = fl_step_row(rw, rev, s, j0);
-                GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
-                            beta_dx, a->dx + row0 * a->lddx + x0, a->lddx);
-            } else { /* ragged reverse: through a buffer, then to each row */
-                GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
-                            (REAL)0, lp->dxstep + j0 * I + x0, I);
-                for (size_t j = j0; j < nb; j++) {
-                    const REAL *src = lp->dxstep + j * I + x0;
-                    REAL *dst = a->dx + fl_step_row(rw, rev, s, j) * a->lddx + x0;
-                    for (size_t c = 0; c < x1 - x0; c++)
-                        dst[c] = beta_dx * dst[c] + src[c];
-                }
+            fl_barrier_wait(lp->bar, round, nth);
+        if (u1 > u0 && nb > j0)
+            GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P,
+                        (REAL)0, lp->drstep + j0 * H + u0, H);
+    }
+    for (size_t j = j0; j < nb; j++) {
+        const size_t t = rev ? rw->len[j] - 1 - s : s;
+        const size_t row = fl_row(rw, t, j);
+        const int first = rev ? t == rw->len[j] - 1 : t == 0;
+        const REAL *cp = first ? (a->c0 ? a->c0 + j * H : lp->zeros)
+                               : cells + fl_row(rw, rev ? t + 1 : t - 1, j) * H;
+        /* d r_t = upstream dy + carried dh (P == 0), or dh W_hr (P) */
+        const REAL *dyr = P ? lp->drstep + j * H : dy + row * a->lddy;
+        const REAL *dcr = P ? lp->zeros : dcur + j * Hout;
+        const REAL *cr = cells + row * H;
+        if (P) /* r_t = o * tanh(c_t), for dW_hr after the loop */
+            for (size_t u = u0; u < u1; u++)
+                lp->rstore[row * H + u] = gates[row * G4 + 3 * H + u] * TANH(cr[u]);
+        if (u1 > u0)
+            FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
+                                 gates + row * G4 + u0, dg + j * G4 + u0,
+                                 lp->dcstate + j * H + u0);
+    }
+    if (sync)
+        fl_barrier_wait(lp->bar, round, nth);
+    if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
+        GEMM_PACKED(nb - j0, v1 - v0, G4, dg + j0 * G4, G4, lp->pk_hh + v0 * G4,
+                    (REAL)0, dnext + j0 * Hout + v0, Hout);
+    if (x1 > x0 && nb > j0) { /* dx_t = dgates W_ih for my columns */
+        if (!lp->dxstep) { /* the step's rows are consecutive in dx */
+            const size_t row0 = fl_step_row(rw, rev, s, j0);
+            GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
+                        beta_dx, a->dx + row0 * a->lddx + x0, a->lddx);
+        } else { /* ragged reverse: through a buffer, then to each row */
+            GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
+                        (REAL)0, lp->dxstep + j0 * I + x0, I);
+            for (size_t j = j0; j < nb; j++) {
+                const REAL *src = lp->dxstep + j * I + x0;
+                REAL *dst = a->dx + fl_step_row(rw, rev, s, j) * a->lddx + x0;
+                for (size_t c = 0; c < x1 - x0; c++)
+                    dst[c] = beta_dx * dst[c] + src[c];
             }
         }
-        /* rows >= nb have not started yet (backward runs from each
-         * sequence's end): both buffers still hold their dh_n */
     }
+    /* rows >= nb have not started yet (backward runs from each
+     * sequence's end): both buffers still hold their dh_n */
+}
+
+static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
+{
+    const size_t T = lp->sh->T, H = lp->sh->H, P = lp->sh->P;
+    const size_t Hout = P ? P : H, I = lp->dx_in_loop ? lp->sh->I : 0;
+    /* my rows, hidden units, columns of dh (H_out) and of dx (I): as
+     * forward_loop */
+    fl_share my = {0, lp->sh->B, 0, H, 0, Hout, 0, I};
+    size_t round = 0;
+    if (lp->split_batch) {
+        FL_FN(run_chunks)(lp, FL_FN(backward_step), &my, NULL, tid, nth);
+        return;
+    }
+    fl_split(H, lp->nr, nth, tid, &my.u0, &my.u1);
+    fl_split(Hout, lp->nr, nth, tid, &my.v0, &my.v1);
+    fl_split(I, lp->nr, nth, tid, &my.x0, &my.x1);
+    for (size_t k = 0; k < T; k++)
+        FL_FN(backward_step)(lp, k, &my, NULL, tid, nth, &round);
 }
 
 /* dx = dgates W_ih per step needs FL_MIN_DX_ROWS rows per thread and a W_ih
@@ -643,6 +724,10 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     fl_barrier bar;
     fl_barrier_init(&bar, nt);
     lp.bar = &bar;
+    /* per step: dh (K = 4H, N = H_out) and maybe dx (N = I); blocks are
+     * counted on dh alone */
+    size_t steps = 0;
+    const size_t chunks = lp.split_batch ? FL_FN(plan_chunks)(B, nt, G4, Hout, &steps) : 0;
 
     const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;
@@ -650,14 +735,22 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     /* dx = dgates W_ih: per step, while dgates is in cache, unless each
      * thread's step has too few rows to be worth streaming W_ih again or
      * W_ih does not stay in cache between steps */
-    lp.dx_in_loop = a->dx && (lp.split_batch ? B / (size_t)nt : B) >= FL_MIN_DX_ROWS &&
+    lp.dx_in_loop = a->dx && (lp.split_batch ? B / chunks : B) >= FL_MIN_DX_ROWS &&
                     G4 * I * sizeof(REAL) <= FL_MAX_DX_LOOP_BYTES;
     const size_t n_dx = lp.dx_in_loop && sh->reverse && sh->batch_sizes ? B * I : 0;
     REAL *ws = malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) *
                       sizeof(REAL));
-    if (!ws) {
+    size_t *ch_mem = malloc(fl_chunks_mem(chunks) * sizeof(size_t));
+    if (!ws || !ch_mem) {
+        free(ws);
+        free(ch_mem);
         fl_rows_free(&rw);
         return FL_ENOMEM;
+    }
+    fl_chunks ch;
+    if (lp.split_batch) {
+        fl_chunks_init(&ch, &rw, T, chunks, steps, 1, ch_mem);
+        lp.ch = &ch;
     }
     lp.dhbuf = ws;
     lp.dcstate = lp.dhbuf + n_dh;
@@ -698,6 +791,7 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
     if (P)
         GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
     free(ws);
+    free(ch_mem);
     fl_rows_free(&rw);
     return FL_OK;
 }

@@ -85,3 +85,64 @@ void fl_rows_free(fl_rows *rw)
     rw->off = NULL;
     rw->len = NULL;
 }
+
+size_t fl_chunks_mem(size_t n)
+{
+    return 4 * n + 1;
+}
+
+void fl_chunks_init(fl_chunks *ch, const fl_rows *rw, size_t T, size_t n, size_t steps,
+                    int backward, size_t *mem)
+{
+    ch->n = n;
+    ch->steps = steps ? steps : 1;
+    ch->lo = mem;
+    ch->next = mem + n + 1;
+    ch->end = ch->next + n;
+    ch->busy = ch->end + n;
+    for (size_t c = 0; c < n; c++) {
+        size_t hi;
+        fl_split_rows(rw, (int)n, (int)c, &ch->lo[c], &hi);
+        ch->lo[c + 1] = hi;
+        /* an empty chunk (more chunks than rows) has no steps */
+        const size_t len = ch->lo[c] < hi ? rw->len[ch->lo[c]] : 0;
+        ch->next[c] = backward ? T - len : 0;
+        ch->end[c] = backward ? T : len;
+        ch->busy[c] = 0;
+    }
+}
+
+int fl_chunks_claim(fl_chunks *ch, size_t *c, size_t *s0, size_t *s1)
+{
+    int got = 0;
+#ifdef _OPENMP
+#pragma omp critical(fl_chunks)
+#endif
+    {
+        size_t best = ch->n, left = 0;
+        for (size_t k = 0; k < ch->n; k++) {
+            const size_t l = ch->end[k] - ch->next[k];
+            if (!ch->busy[k] && l > 0 && (l > left || (l == left && k == *c))) {
+                best = k;
+                left = l;
+            }
+        }
+        if (best < ch->n) {
+            ch->busy[best] = 1;
+            *c = best;
+            *s0 = ch->next[best];
+            *s1 = left < ch->steps ? ch->end[best] : *s0 + ch->steps;
+            ch->next[best] = *s1;
+            got = 1;
+        }
+    }
+    return got;
+}
+
+void fl_chunks_release(fl_chunks *ch, size_t c)
+{
+#ifdef _OPENMP
+#pragma omp critical(fl_chunks)
+#endif
+    ch->busy[c] = 0;
+}

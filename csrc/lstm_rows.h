@@ -55,11 +55,10 @@ static inline void fl_split(size_t n, size_t align, int nth, int tid,
     *hi = b1 * align < n ? b1 * align : n;
 }
 
-/* Rows [*lo, *hi) of thread tid of nth when the batch is split between
- * threads: contiguous ranges holding about equal numbers of tokens (rows are
- * sorted longest first, so with ragged lengths the first thread gets fewer
- * rows).  Each thread runs its rows through all steps with no barrier, so
- * only the total work per thread has to balance. */
+/* Rows [*lo, *hi) of part tid of nth when the batch is cut into parts (the
+ * row chunks below): contiguous ranges holding about equal numbers of tokens
+ * (rows are sorted longest first, so with ragged lengths the first part gets
+ * fewer rows). */
 static inline void fl_split_rows(const fl_rows *rw, int nth, int tid, size_t *lo,
                                  size_t *hi)
 {
@@ -87,5 +86,41 @@ static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, in
         fl_split(n, 1, nth, tid, lo, hi);
     }
 }
+
+/* Dynamic row chunks, for the batch split.  Rows are independent sequences,
+ * so any thread can advance any of them; with a fixed share per thread a call
+ * waits for the slowest, and on a shared or hybrid CPU one core often runs
+ * 15-40% slower than the other for a whole call.  So the batch is cut into n
+ * chunks of about equal tokens (one more than threads when the rows allow),
+ * and a thread repeatedly takes the free chunk with the most steps left and
+ * runs it for up to `steps` steps: a faster core just runs more blocks, and
+ * the chunks finish together.  A row's results do not depend on which thread
+ * ran it or on the tile it was in, so they do not depend on the schedule.
+ * Claims and releases (one per block, tens of us apart) go through one
+ * OpenMP critical section, which also makes an owner's writes of a chunk's
+ * state visible to its next owner. */
+typedef struct fl_chunks {
+    size_t n;     /* chunks */
+    size_t steps; /* steps per block */
+    size_t *lo;   /* (n + 1) chunk c is rows [lo[c], lo[c + 1]) */
+    size_t *next; /* (n) first step of the loop not yet taken */
+    size_t *end;  /* (n) the loop's steps end here for chunk c */
+    size_t *busy; /* (n) 1 while a thread holds chunk c */
+} fl_chunks;
+
+/* size_t's of caller memory fl_chunks_init needs for n chunks. */
+size_t fl_chunks_mem(size_t n);
+/* n chunks of rw's rows (token-balanced), blocks of `steps`; each chunk's
+ * loop steps are those where its first (longest) row is active: [0, len)
+ * for a forward loop, [T - len, T) for a backward one (backward != 0). */
+void fl_chunks_init(fl_chunks *ch, const fl_rows *rw, size_t T, size_t n, size_t steps,
+                    int backward, size_t *mem);
+/* Take a block: the free chunk with the most steps left (on a tie *c, the
+ * caller's previous chunk); -> 1 with *c and its steps [*s0, *s1), or 0
+ * when every chunk is finished or held by another thread (so nothing is left
+ * that this thread could run alongside them). */
+int fl_chunks_claim(fl_chunks *ch, size_t *c, size_t *s0, size_t *s1);
+/* Give chunk c back after running its block. */
+void fl_chunks_release(fl_chunks *ch, size_t c);
 
 #endif

@@ -72,6 +72,13 @@ THREAD_SHAPES = {
     "B2-H130-bi-ragged": (6, 2, 3, 130, dict(bidirectional=True, lengths=[2, 6])),
     "B20-H256-ragged": (5, 20, 8, 256, dict(lengths=[5] * 6 + [3] * 9 + [1] * 5)),
     "B3-H320-proj": (4, 3, 8, 320, dict(proj_size=40)),  # 64-unit groups
+    # batch split with more row chunks than threads, each run in several
+    # blocks of steps by whichever thread is free: ragged lengths (chunks
+    # finish at different steps), both directions, a projection
+    "B48-H64-bi-ragged-chunks": (40, 48, 16, 64, dict(
+        bidirectional=True, lengths=[40 - (7 * j) % 37 for j in range(48)])),
+    "B36-H128-proj-ragged-chunks": (40, 36, 32, 128, dict(
+        proj_size=32, lengths=[40] * 20 + [23] * 10 + [5] * 6)),
 }
 
 
