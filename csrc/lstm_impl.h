@@ -222,6 +222,7 @@ typedef struct FL_FN(loop) {
     int dx_in_loop;        /* backward: dx per step (else one GEMM after) */
     fl_barrier *bar;       /* the per-step barrier (unit split) */
     fl_chunks *ch;         /* the row chunks (batch split) */
+    size_t *steal;         /* work-stealing counters (unit split), or NULL */
     REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore, *dxstep;
@@ -332,6 +333,12 @@ static size_t FL_FN(plan_chunks)(size_t B, int nt, size_t K, size_t N, size_t *s
     return n;
 }
 
+/* Work stealing (take_groups) for a unit split whose weights per thread
+ * exceed this: they do not stay in the core's cache anyway. */
+#ifndef FL_STEAL_MIN_BYTES
+#define FL_STEAL_MIN_BYTES (512u << 10)
+#endif
+
 /* Elements of the forward's REAL scratch for nt threads (gw groups per
  * product). */
 static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout) *L,
@@ -349,6 +356,7 @@ typedef struct FL_FN(fwd_plan) {
     size_t gw;          /* groups per product */
     size_t chunks;      /* row chunks (batch split; else 0) */
     size_t steps;       /* steps per block of a chunk */
+    int steal;          /* unit split with work stealing (take_groups) */
 } FL_FN(fwd_plan);
 
 static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L)
@@ -361,6 +369,8 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
         p.steps = 0;
     const size_t rows = p.split_batch ? (sh->B + p.chunks - 1) / p.chunks : sh->B;
     p.gw = FL_FN(groups_per_product)(rows, L->U, L->groups);
+    p.steal = FL_HAVE_TAKE && !p.split_batch && p.nt > 1 &&
+              K * N * sizeof(REAL) / (size_t)p.nt > FL_STEAL_MIN_BYTES;
     return p;
 }
 
@@ -369,7 +379,8 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
 static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) *L,
                                    const FL_FN(fwd_plan) *p)
 {
-    return (fl_rows_mem(sh) + fl_chunks_mem(p->chunks)) * sizeof(size_t) + 64 +
+    return (fl_rows_mem(sh) + fl_chunks_mem(p->chunks) +
+            (p->steal ? (size_t)p->nt * FL_CTR_STRIDE : 0)) * sizeof(size_t) + 64 +
            FL_FN(forward_scratch)(sh, L, p->nt, p->gw) * sizeof(REAL);
 }
 
@@ -394,6 +405,76 @@ static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
                I * sizeof(REAL));
 }
 
+/* Groups [g, g + ng) of time step s for rows [j0, nb): the tile
+ * [x_t | h_{t-1}] [W_ih | W_hh]^T of those groups, then the gate loop (which
+ * adds the bias) of each group of each row. */
+static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, size_t nb,
+                                  size_t g, size_t ng, REAL *tile)
+{
+    const fl_shape *sh = lp->sh;
+    const fl_rows *rw = lp->rw;
+    const FWD_ARGS *a = lp->fa;
+    const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
+    const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U, K = lp->L.K;
+    const size_t W = 4 * U * lp->gw; /* tile row stride */
+    const int rev = sh->reverse;
+    REAL *gates = a->gates, *y = a->y, *cells = a->cells;
+    const int train = a->xh != NULL;
+    const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
+    const REAL *xc = lp->xh + (s & 1) * B * K;
+    REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
+    GEMM_PACKED(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)0,
+                tile, W);
+    for (size_t j = j0; j < nb; j++) {
+        const size_t row = fl_step_row(rw, rev, s, j);
+        const int last = j >= nb_next;
+        for (size_t gg = g; gg < g + ng; gg++) {
+            const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
+            REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
+            REAL *cs = lp->cstate + j * H + u0;
+            FL_FN(gate_forward)(nu, U, H, tile + (j - j0) * W + (gg - g) * 4 * U,
+                                lp->gbias + gg * 4 * U,
+                                train ? gates + row * G4 + u0 : NULL, cs, rout);
+            if (cells)
+                memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
+            if (last)
+                memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
+            if (!P) {
+                memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0, rout,
+                       nu * sizeof(REAL));
+                if (last)
+                    memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
+            }
+        }
+    }
+}
+
+/* Work stealing in the unit split, for weights too big for a core's L2
+ * (lp->steal): the weights come from L3 or memory every step whoever
+ * multiplies them, so a thread that has done its own blocks of gw groups
+ * takes the blocks another thread has not started, and a step waits less
+ * for the slower core.  Thread v's blocks are numbered by its counter
+ * (FL_CTR_STRIDE apart), s n_v .. (s + 1) n_v - 1 in step s (fl_take); the
+ * barrier that ends a step orders its writes before the next step's reads.
+ * -> 1 with the next block [*g, *g + *ng), or 0 when the step has none left. */
+static int FL_FN(take_groups)(const FL_FN(loop) *lp, size_t s, int tid, int nth, size_t *g,
+                              size_t *ng)
+{
+    const size_t gw = lp->gw;
+    for (int k = 0; k < nth; k++) {
+        const int v = (tid + k) % nth; /* my own first */
+        size_t lo, hi, i;
+        fl_split(lp->L.groups, 1, nth, v, &lo, &hi);
+        if (hi > lo && fl_take(lp->steal + (size_t)v * FL_CTR_STRIDE, s, (hi - lo + gw - 1) / gw,
+                               &i)) {
+            *g = lo + i * gw;
+            *ng = hi - *g < gw ? hi - *g : gw;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Time step s of a thread's share `my` (of its rows, those active at s);
  * tile is the thread's scratch (row j at (j - j0) W).  With the unit split
  * (sync) the threads meet at a barrier before the projection. */
@@ -406,10 +487,9 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
-    const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U, K = lp->L.K;
-    const size_t W = 4 * U * lp->gw; /* tile row stride */
+    const size_t Hout = P ? P : H, K = lp->L.K;
     const int rev = sh->reverse, sync = !lp->split_batch;
-    REAL *gates = a->gates, *y = a->y, *cells = a->cells;
+    REAL *y = a->y;
     const int train = a->xh != NULL;
     /* my rows of this step: [j0, nb); the product's input rows
      * [x_t | h_{t-1}] are xc, and h_t goes to the h part of xn */
@@ -424,35 +504,13 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
             memcpy(a->xh + fl_step_row(rw, rev, s, j) * K, xc + j * K, K * sizeof(REAL));
     }
 
-    for (size_t g = g0; g < g1 && nb > j0; g += lp->gw) {
-        /* tile = [x_t | h_{t-1}] [W_ih | W_hh]^T for groups [g, g + ng),
-         * then the gate loop (which adds the bias) of each group of each
-         * row */
-        const size_t ng = g1 - g < lp->gw ? g1 - g : lp->gw, n = 4 * U * ng;
-        GEMM_PACKED(nb - j0, n, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)0, tile,
-                    W);
-        for (size_t j = j0; j < nb; j++) {
-            const size_t row = fl_step_row(rw, rev, s, j);
-            const int last = j >= nb_next;
-            for (size_t gg = g; gg < g + ng; gg++) {
-                const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
-                REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
-                REAL *cs = lp->cstate + j * H + u0;
-                FL_FN(gate_forward)(nu, U, H, tile + (j - j0) * W + (gg - g) * 4 * U,
-                                    lp->gbias + gg * 4 * U,
-                                    train ? gates + row * G4 + u0 : NULL, cs, rout);
-                if (cells)
-                    memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
-                if (last)
-                    memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
-                if (!P) {
-                    memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0, rout,
-                           nu * sizeof(REAL));
-                    if (last)
-                        memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
-                }
-            }
-        }
+    if (nb > j0 && lp->steal) { /* my groups' blocks, then the others' */
+        size_t g, ng;
+        while (FL_FN(take_groups)(lp, s, tid, nth, &g, &ng))
+            FL_FN(forward_groups)(lp, s, j0, nb, g, ng, tile);
+    } else if (nb > j0) {
+        for (size_t g = g0; g < g1; g += lp->gw)
+            FL_FN(forward_groups)(lp, s, j0, nb, g, g1 - g < lp->gw ? g1 - g : lp->gw, tile);
     }
     if (P) { /* h_t = r_t W_hr^T, my columns of it */
         if (sync)
@@ -555,12 +613,17 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
         fl_chunks_init(&ch, &rw, sh->T, plan.chunks, plan.steps, 0, ch_mem);
         lp.ch = &ch;
     }
+    size_t *ctr = ch_mem + fl_chunks_mem(plan.chunks);
+    if (plan.steal) {
+        memset(ctr, 0, (size_t)nt * FL_CTR_STRIDE * sizeof(size_t));
+        lp.steal = ctr;
+    }
 
-    /* the REAL scratch follows the row and chunk bookkeeping, 64-byte
-     * aligned; none is allocated inside the loop */
+    /* the REAL scratch follows the bookkeeping, 64-byte aligned; none is
+     * allocated inside the loop */
     const size_t n_xh = 2 * B * K, n_c = B * H, n_r = P ? B * H : 0;
     const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw;
-    uintptr_t at = (uintptr_t)(ch_mem + fl_chunks_mem(plan.chunks));
+    uintptr_t at = (uintptr_t)(ctr + (plan.steal ? (size_t)nt * FL_CTR_STRIDE : 0));
     REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
     lp.xh = ws;
     lp.cstate = lp.xh + n_xh;

@@ -70,6 +70,36 @@ static inline void fl_barrier_wait(fl_barrier *b, size_t *round, int nth)
 #endif
 }
 
+/* Work items of a time loop's steps, taken by several threads: a counter
+ * that runs through s n .. (s + 1) n - 1 during step s (n items per step;
+ * all taken before the step's barrier, so it starts the next step at
+ * (s + 1) n).  fl_take -> 1 and *item in [0, n), or 0 when step s has none
+ * left; it never takes an item of a later step.  Counters of different
+ * threads sit FL_CTR_STRIDE size_t's apart (a cache line).  Only with
+ * GCC/Clang atomics (FL_HAVE_TAKE); callers do without it otherwise. */
+#define FL_CTR_STRIDE (64 / sizeof(size_t))
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_HAVE_TAKE 1
+static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
+{
+    size_t x = __atomic_load_n(ctr, __ATOMIC_RELAXED);
+    while (x < (s + 1) * n)
+        if (__atomic_compare_exchange_n(ctr, &x, x + 1, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            *item = x - s * n;
+            return 1;
+        }
+    return 0;
+}
+#else
+#define FL_HAVE_TAKE 0
+static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
+{
+    (void)ctr; (void)s; (void)n; (void)item;
+    return 0;
+}
+#endif
+
 #ifdef __cplusplus
 }
 #endif

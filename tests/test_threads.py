@@ -79,6 +79,10 @@ THREAD_SHAPES = {
         bidirectional=True, lengths=[40 - (7 * j) % 37 for j in range(48)])),
     "B36-H128-proj-ragged-chunks": (40, 36, 32, 128, dict(
         proj_size=32, lengths=[40] * 20 + [23] * 10 + [5] * 6)),
+    # unit split with weights beyond a core's cache: threads take each
+    # other's blocks of groups when they finish early (work stealing)
+    "B3-H256-steal": (6, 3, 128, 256, {}),
+    "B5-H256-proj-ragged-steal": (6, 5, 256, 256, dict(proj_size=64, lengths=[6, 4, 6, 1, 3])),
 }
 
 
