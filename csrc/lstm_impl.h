@@ -145,12 +145,13 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
 /* The fused gate loop of one batch row over nu units (all four gates of
  * them).  acc holds the product [x_t | h_{t-1}] [W_ih | W_hh]^T in group
  * layout (U columns per gate), bias the bias in the same layout; acc gets
- * the activations, the new cell state goes to cs, r = o * tanh(c) to rout,
- * and, when gr is not NULL (training), the activations to gr in the 4H
- * layout. */
+ * the activations, the new cell state goes to cs, r = o * tanh(c) to rout
+ * and, when yout is not NULL, to yout (stored in the same loop: a memcpy
+ * call per row and group costs more than the stores), and, when gr is not
+ * NULL (training), the activations to gr in the 4H layout. */
 static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
                                 const REAL *restrict bias, REAL *restrict gr,
-                                REAL *restrict cs, REAL *restrict rout)
+                                REAL *restrict cs, REAL *restrict rout, REAL *restrict yout)
 {
     /* one loop per activation: each keeps its constants in registers (one
      * fused loop spills them to the stack) */
@@ -166,11 +167,22 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
     FL_SIMD
     for (size_t k = 0; k < nu; k++)
         acc[3 * U + k] = SIGMOID(acc[3 * U + k] + bias[3 * U + k]);
-    FL_SIMD
-    for (size_t k = 0; k < nu; k++) {
-        REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
-        cs[k] = c;
-        rout[k] = acc[3 * U + k] * TANH(c);
+    if (yout) {
+        FL_SIMD
+        for (size_t k = 0; k < nu; k++) {
+            REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
+            REAL r = acc[3 * U + k] * TANH(c);
+            cs[k] = c;
+            rout[k] = r;
+            yout[k] = r;
+        }
+    } else {
+        FL_SIMD
+        for (size_t k = 0; k < nu; k++) {
+            REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
+            cs[k] = c;
+            rout[k] = acc[3 * U + k] * TANH(c);
+        }
     }
     if (gr)
         for (size_t q = 0; q < 4; q++)
@@ -430,18 +442,19 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
         const int last = j >= nb_next;
         for (size_t gg = g; gg < g + ng; gg++) {
             const size_t u0 = gg * U, nu = H - u0 < U ? H - u0 : U;
+            /* r_t: to the next input row's h part (and to y), or, with a
+             * projection, to the projection's input */
             REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
+            REAL *yout = P ? NULL : y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0;
             REAL *cs = lp->cstate + j * H + u0;
             FL_FN(gate_forward)(nu, U, H, tile + (j - j0) * W + (gg - g) * 4 * U,
                                 lp->gbias + gg * 4 * U,
-                                train ? gates + row * G4 + u0 : NULL, cs, rout);
+                                train ? gates + row * G4 + u0 : NULL, cs, rout, yout);
             if (cells)
                 memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
             if (last)
                 memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
             if (!P) {
-                memcpy(y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0, rout,
-                       nu * sizeof(REAL));
                 if (last)
                     memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
             }
