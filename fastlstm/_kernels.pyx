@@ -14,7 +14,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcmp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous,
-                             PyBUF_RECORDS_RO, PyBUF_CONTIG)
+                             PyBUF_RECORDS_RO, PyBUF_CONTIG, PyBUF_C_CONTIGUOUS)
 from cython cimport floating
 
 import numpy as np
@@ -260,16 +260,51 @@ def pack(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
             fl_lstm_pack_d(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
 
 
-def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b):
-    """True when two byte buffers are identical (for the packed-weights cache)."""
-    if a.shape[0] != b.shape[0]:
+def same_weights(tuple saved, tuple current):
+    """True when every array of `current` holds exactly the bytes of the one
+    at the same place in `saved` (None matches only None): the check of the
+    packed-weights cache, once per layer call.  The buffers are compared in
+    place (no array views or memoryview objects: those cost more than the
+    memcmp for a small layer); a buffer that is not C-contiguous counts as
+    changed, which only costs a repack."""
+    cdef Py_ssize_t i, n = len(saved)
+    if len(current) != n:
         return False
-    if a.shape[0] == 0:
-        return True
+    for i in range(n):
+        a, b = saved[i], current[i]
+        if a is None or b is None:
+            if a is not b:
+                return False
+        elif not _same_buffer(a, b):
+            return False
+    return True
+
+
+cdef bint _same_buffer(object a, object b) except -1:
+    cdef Py_buffer va, vb
     cdef int r
-    with nogil:
-        r = memcmp(&a[0], &b[0], a.shape[0])
-    return r == 0
+    try:
+        PyObject_GetBuffer(a, &va, PyBUF_C_CONTIGUOUS)
+    except (BufferError, ValueError):
+        return False
+    try:
+        try:
+            PyObject_GetBuffer(b, &vb, PyBUF_C_CONTIGUOUS)
+        except (BufferError, ValueError):
+            return False
+        try:
+            if va.len != vb.len:
+                return False
+            if va.len >= (1 << 20):  # big enough to let other threads run
+                with nogil:
+                    r = memcmp(va.buf, vb.buf, <size_t> va.len)
+            else:
+                r = memcmp(va.buf, vb.buf, <size_t> va.len)
+            return r == 0
+        finally:
+            PyBuffer_Release(&vb)
+    finally:
+        PyBuffer_Release(&va)
 
 
 cdef const int64_t *_row_map(str name, const int64_t[::1] rows_of, Py_ssize_t rows,

@@ -153,7 +153,7 @@ class ParameterModule:
         ws = tuple(self._params[n + sfx] if n + sfx in self._params else None
                    for n in ("weight_ih", "weight_hh", "weight_hr"))
         entry = self._pack_cache.get(sfx)
-        if entry is not None and all(_same(a, b) for a, b in zip(entry[0], ws)):
+        if entry is not None and _kernels.same_weights(entry[0], ws):
             return entry
         w_ih, w_hh, w_hr = ws
         I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
@@ -163,9 +163,3 @@ class ParameterModule:
         self._pack_cache[sfx] = entry
         return entry
 
-
-def _same(saved, current):
-    if saved is None or current is None:
-        return saved is None and current is None
-    return _kernels.same_bytes(saved.reshape(-1).view(np.uint8),
-                               current.reshape(-1).view(np.uint8))

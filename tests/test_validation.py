@@ -598,6 +598,28 @@ def test_parameter_changes_are_seen(rng, change, dtype):
     assert not np.array_equal(before, after), "the change must matter"
 
 
+def test_pack_cache_check_compares_every_byte():
+    """The cache's check (one call per layer) against np.array_equal on the
+    bytes: a change anywhere, a missing or extra array, a different size or
+    a buffer it cannot read in place all count as changed."""
+    from fastlstm import _kernels
+    rng = np.random.default_rng(5)
+    a, b = rng.random((6, 5)).astype(np.float32), rng.random(7).astype(np.float32)
+    same = _kernels.same_weights
+    assert same((a, b, None), (a.copy(), b.copy(), None))
+    for k in (0, 61, a.nbytes - 1):  # first, a middle and the last byte
+        changed = a.copy()
+        changed.reshape(-1).view(np.uint8)[k] ^= 1
+        assert not same((a, b, None), (changed, b, None))
+    assert not same((a, b, None), (a, b, b))        # None against an array
+    assert not same((a, b, b), (a, b, None))
+    assert not same((a, b), (a, b, None))           # a different count
+    assert not same((b,), (b[:-1].copy(),))         # a different size
+    wide = np.ascontiguousarray(np.repeat(a, 2, axis=1))
+    assert not same((a,), (wide[:, ::2],))          # equal values, not C-contiguous
+    assert same((a,), (wide[:, ::2].copy(),))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_backward_uses_the_weights_of_its_forward(rng, dtype):
     """Weights changed between forward_train and backward (an optimizer step
