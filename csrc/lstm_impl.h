@@ -376,9 +376,8 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
     FL_FN(fwd_plan) p;
     const size_t K = L->K, N = 4 * sh->H;
     p.nt = FL_FN(plan_threads)(sh->T, sh->B, sh->H, K, N, L->groups, &p.split_batch);
+    p.steps = 0;
     p.chunks = p.split_batch ? FL_FN(plan_chunks)(sh->B, p.nt, K, N, &p.steps) : 0;
-    if (!p.split_batch)
-        p.steps = 0;
     const size_t rows = p.split_batch ? (sh->B + p.chunks - 1) / p.chunks : sh->B;
     p.gw = FL_FN(groups_per_product)(rows, L->U, L->groups);
     p.steal = FL_HAVE_TAKE && !p.split_batch && p.nt > 1 &&
@@ -386,13 +385,20 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
     return p;
 }
 
-/* Bytes of a forward's workspace: the row and chunk bookkeeping, alignment,
- * scratch. */
+/* size_t's of a forward's bookkeeping at the start of its workspace: the
+ * rows (fl_rows), the row chunks (fl_chunks) and the stealing counters, in
+ * that order. */
+static size_t FL_FN(forward_words)(const fl_shape *sh, const FL_FN(fwd_plan) *p)
+{
+    return fl_rows_mem(sh) + fl_chunks_mem(p->chunks) +
+           (p->steal ? (size_t)p->nt * FL_CTR_STRIDE : 0);
+}
+
+/* Bytes of a forward's workspace: the bookkeeping, alignment, scratch. */
 static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) *L,
                                    const FL_FN(fwd_plan) *p)
 {
-    return (fl_rows_mem(sh) + fl_chunks_mem(p->chunks) +
-            (p->steal ? (size_t)p->nt * FL_CTR_STRIDE : 0)) * sizeof(size_t) + 64 +
+    return FL_FN(forward_words)(sh, p) * sizeof(size_t) + 64 +
            FL_FN(forward_scratch)(sh, L, p->nt, p->gw) * sizeof(REAL);
 }
 
@@ -454,10 +460,8 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
                 memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
             if (last)
                 memcpy(a->c_n + j * H + u0, cs, nu * sizeof(REAL));
-            if (!P) {
-                if (last)
-                    memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
-            }
+            if (last && !P)
+                memcpy(a->h_n + j * Hout + u0, rout, nu * sizeof(REAL));
         }
     }
 }
@@ -636,7 +640,7 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
      * allocated inside the loop */
     const size_t n_xh = 2 * B * K, n_c = B * H, n_r = P ? B * H : 0;
     const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw;
-    uintptr_t at = (uintptr_t)(ctr + (plan.steal ? (size_t)nt * FL_CTR_STRIDE : 0));
+    uintptr_t at = (uintptr_t)((size_t *)mem + FL_FN(forward_words)(sh, &plan));
     REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
     lp.xh = ws;
     lp.cstate = lp.xh + n_xh;
