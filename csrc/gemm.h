@@ -91,6 +91,23 @@ void fl_gemm_packed_d(size_t M, size_t N, size_t K,
                       const double *A, size_t lda, const double *packed,
                       double beta, double *C, size_t ldc);
 
+/* The same for rows [k0, k0 + K) of a packed op(B) of Ktot rows (the part of
+ * a stacked matrix that multiplies one of its inputs): `packed` points at
+ * row k0 of the first panel (packed_base + (n0/nr)*nr*Ktot + k0*nr) and
+ * ldp = nr*Ktot is the distance between panels.  With 0 < ks < K the sum
+ * over K is blocked as two products, rows [0, ks) with beta and then rows
+ * [ks, K) with beta = 1, and gives their bits in one pass (a stacked matrix
+ * whose parts are also multiplied separately elsewhere).  fl_gemm_packed_*
+ * is this with k0 = 0, Ktot = K, ks = 0. */
+void fl_gemm_packed_ld_s(size_t M, size_t N, size_t K,
+                         const float *A, size_t lda, const float *packed,
+                         size_t ldp, size_t ks, float beta, float *C,
+                         size_t ldc);
+void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K,
+                         const double *A, size_t lda, const double *packed,
+                         size_t ldp, size_t ks, double beta, double *C,
+                         size_t ldc);
+
 /* ---- ISA dispatch -------------------------------------------------------- */
 /* Chooses the variant once (first call, or fl_gemm_init).  The environment
  * variable FASTLSTM_ISA=generic|avx2|avx512 forces a variant (a variant the

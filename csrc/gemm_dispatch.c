@@ -297,8 +297,9 @@ size_t fl_packed_size_d(size_t K, size_t N)
     }                                                                        \
     void fl_gemm_packed_##SFX##_with(const fl_gemm_impl *impl, size_t M,     \
                                      size_t N, size_t K, const T *A,         \
-                                     size_t lda, const T *packed, T beta,    \
-                                     T *C, size_t ldc)                       \
+                                     size_t lda, const T *packed,            \
+                                     size_t ldp, size_t ks, T beta, T *C,    \
+                                     size_t ldc)                             \
     {                                                                        \
         if (M == 0 || N == 0)                                                \
             return;                                                          \
@@ -306,14 +307,23 @@ size_t fl_packed_size_d(size_t K, size_t N)
             scale_part_##SFX(M, N, beta, C, ldc);                            \
             return;                                                          \
         }                                                                    \
-        impl->packed_##SFX(M, N, K, A, lda, packed, beta, C, ldc);           \
+        impl->packed_##SFX(M, N, K, A, lda, packed, ldp, ks < K ? ks : 0,    \
+                           beta, C, ldc);                                    \
     }                                                                        \
     void fl_gemm_packed_##SFX(size_t M, size_t N, size_t K, const T *A,      \
                               size_t lda, const T *packed, T beta, T *C,     \
                               size_t ldc)                                    \
     {                                                                        \
+        const fl_gemm_impl *impl = fl_gemm_active();                         \
+        fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda, packed,           \
+                                    impl->nr_##SFX * K, 0, beta, C, ldc);    \
+    }                                                                        \
+    void fl_gemm_packed_ld_##SFX(size_t M, size_t N, size_t K, const T *A,   \
+                                 size_t lda, const T *packed, size_t ldp,    \
+                                 size_t ks, T beta, T *C, size_t ldc)        \
+    {                                                                        \
         fl_gemm_packed_##SFX##_with(fl_gemm_active(), M, N, K, A, lda,       \
-                                    packed, beta, C, ldc);                   \
+                                    packed, ldp, ks, beta, C, ldc);          \
     }
 
 FL_DEFINE_GEMM(s, float)

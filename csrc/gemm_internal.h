@@ -60,18 +60,18 @@ typedef struct fl_gemm_impl {
                    double alpha, const double *A, size_t lda,
                    const double *B, size_t ldb, double beta,
                    const fl_cout_d *c);
-    /* Same contracts as fl_pack_b_* / fl_gemm_packed_* in gemm.h (the
+    /* Same contracts as fl_pack_b_* / fl_gemm_packed_ld_* in gemm.h (the
      * packed functions require M, N, K >= 1). */
     void (*pack_b_s)(int transB, size_t K, size_t N, const float *B,
                      size_t ldb, float *packed);
     void (*pack_b_d)(int transB, size_t K, size_t N, const double *B,
                      size_t ldb, double *packed);
     void (*packed_s)(size_t M, size_t N, size_t K, const float *A,
-                     size_t lda, const float *packed, float beta, float *C,
-                     size_t ldc);
+                     size_t lda, const float *packed, size_t ldp, size_t ks,
+                     float beta, float *C, size_t ldc);
     void (*packed_d)(size_t M, size_t N, size_t K, const double *A,
-                     size_t lda, const double *packed, double beta,
-                     double *C, size_t ldc);
+                     size_t lda, const double *packed, size_t ldp,
+                     size_t ks, double beta, double *C, size_t ldc);
 } fl_gemm_impl;
 
 /* Variant tables.  A function returns NULL when its file was compiled
@@ -113,12 +113,12 @@ void fl_gemm_split_d_with(const fl_gemm_impl *impl, int nthreads,
                           double *C2, size_t ldc2, double *sums);
 void fl_gemm_packed_s_with(const fl_gemm_impl *impl, size_t M, size_t N,
                            size_t K, const float *A, size_t lda,
-                           const float *packed, float beta, float *C,
-                           size_t ldc);
+                           const float *packed, size_t ldp, size_t ks,
+                           float beta, float *C, size_t ldc);
 void fl_gemm_packed_d_with(const fl_gemm_impl *impl, size_t M, size_t N,
                            size_t K, const double *A, size_t lda,
-                           const double *packed, double beta, double *C,
-                           size_t ldc);
+                           const double *packed, size_t ldp, size_t ks,
+                           double beta, double *C, size_t ldc);
 
 /* Plain loops (gemm_ref.c): the specification the variants are tested
  * against.  Same contract as fl_gemm_* (any sizes, beta == 0: C not read). */

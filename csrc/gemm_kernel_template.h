@@ -423,7 +423,17 @@ static void FL_FN(pack_b)(int transB, size_t K, size_t N, const FL_T *B,
     FL_FN(pack_b_block)(transB, K, N, B, ldb, packed);
 }
 
-/* fl_gemm_packed_*: C[M x N] = A * P + beta*C, M, N, K >= 1.
+/* Rows of the K chunk that starts at k0: chunks of FL_KC rows from 0, and
+ * again from ks when 0 < ks < K (see fl_gemm_packed_ld_* in gemm.h). */
+FL_INLINE size_t FL_FN(chunk_rows)(size_t k0, size_t ks, size_t K)
+{
+    return FL_MIN((size_t)FL_KC, (k0 < ks ? ks : K) - k0);
+}
+
+/* fl_gemm_packed_*: C[M x N] = A * P + beta*C, M, N, K >= 1; panel j of P
+ * starts at P + j*ldp (ldp >= NR*K: P may be rows [k0, k0 + K) of a packed
+ * matrix of more rows) and K chunks restart at ks (see fl_gemm_packed_ld_*
+ * in gemm.h).
  * Columns go in groups of FL_NPMAX panels, and K in chunks of FL_KC so that
  * one panel chunk (KC x NR) stays in L1 while every full MR-row tile sweeps
  * it; the M % MR leftover rows then take wider tiles (np panels at once) so
@@ -432,10 +442,10 @@ static void FL_FN(pack_b)(int transB, size_t K, size_t N, const FL_T *B,
  * written only in its N columns.  Every element sums its K chunks in order
  * (beta for the first, then accumulating), whatever M or the column range. */
 static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
-                               size_t lda, const FL_T *P, FL_T beta, FL_T *C,
-                               size_t ldc)
+                               size_t lda, const FL_T *P, size_t ldp, size_t ks,
+                               FL_T beta, FL_T *C, size_t ldc)
 {
-    const size_t panel = (size_t)FL_NR * K;
+    const size_t panel = ldp;
     const size_t nfull = N / FL_NR, rem = N % FL_NR;
     /* Rows in tiles of MR and a tail, or, when the tail is short but M
      * splits into tiles of at least FL_NPMAX rows each, in equal tiles
@@ -457,12 +467,13 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
     const size_t chunk_lines = FL_MIN((size_t)FL_KC, K) * FL_NR * sizeof(FL_T) / FL_LINE;
     const int far = (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES &&
                     ntile_full > 0 && chunk_lines <= ntile_full * FL_PF_BURST;
-    size_t g, p, i, j, k0;
+    size_t g, p, i, j, k0, k1;
 
     for (g = 0; g < nfull; g += FL_NPMAX) {
         const size_t gend = FL_MIN(g + FL_NPMAX, nfull);
-        for (k0 = 0; k0 < K; k0 += FL_KC) {
-            const size_t kc = FL_MIN((size_t)FL_KC, K - k0);
+        for (k0 = 0; k0 < K; k0 = k1) {
+            const size_t kc = FL_FN(chunk_rows)(k0, ks, K);
+            k1 = k0 + kc;
             const FL_T beta_k = k0 == 0 ? beta : (FL_T)1;
             const FL_T *Pk = P + k0 * FL_NR, *Ak = A + k0;
             for (p = g; p < gend; p++) {
@@ -473,14 +484,14 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
                 size_t pn = p + 1, kn = k0;
                 if (pn == gend) {
                     pn = g;
-                    kn = k0 + FL_KC;
+                    kn = k1;
                     if (kn >= K) {
                         pn = gend;
                         kn = 0;
                     }
                 }
                 const FL_T *next = far && pn < nfull ? P + pn * panel + kn * FL_NR : NULL;
-                const size_t lines = next ? FL_MIN((size_t)FL_KC, K - kn) * FL_NR *
+                const size_t lines = next ? FL_FN(chunk_rows)(kn, ks, K) * FL_NR *
                                                 sizeof(FL_T) / FL_LINE
                                           : 0;
                 const size_t share = next ? (lines + ntile_full - 1) / ntile_full : 0;
@@ -522,11 +533,12 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
                 for (r = 0; r < mv; r++)
                     for (j = 0; j < rem; j++)
                         edge[r * FL_NR + j] = cp[r * ldc + j];
-            for (k0 = 0; k0 < K; k0 += FL_KC)
-                FL_FN(kernel_rows)((int)mv, 1, FL_MIN((size_t)FL_KC, K - k0),
-                                   A + i * lda + k0, lda, pp + k0 * FL_NR,
-                                   panel, k0 == 0 ? beta : (FL_T)1, edge,
-                                   FL_NR);
+            for (k0 = 0; k0 < K; k0 = k1) {
+                k1 = k0 + FL_FN(chunk_rows)(k0, ks, K);
+                FL_FN(kernel_rows)((int)mv, 1, k1 - k0, A + i * lda + k0, lda,
+                                   pp + k0 * FL_NR, panel, k0 == 0 ? beta : (FL_T)1,
+                                   edge, FL_NR);
+            }
             for (r = 0; r < mv; r++)
                 for (j = 0; j < rem; j++)
                     cp[r * ldc + j] = edge[r * FL_NR + j];

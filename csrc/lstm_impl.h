@@ -20,7 +20,9 @@
  * of a group of U units side by side.  So for each group (or gw groups at
  * once, for a small batch) a thread computes [x_t | h_{t-1}]
  * [W_ih | W_hh]^T into an L1 tile with one product, then runs the gate loop
- * on the tile (bias, sigmoid/tanh, cell update, output).
+ * on the tile (bias, sigmoid/tanh, cell update, output).  For a batch of a
+ * few rows and weights beyond L2 the x_t W_ih^T part is one product per
+ * block of steps instead (xproj_steps).
  * Training also keeps every input row [x_t | h_{t-1}] (xh) for backward.
  * Backward mirrors it: per step the elementwise gate gradients of a thread's
  * units (or rows), a barrier for the unit split, then dh_{t-1} = dgates W_hh
@@ -54,6 +56,7 @@ typedef struct fl_share {
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
 #define GEMM FL_GEMMX(fl_gemm, S)
 #define GEMM_PACKED FL_GEMMX(fl_gemm_packed, S)
+#define GEMM_PACKED_LD FL_GEMMX(fl_gemm_packed_ld, S)
 #define GEMM_SPLIT FL_GEMMX(fl_gemm_split, S)
 #define PACK_B FL_GEMMX(fl_pack_b, S)
 #define PACKED_SIZE FL_GEMMX(fl_packed_size, S)
@@ -235,6 +238,10 @@ typedef struct FL_FN(loop) {
     fl_barrier *bar;       /* the per-step barrier (unit split) */
     fl_chunks *ch;         /* the row chunks (batch split) */
     size_t *steal;         /* work-stealing counters (unit split), or NULL */
+    size_t xb;             /* steps per block of the input projection, or 0 */
+    size_t ks;             /* the stacked product's sum blocked here (or 0) */
+    REAL *xproj, *xrows;   /* its results (block rows x 4U groups), its
+                              gathered inputs (per thread) */
     REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore, *dxstep;
@@ -351,14 +358,35 @@ static size_t FL_FN(plan_chunks)(size_t B, int nt, size_t K, size_t N, size_t *s
 #define FL_STEAL_MIN_BYTES (512u << 10)
 #endif
 
-/* Elements of the forward's REAL scratch for nt threads (gw groups per
- * product). */
-static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout) *L,
-                                     int nt, size_t gw)
+/* The input projection of a small batch.  With few rows the per-step
+ * product is bound by the bandwidth its weights stream at (L2, L3 or
+ * memory), not by the FMAs.  Its W_ih part does not depend on the
+ * recurrence: x_t W_ih^T of a block of xb steps (about FL_XPROJ_ROWS rows)
+ * is then one GEMM that reads those weights once per block, and each step
+ * streams only W_hh (K = H_out instead of I + H_out) and adds its rows of
+ * the block.  How few rows pays depends on where the weights come from
+ * (whole forwards, 2 threads, against the stacked product):
+ *   - 1 row: 1.3x at I = H = 256 (2 MB), 1.12-1.18x at 512/512, 1.9x at
+ *     1024/1024; at 64/128 (384 KB) only 1.03x, and a one-step call (a
+ *     stream's step, below) then runs 4% slower, so not under 1 MB;
+ *   - 2 rows: 1.07x at I = 128, H = 256 (1.5 MB), 1.03-1.11x at 256/256,
+ *     1.01-1.05x at 512/512, 1.55x at 1024/1024 (0.87-0.92x at 64/128);
+ *   - 4-12 rows: only beyond L3 (1024/1024, 32 MB: 1.37x at 4, 1.14x at 8,
+ *     1.10x at 12, 0.97x at 16; 512/512, 8 MB: 1.02x at 4).
+ * The choice depends on the shape alone (not on threads, nor on T).  A
+ * one-step call runs the stacked product instead, with its sum over K
+ * blocked at I (ks): bitwise the projection plus the W_hh product, in one
+ * pass.  And no element's sum depends on the block it falls in.  So results
+ * are bitwise the same for any thread count and however a stream cuts a
+ * sequence into calls.  -> steps per block, or 0. */
+#ifndef FL_XPROJ_ROWS
+#define FL_XPROJ_ROWS 16
+#endif
+static size_t FL_FN(xproj_steps)(const fl_shape *sh, const FL_FN(blob_layout) *L)
 {
-    const size_t B = sh->B, H = sh->H, P = sh->P;
-    return 2 * B * L->K + B * H + (P ? B * H : 0) + (size_t)nt * B * 4 * L->U * gw +
-           L->groups * 4 * L->U;
+    const double bytes = (double)L->K * 4.0 * (double)sh->H * sizeof(REAL);
+    const size_t most = bytes >= 16e6 ? 8 : bytes >= 1e6 ? 2 : 0;
+    return sh->B <= most ? (FL_XPROJ_ROWS + sh->B - 1) / sh->B : 0;
 }
 
 /* The thread plan of a forward call. */
@@ -369,13 +397,34 @@ typedef struct FL_FN(fwd_plan) {
     size_t chunks;      /* row chunks (batch split; else 0) */
     size_t steps;       /* steps per block of a chunk */
     int steal;          /* unit split with work stealing (take_groups) */
+    size_t xb;          /* steps per block of the input projection, or 0 */
+    size_t ks;          /* the stacked product's sum blocked at this row, or 0 */
 } FL_FN(fwd_plan);
+
+/* Elements of the forward's REAL scratch for plan p. */
+static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout) *L,
+                                     const FL_FN(fwd_plan) *p)
+{
+    const size_t B = sh->B, H = sh->H, P = sh->P, W = L->groups * 4 * L->U;
+    return 2 * B * L->K + B * H + (P ? B * H : 0) + (size_t)p->nt * B * 4 * L->U * p->gw +
+           W + (p->xb ? p->xb * B * (W + (size_t)p->nt * sh->I) : 0);
+}
 
 static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L)
 {
     FL_FN(fwd_plan) p;
     const size_t K = L->K, N = 4 * sh->H;
     p.nt = FL_FN(plan_threads)(sh->T, sh->B, sh->H, K, N, L->groups, &p.split_batch);
+    /* a shape that uses the projection runs a one-step call (a stream's
+     * step) as the stacked product, one pass, with its sum blocked at I:
+     * that gives the bits of the projection plus the W_hh product */
+    p.xb = FL_FN(xproj_steps)(sh, L);
+    p.ks = p.xb ? sh->I : 0;
+    p.xb = sh->T > 1 ? p.xb : 0;
+    if (p.xb && p.split_batch) { /* only when forced: the projection needs the unit split */
+        p.split_batch = 0;
+        p.nt = p.nt < (int)L->groups ? p.nt : (int)L->groups;
+    }
     p.steps = 0;
     p.chunks = p.split_batch ? FL_FN(plan_chunks)(sh->B, p.nt, K, N, &p.steps) : 0;
     const size_t rows = p.split_batch ? (sh->B + p.chunks - 1) / p.chunks : sh->B;
@@ -399,7 +448,7 @@ static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) 
                                    const FL_FN(fwd_plan) *p)
 {
     return FL_FN(forward_words)(sh, p) * sizeof(size_t) + 64 +
-           FL_FN(forward_scratch)(sh, L, p->nt, p->gw) * sizeof(REAL);
+           FL_FN(forward_scratch)(sh, L, p) * sizeof(REAL);
 }
 
 size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh)
@@ -409,18 +458,48 @@ size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh)
     return FL_FN(forward_bytes)(sh, &L, &p);
 }
 
-/* Copy x_t of rows [lo, hi) of step s into the x part of the product's
- * input rows (row j at xh + j K). */
+/* Copy x_t of rows [lo, hi) of step s to dst + j ld (the x part of the
+ * product's input rows: dst = xh, ld = K). */
 static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
-                          REAL *xh)
+                          REAL *dst, size_t ld)
 {
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
-    const size_t K = lp->L.K, I = lp->sh->I;
+    const size_t I = lp->sh->I;
     for (size_t j = lo; j < hi; j++)
-        memcpy(xh + j * K,
+        memcpy(dst + j * ld,
                a->x + FL_ROW_OF(a->x_rows, fl_step_row(rw, lp->sh->reverse, s, j)) * a->ldx,
                I * sizeof(REAL));
+}
+
+/* The input projection (xproj_steps) of the block of steps starting at sb,
+ * groups [g0, g1): x_t [W_ih]^T of every row of those steps, one GEMM over
+ * the I rows of the stacked packed weights, into lp->xproj (row j of step s
+ * at row off[s] - off[sb] + j: steps in loop order, as forward_groups reads
+ * them).  Rows of x in that order are read in place when they are (forward
+ * direction, no row map), else gathered first into the thread's buffer. */
+static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, size_t g1,
+                                 int tid)
+{
+    const fl_shape *sh = lp->sh;
+    const fl_rows *rw = lp->rw;
+    const FWD_ARGS *a = lp->fa;
+    const size_t I = sh->I, U = lp->L.U, K = lp->L.K;
+    const size_t se = sb + lp->xb < sh->T ? sb + lp->xb : sh->T;
+    const REAL *A = a->x + rw->off[sb] * a->ldx;
+    size_t lda = a->ldx;
+    if (g1 <= g0)
+        return;
+    if (sh->reverse || a->x_rows) {
+        REAL *buf = lp->xrows + (size_t)tid * lp->xb * sh->B * I;
+        for (size_t s = sb; s < se; s++)
+            FL_FN(load_x)(lp, s, 0, fl_batch(rw, s), buf + (rw->off[s] - rw->off[sb]) * I, I);
+        A = buf;
+        lda = I;
+    }
+    GEMM_PACKED_LD(rw->off[se] - rw->off[sb], 4 * U * (g1 - g0), I, A, lda,
+                   lp->pk_xh + g0 * 4 * U * K, lp->nr * K, 0, (REAL)0,
+                   lp->xproj + g0 * 4 * U, lp->L.groups * 4 * U);
 }
 
 /* Groups [g, g + ng) of time step s for rows [j0, nb): the tile
@@ -441,8 +520,21 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
     const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
     const REAL *xc = lp->xh + (s & 1) * B * K;
     REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
-    GEMM_PACKED(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K, (REAL)0,
-                tile, W);
+    REAL *acc = tile; /* the product, row j at (j - j0) ldt */
+    size_t ldt = W;
+    if (lp->xb) { /* h_{t-1} W_hh^T added to this step's rows of the projection */
+        ldt = lp->L.groups * 4 * U;
+        acc = lp->xproj + (rw->off[s] - rw->off[s - s % lp->xb] + j0) * ldt + g * 4 * U;
+        GEMM_PACKED_LD(nb - j0, 4 * U * ng, K - I, xc + j0 * K + I, K,
+                       lp->pk_xh + g * 4 * U * K + I * lp->nr, lp->nr * K, 0, (REAL)1, acc,
+                       ldt);
+    } else if (lp->ks) { /* blocked at I, to give the projection's bits */
+        GEMM_PACKED_LD(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K,
+                       lp->nr * K, lp->ks, (REAL)0, tile, W);
+    } else {
+        GEMM_PACKED(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K,
+                    (REAL)0, tile, W);
+    }
     for (size_t j = j0; j < nb; j++) {
         const size_t row = fl_step_row(rw, rev, s, j);
         const int last = j >= nb_next;
@@ -453,7 +545,7 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
             REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
             REAL *yout = P ? NULL : y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0;
             REAL *cs = lp->cstate + j * H + u0;
-            FL_FN(gate_forward)(nu, U, H, tile + (j - j0) * W + (gg - g) * 4 * U,
+            FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * 4 * U,
                                 lp->gbias + gg * 4 * U,
                                 train ? gates + row * G4 + u0 : NULL, cs, rout, yout);
             if (cells)
@@ -520,6 +612,11 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
         for (size_t j = lo; j < hi; j++)
             memcpy(a->xh + fl_step_row(rw, rev, s, j) * K, xc + j * K, K * sizeof(REAL));
     }
+    if (lp->xb && s % lp->xb == 0) { /* the next block's input projection */
+        FL_FN(project_block)(lp, s, g0, g1, tid);
+        if (lp->steal) /* others may take my groups' blocks */
+            fl_barrier_wait(lp->bar, round, nth);
+    }
 
     if (nb > j0 && lp->steal) { /* my groups' blocks, then the others' */
         size_t g, ng;
@@ -545,10 +642,10 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
             }
         }
     }
-    if (nb_next) { /* x_{t+1} of the next step's rows */
+    if (nb_next && (train || !lp->xb)) { /* x_{t+1} of the next step's rows */
         size_t lo, hi;
         fl_copy_rows(lp->split_batch, nb_next, j0, j1, nth, tid, &lo, &hi);
-        FL_FN(load_x)(lp, s + 1, lo, hi, xn);
+        FL_FN(load_x)(lp, s + 1, lo, hi, xn, K);
     }
 }
 
@@ -639,7 +736,7 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     /* the REAL scratch follows the bookkeeping, 64-byte aligned; none is
      * allocated inside the loop */
     const size_t n_xh = 2 * B * K, n_c = B * H, n_r = P ? B * H : 0;
-    const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw;
+    const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw, n_gb = lp.L.groups * 4 * U;
     uintptr_t at = (uintptr_t)((size_t *)mem + FL_FN(forward_words)(sh, &plan));
     REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
     lp.xh = ws;
@@ -647,7 +744,11 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.rstep = P ? lp.cstate + n_c : NULL;
     lp.tmp = lp.cstate + n_c + n_r;
     REAL *gb = lp.tmp + n_tmp; /* the bias in group layout, 0 in padding */
-    memset(gb, 0, lp.L.groups * 4 * U * sizeof(REAL));
+    memset(gb, 0, n_gb * sizeof(REAL));
+    lp.xb = plan.xb;
+    lp.ks = plan.ks;
+    lp.xproj = gb + n_gb;
+    lp.xrows = lp.xproj + plan.xb * B * n_gb;
     if (a->bias)
         for (size_t g = 0; g < lp.L.groups; g++)
             for (size_t q = 0; q < 4; q++)
@@ -655,7 +756,7 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
                        (H - g * U < U ? H - g * U : U) * sizeof(REAL));
     lp.gbias = gb;
     /* the first step's input rows [x_0 | h0] */
-    FL_FN(load_x)(&lp, 0, 0, B, lp.xh);
+    FL_FN(load_x)(&lp, 0, 0, B, lp.xh, K);
     for (size_t j = 0; j < B; j++)
         for (size_t k = 0; k < Hout; k++)
             lp.xh[j * K + I + k] = a->h0 ? a->h0[j * Hout + k] : (REAL)0;
@@ -879,6 +980,7 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
 #undef FL_FN
 #undef GEMM
 #undef GEMM_PACKED
+#undef GEMM_PACKED_LD
 #undef GEMM_SPLIT
 #undef PACK_B
 #undef PACKED_SIZE

@@ -208,13 +208,36 @@ WIDE_GROUPS = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("config", list(WIDE_GROUPS))
-def test_wide_groups(rng, config, dtype):
-    T, B, I, H, extra = WIDE_GROUPS[config]
+def check_config(rng, dtype, T, B, I, H, extra):
     if "lengths" in extra:
         extra = dict(extra, lengths=np.array(extra["lengths"]))
     check_against_reference(Case(rng, dtype, T, B, I, H, **extra))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("config", list(WIDE_GROUPS))
+def test_wide_groups(rng, config, dtype):
+    check_config(rng, dtype, *WIDE_GROUPS[config])
+
+
+# A few rows: the kernel projects the input of a block of steps up front and
+# each step multiplies only W_hh (xproj_steps in csrc/lstm_impl.h): one or
+# two rows from 1 MB of weights (blocks of 16 or 8 steps, a partial last one;
+# the reverse direction and ragged rows gather their inputs), eight from
+# 16 MB.
+XPROJ = {
+    "B1-bi-proj-bfirst": (40, 1, 200, 256, dict(bidirectional=True, proj_size=64,
+                                               batch_first=True)),
+    "B2-bi-ragged-L2": (20, 2, 256, 256, dict(bidirectional=True, num_layers=2,
+                                              lengths=[13, 20])),
+    "B8-16MB": (3, 8, 1024, 1024, {}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("config", list(XPROJ))
+def test_input_projection_blocks(rng, config, dtype):
+    check_config(rng, dtype, *XPROJ[config])
 
 # ----------------------------------------------------------------------------
 # Unbatched 2-D input

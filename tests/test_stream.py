@@ -14,6 +14,9 @@ CONFIGS = {
     "3layers": dict(I=4, H=6, num_layers=3),
     "proj": dict(I=3, H=7, proj_size=4),
     "2layers-proj-nobias": dict(I=5, H=6, num_layers=2, proj_size=3, bias=False),
+    # over 1 MB of weights: with B = 1 a call of several steps projects the
+    # input of blocks of steps up front, a one-step call does not
+    "2layers-xproj": dict(I=200, H=256, num_layers=2),
 }
 T = 9
 CHUNKS = [2, 1, 4, 2]  # uneven, sums to T

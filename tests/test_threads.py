@@ -83,6 +83,13 @@ THREAD_SHAPES = {
     # other's blocks of groups when they finish early (work stealing)
     "B3-H256-steal": (6, 3, 128, 256, {}),
     "B5-H256-proj-ragged-steal": (6, 5, 256, 256, dict(proj_size=64, lengths=[6, 4, 6, 1, 3])),
+    # a few rows: the input projection of blocks of steps up front (a last,
+    # partial block; the reverse direction and ragged rows gathered; with
+    # stealing, 2 MB of weights); 8 rows beyond 16 MB of weights
+    "B1-H256-bi-proj-xproj": (40, 1, 200, 256, dict(bidirectional=True, proj_size=64)),
+    "B2-H256-bi-ragged-xproj-steal": (20, 2, 256, 256, dict(bidirectional=True,
+                                                            lengths=[20, 13])),
+    "B8-H1024-xproj": (3, 8, 1024, 1024, {}),
 }
 
 

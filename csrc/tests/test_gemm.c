@@ -303,10 +303,54 @@ static void *xmalloc(size_t n)
             abs_scale_##SFX(0, 0, M, N, K, (T)1, A, lda, Bs, N, beta, C0, S, \
                             ldc, M, K, K, N);                                \
             fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda,               \
-                                        P + p0 * nr * K, beta, C, ldc);      \
+                                        P + p0 * nr * K, nr * K, 0, beta, C, \
+                                        ldc);                                \
             snprintf(what, sizeof what, "%s packed_%s tB=%d p0=%zu beta=%d", \
                      impl->name, #SFX, tb, p0, bi);                          \
             check_##SFX(what, M, N, K, C, Cref, S, ldc, N);                  \
+            /* rows [k0, K) of the packed matrix (panel stride nr K) */      \
+            if (K > 1) {                                                     \
+                const size_t k0 = K / 3 + 1, kn = K - k0;                    \
+                memcpy(Cref, C0, sizeof(T) * M * ldc);                       \
+                memcpy(C, C0, sizeof(T) * M * ldc);                          \
+                fl_gemm_ref_##SFX(0, 0, M, N, kn, (T)1, A + k0, lda,         \
+                                  Bs + k0 * N, N, beta, Cref, ldc);          \
+                abs_scale_##SFX(0, 0, M, N, kn, (T)1, A + k0, lda,           \
+                                Bs + k0 * N, N, beta, C0, S, ldc, M, kn, kn, \
+                                N);                                          \
+                fl_gemm_packed_##SFX##_with(impl, M, N, kn, A + k0, lda,     \
+                                            P + p0 * nr * K + k0 * nr,       \
+                                            nr * K, 0, beta, C, ldc);        \
+                snprintf(what, sizeof what,                                  \
+                         "%s packed_%s rows %zu.. tB=%d p0=%zu beta=%d",     \
+                         impl->name, #SFX, k0, tb, p0, bi);                  \
+                check_##SFX(what, M, N, kn, C, Cref, S, ldc, N);             \
+                /* all K rows, blocked at k0: bitwise rows [0, k0) with     \
+                 * beta, then rows [k0, K) with beta 1 */                   \
+                memcpy(Cref, C0, sizeof(T) * M * ldc);                       \
+                memcpy(C, C0, sizeof(T) * M * ldc);                          \
+                fl_gemm_packed_##SFX##_with(impl, M, N, k0, A, lda,          \
+                                            P + p0 * nr * K, nr * K, 0,      \
+                                            beta, Cref, ldc);                \
+                fl_gemm_packed_##SFX##_with(impl, M, N, kn, A + k0, lda,     \
+                                            P + p0 * nr * K + k0 * nr,       \
+                                            nr * K, 0, (T)1, Cref, ldc);     \
+                fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda,           \
+                                            P + p0 * nr * K, nr * K, k0,     \
+                                            beta, C, ldc);                   \
+                n_checks++;                                                  \
+                for (i = 0; i < M; i++)                                      \
+                    for (j = 0; j < ldc; j++)                                \
+                        if (memcmp(&C[i * ldc + j], &Cref[i * ldc + j],      \
+                                   sizeof(T)) != 0) {                        \
+                            FAIL("%s packed_%s split at %zu tB=%d p0=%zu "   \
+                                 "beta=%d: C[%zu][%zu] not bitwise the two " \
+                                 "products'", impl->name, #SFX, k0, tb, p0,  \
+                                 bi, i, j);                                  \
+                            i = M;                                           \
+                            break;                                           \
+                        }                                                    \
+            }                                                                \
         }                                                                    \
         free(B); free(A); free(P); free(Bs); free(C0); free(C); free(Cref);  \
         free(S);                                                             \
