@@ -57,6 +57,7 @@ static const fl_gemm_impl fl_avx2_table = {
     fl_avx2_gemm_s, fl_avx2_gemm_d,
     fl_avx2_pack_b_s, fl_avx2_pack_b_d,
     fl_avx2_gemm_packed_s, fl_avx2_gemm_packed_d,
+    fl_avx2_gemm_team_s, fl_avx2_gemm_team_d,
 };
 
 const fl_gemm_impl *fl_gemm_impl_avx2(void) { return &fl_avx2_table; }

@@ -59,6 +59,7 @@ static const fl_gemm_impl fl_avx512_table = {
     fl_avx512_gemm_s, fl_avx512_gemm_d,
     fl_avx512_pack_b_s, fl_avx512_pack_b_d,
     fl_avx512_gemm_packed_s, fl_avx512_gemm_packed_d,
+    fl_avx512_gemm_team_s, fl_avx512_gemm_team_d,
 };
 
 const fl_gemm_impl *fl_gemm_impl_avx512(void) { return &fl_avx512_table; }

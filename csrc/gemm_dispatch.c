@@ -172,16 +172,16 @@ size_t fl_packed_size_d(size_t K, size_t N)
                     c->sums[i] += transA ? A[k * lda + i] : A[i * lda + k];  \
     }
 
-/* The dimension with more register tiles is split, so the duplicate packing
- * of the other operand in every chunk stays small relative to the chunk's
- * work.  Each chunk packs its own copy of that operand, so one chunk per
- * thread is the least traffic (measured: with 4 per thread, repacking a
- * 16 MB W in the 2240x4096x1024 projection cost ~15%); more chunks would
- * only help on a machine where another process holds a core.  Sharing one
- * packed B between the threads (BLIS style) is the next step if needed.
- * A chunk of rows takes its rows of both C matrices and of the sums; a
- * chunk of columns its columns of C1 and / or C2, and only the first chunk
- * the sums (every chunk reads all of A). */
+/* The dimension with more register tiles is split.  Rows go to the
+ * variant's team product (one packed B shared by the threads, blocks of
+ * rows taken dynamically: gemm_team in gemm_kernel_template.h).  Columns,
+ * or rows when that cannot allocate its buffers, go in chunks that each
+ * pack their own copy of the other operand, so one chunk per thread is the
+ * least traffic (measured: with 4 per thread, repacking a 16 MB W in the
+ * 2240x4096x1024 projection cost ~15%).  A chunk of rows takes its rows of
+ * both C matrices and of the sums; a chunk of columns its columns of C1
+ * and / or C2, and only the first chunk the sums (every chunk reads all of
+ * A). */
 #define FL_CHUNKS_PER_THREAD 1
 #ifdef _OPENMP
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
@@ -192,6 +192,10 @@ size_t fl_packed_size_d(size_t K, size_t N)
         const int split_m = mtiles >= ntiles;                                \
         const size_t tiles = split_m ? mtiles : ntiles;                      \
         const size_t unit = split_m ? mr : nr, extent = split_m ? M : N;     \
+        if (tiles >= 2 && split_m &&                                         \
+            impl->team_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb, \
+                             beta, c, nt) == 0)                              \
+            return;                                                          \
         if (tiles >= 2) {                                                    \
             const size_t nch =                                               \
                 FL_MIN_SIZE(tiles, (size_t)nt * FL_CHUNKS_PER_THREAD);       \

@@ -136,6 +136,7 @@ static const fl_gemm_impl fl_generic_table = {
     fl_generic_gemm_s, fl_generic_gemm_d,
     fl_generic_pack_b_s, fl_generic_pack_b_d,
     fl_generic_gemm_packed_s, fl_generic_gemm_packed_d,
+    fl_generic_gemm_team_s, fl_generic_gemm_team_d,
 };
 
 const fl_gemm_impl *fl_gemm_impl_generic(void) { return &fl_generic_table; }

@@ -72,6 +72,15 @@ typedef struct fl_gemm_impl {
     void (*packed_d)(size_t M, size_t N, size_t K, const double *A,
                      size_t lda, const double *packed, size_t ldp,
                      size_t ks, double beta, double *C, size_t ldc);
+    /* gemm_s / gemm_d on nt threads sharing one packed B, splitting M
+     * (M, N, K >= 1); -> 0, or -1 when it did nothing (then the caller
+     * splits the product itself). */
+    int (*team_s)(int transA, int transB, size_t M, size_t N, size_t K,
+                  float alpha, const float *A, size_t lda, const float *B,
+                  size_t ldb, float beta, const fl_cout_s *c, int nt);
+    int (*team_d)(int transA, int transB, size_t M, size_t N, size_t K,
+                  double alpha, const double *A, size_t lda, const double *B,
+                  size_t ldb, double beta, const fl_cout_d *c, int nt);
 } fl_gemm_impl;
 
 /* Variant tables.  A function returns NULL when its file was compiled

@@ -33,6 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include "threads.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define FL_CAT3_(a, b, c, d, e) a##b##c##d##e
 #define FL_CAT3(a, b, c, d, e) FL_CAT3_(a, b, c, d, e)
@@ -298,6 +302,58 @@ static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
     ((j) < (c)->n1 ? (c)->c1 + (i) * (c)->ldc1 + (j)                         \
                    : (c)->c2 + (i) * (c)->ldc2 + ((j) - (c)->n1))
 
+/* Rows [ic, ic + mc) of the (jc, pc) block of the blocked GEMM: pack them
+ * of op(A) (kc deep, from row pc; their sums when c->sums and jc == 0), then
+ * every register tile against the packed B block bbuf (nc columns from jc).
+ * edge: a zeroed MR x NR scratch tile. */
+static void FL_FN(gemm_rows)(int transA, size_t ic, size_t mc, size_t jc, size_t nc,
+                             size_t pc, size_t kc, FL_T alpha, FL_T beta_k,
+                             const FL_T *A, size_t lda, const FL_COUT *c,
+                             FL_T *abuf, const FL_T *bbuf, FL_T *edge)
+{
+    size_t jr, ir, i, j;
+    FL_FN(pack_a_block)(transA, mc, kc, transA ? A + pc * lda + ic : A + ic * lda + pc, lda,
+                        abuf, jc == 0 && c->sums ? c->sums + ic : NULL);
+    for (jr = 0; jr < nc; jr += FL_NR) {
+        const size_t nv = FL_MIN((size_t)FL_NR, nc - jr);
+        const size_t col = jc + jr;
+        const FL_T *bp = bbuf + jr * kc;
+        /* the packed B block is in L3 (or further): each tile of this
+         * column prefetches its share of the next B micro-panel */
+        const FL_T *bnext = jr + FL_NR < nc ? bp + kc * FL_NR : NULL;
+        const size_t pf_share = (kc * FL_NR * FL_MR + mc - 1) / mc;
+        /* the tile's columns in one of the two matrices */
+        FL_T *cbase = col + nv <= c->n1 ? c->c1 + col
+                      : col >= c->n1    ? c->c2 + (col - c->n1)
+                                        : NULL;
+        const size_t ldc = col + nv <= c->n1 ? c->ldc1 : c->ldc2;
+        for (ir = 0; ir < mc; ir += FL_MR) {
+            const size_t mv = FL_MIN((size_t)FL_MR, mc - ir);
+            const size_t row = ic + ir;
+            const FL_T *ap = abuf + ir * kc;
+            if (bnext != NULL) {
+                const size_t x0 = ir / FL_MR * pf_share;
+                const size_t x1 = FL_MIN(x0 + pf_share, kc * FL_NR);
+                size_t x;
+                for (x = x0; x < x1; x += 64 / sizeof(FL_T))
+                    FL_PREFETCH(bnext + x);
+            }
+            if (mv == FL_MR && nv == FL_NR && cbase != NULL) {
+                FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k, cbase + row * ldc, ldc);
+                continue;
+            }
+            if (beta_k != (FL_T)0)
+                for (i = 0; i < mv; i++)
+                    for (j = 0; j < nv; j++)
+                        edge[i * FL_NR + j] = *FL_CAT_C(c, row + i, col + j);
+            FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k, edge, FL_NR);
+            for (i = 0; i < mv; i++)
+                for (j = 0; j < nv; j++)
+                    *FL_CAT_C(c, row + i, col + j) = edge[i * FL_NR + j];
+        }
+    }
+}
+
 /* Blocked GEMM (Goto/BLIS loop order: NC columns, KC depth, MC rows, then
  * NR x MR register tiles) with caller-provided pack buffers of
  * mc_cap x min(K, KC) and min(K, KC) x nc_cap elements.  C is described
@@ -311,7 +367,7 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
                                 size_t mc_cap, FL_T *bbuf, size_t nc_cap)
 {
     FL_T edge[FL_MR * FL_NR]; /* scratch tile for partial tiles */
-    size_t jc, pc, ic, jr, ir, i, j;
+    size_t jc, pc, ic;
 
     memset(edge, 0, sizeof edge);
     for (jc = 0; jc < N; jc += nc_cap) {
@@ -322,57 +378,9 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
             FL_FN(pack_b_block)(transB, kc, nc,
                                 transB ? B + jc * ldb + pc : B + pc * ldb + jc,
                                 ldb, bbuf);
-            for (ic = 0; ic < M; ic += mc_cap) {
-                const size_t mc = FL_MIN(mc_cap, M - ic);
-                FL_FN(pack_a_block)(transA, mc, kc,
-                                    transA ? A + pc * lda + ic
-                                           : A + ic * lda + pc,
-                                    lda, abuf,
-                                    jc == 0 && c->sums ? c->sums + ic : NULL);
-                for (jr = 0; jr < nc; jr += FL_NR) {
-                    const size_t nv = FL_MIN((size_t)FL_NR, nc - jr);
-                    const size_t col = jc + jr;
-                    const FL_T *bp = bbuf + jr * kc;
-                    /* the packed B block is in L3 (or further): each tile
-                     * of this column prefetches its share of the next
-                     * B micro-panel */
-                    const FL_T *bnext = jr + FL_NR < nc ? bp + kc * FL_NR : NULL;
-                    const size_t pf_share = (kc * FL_NR * FL_MR + mc - 1) / mc;
-                    /* the tile's columns in one of the two matrices */
-                    FL_T *cbase = col + nv <= c->n1 ? c->c1 + col
-                                  : col >= c->n1    ? c->c2 + (col - c->n1)
-                                                    : NULL;
-                    const size_t ldc = col + nv <= c->n1 ? c->ldc1 : c->ldc2;
-                    for (ir = 0; ir < mc; ir += FL_MR) {
-                        const size_t mv = FL_MIN((size_t)FL_MR, mc - ir);
-                        const size_t row = ic + ir;
-                        const FL_T *ap = abuf + ir * kc;
-                        if (bnext != NULL) {
-                            const size_t x0 = ir / FL_MR * pf_share;
-                            const size_t x1 = FL_MIN(x0 + pf_share, kc * FL_NR);
-                            size_t x;
-                            for (x = x0; x < x1; x += 64 / sizeof(FL_T))
-                                FL_PREFETCH(bnext + x);
-                        }
-                        if (mv == FL_MR && nv == FL_NR && cbase != NULL) {
-                            FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,
-                                                   cbase + row * ldc, ldc);
-                            continue;
-                        }
-                        if (beta_k != (FL_T)0)
-                            for (i = 0; i < mv; i++)
-                                for (j = 0; j < nv; j++)
-                                    edge[i * FL_NR + j] =
-                                        *FL_CAT_C(c, row + i, col + j);
-                        FL_FN(kernel_packed_a)(kc, ap, bp, alpha, beta_k,
-                                               edge, FL_NR);
-                        for (i = 0; i < mv; i++)
-                            for (j = 0; j < nv; j++)
-                                *FL_CAT_C(c, row + i, col + j) =
-                                    edge[i * FL_NR + j];
-                    }
-                }
-            }
+            for (ic = 0; ic < M; ic += mc_cap)
+                FL_FN(gemm_rows)(transA, ic, FL_MIN(mc_cap, M - ic), jc, nc, pc, kc, alpha,
+                                 beta_k, A, lda, c, abuf, bbuf, edge);
         }
     }
 }
@@ -414,6 +422,79 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
     FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
                         c, abuf, mc_cap, bbuf, nc_cap);
     free(raw);
+}
+
+/* Rows per block of A that the threads of gemm_team take: at most FL_MC,
+ * and few enough that each thread gets about FL_TEAM_BLOCKS of them. */
+#ifndef FL_TEAM_BLOCKS
+#define FL_TEAM_BLOCKS 3
+#endif
+
+/* fl_gemm_split_* on nt threads that share one packed B (BLIS style), for a
+ * product whose M is split (M, N, K >= 1).  Per (NC, KC) block of B the
+ * threads pack its panels between them into one buffer, meet, take blocks
+ * of rows of A from a shared counter (so a faster core takes more of them:
+ * on a shared or hybrid CPU one core is often 15-40% slower for a whole
+ * call, and a fixed half each waits for it), and meet again before the next
+ * block is packed.  Each C element still gets its K chunks in order, each
+ * from one thread, so the result is bitwise the serial one.  -> 0, or -1
+ * (nothing done) when the buffers cannot be allocated or the build has no
+ * OpenMP or atomics. */
+static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K,
+                            FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
+                            size_t ldb, FL_T beta, const FL_COUT *c, int nt)
+{
+#if defined(_OPENMP) && FL_HAVE_TAKE
+    const size_t kcap = FL_MIN(K, (size_t)FL_KC);
+    const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
+    const size_t mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
+    const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
+    const size_t na = (mc_cap * kcap + 15) / 16 * 16, nb = (kcap * nc_cap + 15) / 16 * 16;
+    const size_t nblk = (M + mc_cap - 1) / mc_cap;
+    void *raw = malloc((nb + (size_t)nt * na) * sizeof(FL_T) + 64);
+    FL_T *bbuf;
+    fl_barrier bar;
+    size_t ctr = 0;
+    if (raw == NULL)
+        return -1;
+    bbuf = (FL_T *)((uintptr_t)((char *)raw + 63) & ~(uintptr_t)63);
+    fl_barrier_init(&bar, nt);
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        FL_T *abuf = bbuf + nb + (size_t)tid * na;
+        FL_T edge[FL_MR * FL_NR];
+        size_t jc, pc, b, it = 0, round = 0;
+        memset(edge, 0, sizeof edge);
+        for (jc = 0; jc < N; jc += nc_cap) {
+            const size_t nc = FL_MIN(nc_cap, N - jc);
+            const size_t npan = (nc + FL_NR - 1) / FL_NR;
+            const size_t p0 = npan * (size_t)tid / (size_t)nth;
+            const size_t p1 = npan * (size_t)(tid + 1) / (size_t)nth;
+            for (pc = 0; pc < K; pc += FL_KC, it++) {
+                const size_t kc = FL_MIN((size_t)FL_KC, K - pc);
+                const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
+                if (p1 > p0) { /* my panels of the shared B block */
+                    const size_t j0 = jc + p0 * FL_NR;
+                    FL_FN(pack_b_block)(transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
+                                        transB ? B + j0 * ldb + pc : B + pc * ldb + j0, ldb,
+                                        bbuf + p0 * FL_NR * kc);
+                }
+                fl_barrier_wait(&bar, &round, nth);
+                while (fl_take(&ctr, it, nblk, &b))
+                    FL_FN(gemm_rows)(transA, b * mc_cap, FL_MIN(mc_cap, M - b * mc_cap), jc, nc,
+                                     pc, kc, alpha, beta_k, A, lda, c, abuf, bbuf, edge);
+                fl_barrier_wait(&bar, &round, nth); /* before B is packed again */
+            }
+        }
+    }
+    free(raw);
+    return 0;
+#else
+    (void)transA; (void)transB; (void)M; (void)N; (void)K; (void)alpha; (void)A;
+    (void)lda; (void)B; (void)ldb; (void)beta; (void)c; (void)nt;
+    return -1;
+#endif
 }
 
 /* fl_pack_b_*: K, N >= 1. */

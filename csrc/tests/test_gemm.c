@@ -375,7 +375,8 @@ static int run_tests(void)
     static const size_t big[][3] = {
         {150, 70, 520}, {7, 4200, 33}, {300, 41, 270}, {13, 9, 1000},
         {250, 250, 257}, {1, 300, 600}, {600, 1, 300},
-        {17, 2100, 70} /* threads split N */};
+        {17, 2100, 70} /* threads split N */,
+        {1560, 4100, 3} /* M split, N > NC: B shared per column block */};
 
     for (v = 0; v < 3; v++) {
         const fl_gemm_impl *impl = fl_gemm_impl_by_name(names[v]);
