@@ -612,7 +612,7 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
         for (size_t j = lo; j < hi; j++)
             memcpy(a->xh + fl_step_row(rw, rev, s, j) * K, xc + j * K, K * sizeof(REAL));
     }
-    if (lp->xb && s % lp->xb == 0) { /* the next block's input projection */
+    if (lp->xb && s % lp->xb == 0) { /* the input projection of steps s .. s + xb - 1 */
         FL_FN(project_block)(lp, s, g0, g1, tid);
         if (lp->steal) /* others may take my groups' blocks */
             fl_barrier_wait(lp->bar, round, nth);
