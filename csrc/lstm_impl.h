@@ -418,9 +418,9 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
     /* a shape that uses the projection runs a one-step call (a stream's
      * step) as the stacked product, one pass, with its sum blocked at I:
      * that gives the bits of the projection plus the W_hh product */
-    p.xb = FL_FN(xproj_steps)(sh, L);
-    p.ks = p.xb ? sh->I : 0;
-    p.xb = sh->T > 1 ? p.xb : 0;
+    const size_t xb = FL_FN(xproj_steps)(sh, L);
+    p.ks = xb ? sh->I : 0;
+    p.xb = sh->T > 1 ? xb : 0;
     if (p.xb && p.split_batch) { /* only when forced: the projection needs the unit split */
         p.split_batch = 0;
         p.nt = p.nt < (int)L->groups ? p.nt : (int)L->groups;
@@ -528,12 +528,9 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
         GEMM_PACKED_LD(nb - j0, 4 * U * ng, K - I, xc + j0 * K + I, K,
                        lp->pk_xh + g * 4 * U * K + I * lp->nr, lp->nr * K, 0, (REAL)1, acc,
                        ldt);
-    } else if (lp->ks) { /* blocked at I, to give the projection's bits */
+    } else { /* the stacked product (its sum blocked at lp->ks, if not 0) */
         GEMM_PACKED_LD(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K,
                        lp->nr * K, lp->ks, (REAL)0, tile, W);
-    } else {
-        GEMM_PACKED(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K,
-                    (REAL)0, tile, W);
     }
     for (size_t j = j0; j < nb; j++) {
         const size_t row = fl_step_row(rw, rev, s, j);
