@@ -399,28 +399,40 @@ FL_NOINLINE void FL_FN(gemm_small_buffers)(int transA, int transB, size_t M,
                         c, abuf, FL_MR, bbuf, FL_NR);
 }
 
+/* Pack buffers of the blocked GEMM, 64-byte aligned: one B block of
+ * min(K, KC) x nc_cap (*bbuf) and n A blocks of mc_cap x min(K, KC), block i
+ * at *bbuf + *bsize + i * *asize.  -> the pointer to free, or NULL. */
+static void *FL_FN(pack_buffers)(size_t K, size_t mc_cap, size_t nc_cap, int n, FL_T **bbuf,
+                                 size_t *bsize, size_t *asize)
+{
+    const size_t kc = FL_MIN(K, (size_t)FL_KC);
+    void *raw;
+    *bsize = (kc * nc_cap + 15) / 16 * 16; /* keeps the A blocks aligned */
+    *asize = (mc_cap * kc + 15) / 16 * 16;
+    raw = malloc((*bsize + (size_t)n * *asize) * sizeof(FL_T) + 64);
+    if (raw != NULL)
+        *bbuf = (FL_T *)((uintptr_t)((char *)raw + 63) & ~(uintptr_t)63);
+    return raw;
+}
+
 /* Serial fl_gemm_split_*: M, N, K >= 1. */
 static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
                         FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
                         size_t ldb, FL_T beta, const FL_COUT *c)
 {
-    const size_t kc = FL_MIN(K, (size_t)FL_KC);
     const size_t mc_cap = FL_MIN((size_t)FL_MC, (M + FL_MR - 1) / FL_MR * FL_MR);
     const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
-    const size_t na = (mc_cap * kc + 15) / 16 * 16; /* keeps bbuf aligned */
-    const size_t nb = kc * nc_cap;
-    void *raw = malloc((na + nb) * sizeof(FL_T) + 64);
-    FL_T *abuf, *bbuf;
+    size_t nb, na;
+    FL_T *bbuf;
+    void *raw = FL_FN(pack_buffers)(K, mc_cap, nc_cap, 1, &bbuf, &nb, &na);
 
     if (raw == NULL) {
         FL_FN(gemm_small_buffers)(transA, transB, M, N, K, alpha, A, lda, B,
                                   ldb, beta, c);
         return;
     }
-    abuf = (FL_T *)((uintptr_t)((char *)raw + 63) & ~(uintptr_t)63);
-    bbuf = abuf + na;
     FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
-                        c, abuf, mc_cap, bbuf, nc_cap);
+                        c, bbuf + nb, mc_cap, bbuf, nc_cap);
     free(raw);
 }
 
@@ -445,19 +457,17 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
                             size_t ldb, FL_T beta, const FL_COUT *c, int nt)
 {
 #if defined(_OPENMP) && FL_HAVE_TAKE
-    const size_t kcap = FL_MIN(K, (size_t)FL_KC);
     const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
     const size_t mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
     const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
-    const size_t na = (mc_cap * kcap + 15) / 16 * 16, nb = (kcap * nc_cap + 15) / 16 * 16;
     const size_t nblk = (M + mc_cap - 1) / mc_cap;
-    void *raw = malloc((nb + (size_t)nt * na) * sizeof(FL_T) + 64);
+    size_t nb, na;
     FL_T *bbuf;
+    void *raw = FL_FN(pack_buffers)(K, mc_cap, nc_cap, nt, &bbuf, &nb, &na);
     fl_barrier bar;
     size_t ctr = 0;
     if (raw == NULL)
         return -1;
-    bbuf = (FL_T *)((uintptr_t)((char *)raw + 63) & ~(uintptr_t)63);
     fl_barrier_init(&bar, nt);
 #pragma omp parallel num_threads(nt)
     {
