@@ -557,6 +557,7 @@ cdef class StreamKernel:
     cdef fl_forward_d *fd
     cdef void *ws          # one scratch shared by the layers' calls
     cdef size_t ws_bytes
+    cdef readonly int workspace_threads  # the thread count ws was sized for
     cdef object _empty, _out_shape, _out_dtype, _convert
 
     def __cinit__(self):
@@ -596,16 +597,6 @@ cdef class StreamKernel:
             self.fs = <fl_forward_s *> PyMem_Malloc(L * sizeof(fl_forward_s))
             if self.fs == NULL:
                 raise MemoryError()
-        cdef fl_shape shk = self.sh0
-        cdef size_t need
-        for k in range(L):  # scratch big enough for every layer's step
-            shk.I = layers[k][0].shape[1]
-            need = (fl_lstm_forward_workspace_d(&shk) if self._double
-                    else fl_lstm_forward_workspace_s(&shk))
-            self.ws_bytes = max(self.ws_bytes, need)
-        self.ws = PyMem_Malloc(self.ws_bytes)
-        if self.ws == NULL:
-            raise MemoryError()
         for k in range(L):
             w_ih, bias, packed = layers[k]
             I_k = w_ih.shape[1]
@@ -619,6 +610,36 @@ cdef class StreamKernel:
             else:
                 self._fill_s(k, w_ih, bias, packed, h[k], c[k], ys[k],
                              None if k == 0 else ys[k - 1])
+        self._size_workspace()
+
+    cdef _size_workspace(self):
+        """One scratch big enough for every layer's step at the current
+        thread count (the plan, and so the scratch, depends on it), given to
+        every layer's call.  Called again by a step after the count changed,
+        so that no step mallocs its own."""
+        cdef fl_shape shk = self.sh0
+        cdef size_t need, most = 0
+        cdef Py_ssize_t k
+        cdef void *mem
+        self.workspace_threads = fl_get_num_threads()
+        for k in range(self.L):
+            shk.I = self.fd[k].ldx if self._double else self.fs[k].ldx
+            need = (fl_lstm_forward_workspace_d(&shk) if self._double
+                    else fl_lstm_forward_workspace_s(&shk))
+            most = max(most, need)
+        if most > self.ws_bytes or self.ws == NULL:
+            mem = PyMem_Malloc(most)
+            if mem == NULL:
+                raise MemoryError()
+            PyMem_Free(self.ws)
+            self.ws, self.ws_bytes = mem, most
+        for k in range(self.L):
+            if self._double:
+                self.fd[k].workspace = self.ws
+                self.fd[k].workspace_bytes = self.ws_bytes
+            else:
+                self.fs[k].workspace = self.ws
+                self.fs[k].workspace_bytes = self.ws_bytes
 
     cdef _fill_s(self, Py_ssize_t k, const float[:, ::1] w_ih, const float[::1] bias,
                  const float[::1] packed, float[:, ::1] h, float[:, ::1] c,
@@ -634,7 +655,7 @@ cdef class StreamKernel:
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
         a.gates = NULL
         a.cells = NULL; a.xh = NULL
-        a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
+        a.workspace = NULL; a.workspace_bytes = 0  # _size_workspace
         a.x_rows = NULL; a.y_rows = NULL
 
     cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
@@ -651,7 +672,7 @@ cdef class StreamKernel:
         a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
         a.gates = NULL
         a.cells = NULL; a.xh = NULL
-        a.workspace = self.ws; a.workspace_bytes = self.ws_bytes
+        a.workspace = NULL; a.workspace_bytes = 0  # _size_workspace
         a.x_rows = NULL; a.y_rows = NULL
 
     def step(self, x):
@@ -669,6 +690,8 @@ cdef class StreamKernel:
         cdef int status = FL_OK
         cdef Py_ssize_t k
         cdef char want = ord("d") if self._double else ord("f")
+        if fl_get_num_threads() != self.workspace_threads:
+            self._size_workspace()
         out = self._empty(self._out_shape, self._out_dtype)
         # the buffer protocol directly: a typed memoryview costs an object
         # per call, a sizeable part of a step this small

@@ -195,6 +195,27 @@ def test_two_streams_are_independent(rng):
     assert np.array_equal(s2.state[0], lstm(x2)[1][0])
 
 
+def test_thread_count_changed_after_creation(rng):
+    """A stream made at one thread and stepped at two (a step of this size
+    is shared between threads, and its scratch depends on the count): the
+    stream resizes its scratch once, rather than each step allocating its
+    own, and the results stay those of one whole-sequence call."""
+    before = fastlstm.get_num_threads()
+    try:
+        fastlstm.set_num_threads(1)
+        lstm = _make(dict(I=64, H=128), np.float32)
+        x = rng.standard_normal((T, 1, 64)).astype(np.float32)
+        stream = lstm.stream(1)
+        assert stream._kernel.workspace_threads == 1
+        got = [stream.step(x[0])]
+        two = fastlstm.set_num_threads(2)  # 1 without OpenMP
+        got += [stream.step(x[t]) for t in range(1, T)]
+        assert stream._kernel.workspace_threads == two
+        assert np.array_equal(np.stack(got), lstm(x)[0])
+    finally:
+        fastlstm.set_num_threads(before)
+
+
 def test_stream_accepts_noncontiguous_and_readonly(rng):
     lstm = _make(CONFIGS["1layer"], np.float64)
     x = rng.standard_normal((T, 2, 6))[:, :, ::2]  # non-contiguous (T, 2, 3)
