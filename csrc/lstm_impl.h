@@ -10,8 +10,8 @@
  * work is either
  *   - batch rows, for all hidden units (split_batch: rows are independent
  *     sequences, so no barrier at all): the batch is cut into row chunks,
- *     and threads take blocks of steps of whichever chunk is furthest
- *     behind, so a faster core does more of them (fl_chunks), or
+ *     and threads take blocks of steps of the free chunk with the most
+ *     steps left, so a faster core does more of them (fl_chunks), or
  *   - hidden units, for all rows (the weights stay split between the
  *     cores' caches; one barrier per step, two with a projection);
  * The input of step t is one row [x_t | h_{t-1}] per sequence (K = I + H_out

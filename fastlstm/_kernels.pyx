@@ -627,7 +627,7 @@ cdef class StreamKernel:
             need = (fl_lstm_forward_workspace_d(&shk) if self._double
                     else fl_lstm_forward_workspace_s(&shk))
             most = max(most, need)
-        if most > self.ws_bytes or self.ws == NULL:
+        if most > self.ws_bytes:  # ws_bytes is 0 while ws is NULL
             mem = PyMem_Malloc(most)
             if mem == NULL:
                 raise MemoryError()
