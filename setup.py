@@ -1,4 +1,4 @@
-"""Build of fastlstm's one extension module, fastlstm._kernels.
+"""Build of fastlstm's one extension module, fastlstm._native.kernels.
 
 Only what pyproject.toml cannot say: the source list, per-compiler flags, the
 OpenMP probe and the per-ISA variant files, which are compiled with their own
@@ -20,17 +20,18 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
+CSRC_DIRS = [CSRC] + [os.path.join(CSRC, d) for d in ("common", "gemm", "rnn")]
 COMMON_SOURCES = [
-    "threads.c", "gemm_ref.c", "gemm_generic.c", "gemm_dispatch.c",
-    "lstm_rows.c", "lstm_generic.c", "lstm_dispatch.c",
+    "common/threads.c", "gemm/gemm_generic.c", "gemm/gemm_dispatch.c",
+    "rnn/lstm_rows.c", "rnn/lstm_generic.c", "rnn/lstm_dispatch.c",
 ]
 # file -> ISA flags (gcc/clang); compiled only on x86-64.  -ffp-contract=fast:
 # with -std=c99 GCC would not fuse a*b+c into an FMA in the gate loops and
 # activation polynomials (about twice the instructions); results stay
 # deterministic for a given variant.
 ISA_SOURCES = {
-    "avx2": (["gemm_avx2.c", "lstm_avx2.c"], ["-mavx2", "-mfma", "-ffp-contract=fast"]),
-    "avx512": (["gemm_avx512.c", "lstm_avx512.c"],
+    "avx2": (["gemm/gemm_avx2.c", "rnn/lstm_avx2.c"], ["-mavx2", "-mfma", "-ffp-contract=fast"]),
+    "avx512": (["gemm/gemm_avx512.c", "rnn/lstm_avx512.c"],
                ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mfma", "-ffp-contract=fast"]),
 }
 
@@ -91,9 +92,9 @@ class BuildExt(build_ext):
                     objs = self.compiler.compile(
                         [os.path.join(CSRC, f) for f in files],
                         output_dir=self.build_temp,
-                        include_dirs=[CSRC],
+                        include_dirs=CSRC_DIRS,
                         extra_postargs=compile_extra + flags,
-                        depends=[os.path.join(CSRC, h) for h in os.listdir(CSRC) if h.endswith(".h")],
+                        depends=headers(),
                     )
                     ext.extra_objects = list(ext.extra_objects or []) + objs
                     macros.append((f"FL_HAVE_{isa.upper()}", "1"))
@@ -103,14 +104,18 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def headers():
+    return [os.path.join(d, f) for d in CSRC_DIRS for f in os.listdir(d) if f.endswith(".h")]
+
+
 def extensions():
     from Cython.Build import cythonize
 
     ext = Extension(
-        "fastlstm._kernels",
-        sources=["fastlstm/_kernels.pyx"] + [os.path.join(CSRC, f) for f in COMMON_SOURCES],
-        include_dirs=[CSRC],
-        depends=[os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".h")],
+        "fastlstm._native.kernels",
+        sources=["fastlstm/_native/kernels.pyx"] + [os.path.join(CSRC, f) for f in COMMON_SOURCES],
+        include_dirs=CSRC_DIRS,
+        depends=headers(),
     )
     return cythonize([ext], compiler_directives={"language_level": "3"})
 

@@ -11,10 +11,10 @@ import os
 import sys
 
 try:
-    import fastlstm.bench as bench
+    import fastlstm.tools.bench as bench
 except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import fastlstm.bench as bench
+    import fastlstm.tools.bench as bench
 
 if __name__ == "__main__":
     sys.exit(bench.main())

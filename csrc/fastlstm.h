@@ -1,6 +1,6 @@
 /* fastlstm C API: one LSTM layer, one direction, forward and backward.
  *
- * Pure C99: no Python, no numpy.  The Cython module (fastlstm/_kernels.pyx)
+ * Pure C99: no Python, no numpy.  The Cython module (fastlstm/_native/kernels.pyx)
  * validates arguments, allocates the arrays and calls these functions with
  * the GIL released.  Notation (fastlstm/reference.py is the specification):
  *

@@ -5,13 +5,13 @@ forward and backward pass.  See the README for the tour.
 """
 
 from . import reference
-from ._kernels import get_num_threads, set_num_threads
-from ._kernels import isa as _isa
-from ._kernels import have_openmp as _have_openmp
-from .cell import LSTMCell
+from ._native.kernels import get_num_threads, set_num_threads
+from ._native.kernels import isa as _isa
+from ._native.kernels import have_openmp as _have_openmp
+from .layers.cell import LSTMCell
 from .io import load, save
-from .lstm import LSTM
-from .stream import LSTMStream
+from .layers.lstm import LSTM
+from .layers.stream import LSTMStream
 
 __version__ = "0.1.0"
 

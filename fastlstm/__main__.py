@@ -3,7 +3,7 @@
 Commands
     demo    train an LSTM on the adding problem and check that it learned
     info    print the build/runtime configuration (fastlstm.show_config())
-    bench   benchmark against torch.nn.LSTM and ONNX Runtime (fastlstm.bench)
+    bench   benchmark against torch.nn.LSTM and ONNX Runtime (fastlstm.tools.bench)
 
 To add a command, write ``_add_<name>(subparsers)`` that creates its
 subparser and sets ``run`` (parsed args -> exit code), and list it in
@@ -26,7 +26,7 @@ def _add_info(subparsers):
 
 
 def _add_bench(subparsers):
-    from . import bench  # light: torch/onnx/onnxruntime are imported when it runs
+    from .tools import bench  # light: torch/onnx/onnxruntime are imported when it runs
     p = subparsers.add_parser("bench", help="benchmark against torch and onnxruntime",
                               description=bench.__doc__.split("\n\n")[0])
     bench.add_arguments(p)
@@ -39,7 +39,7 @@ def _add_demo(subparsers):
     p.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
 
     def run(args):
-        from . import demo
+        from .tools import demo
         return demo.main(args)
     p.set_defaults(run=run)
 

@@ -12,8 +12,8 @@ import zipfile
 
 import numpy as np
 
-from .cell import LSTMCell
-from .lstm import LSTM
+from .layers.cell import LSTMCell
+from .layers.lstm import LSTM
 from .reference import cell_parameter_shapes, parameter_shapes
 
 __all__ = ["save", "load"]

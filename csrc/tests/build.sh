@@ -19,14 +19,14 @@ mkdir -p "$OUT"
 
 cc() { # file, extra flags
     f=$1; shift
-    $CC $CFLAGS $OMP "$@" -c "$SRC/$f" -o "$OUT/$(basename "$f" .c).o"
+    $CC $CFLAGS $OMP -I"$SRC" -I"$SRC/common" -I"$SRC/gemm" "$@" -c "$SRC/$f" -o "$OUT/$(basename "$f" .c).o"
 }
-cc threads.c
-cc gemm_ref.c
-cc gemm_generic.c
-cc gemm_avx2.c -mavx2 -mfma
-cc gemm_avx512.c -mavx512f -mavx512dq -mavx512vl -mfma
-cc gemm_dispatch.c
+cc common/threads.c
+cc tests/gemm_ref.c
+cc gemm/gemm_generic.c
+cc gemm/gemm_avx2.c -mavx2 -mfma
+cc gemm/gemm_avx512.c -mavx512f -mavx512dq -mavx512vl -mfma
+cc gemm/gemm_dispatch.c
 cc tests/test_gemm.c
 $CC $CFLAGS $OMP -o "$OUT/test_gemm" "$OUT"/threads.o "$OUT"/gemm_ref.o \
     "$OUT"/gemm_generic.o "$OUT"/gemm_avx2.o "$OUT"/gemm_avx512.o \

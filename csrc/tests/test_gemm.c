@@ -10,9 +10,9 @@
  * FASTLSTM_ISA selects the variant the public functions (and the bench) use.
  */
 #define _POSIX_C_SOURCE 199309L
-#include "../gemm.h"
-#include "../gemm_internal.h"
-#include "../threads.h"
+#include "gemm.h"
+#include "gemm_internal.h"
+#include "threads.h"
 
 #include <float.h>
 #include <math.h>

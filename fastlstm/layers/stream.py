@@ -11,8 +11,8 @@ import functools
 
 import numpy as np
 
-from . import _kernels
-from ._params import check_array
+from .._native import kernels
+from .._native.params import check_array
 
 __all__ = ["LSTMStream"]
 
@@ -47,7 +47,7 @@ class LSTMStream:
         self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
         # convert: x as the kernel reads it, or a clear TypeError / ValueError
         # (a partial, not a bound method: no reference cycle through the kernel)
-        self._kernel = _kernels.StreamKernel(self._layers, self._h, self._c, self._ys,
+        self._kernel = kernels.StreamKernel(self._layers, self._h, self._c, self._ys,
                                              lstm.proj_size,
                                              functools.partial(check_array, "x", dtype=dt))
         # the kernel's step is the whole step (it converts unusual inputs
@@ -93,7 +93,7 @@ class LSTMStream:
         inp = x.reshape(T * B, I)
         for k, (w_ih, bias, packed) in enumerate(self._layers):
             y = np.empty((T * B, self._h.shape[2]), self.dtype)
-            _kernels.forward(inp, w_ih, bias, packed, self._h[k], self._c[k], y, 0,
+            kernels.forward(inp, w_ih, bias, packed, self._h[k], self._c[k], y, 0,
                              self._h[k], self._c[k], None, None, None, None, T, False,
                              self.proj_size)
             inp = y

@@ -471,7 +471,7 @@ def bench_memory(peers, opts):
             if system == "torch" and peers.torch is None:
                 continue
             args = [system, *SHAPES[shape_name], opts.threads]
-            code = ("import sys; from fastlstm.bench import memory_child; "
+            code = ("import sys; from fastlstm.tools.bench import memory_child; "
                     f"memory_child(*{args!r})")
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
                                   text=True, env=env)

@@ -602,10 +602,10 @@ def test_pack_cache_check_compares_every_byte():
     """The cache's check (one call per layer) against np.array_equal on the
     bytes: a change anywhere, a missing or extra array, a different size or
     a buffer it cannot read in place all count as changed."""
-    from fastlstm import _kernels
+    from fastlstm._native import kernels
     rng = np.random.default_rng(5)
     a, b = rng.random((6, 5)).astype(np.float32), rng.random(7).astype(np.float32)
-    same = _kernels.same_weights
+    same = kernels.same_weights
     assert same((a, b, None), (a.copy(), b.copy(), None))
     for k in (0, 61, a.nbytes - 1):  # first, a middle and the last byte
         changed = a.copy()

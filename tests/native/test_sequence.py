@@ -1,4 +1,4 @@
-"""The packed layout of a ragged batch (fastlstm._sequence.SequencePlan) and
+"""The packed layout of a ragged batch (fastlstm._native.sequence.SequencePlan) and
 the kernel's row maps that read and write the padded batch in place.
 
 * The plan (one compiled pass) against a direct numpy construction from its
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _kernels
-from fastlstm._sequence import SequencePlan
+from fastlstm._native import kernels
+from fastlstm._native.sequence import SequencePlan
 
 
 def numpy_plan(T, B, lengths):
@@ -71,7 +71,7 @@ def test_row_maps_equal_pack_and_scatter(batch_first, dtype):
 
     def run(inp, y, rows_map):
         h_n, c_n = np.empty((B, H), dtype), np.empty((B, H), dtype)
-        _kernels.forward(inp, weights[0], bias, packed, None, None, y, 0, h_n, c_n,
+        kernels.forward(inp, weights[0], bias, packed, None, None, y, 0, h_n, c_n,
                          None, None, None, plan.batch_sizes, plan.steps, False, 0,
                          rows_map, rows_map)
         return y, h_n, c_n
@@ -105,10 +105,10 @@ def test_row_map_out_of_range_is_value_error():
             maps[bad] = good.copy()
             maps[bad][-1] = value
             with pytest.raises(ValueError, match=name):
-                _kernels.forward(x, weights[0], None, packed, None, None, y, 0, h_n, c_n,
+                kernels.forward(x, weights[0], None, packed, None, None, y, 0, h_n, c_n,
                                  None, None, None, plan.batch_sizes, plan.steps, False, 0,
                                  *maps)
     with pytest.raises(ValueError, match="x_rows"):  # one entry per packed row
-        _kernels.forward(x, weights[0], None, packed, None, None, y, 0, h_n, c_n,
+        kernels.forward(x, weights[0], None, packed, None, None, y, 0, h_n, c_n,
                          None, None, None, plan.batch_sizes, plan.steps, False, 0,
                          good[:-1], good)

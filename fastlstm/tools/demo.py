@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .lstm import LSTM
+from ..layers.lstm import LSTM
 
 
 def adding_problem(rng, T, B, dtype=np.float32):

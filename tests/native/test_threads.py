@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _kernels
+from fastlstm._native import kernels
 
 DTYPES = [np.float32, np.float64]
 DT_IDS = ["f32", "f64"]
@@ -269,10 +269,10 @@ GEMM_SIZES = [1, 2, 7, 17, 63, 130]
 
 
 def gemm_for(dtype):
-    """The dtype's specialisation of the fused-type _kernels.gemm.  (The plain
+    """The dtype's specialisation of the fused-type kernels.gemm.  (The plain
     call picks the specialisation from `alpha`, a Python float, hence always
     double: see test_gemm_plain_call_float32.)"""
-    return _kernels.gemm["float" if np.dtype(dtype) == np.float32 else "double"]
+    return kernels.gemm["float" if np.dtype(dtype) == np.float32 else "double"]
 
 
 ALPHA_BETA = [(1.0, 0.0), (0.7, -1.3), (-2.0, 1.0)]
@@ -329,7 +329,7 @@ def test_gemm_against_numpy(rng, trans_a, trans_b, dtype):
 def test_gemm_plain_call_float32(alpha_type):
     """gemm(trans_a, trans_b, alpha, a, b, beta, c) with float32 arrays.
 
-    KNOWN BUG: the fused-type dispatch of fastlstm._kernels.gemm keys on the
+    KNOWN BUG: the fused-type dispatch of fastlstm.kernels.gemm keys on the
     scalar `alpha`: a Python float selects the double specialisation
     ("ValueError: Buffer dtype mismatch, expected 'const double' but got
     'float'") and a numpy.float32 matches none ("TypeError: No matching
@@ -338,18 +338,18 @@ def test_gemm_plain_call_float32(alpha_type):
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.arange(6, dtype=np.float32).reshape(3, 2)
     c = np.zeros((2, 2), np.float32)
-    _kernels.gemm(False, False, alpha_type(1.0), a, b, alpha_type(0.0), c)
+    kernels.gemm(False, False, alpha_type(1.0), a, b, alpha_type(0.0), c)
     np.testing.assert_array_equal(c, a @ b)
 
 
 def test_gemm_rejects_bad_shapes():
     a = np.ones((3, 4))
     with pytest.raises(ValueError, match="inner"):
-        _kernels.gemm(False, False, 1.0, a, np.ones((5, 2)), 0.0, np.zeros((3, 2)))
+        kernels.gemm(False, False, 1.0, a, np.ones((5, 2)), 0.0, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="c: expected shape"):
-        _kernels.gemm(False, False, 1.0, a, np.ones((4, 2)), 0.0, np.zeros((3, 3)))
+        kernels.gemm(False, False, 1.0, a, np.ones((4, 2)), 0.0, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="c: expected shape"):
-        _kernels.gemm(True, True, 1.0, a, np.ones((2, 3)), 0.0, np.zeros((3, 2)))
+        kernels.gemm(True, True, 1.0, a, np.ones((2, 3)), 0.0, np.zeros((3, 2)))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)

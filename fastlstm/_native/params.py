@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from . import _kernels
+from . import kernels
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -153,12 +153,12 @@ class ParameterModule:
         ws = tuple(self._params[n + sfx] if n + sfx in self._params else None
                    for n in ("weight_ih", "weight_hh", "weight_hr"))
         entry = self._pack_cache.get(sfx)
-        if entry is not None and _kernels.same_weights(entry[0], ws):
+        if entry is not None and kernels.same_weights(entry[0], ws):
             return entry
         w_ih, w_hh, w_hr = ws
         I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
-        blob = np.empty(_kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
-        _kernels.pack(w_ih, w_hh, w_hr, blob)
+        blob = np.empty(kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
+        kernels.pack(w_ih, w_hh, w_hr, blob)
         entry = (tuple(None if w is None else w.copy() for w in ws), blob)
         self._pack_cache[sfx] = entry
         return entry

@@ -6,9 +6,9 @@ parameters are named ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
 
 import numpy as np
 
-from . import _kernels
-from ._params import ParameterModule, check_array
-from .reference import cell_parameter_shapes
+from .._native import kernels
+from .._native.params import ParameterModule, check_array
+from ..reference import cell_parameter_shapes
 
 __all__ = ["LSTMCell"]
 
@@ -77,7 +77,7 @@ class LSTMCell(ParameterModule):
         cells = np.empty((B, H), self.dtype) if train else None
         xh = np.empty((B, self.input_size + H), self.dtype) if train else None
         weights, packed = self._packed("")
-        _kernels.forward(x, weights[0], self._bias(""), packed, h_prev, c_prev,
+        kernels.forward(x, weights[0], self._bias(""), packed, h_prev, c_prev,
                          h, 0, h_n, c, gates, cells, xh, None, 1, False, 0)
         return h, c, (gates, cells, xh, weights, packed)
 
@@ -130,7 +130,7 @@ class LSTMCell(ParameterModule):
                          dx, dh_prev, dc_prev):
         H = self.hidden_size
         dbias = np.zeros(4 * H, self.dtype) if self.bias else None
-        _kernels.backward(weights[0], weights[1], None, packed, c_prev, gates, cells,
+        kernels.backward(weights[0], weights[1], None, packed, c_prev, gates, cells,
                           xh, dy, 0, None, dc, dx, False, dh_prev, dc_prev,
                           self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
                           None, 1, False)

@@ -12,7 +12,7 @@ rest (layers in between, gradients, non-contiguous input).
 
 import numpy as np
 
-from . import _kernels
+from . import kernels
 
 
 class SequencePlan:
@@ -43,7 +43,7 @@ class SequencePlan:
         # index in one compiled pass: numpy calls cost more than the work here
         perm, inv_perm = np.empty(B, np.int64), np.empty(B, np.int64)
         batch_sizes, flat = np.empty(T, np.int64), np.empty(T * B, np.int64)
-        steps, rows = _kernels.plan_rows(lengths, T, perm, inv_perm, batch_sizes, flat)
+        steps, rows = kernels.plan_rows(lengths, T, perm, inv_perm, batch_sizes, flat)
         if rows == T * B:
             return  # the full batch: plain time-major layout
         self.batch_sizes = batch_sizes[:steps]

@@ -2,18 +2,18 @@
 shapes and numerics, forward for inference and for training, and backward.
 
 Notation and exact semantics: fastlstm/reference.py.  The compiled kernel
-(fastlstm._kernels, csrc/) runs one layer and one direction per call; this
+(fastlstm._native.kernels, csrc/) runs one layer and one direction per call; this
 module validates user input, lays the batch out for the kernel
-(fastlstm._sequence), stacks layers and directions, and keeps gradients.
+(fastlstm._native.sequence), stacks layers and directions, and keeps gradients.
 """
 
 import numpy as np
 
-from . import _kernels
-from ._buffers import BufferPool
-from ._params import ParameterModule, check_array
-from ._sequence import SequencePlan
-from .reference import parameter_shapes
+from .._native import kernels
+from .._native.buffers import BufferPool
+from .._native.params import ParameterModule, check_array
+from .._native.sequence import SequencePlan
+from ..reference import parameter_shapes
 
 __all__ = ["LSTM"]
 
@@ -231,7 +231,7 @@ class LSTM(ParameterModule):
                          np.empty((rows, H), dt) if want_cells else None)
                 xh = pool.empty((rows, inp.shape[1] + Ho), dt) if train else None
                 weights, packed = used[sfx] = self._packed(sfx)
-                _kernels.forward(
+                kernels.forward(
                     inp, weights[0], self._bias(sfx), packed,
                     None if h0 is None else h0[k], None if c0 is None else c0[k],
                     y, d * Ho, h_n[k], c_n[k], gates, cells, xh,
@@ -340,7 +340,7 @@ class LSTM(ParameterModule):
                 gates, cells, xh = per_dir[d]
                 (w_ih, w_hh, w_hr), packed = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
-                _kernels.backward(
+                kernels.backward(
                     w_ih, w_hh, w_hr, packed,
                     None if c0 is None else c0[k], gates, cells, xh,
                     dy, d * Ho, None if dh_n is None else dh_n[k],

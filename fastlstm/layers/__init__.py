@@ -1,0 +1,1 @@
+"""Layers: fastlstm.LSTM, fastlstm.LSTMCell and the step-by-step stream."""
