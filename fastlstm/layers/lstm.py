@@ -290,7 +290,7 @@ class LSTM(ParameterModule):
             if consumed[0]:
                 raise RuntimeError("backward: this forward_train's backward was already "
                                    "called (its buffers are consumed); run forward_train again")
-            H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
+            H, Ho, D = self.hidden_size, self._h_out, self.num_directions
             LD, dt, B = self.num_layers * D, self.dtype, plan.B
             d_out = check_array("d_output", d_output, dt)
             out_shape = ((x_shape[0], D * Ho) if unbatched else

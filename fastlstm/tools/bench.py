@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def _optional(name):
 @dataclass
 class Timing:
     """Per-call seconds of every sample of one system."""
-    samples: List[float]
+    samples: list[float]
     calls_per_sample: int
 
     @property
@@ -121,8 +121,8 @@ def wait_idle(slice_s=0.01, max_s=1.0):
             return
 
 
-def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: float,
-            settle: float = 0.01) -> Dict[str, Timing]:
+def measure(calls: dict[str, Callable[[], object]], rounds: int, min_sample: float,
+            settle: float = 0.01) -> dict[str, Timing]:
     """Time every callable in alternating rounds; the one timing helper of
     the benchmark.
 
@@ -414,7 +414,7 @@ def bench_lengths(peers, opts):
     lengths = half_lengths(T, B)
     result = {}
     for mode in ("forward", "train"):
-        def call(system, lens):
+        def call(system, lens, mode=mode):
             return (system.forward_call(x, lens) if mode == "forward"
                     else system.train_call(x, dy, lens))
         full = {f"{n} full": call(s, None) for n, s in systems.items()}
@@ -487,9 +487,9 @@ def bench_memory(peers, opts):
 @dataclass
 class Table:
     title: str
-    header: List[str]
-    rows: List[List[str]] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def forward_flops(T, B, I, H):

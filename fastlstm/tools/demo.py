@@ -74,7 +74,7 @@ def train(T=50, hidden=32, batch=64, steps=1000, seed=0, log_every=100, out=prin
         db[...] = d_pred.sum()
         dh_n = (d_pred[:, None] * w[None, :])[None].astype(np.float32)
         backward(np.zeros_like(out_seq), (dh_n, None))
-        for p, g in pairs:  # gradient clipping keeps early training stable
+        for _, g in pairs:  # gradient clipping keeps early training stable
             np.clip(g, -1.0, 1.0, out=g)
         opt.step()
         if log_every and step % log_every == 0:
