@@ -7,6 +7,7 @@ Same as ``python -m fastlstm bench``; the code lives in fastlstm/bench.py so
 that the installed package can run it too.  Uses the fastlstm found on
 sys.path, else the checkout this script sits in (built in place).
 """
+
 import os
 import sys
 

@@ -15,8 +15,18 @@ from .layers.stream import LSTMStream
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "LSTMCell", "LSTMStream", "save", "load", "get_num_threads", "set_num_threads", "show_config", "reference",
-           "__version__"]
+__all__ = [
+    "LSTM",
+    "LSTMCell",
+    "LSTMStream",
+    "save",
+    "load",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "reference",
+    "__version__",
+]
 
 
 def show_config():

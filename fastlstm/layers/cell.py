@@ -43,8 +43,10 @@ class LSTMCell(ParameterModule):
         return 1.0 / np.sqrt(self.hidden_size)
 
     def __repr__(self):
-        return (f"LSTMCell({self.input_size}, {self.hidden_size}"
-                f"{'' if self.bias else ', bias=False'}, dtype={self.dtype.name})")
+        return (
+            f"LSTMCell({self.input_size}, {self.hidden_size}"
+            f"{'' if self.bias else ', bias=False'}, dtype={self.dtype.name})"
+        )
 
     def _inputs(self, x, hx):
         x = check_array("x", x, self.dtype)
@@ -77,8 +79,25 @@ class LSTMCell(ParameterModule):
         cells = np.empty((B, H), self.dtype) if train else None
         xh = np.empty((B, self.input_size + H), self.dtype) if train else None
         weights, packed = self._packed("")
-        kernels.forward(x, weights[0], self._bias(""), packed, h_prev, c_prev,
-                         h, 0, h_n, c, gates, cells, xh, None, 1, False, 0)
+        kernels.forward(
+            x,
+            weights[0],
+            self._bias(""),
+            packed,
+            h_prev,
+            c_prev,
+            h,
+            0,
+            h_n,
+            c,
+            gates,
+            cells,
+            xh,
+            None,
+            1,
+            False,
+            0,
+        )
         return h, c, (gates, cells, xh, weights, packed)
 
     def __call__(self, x, hx=None):
@@ -118,22 +137,45 @@ class LSTMCell(ParameterModule):
             dh_prev = np.empty((B, H), self.dtype)
             dc_prev = np.empty((B, H), self.dtype)
             with self._grad_lock:
-                self._backward_kernel(weights, packed, c_prev, gates, cells, xh, dy,
-                                      grads[1], dx, dh_prev, dc_prev)
+                self._backward_kernel(
+                    weights, packed, c_prev, gates, cells, xh, dy, grads[1], dx, dh_prev, dc_prev
+                )
             if unbatched:
                 return dx[0], (dh_prev[0], dc_prev[0])
             return dx, (dh_prev, dc_prev)
 
         return ((h[0], c[0]) if unbatched else (h, c)) + (backward,)
 
-    def _backward_kernel(self, weights, packed, c_prev, gates, cells, xh, dy, dc,
-                         dx, dh_prev, dc_prev):
+    def _backward_kernel(
+        self, weights, packed, c_prev, gates, cells, xh, dy, dc, dx, dh_prev, dc_prev
+    ):
         H = self.hidden_size
         dbias = np.zeros(4 * H, self.dtype) if self.bias else None
-        kernels.backward(weights[0], weights[1], None, packed, c_prev, gates, cells,
-                          xh, dy, 0, None, dc, dx, False, dh_prev, dc_prev,
-                          self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
-                          None, 1, False)
+        kernels.backward(
+            weights[0],
+            weights[1],
+            None,
+            packed,
+            c_prev,
+            gates,
+            cells,
+            xh,
+            dy,
+            0,
+            None,
+            dc,
+            dx,
+            False,
+            dh_prev,
+            dc_prev,
+            self.grads["weight_ih"],
+            self.grads["weight_hh"],
+            dbias,
+            None,
+            None,
+            1,
+            False,
+        )
         if dbias is not None:
             self.grads["bias_ih"] += dbias
             self.grads["bias_hh"] += dbias

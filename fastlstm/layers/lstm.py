@@ -54,16 +54,31 @@ class LSTM(ParameterModule):
         the ``backward`` functions that :meth:`forward_train` returns.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
-                 dtype=np.float32, seed=None):
-        for name, v, lo in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
-                            ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        proj_size=0,
+        dtype=np.float32,
+        seed=None,
+    ):
+        for name, v, lo in (
+            ("input_size", input_size, 1),
+            ("hidden_size", hidden_size, 1),
+            ("num_layers", num_layers, 1),
+            ("proj_size", proj_size, 0),
+        ):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         if proj_size >= hidden_size:
-            raise ValueError(f"proj_size ({proj_size}) must be smaller than hidden_size "
-                             f"({hidden_size})")
+            raise ValueError(
+                f"proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})"
+            )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
@@ -83,8 +98,14 @@ class LSTM(ParameterModule):
         return self.proj_size or self.hidden_size
 
     def _parameter_shapes(self):
-        return parameter_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias,
-                                self.bidirectional, self.proj_size)
+        return parameter_shapes(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.bidirectional,
+            self.proj_size,
+        )
 
     def _init_scale(self):
         return 1.0 / np.sqrt(self.hidden_size)
@@ -95,11 +116,21 @@ class LSTM(ParameterModule):
                 yield layer, d, f"_l{layer}" + ("_reverse" if d else "")
 
     def __repr__(self):
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k, dflt in (
-            ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-            ("bidirectional", False), ("proj_size", 0)) if getattr(self, k) != dflt)
-        return (f"LSTM({self.input_size}, {self.hidden_size}{extra}, "
-                f"dtype={np.dtype(self.dtype).name})")
+        extra = "".join(
+            f", {k}={getattr(self, k)!r}"
+            for k, dflt in (
+                ("num_layers", 1),
+                ("bias", True),
+                ("batch_first", False),
+                ("dropout", 0.0),
+                ("bidirectional", False),
+                ("proj_size", 0),
+            )
+            if getattr(self, k) != dflt
+        )
+        return (
+            f"LSTM({self.input_size}, {self.hidden_size}{extra}, dtype={np.dtype(self.dtype).name})"
+        )
 
     # ---- input checking ---------------------------------------------------
     def _time_major(self, x):
@@ -112,8 +143,10 @@ class LSTM(ParameterModule):
             return x[:, None, :], True
         if x.ndim != 3:
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-            raise ValueError(f"x: expected a 3-D array {layout} or an unbatched 2-D "
-                             f"(T, input_size), got shape {x.shape}")
+            raise ValueError(
+                f"x: expected a 3-D array {layout} or an unbatched 2-D "
+                f"(T, input_size), got shape {x.shape}"
+            )
         if self.batch_first:
             x = x.transpose(1, 0, 2)
         if x.shape[2] != I:
@@ -134,10 +167,12 @@ class LSTM(ParameterModule):
             s = check_array(name, s, self.dtype)
             want = (LD, width) if unbatched else (LD, B, width)
             if s.shape != want:
-                raise ValueError(f"{name}: expected shape {want} "
-                                 f"(num_layers*num_directions, {'' if unbatched else 'batch, '}"
-                                 f"{'proj_size or hidden_size' if name == 'h0' else 'hidden_size'}), "
-                                 f"got {s.shape}")
+                raise ValueError(
+                    f"{name}: expected shape {want} "
+                    f"(num_layers*num_directions, {'' if unbatched else 'batch, '}"
+                    f"{'proj_size or hidden_size' if name == 'h0' else 'hidden_size'}), "
+                    f"got {s.shape}"
+                )
             if unbatched:
                 s = s[:, None, :]
             out.append(plan.to_sorted(s))
@@ -165,8 +200,7 @@ class LSTM(ParameterModule):
         -------
         output, (h_n, c_n)  [, cells]
         """
-        out, state, cells, _ = self._forward(x, hx, lengths, train=False,
-                                             return_cells=return_cells)
+        out, state, cells, _ = self._forward(x, hx, lengths, train=False, return_cells=return_cells)
         return (out, state, cells) if return_cells else (out, state)
 
     forward = __call__
@@ -227,18 +261,38 @@ class LSTM(ParameterModule):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 gates = pool.empty((rows, 4 * H), dt) if train else None
-                cells = (pool.empty((rows, H), dt) if train else
-                         np.empty((rows, H), dt) if want_cells else None)
+                cells = (
+                    pool.empty((rows, H), dt)
+                    if train
+                    else np.empty((rows, H), dt)
+                    if want_cells
+                    else None
+                )
                 xh = pool.empty((rows, inp.shape[1] + Ho), dt) if train else None
                 weights, packed = used[sfx] = self._packed(sfx)
                 kernels.forward(
-                    inp, weights[0], self._bias(sfx), packed,
-                    None if h0 is None else h0[k], None if c0 is None else c0[k],
-                    y, d * Ho, h_n[k], c_n[k], gates, cells, xh,
-                    plan.batch_sizes, plan.steps, d == 1, P,
-                    x_map if layer == 0 else None, y_map if last else None)
+                    inp,
+                    weights[0],
+                    self._bias(sfx),
+                    packed,
+                    None if h0 is None else h0[k],
+                    None if c0 is None else c0[k],
+                    y,
+                    d * Ho,
+                    h_n[k],
+                    c_n[k],
+                    gates,
+                    cells,
+                    xh,
+                    plan.batch_sizes,
+                    plan.steps,
+                    d == 1,
+                    P,
+                    x_map if layer == 0 else None,
+                    y_map if last else None,
+                )
                 if cells_out is not None:
-                    cells_out[:, d * H:(d + 1) * H] = cells
+                    cells_out[:, d * H : (d + 1) * H] = cells
                 per_dir.append((gates, cells, xh))
             mask = None
             if train and self.dropout > 0 and layer < self.num_layers - 1:
@@ -253,10 +307,15 @@ class LSTM(ParameterModule):
             output = inp.reshape((B, T, -1) if self.batch_first else (T, B, -1))
         else:
             output = self._output_layout(plan.unpack(inp), unbatched)
-        state = (self._state_layout(plan.from_sorted(h_n), unbatched),
-                 self._state_layout(plan.from_sorted(c_n), unbatched))
-        cells_seq = (self._output_layout(plan.unpack(cells_out), unbatched)
-                     if cells_out is not None else None)
+        state = (
+            self._state_layout(plan.from_sorted(h_n), unbatched),
+            self._state_layout(plan.from_sorted(c_n), unbatched),
+        )
+        cells_seq = (
+            self._output_layout(plan.unpack(cells_out), unbatched)
+            if cells_out is not None
+            else None
+        )
         backward = None
         if train:
             backward = self._make_backward(plan, unbatched, x.shape, c0, saved, used)
@@ -288,17 +347,24 @@ class LSTM(ParameterModule):
 
         def backward(d_output, d_state=None):
             if consumed[0]:
-                raise RuntimeError("backward: this forward_train's backward was already "
-                                   "called (its buffers are consumed); run forward_train again")
+                raise RuntimeError(
+                    "backward: this forward_train's backward was already "
+                    "called (its buffers are consumed); run forward_train again"
+                )
             H, Ho, D = self.hidden_size, self._h_out, self.num_directions
             LD, dt, B = self.num_layers * D, self.dtype, plan.B
             d_out = check_array("d_output", d_output, dt)
-            out_shape = ((x_shape[0], D * Ho) if unbatched else
-                         (x_shape[1], x_shape[0], D * Ho) if self.batch_first else
-                         (x_shape[0], x_shape[1], D * Ho))
+            out_shape = (
+                (x_shape[0], D * Ho)
+                if unbatched
+                else (x_shape[1], x_shape[0], D * Ho)
+                if self.batch_first
+                else (x_shape[0], x_shape[1], D * Ho)
+            )
             if d_out.shape != out_shape:
-                raise ValueError(f"d_output: expected the output's shape {out_shape}, "
-                                 f"got {d_out.shape}")
+                raise ValueError(
+                    f"d_output: expected the output's shape {out_shape}, got {d_out.shape}"
+                )
             if unbatched:
                 d_out = d_out[:, None, :]
             elif self.batch_first:
@@ -320,8 +386,9 @@ class LSTM(ParameterModule):
                 dh_n, dc_n = conv
             consumed[0] = True
             with self._grad_lock:
-                return self._backward(plan, unbatched, c0, saved, weights,
-                                      plan.pack(d_out), dh_n, dc_n)
+                return self._backward(
+                    plan, unbatched, c0, saved, weights, plan.pack(d_out), dh_n, dc_n
+                )
 
         return backward
 
@@ -341,13 +408,30 @@ class LSTM(ParameterModule):
                 (w_ih, w_hh, w_hr), packed = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
                 kernels.backward(
-                    w_ih, w_hh, w_hr, packed,
-                    None if c0 is None else c0[k], gates, cells, xh,
-                    dy, d * Ho, None if dh_n is None else dh_n[k],
+                    w_ih,
+                    w_hh,
+                    w_hr,
+                    packed,
+                    None if c0 is None else c0[k],
+                    gates,
+                    cells,
+                    xh,
+                    dy,
+                    d * Ho,
+                    None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],
-                    dx, d > 0, dh0[k], dc0[k],
-                    self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], dbias,
-                    self.grads.get("weight_hr" + sfx), plan.batch_sizes, plan.steps, d == 1)
+                    dx,
+                    d > 0,
+                    dh0[k],
+                    dc0[k],
+                    self.grads["weight_ih" + sfx],
+                    self.grads["weight_hh" + sfx],
+                    dbias,
+                    self.grads.get("weight_hr" + sfx),
+                    plan.batch_sizes,
+                    plan.steps,
+                    d == 1,
+                )
                 if dbias is not None:
                     self.grads["bias_ih" + sfx] += dbias
                     self.grads["bias_hh" + sfx] += dbias
@@ -360,9 +444,13 @@ class LSTM(ParameterModule):
             dy = dx
         self._train_buffers.give(spent)
         dx_full = plan.unpack(dy)
-        dx_full = (dx_full[:, 0, :] if unbatched else
-                   np.ascontiguousarray(dx_full.transpose(1, 0, 2)) if self.batch_first
-                   else dx_full)
+        dx_full = (
+            dx_full[:, 0, :]
+            if unbatched
+            else np.ascontiguousarray(dx_full.transpose(1, 0, 2))
+            if self.batch_first
+            else dx_full
+        )
         dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)
         dc0 = self._state_layout(plan.from_sorted(dc0), unbatched)
         return dx_full, (dh0, dc0)

@@ -28,15 +28,25 @@ class LSTMStream:
 
     def __init__(self, lstm, batch_size, hx=None):
         if lstm.bidirectional:
-            raise ValueError("stream: a bidirectional LSTM needs the whole sequence; "
-                             "streaming supports unidirectional LSTMs only")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
+            raise ValueError(
+                "stream: a bidirectional LSTM needs the whole sequence; "
+                "streaming supports unidirectional LSTMs only"
+            )
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.batch_size, self.dtype = int(batch_size), lstm.dtype
         self.input_size, self.num_layers = lstm.input_size, lstm.num_layers
         self.hidden_size, self.proj_size = lstm.hidden_size, lstm.proj_size
-        B, H, Ho, dt = self.batch_size, lstm.hidden_size, lstm.proj_size or lstm.hidden_size, lstm.dtype
+        B, H, Ho, dt = (
+            self.batch_size,
+            lstm.hidden_size,
+            lstm.proj_size or lstm.hidden_size,
+            lstm.dtype,
+        )
         self._layers = []
         for layer in range(lstm.num_layers):  # the pack cache's snapshot: never modified
             sfx = f"_l{layer}"
@@ -47,9 +57,14 @@ class LSTMStream:
         self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
         # convert: x as the kernel reads it, or a clear TypeError / ValueError
         # (a partial, not a bound method: no reference cycle through the kernel)
-        self._kernel = kernels.StreamKernel(self._layers, self._h, self._c, self._ys,
-                                             lstm.proj_size,
-                                             functools.partial(check_array, "x", dtype=dt))
+        self._kernel = kernels.StreamKernel(
+            self._layers,
+            self._h,
+            self._c,
+            self._ys,
+            lstm.proj_size,
+            functools.partial(check_array, "x", dtype=dt),
+        )
         # the kernel's step is the whole step (it converts unusual inputs
         # itself): calling it directly saves a Python frame, about a tenth of
         # a step this small
@@ -93,8 +108,24 @@ class LSTMStream:
         inp = x.reshape(T * B, I)
         for k, (w_ih, bias, packed) in enumerate(self._layers):
             y = np.empty((T * B, self._h.shape[2]), self.dtype)
-            kernels.forward(inp, w_ih, bias, packed, self._h[k], self._c[k], y, 0,
-                             self._h[k], self._c[k], None, None, None, None, T, False,
-                             self.proj_size)
+            kernels.forward(
+                inp,
+                w_ih,
+                bias,
+                packed,
+                self._h[k],
+                self._c[k],
+                y,
+                0,
+                self._h[k],
+                self._c[k],
+                None,
+                None,
+                None,
+                None,
+                T,
+                False,
+                self.proj_size,
+            )
             inp = y
         return inp.reshape(T, B, -1)

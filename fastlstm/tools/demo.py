@@ -46,8 +46,8 @@ class Adam:
             m += (1 - b1) * g
             v *= b2
             v += (1 - b2) * g * g
-            m_hat = m / (1 - b1 ** self.t)
-            v_hat = v / (1 - b2 ** self.t)
+            m_hat = m / (1 - b1**self.t)
+            v_hat = v / (1 - b2**self.t)
             p -= (self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(p.dtype)
 
 
@@ -67,7 +67,7 @@ def train(T=50, hidden=32, batch=64, steps=1000, seed=0, log_every=100, out=prin
         out_seq, (h_n, c_n), backward = lstm.forward_train(x)
         pred = h_n[0] @ w + b[0]
         err = pred - y
-        loss = float(np.mean(err ** 2))
+        loss = float(np.mean(err**2))
         d_pred = (2.0 / batch) * err
         lstm.zero_grad()
         dw[...] = h_n[0].T @ d_pred
@@ -91,8 +91,10 @@ def main(args=None):
     steps = getattr(args, "steps", 1000)
     print(f"fastlstm demo: adding problem, T={T}, LSTM(2, 32) + linear head, Adam")
     mse, base, sec = train(T=T, steps=steps)
-    print(f"test MSE {mse:.5f}  (predicting the mean: {base:.5f});  "
-          f"{steps} training steps in {sec:.1f} s")
+    print(
+        f"test MSE {mse:.5f}  (predicting the mean: {base:.5f});  "
+        f"{steps} training steps in {sec:.1f} s"
+    )
     solved = mse < 0.1 * base
     print("solved" if solved else "NOT solved: test MSE is not below 10% of the baseline")
     return 0 if solved else 1

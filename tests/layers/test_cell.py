@@ -115,17 +115,20 @@ def test_cell_grads_accumulate_and_zero(torch, rng):
 def test_cell_matches_reference(rng):
     """Independent of torch: fastlstm.reference.cell_forward."""
     from fastlstm import reference
+
     cell = fastlstm.LSTMCell(4, 6, dtype=np.float64, seed=1)
     x = rng.standard_normal((3, 4))
     h0, c0 = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
     h, c = cell(x, (h0, c0))
-    out = reference.cell_forward(x, h0, c0, cell.weight_ih, cell.weight_hh,
-                                 cell.bias_ih, cell.bias_hh)
+    out = reference.cell_forward(
+        x, h0, c0, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    )
     np.testing.assert_allclose(h, out[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(c, out[1], rtol=1e-12, atol=1e-14)
 
 
 # ---- finite differences ----------------------------------------------------
+
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
@@ -162,6 +165,7 @@ def test_cell_finite_differences(rng, bias, batched):
 
 # ---- validation --------------------------------------------------------------
 
+
 @pytest.fixture
 def cell32():
     return fastlstm.LSTMCell(3, 4, dtype=np.float32, seed=0)
@@ -188,8 +192,15 @@ def test_cell_bad_dtypes(cell32):
         cell32("not an array")
 
 
-@pytest.mark.parametrize("hx", [np.zeros((2, 4), np.float32), [np.zeros((2, 4), np.float32)],
-                                (np.zeros((2, 4), np.float32),) * 3, 5])
+@pytest.mark.parametrize(
+    "hx",
+    [
+        np.zeros((2, 4), np.float32),
+        [np.zeros((2, 4), np.float32)],
+        (np.zeros((2, 4), np.float32),) * 3,
+        5,
+    ],
+)
 def test_cell_bad_hx_type(cell32, hx):
     with pytest.raises(TypeError, match="hx"):
         cell32(np.zeros((2, 3), np.float32), hx)
@@ -198,8 +209,11 @@ def test_cell_bad_hx_type(cell32, hx):
 def test_cell_bad_state_shapes(cell32):
     x = np.zeros((2, 3), np.float32)
     ok = np.zeros((2, 4), np.float32)
-    for bad in (np.zeros((3, 4), np.float32), np.zeros((2, 5), np.float32),
-                np.zeros((4,), np.float32)):
+    for bad in (
+        np.zeros((3, 4), np.float32),
+        np.zeros((2, 5), np.float32),
+        np.zeros((4,), np.float32),
+    ):
         with pytest.raises(ValueError, match="h_prev"):
             cell32(x, (bad, ok))
         with pytest.raises(ValueError, match="c_prev"):
@@ -226,10 +240,15 @@ def test_cell_backward_validation(cell32):
         bw(np.ones((2, 4), np.float32))
 
 
-@pytest.mark.parametrize("kwargs", [dict(input_size=0, hidden_size=3),
-                                    dict(input_size=3, hidden_size=0),
-                                    dict(input_size=2.0, hidden_size=3),
-                                    dict(input_size=True, hidden_size=3)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_size=0, hidden_size=3),
+        dict(input_size=3, hidden_size=0),
+        dict(input_size=2.0, hidden_size=3),
+        dict(input_size=True, hidden_size=3),
+    ],
+)
 def test_cell_bad_constructor(kwargs):
     with pytest.raises(ValueError):
         fastlstm.LSTMCell(**kwargs)

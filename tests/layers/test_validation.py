@@ -37,12 +37,21 @@ def reference_run(lstm, x, h0=None, c0=None, lengths=None, d_output=None, d_stat
     params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
     f64 = lambda a: None if a is None else np.asarray(a, np.float64)  # noqa: E731
     out, (h_n, c_n), cache = ref.lstm_forward(
-        f64(x), params, lstm.num_layers, lstm.bidirectional, lstm.proj_size, lstm.batch_first,
-        f64(h0), f64(c0), lengths)
+        f64(x),
+        params,
+        lstm.num_layers,
+        lstm.bidirectional,
+        lstm.proj_size,
+        lstm.batch_first,
+        f64(h0),
+        f64(c0),
+        lengths,
+    )
     result = dict(output=out, h_n=h_n, c_n=c_n)
     if d_output is not None:
-        dx, dh0, dc0, grads = ref.lstm_backward(f64(d_output), f64(d_state[0]),
-                                                f64(d_state[1]), cache)
+        dx, dh0, dc0, grads = ref.lstm_backward(
+            f64(d_output), f64(d_state[0]), f64(d_state[1]), cache
+        )
         result.update(dx=dx, dh0=dh0, dc0=dc0, grads=grads)
     return result
 
@@ -114,8 +123,10 @@ class TestForwardInputs:
         lstm = make(num_layers=2, proj_size=P)
         x = uniform(rng, (T, B, I))
         good = dict(h0=uniform(rng, (2, B, P)), c0=uniform(rng, (2, B, H)))
-        wrong = {"h0": [(1, B, P), (2, B + 1, P), (2, B, H), (2, P)],
-                 "c0": [(1, B, H), (2, B - 1, H), (2, B, P), (2, B, H, 1)]}[which]
+        wrong = {
+            "h0": [(1, B, P), (2, B + 1, P), (2, B, H), (2, P)],
+            "c0": [(1, B, H), (2, B - 1, H), (2, B, P), (2, B, H, 1)],
+        }[which]
         for shape in wrong:
             state = dict(good, **{which: uniform(rng, shape)})
             with raises(ValueError, which):
@@ -135,16 +146,28 @@ class TestForwardInputs:
     def test_hx_not_a_pair(self, rng, hx):
         lstm = make()
         h0 = uniform(rng, (1, B, H))
-        bad = {"array": np.stack([h0, h0]), "triple": (h0, h0, h0), "single": (h0,),
-               "string": "h0c0"}[hx]
+        bad = {
+            "array": np.stack([h0, h0]),
+            "triple": (h0, h0, h0),
+            "single": (h0,),
+            "string": "h0c0",
+        }[hx]
         with raises(TypeError, "hx"):
             lstm(uniform(rng, (T, B, I)), bad)
 
-    @pytest.mark.parametrize("lengths,exc", [
-        ([0, 2, 3], ValueError), ([1, 2, T + 1], ValueError), ([-1, 2, 3], ValueError),
-        ([2, 3], ValueError), ([[2, 3, 1]], ValueError), ([1.5, 2, 3], TypeError),
-        (["a", "b", "c"], TypeError),
-    ], ids=["zero", "above-T", "negative", "short", "2-D", "fractional", "strings"])
+    @pytest.mark.parametrize(
+        "lengths,exc",
+        [
+            ([0, 2, 3], ValueError),
+            ([1, 2, T + 1], ValueError),
+            ([-1, 2, 3], ValueError),
+            ([2, 3], ValueError),
+            ([[2, 3, 1]], ValueError),
+            ([1.5, 2, 3], TypeError),
+            (["a", "b", "c"], TypeError),
+        ],
+        ids=["zero", "above-T", "negative", "short", "2-D", "fractional", "strings"],
+    )
     def test_bad_lengths(self, rng, lengths, exc):
         lstm = make()
         with raises(exc, "lengths"):
@@ -222,23 +245,27 @@ class TestBackwardInputs:
 # ----------------------------------------------------------------------------
 # constructor
 # ----------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs,exc,name", [
-    (dict(hidden_size=0), ValueError, "hidden_size"),
-    (dict(hidden_size=-3), ValueError, "hidden_size"),
-    (dict(hidden_size=2.5), ValueError, "hidden_size"),
-    (dict(hidden_size=True), ValueError, "hidden_size"),
-    (dict(input_size=0), ValueError, "input_size"),
-    (dict(num_layers=0), ValueError, "num_layers"),
-    (dict(proj_size=-1), ValueError, "proj_size"),
-    (dict(proj_size=H), ValueError, "proj_size"),
-    (dict(proj_size=H + 1), ValueError, "proj_size"),
-    (dict(dropout=1.0), ValueError, "dropout"),
-    (dict(dropout=-0.1), ValueError, "dropout"),
-    (dict(dtype=np.int32), TypeError, "dtype"),
-    (dict(dtype=int), TypeError, "dtype"),
-    (dict(dtype=np.float16), TypeError, "dtype"),
-    (dict(dtype="complex128"), TypeError, "dtype"),
-], ids=lambda v: repr(v) if not isinstance(v, type) else v.__name__)
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        (dict(hidden_size=0), ValueError, "hidden_size"),
+        (dict(hidden_size=-3), ValueError, "hidden_size"),
+        (dict(hidden_size=2.5), ValueError, "hidden_size"),
+        (dict(hidden_size=True), ValueError, "hidden_size"),
+        (dict(input_size=0), ValueError, "input_size"),
+        (dict(num_layers=0), ValueError, "num_layers"),
+        (dict(proj_size=-1), ValueError, "proj_size"),
+        (dict(proj_size=H), ValueError, "proj_size"),
+        (dict(proj_size=H + 1), ValueError, "proj_size"),
+        (dict(dropout=1.0), ValueError, "dropout"),
+        (dict(dropout=-0.1), ValueError, "dropout"),
+        (dict(dtype=np.int32), TypeError, "dtype"),
+        (dict(dtype=int), TypeError, "dtype"),
+        (dict(dtype=np.float16), TypeError, "dtype"),
+        (dict(dtype="complex128"), TypeError, "dtype"),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, type) else v.__name__,
+)
 def test_bad_constructor_args(kwargs, exc, name):
     args = dict(input_size=I, hidden_size=H)
     args.update(kwargs)
@@ -326,8 +353,7 @@ def all_results(lstm, x, h0, c0, lengths, d_output, d_state):
     out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
     out2, (h_n2, c_n2), backward = lstm.forward_train(x, hx, lengths=lengths)
     dx, (dh0, dc0) = backward(d_output, d_state)
-    res = dict(out=out, h_n=h_n, c_n=c_n, out2=out2, h_n2=h_n2, c_n2=c_n2, dx=dx,
-               dh0=dh0, dc0=dc0)
+    res = dict(out=out, h_n=h_n, c_n=c_n, out2=out2, h_n2=h_n2, c_n2=c_n2, dx=dx, dh0=dh0, dc0=dc0)
     res.update({"g_" + k: v.copy() for k, v in lstm.grads.items()})
     return res
 
@@ -393,12 +419,18 @@ def test_transposed_views(rng, dtype):
     view = xt.transpose(1, 0, 2)  # (B, T, I), not C-contiguous
     assert not view.flags.c_contiguous
     d_tm = uniform(rng, (T, B, 2 * H), dtype)
-    for lstm, x, d in [(lstm_bf, view, d_tm.transpose(1, 0, 2)),
-                       (lstm_tm, np.ascontiguousarray(view).transpose(1, 0, 2),
-                        np.ascontiguousarray(d_tm.transpose(1, 0, 2)).transpose(1, 0, 2))]:
+    for lstm, x, d in [
+        (lstm_bf, view, d_tm.transpose(1, 0, 2)),
+        (
+            lstm_tm,
+            np.ascontiguousarray(view).transpose(1, 0, 2),
+            np.ascontiguousarray(d_tm.transpose(1, 0, 2)).transpose(1, 0, 2),
+        ),
+    ]:
         got = all_results(lstm, x, None, None, None, d, None)
-        want = all_results(lstm, np.ascontiguousarray(x), None, None, None,
-                           np.ascontiguousarray(d), None)
+        want = all_results(
+            lstm, np.ascontiguousarray(x), None, None, None, np.ascontiguousarray(d), None
+        )
         assert_bitwise(got, want)
 
 
@@ -420,8 +452,9 @@ def test_huge_preactivations(rng, dtype):
     """Weights scaled so the gate pre-activations reach +-1e30."""
     lstm = make(dtype, num_layers=1, bidirectional=True)
     # |gates| <= (I + H + 2) * 1e30 < float32 max
-    lstm.load_state_dict({k: uniform(rng, v.shape, dtype) * dtype(1e30)
-                          for k, v in lstm.state_dict().items()})
+    lstm.load_state_dict(
+        {k: uniform(rng, v.shape, dtype) * dtype(1e30) for k, v in lstm.state_dict().items()}
+    )
     x = uniform(rng, (T, B, I), dtype)
     h0, c0 = uniform(rng, (2, B, H), dtype), uniform(rng, (2, B, H), dtype)
     d_out = uniform(rng, (T, B, 2 * H), dtype)
@@ -466,12 +499,39 @@ def test_activations_accurate_to_rounding(dtype):
     for name, got, want in (("c", c_n[0], c_exact), ("h", h_n[0], h_exact)):
         normal = np.abs(want) >= np.finfo(dtype).tiny  # h of v < -50 underflows
         rel = np.where(normal, np.abs(got - want) / np.where(normal, np.abs(want), 1), 0)
-        assert normal.mean() > 0.9 and rel.max() <= bound, \
-            (name, float(rel.max()), float(v[rel.max(axis=1).argmax()]))
+        assert normal.mean() > 0.9 and rel.max() <= bound, (
+            name,
+            float(rel.max()),
+            float(v[rel.max(axis=1).argmax()]),
+        )
 
 
-EDGE = [0.0, 1e-30, 1e-7, 0.5, 1.0, 5.0, 15.0, 17.0, 20.0, 40.0, 44.0, 80.0, 88.0, 88.8,
-        89.0, 100.0, 700.0, 709.0, 710.0, 1000.0, 1e4, 1e10, 1e20, 1e30]
+EDGE = [
+    0.0,
+    1e-30,
+    1e-7,
+    0.5,
+    1.0,
+    5.0,
+    15.0,
+    17.0,
+    20.0,
+    40.0,
+    44.0,
+    80.0,
+    88.0,
+    88.8,
+    89.0,
+    100.0,
+    700.0,
+    709.0,
+    710.0,
+    1000.0,
+    1e4,
+    1e10,
+    1e20,
+    1e30,
+]
 
 
 def edge_layer(dtype):
@@ -549,8 +609,9 @@ def test_closed_forget_gate_passes_no_gradient(dtype):
     c0 = np.full((1, 1, 1), -1e30, dtype)
     out, (h_n, c_n), backward = lstm.forward_train(x, (h0, c0))
     dx, (dh0, dc0) = backward(np.zeros_like(out), (None, np.ones_like(c_n)))
-    expected = reference_run(lstm, x, h0, c0, d_output=np.zeros_like(out),
-                             d_state=(None, np.ones_like(c_n)))
+    expected = reference_run(
+        lstm, x, h0, c0, d_output=np.zeros_like(out), d_state=(None, np.ones_like(c_n))
+    )
     assert expected["dx"].ravel()[0] == 0 and expected["c_n"].ravel()[0] == 0
     assert_close(c_n, expected["c_n"], dtype, "c_n")
     assert_close(dc0, expected["dc0"], dtype, "dc0")
@@ -575,8 +636,9 @@ INPLACE = {
     "ellipsis-assign": lambda l: l.weight_hh_l0.__setitem__(Ellipsis, l.weight_hh_l0[::-1]),
     "one-element": lambda l: l.weight_hh_l0.__setitem__((3, 1), 0.75),
     "alias-imul": lambda l: np.multiply(l.weight_hh_l0, 0.5, out=l.weight_hh_l0),
-    "named_parameters-step": lambda l: [p.__isub__(0.1 * np.sign(p))
-                                        for _, p in l.named_parameters()],
+    "named_parameters-step": lambda l: [
+        p.__isub__(0.1 * np.sign(p)) for _, p in l.named_parameters()
+    ],
     "reverse-direction": lambda l: l.weight_hh_l1_reverse.__imul__(-1.0),
     "projection": lambda l: l.weight_hr_l1.__setitem__(Ellipsis, l.weight_hr_l1 * 2),
     "projection-one-element": lambda l: l.weight_hr_l0_reverse.__setitem__((0, 0), 3.0),
@@ -603,6 +665,7 @@ def test_pack_cache_check_compares_every_byte():
     bytes: a change anywhere, a missing or extra array, a different size or
     a buffer it cannot read in place all count as changed."""
     from fastlstm._native import kernels
+
     rng = np.random.default_rng(5)
     a, b = rng.random((6, 5)).astype(np.float32), rng.random(7).astype(np.float32)
     same = kernels.same_weights
@@ -611,12 +674,12 @@ def test_pack_cache_check_compares_every_byte():
         changed = a.copy()
         changed.reshape(-1).view(np.uint8)[k] ^= 1
         assert not same((a, b, None), (changed, b, None))
-    assert not same((a, b, None), (a, b, b))        # None against an array
+    assert not same((a, b, None), (a, b, b))  # None against an array
     assert not same((a, b, b), (a, b, None))
-    assert not same((a, b), (a, b, None))           # a different count
-    assert not same((b,), (b[:-1].copy(),))         # a different size
+    assert not same((a, b), (a, b, None))  # a different count
+    assert not same((b,), (b[:-1].copy(),))  # a different size
     wide = np.ascontiguousarray(np.repeat(a, 2, axis=1))
-    assert not same((a,), (wide[:, ::2],))          # equal values, not C-contiguous
+    assert not same((a,), (wide[:, ::2],))  # equal values, not C-contiguous
     assert same((a,), (wide[:, ::2].copy(),))
 
 
@@ -645,8 +708,7 @@ def test_training_steps_reuse_buffers(rng, dtype, lengths):
     its values) and gives what a fresh layer gives; two forward_trains in
     flight never share buffers."""
     lstm = make(dtype, num_layers=2, bidirectional=True, proj_size=P)
-    steps = [(uniform(rng, (T, B, I), dtype), uniform(rng, (T, B, 2 * P), dtype))
-             for _ in range(3)]
+    steps = [(uniform(rng, (T, B, I), dtype), uniform(rng, (T, B, 2 * P), dtype)) for _ in range(3)]
     lens = None if lengths is None else np.array(lengths)
 
     def step(layer, x, d):

@@ -16,8 +16,7 @@ from fastlstm import reference as ref
 
 DTYPES = [np.float32, np.float64]
 # |actual - expected| <= atol + rtol * max|expected|
-TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6),
-              np.float64: dict(rtol=1e-12, atol=1e-12)}
+TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
 def assert_close(actual, expected, dtype, what):
@@ -40,8 +39,21 @@ class Case:
     """One configuration with random parameters, non-zero h0/c0, inputs and
     upstream gradients, all in `dtype`."""
 
-    def __init__(self, rng, dtype, T, B, I, H, num_layers=1, bidirectional=False,
-                 proj_size=0, bias=True, batch_first=False, lengths=None):
+    def __init__(
+        self,
+        rng,
+        dtype,
+        T,
+        B,
+        I,
+        H,
+        num_layers=1,
+        bidirectional=False,
+        proj_size=0,
+        bias=True,
+        batch_first=False,
+        lengths=None,
+    ):
         self.dtype, self.T, self.B, self.I, self.H = dtype, T, B, I, H
         self.num_layers, self.bidirectional, self.proj_size = num_layers, bidirectional, proj_size
         self.bias, self.batch_first, self.lengths = bias, batch_first, lengths
@@ -58,9 +70,17 @@ class Case:
         self.dc_n = uniform(rng, (LD, B, H), dtype)
 
     def layer(self):
-        lstm = fastlstm.LSTM(self.I, self.H, num_layers=self.num_layers, bias=self.bias,
-                             batch_first=self.batch_first, bidirectional=self.bidirectional,
-                             proj_size=self.proj_size, dtype=self.dtype, seed=0)
+        lstm = fastlstm.LSTM(
+            self.I,
+            self.H,
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            bidirectional=self.bidirectional,
+            proj_size=self.proj_size,
+            dtype=self.dtype,
+            seed=0,
+        )
         lstm.load_state_dict(self.params)
         return lstm
 
@@ -70,11 +90,18 @@ class Case:
         x, h0, c0 = f64(self.x), f64(self.h0), f64(self.c0)
         params = {k: f64(v) for k, v in self.params.items()}
         out, (h_n, c_n), cache = ref.lstm_forward(
-            x, params, self.num_layers, self.bidirectional, self.proj_size,
-            self.batch_first, h0, c0, self.lengths)
+            x,
+            params,
+            self.num_layers,
+            self.bidirectional,
+            self.proj_size,
+            self.batch_first,
+            h0,
+            c0,
+            self.lengths,
+        )
         dx, dh0, dc0, grads = ref.lstm_backward(f64(d_output), f64(dh_n), f64(dc_n), cache)
-        return dict(output=out, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, grads=grads,
-                    cache=cache)
+        return dict(output=out, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, grads=grads, cache=cache)
 
 
 def check_against_reference(case, d_state_mode="both"):
@@ -90,8 +117,7 @@ def check_against_reference(case, d_state_mode="both"):
     assert_close(h_n, expected["h_n"], dt, "inference h_n")
     assert_close(c_n, expected["c_n"], dt, "inference c_n")
 
-    out, (h_n, c_n), backward = lstm.forward_train(case.x, (case.h0, case.c0),
-                                                   lengths=case.lengths)
+    out, (h_n, c_n), backward = lstm.forward_train(case.x, (case.h0, case.c0), lengths=case.lengths)
     assert_close(out, expected["output"], dt, "output")
     assert_close(h_n, expected["h_n"], dt, "h_n")
     assert_close(c_n, expected["c_n"], dt, "c_n")
@@ -111,8 +137,11 @@ def check_against_reference(case, d_state_mode="both"):
 # in 25 combinations instead of 625.
 # ----------------------------------------------------------------------------
 VALUES = [1, 2, 7, 17, 64]
-SIZES = [(VALUES[a], VALUES[b], VALUES[(a + b) % 5], VALUES[(a + 2 * b) % 5])
-         for a in range(5) for b in range(5)]
+SIZES = [
+    (VALUES[a], VALUES[b], VALUES[(a + b) % 5], VALUES[(a + 2 * b) % 5])
+    for a in range(5)
+    for b in range(5)
+]
 # Alternate the direction so both the forward and the reverse time loop see
 # every size class.
 SIZE_CASES = [(T, B, I, H, k % 2 == 1) for k, (T, B, I, H) in enumerate(SIZES)]
@@ -120,8 +149,10 @@ SIZE_CASES = [(T, B, I, H, k % 2 == 1) for k, (T, B, I, H) in enumerate(SIZES)]
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize(
-    "T,B,I,H,bidirectional", SIZE_CASES,
-    ids=[f"T{T}-B{B}-I{I}-H{H}-{'bi' if bi else 'uni'}" for T, B, I, H, bi in SIZE_CASES])
+    "T,B,I,H,bidirectional",
+    SIZE_CASES,
+    ids=[f"T{T}-B{B}-I{I}-H{H}-{'bi' if bi else 'uni'}" for T, B, I, H, bi in SIZE_CASES],
+)
 def test_sizes(rng, T, B, I, H, bidirectional, dtype):
     case = Case(rng, dtype, T, B, I, H, bidirectional=bidirectional)
     check_against_reference(case)
@@ -139,8 +170,16 @@ def test_size_grid_covers_every_value_in_every_position():
 # ----------------------------------------------------------------------------
 D_STATE_CONFIGS = {
     "1layer": dict(T=6, B=3, I=4, H=7),
-    "2layer-bi-proj-ragged": dict(T=6, B=4, I=3, H=7, num_layers=2, bidirectional=True,
-                                  proj_size=3, lengths=np.array([4, 1, 6, 2])),
+    "2layer-bi-proj-ragged": dict(
+        T=6,
+        B=4,
+        I=3,
+        H=7,
+        num_layers=2,
+        bidirectional=True,
+        proj_size=3,
+        lengths=np.array([4, 1, 6, 2]),
+    ),
 }
 
 
@@ -166,11 +205,21 @@ RAGGED = np.array([3, 1, 5, 2])  # unsorted; a length-1 and a full-length sequen
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3], ids=["L1", "L2", "L3"])
-def test_layer_matrix(rng, num_layers, bidirectional, batch_first, proj_size, bias,
-                      ragged, dtype):
-    case = Case(rng, dtype, T_M, B_M, I_M, H_M, num_layers=num_layers,
-                bidirectional=bidirectional, proj_size=proj_size, bias=bias,
-                batch_first=batch_first, lengths=RAGGED if ragged else None)
+def test_layer_matrix(rng, num_layers, bidirectional, batch_first, proj_size, bias, ragged, dtype):
+    case = Case(
+        rng,
+        dtype,
+        T_M,
+        B_M,
+        I_M,
+        H_M,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        bias=bias,
+        batch_first=batch_first,
+        lengths=RAGGED if ragged else None,
+    )
     check_against_reference(case)
 
 
@@ -186,13 +235,11 @@ def test_lengths_all_full_equal_no_lengths(rng, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_padded_outputs_are_exactly_zero(rng, dtype):
-    case = Case(rng, dtype, T_M, B_M, I_M, H_M, num_layers=2, bidirectional=True,
-                lengths=RAGGED)
+    case = Case(rng, dtype, T_M, B_M, I_M, H_M, num_layers=2, bidirectional=True, lengths=RAGGED)
     out, _ = case.layer()(case.x, (case.h0, case.c0), lengths=RAGGED)
     for b, n in enumerate(RAGGED):
         assert np.all(out[n:, b] == 0)
         assert np.all(out[:n, b] != 0)
-
 
 
 # Hidden sizes whose forward groups are wider than one register panel
@@ -201,8 +248,13 @@ def test_padded_outputs_are_exactly_zero(rng, dtype):
 # B = 3 splits the threads by units, B = 20 by batch rows.
 WIDE_GROUPS = {
     "H128-units": (3, 3, 5, 128, {}),
-    "H256-batch-ragged": (4, 20, 6, 256, dict(lengths=[4, 4, 3, 3, 3, 3, 2, 2, 2, 2,
-                                                       2, 2, 2, 1, 1, 1, 1, 1, 1, 1])),
+    "H256-batch-ragged": (
+        4,
+        20,
+        6,
+        256,
+        dict(lengths=[4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1]),
+    ),
     "H320-proj-bi": (3, 2, 4, 320, dict(proj_size=24, bidirectional=True)),
     "H192-batch-L2": (3, 20, 7, 192, dict(num_layers=2)),
 }
@@ -226,10 +278,14 @@ def test_wide_groups(rng, config, dtype):
 # the reverse direction and ragged rows gather their inputs), eight from
 # 16 MB.
 XPROJ = {
-    "B1-bi-proj-bfirst": (40, 1, 200, 256, dict(bidirectional=True, proj_size=64,
-                                               batch_first=True)),
-    "B2-bi-ragged-L2": (20, 2, 256, 256, dict(bidirectional=True, num_layers=2,
-                                              lengths=[13, 20])),
+    "B1-bi-proj-bfirst": (
+        40,
+        1,
+        200,
+        256,
+        dict(bidirectional=True, proj_size=64, batch_first=True),
+    ),
+    "B2-bi-ragged-L2": (20, 2, 256, 256, dict(bidirectional=True, num_layers=2, lengths=[13, 20])),
     "B8-16MB": (3, 8, 1024, 1024, {}),
 }
 
@@ -238,6 +294,7 @@ XPROJ = {
 @pytest.mark.parametrize("config", list(XPROJ))
 def test_input_projection_blocks(rng, config, dtype):
     check_config(rng, dtype, *XPROJ[config])
+
 
 # ----------------------------------------------------------------------------
 # Unbatched 2-D input
@@ -251,8 +308,9 @@ UNBATCHED = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("config", UNBATCHED,
-                         ids=["L1", "L2-bi", "L2-proj-nobias", "L1-bi-proj-bfirst"])
+@pytest.mark.parametrize(
+    "config", UNBATCHED, ids=["L1", "L2-bi", "L2-proj-nobias", "L1-bi-proj-bfirst"]
+)
 def test_unbatched(rng, config, dtype):
     case = Case(rng, dtype, 6, 1, 4, 5, **config)
     # unbatched arrays: drop the batch axis (batch_first does not apply to 2-D x)
@@ -283,22 +341,36 @@ def test_unbatched(rng, config, dtype):
 # return_cells
 # ----------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("num_layers,bidirectional,batch_first,proj_size,ragged", [
-    (1, False, False, 0, False),
-    (1, True, False, 0, True),
-    (2, True, True, 0, True),
-    (3, False, True, 2, True),
-    (2, True, False, 3, False),
-], ids=["L1-uni", "L1-bi-ragged", "L2-bi-bfirst-ragged", "L3-proj-bfirst-ragged",
-        "L2-bi-proj"])
+@pytest.mark.parametrize(
+    "num_layers,bidirectional,batch_first,proj_size,ragged",
+    [
+        (1, False, False, 0, False),
+        (1, True, False, 0, True),
+        (2, True, True, 0, True),
+        (3, False, True, 2, True),
+        (2, True, False, 3, False),
+    ],
+    ids=["L1-uni", "L1-bi-ragged", "L2-bi-bfirst-ragged", "L3-proj-bfirst-ragged", "L2-bi-proj"],
+)
 def test_return_cells(rng, num_layers, bidirectional, batch_first, proj_size, ragged, dtype):
-    case = Case(rng, dtype, T_M, B_M, I_M, H_M, num_layers=num_layers,
-                bidirectional=bidirectional, proj_size=proj_size, batch_first=batch_first,
-                lengths=RAGGED if ragged else None)
+    case = Case(
+        rng,
+        dtype,
+        T_M,
+        B_M,
+        I_M,
+        H_M,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        batch_first=batch_first,
+        lengths=RAGGED if ragged else None,
+    )
     expected = case.reference(case.d_output, case.dh_n, case.dc_n)
     lstm = case.layer()
-    out, (h_n, c_n), cells = lstm(case.x, (case.h0, case.c0), lengths=case.lengths,
-                                  return_cells=True)
+    out, (h_n, c_n), cells = lstm(
+        case.x, (case.h0, case.c0), lengths=case.lengths, return_cells=True
+    )
     assert_close(out, expected["output"], dtype, "output")
     assert_close(c_n, expected["c_n"], dtype, "c_n")
 
@@ -309,8 +381,9 @@ def test_return_cells(rng, num_layers, bidirectional, batch_first, proj_size, ra
     for d, layer_cache in enumerate(last):
         valid = layer_cache["valid"]
         for t in range(T_M):
-            want[t, :, d * H_M:(d + 1) * H_M] = np.where(
-                valid[t][:, None], layer_cache["step_caches"][t]["c"], 0)
+            want[t, :, d * H_M : (d + 1) * H_M] = np.where(
+                valid[t][:, None], layer_cache["step_caches"][t]["c"], 0
+            )
     if batch_first:
         want = want.transpose(1, 0, 2)
     assert_close(cells, want, dtype, "cells")
@@ -342,4 +415,3 @@ def test_grads_accumulate_and_zero_grad(rng, dtype):
     lstm.zero_grad()
     for name, g in lstm.grads.items():
         assert g.shape == case.params[name].shape and not np.any(g)
-

@@ -22,8 +22,9 @@ def numpy_plan(T, B, lengths):
     perm = np.array(sorted(range(B), key=lambda b: (-lengths[b], b)), dtype=np.int64)
     steps = int(lengths.max())
     batch_sizes = np.array([np.sum(lengths > t) for t in range(steps)], dtype=np.int64)
-    flat = np.array([t * B + perm[j] for t in range(steps) for j in range(batch_sizes[t])],
-                    dtype=np.int64)
+    flat = np.array(
+        [t * B + perm[j] for t in range(steps) for j in range(batch_sizes[t])], dtype=np.int64
+    )
     return perm, batch_sizes, flat
 
 
@@ -71,9 +72,27 @@ def test_row_maps_equal_pack_and_scatter(batch_first, dtype):
 
     def run(inp, y, rows_map):
         h_n, c_n = np.empty((B, H), dtype), np.empty((B, H), dtype)
-        kernels.forward(inp, weights[0], bias, packed, None, None, y, 0, h_n, c_n,
-                         None, None, None, plan.batch_sizes, plan.steps, False, 0,
-                         rows_map, rows_map)
+        kernels.forward(
+            inp,
+            weights[0],
+            bias,
+            packed,
+            None,
+            None,
+            y,
+            0,
+            h_n,
+            c_n,
+            None,
+            None,
+            None,
+            plan.batch_sizes,
+            plan.steps,
+            False,
+            0,
+            rows_map,
+            rows_map,
+        )
         return y, h_n, c_n
 
     rows = plan.padded_rows(batch_first)
@@ -105,10 +124,45 @@ def test_row_map_out_of_range_is_value_error():
             maps[bad] = good.copy()
             maps[bad][-1] = value
             with pytest.raises(ValueError, match=name):
-                kernels.forward(x, weights[0], None, packed, None, None, y, 0, h_n, c_n,
-                                 None, None, None, plan.batch_sizes, plan.steps, False, 0,
-                                 *maps)
+                kernels.forward(
+                    x,
+                    weights[0],
+                    None,
+                    packed,
+                    None,
+                    None,
+                    y,
+                    0,
+                    h_n,
+                    c_n,
+                    None,
+                    None,
+                    None,
+                    plan.batch_sizes,
+                    plan.steps,
+                    False,
+                    0,
+                    *maps,
+                )
     with pytest.raises(ValueError, match="x_rows"):  # one entry per packed row
-        kernels.forward(x, weights[0], None, packed, None, None, y, 0, h_n, c_n,
-                         None, None, None, plan.batch_sizes, plan.steps, False, 0,
-                         good[:-1], good)
+        kernels.forward(
+            x,
+            weights[0],
+            None,
+            packed,
+            None,
+            None,
+            y,
+            0,
+            h_n,
+            c_n,
+            None,
+            None,
+            None,
+            plan.batch_sizes,
+            plan.steps,
+            False,
+            0,
+            good[:-1],
+            good,
+        )

@@ -36,8 +36,7 @@ def run_all(lstm, x, hx, lengths, d_out, d_state):
     out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
     out_t, (h_t, c_t), backward = lstm.forward_train(x, hx, lengths=lengths)
     dx, (dh0, dc0) = backward(d_out, d_state)
-    res = dict(out=out, h_n=h_n, c_n=c_n, out_t=out_t, h_t=h_t, c_t=c_t, dx=dx, dh0=dh0,
-               dc0=dc0)
+    res = dict(out=out, h_n=h_n, c_n=c_n, out_t=out_t, h_t=h_t, c_t=c_t, dx=dx, dh0=dh0, dc0=dc0)
     res.update({"grad_" + k: v.copy() for k, v in lstm.grads.items()})
     return res
 
@@ -48,10 +47,18 @@ def assert_bitwise(a, b, what=""):
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what} {k}")
 
 
-def make_problem(rng, dtype, T, B, I, H, num_layers=1, bidirectional=False, proj_size=0,
-                 lengths=None):
-    lstm = fastlstm.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional,
-                         proj_size=proj_size, dtype=dtype, seed=int(rng.integers(1 << 30)))
+def make_problem(
+    rng, dtype, T, B, I, H, num_layers=1, bidirectional=False, proj_size=0, lengths=None
+):
+    lstm = fastlstm.LSTM(
+        I,
+        H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=dtype,
+        seed=int(rng.integers(1 << 30)),
+    )
     D = 2 if bidirectional else 1
     Ho = proj_size or H
     u = lambda shape: rng.uniform(-1, 1, shape).astype(dtype)  # noqa: E731
@@ -75,10 +82,20 @@ THREAD_SHAPES = {
     # batch split with more row chunks than threads, each run in several
     # blocks of steps by whichever thread is free: ragged lengths (chunks
     # finish at different steps), both directions, a projection
-    "B48-H64-bi-ragged-chunks": (40, 48, 16, 64, dict(
-        bidirectional=True, lengths=[40 - (7 * j) % 37 for j in range(48)])),
-    "B36-H128-proj-ragged-chunks": (40, 36, 32, 128, dict(
-        proj_size=32, lengths=[40] * 20 + [23] * 10 + [5] * 6)),
+    "B48-H64-bi-ragged-chunks": (
+        40,
+        48,
+        16,
+        64,
+        dict(bidirectional=True, lengths=[40 - (7 * j) % 37 for j in range(48)]),
+    ),
+    "B36-H128-proj-ragged-chunks": (
+        40,
+        36,
+        32,
+        128,
+        dict(proj_size=32, lengths=[40] * 20 + [23] * 10 + [5] * 6),
+    ),
     # unit split with weights beyond a core's cache: threads take each
     # other's blocks of groups when they finish early (work stealing)
     "B3-H256-steal": (6, 3, 128, 256, {}),
@@ -87,8 +104,7 @@ THREAD_SHAPES = {
     # partial block; the reverse direction and ragged rows gathered; with
     # stealing, 2 MB of weights); 8 rows beyond 16 MB of weights
     "B1-H256-bi-proj-xproj": (40, 1, 200, 256, dict(bidirectional=True, proj_size=64)),
-    "B2-H256-bi-ragged-xproj-steal": (20, 2, 256, 256, dict(bidirectional=True,
-                                                            lengths=[20, 13])),
+    "B2-H256-bi-ragged-xproj-steal": (20, 2, 256, 256, dict(bidirectional=True, lengths=[20, 13])),
     "B8-H1024-xproj": (3, 8, 1024, 1024, {}),
 }
 
@@ -147,10 +163,10 @@ def run_in_threads(fn, n=4):
 def test_concurrent_inference(rng, dtype):
     """4 Python threads, the same layer, different inputs: each result is
     bitwise the sequential one."""
-    lstm, _ = make_problem(rng, dtype, 1, 1, 6, 24, num_layers=2, bidirectional=True,
-                           proj_size=9)
-    inputs = [(rng.uniform(-1, 1, (8, B, 6)).astype(dtype), np.arange(1, B + 1) + 2)
-              for B in (1, 3, 5, 6)]
+    lstm, _ = make_problem(rng, dtype, 1, 1, 6, 24, num_layers=2, bidirectional=True, proj_size=9)
+    inputs = [
+        (rng.uniform(-1, 1, (8, B, 6)).astype(dtype), np.arange(1, B + 1) + 2) for B in (1, 3, 5, 6)
+    ]
     sequential = [lstm(x, lengths=lengths) for x, lengths in inputs]
     for _ in range(2):
         concurrent = run_in_threads(lambda k: lstm(inputs[k][0], lengths=inputs[k][1]))
@@ -162,8 +178,10 @@ def test_concurrent_inference(rng, dtype):
 
 def training_problem(rng, dtype):
     lstm, _ = make_problem(rng, dtype, 1, 1, 5, 20, bidirectional=True)
-    inputs = [(rng.uniform(-1, 1, (9, B, 5)).astype(dtype),
-               rng.uniform(-1, 1, (9, B, 40)).astype(dtype)) for B in (1, 2, 3, 4)]
+    inputs = [
+        (rng.uniform(-1, 1, (9, B, 5)).astype(dtype), rng.uniform(-1, 1, (9, B, 40)).astype(dtype))
+        for B in (1, 2, 3, 4)
+    ]
 
     def one(k):
         x, d = inputs[k]
@@ -218,8 +236,9 @@ def test_concurrent_backward_accumulates_every_gradient(restore_threads):
         lstm.zero_grad()
         run_in_threads(one)
         for k, g in single.items():
-            np.testing.assert_allclose(lstm.grads[k], 4 * g, rtol=1e-12, atol=1e-9,
-                                       err_msg=f"round {rounds}: {k}")
+            np.testing.assert_allclose(
+                lstm.grads[k], 4 * g, rtol=1e-12, atol=1e-9, err_msg=f"round {rounds}: {k}"
+            )
 
 
 def test_kernel_releases_the_gil(restore_threads):
@@ -283,8 +302,11 @@ def gemm_triples(sizes):
     the sizes so that every (M, K) and (N, K) pair occurs too (len(sizes)
     prime or not, each size appears in each position)."""
     n = len(sizes)
-    return [(sizes[i], sizes[j], sizes[(i + j) % n], *ALPHA_BETA[(i + 2 * j) % 3])
-            for i in range(n) for j in range(n)]
+    return [
+        (sizes[i], sizes[j], sizes[(i + j) % n], *ALPHA_BETA[(i + 2 * j) % 3])
+        for i in range(n)
+        for j in range(n)
+    ]
 
 
 def check_gemm(dtype, trans_a, trans_b, rng, sizes=GEMM_SIZES):
@@ -303,12 +325,12 @@ def check_gemm(dtype, trans_a, trans_b, rng, sizes=GEMM_SIZES):
         A = a.T.astype(np.float64) if trans_a else a.astype(np.float64)
         Bm = b.T.astype(np.float64) if trans_b else b.astype(np.float64)
         exact = alpha * (A @ Bm) + beta * c0.astype(np.float64)
-        bound = 2 * (K + 2) * eps * (abs(alpha) * (np.abs(A) @ np.abs(Bm))
-                                     + abs(beta) * np.abs(c0))
+        bound = 2 * (K + 2) * eps * (abs(alpha) * (np.abs(A) @ np.abs(Bm)) + abs(beta) * np.abs(c0))
         err = np.abs(c - exact)
         assert np.all(err <= bound), (
             f"gemm ta={trans_a} tb={trans_b} M={M} N={N} K={K} alpha={alpha} "
-            f"beta={beta}: max err {err.max():.3g}")
+            f"beta={beta}: max err {err.max():.3g}"
+        )
 
 
 def test_gemm_triples_cover_all_pairs():
@@ -319,8 +341,9 @@ def test_gemm_triples_cover_all_pairs():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)],
-                         ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize(
+    "trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"]
+)
 def test_gemm_against_numpy(rng, trans_a, trans_b, dtype):
     check_gemm(dtype, trans_a, trans_b, rng)
 
@@ -382,8 +405,11 @@ def cpu_supports(isa):
     flags = cpu_flags()
     if flags is None:
         return None  # unknown: accept whatever the library reports
-    need = {"generic": set(), "avx2": {"avx2", "fma"},
-            "avx512": {"avx2", "fma", "avx512f", "avx512dq", "avx512vl"}}[isa]
+    need = {
+        "generic": set(),
+        "avx2": {"avx2", "fma"},
+        "avx512": {"avx2", "fma", "avx512f", "avx512dq", "avx512vl"},
+    }[isa]
     return need <= flags
 
 
@@ -411,14 +437,21 @@ def variant_lstm_errors():
 
     rng = np.random.default_rng(2)
     report = {}
-    configs = [("H17-B1", 5, 1, 3, 17, {}),
-               ("H40-bi-proj-ragged", 6, 4, 5, 40,
-                dict(bidirectional=True, proj_size=7, lengths=[6, 1, 4, 2])),
-               ("H33-L2", 4, 3, 8, 33, dict(num_layers=2))]
+    configs = [
+        ("H17-B1", 5, 1, 3, 17, {}),
+        (
+            "H40-bi-proj-ragged",
+            6,
+            4,
+            5,
+            40,
+            dict(bidirectional=True, proj_size=7, lengths=[6, 1, 4, 2]),
+        ),
+        ("H33-L2", 4, 3, 8, 33, dict(num_layers=2)),
+    ]
     for dtype in DTYPES:
         for name, T, B, I, H, extra in configs:
-            lstm, (x, hx, lengths, d_out, d_state) = make_problem(rng, dtype, T, B, I, H,
-                                                                   **extra)
+            lstm, (x, hx, lengths, d_out, d_state) = make_problem(rng, dtype, T, B, I, H, **extra)
             fastlstm.set_num_threads(1)
             one = run_all(lstm, x, hx, lengths, d_out, d_state)
             fastlstm.set_num_threads(2)
@@ -427,14 +460,25 @@ def variant_lstm_errors():
             params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
             f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
             out, (h_n, c_n), cache = ref.lstm_forward(
-                f64(x), params, lstm.num_layers, lstm.bidirectional, lstm.proj_size, False,
-                f64(hx[0]), f64(hx[1]), lengths)
-            dx, dh0, dc0, grads = ref.lstm_backward(f64(d_out), f64(d_state[0]),
-                                                    f64(d_state[1]), cache)
+                f64(x),
+                params,
+                lstm.num_layers,
+                lstm.bidirectional,
+                lstm.proj_size,
+                False,
+                f64(hx[0]),
+                f64(hx[1]),
+                lengths,
+            )
+            dx, dh0, dc0, grads = ref.lstm_backward(
+                f64(d_out), f64(d_state[0]), f64(d_state[1]), cache
+            )
             want = dict(out=out, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0)
             want.update({"grad_" + k: v for k, v in grads.items()})
-            err = max(float(np.abs(one[k] - v).max()) / max(1.0, float(np.abs(v).max()))
-                      for k, v in want.items())
+            err = max(
+                float(np.abs(one[k] - v).max()) / max(1.0, float(np.abs(v).max()))
+                for k, v in want.items()
+            )
             report[f"{np.dtype(dtype).name}-{name}"] = dict(err=err, bitwise=bitwise)
     return report
 
@@ -443,12 +487,16 @@ def variant_lstm_errors():
 def test_isa_variant(isa):
     env = dict(os.environ, FASTLSTM_ISA=isa)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", VARIANT_SCRIPT,
-                           os.path.dirname(os.path.abspath(__file__))],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", VARIANT_SCRIPT, os.path.dirname(os.path.abspath(__file__))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     supported = cpu_supports(isa)
     if supported is False:
         # a variant the CPU cannot run falls back, and says so
