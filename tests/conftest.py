@@ -12,6 +12,8 @@ The helpers are also plain module-level functions; the fixtures just hand
 them out so test files need not import conftest.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,20 @@ def torch_forward_backward(
         result["dc0"] = c0t.grad.numpy()
         result["grads"] = {name: p.grad.numpy() for name, p in module.named_parameters()}
     return result
+
+
+def pytest_sessionstart(session):
+    """Say where fastlstm is imported from (even with -q): CI checks that it
+    is the installed package (site-packages), not the checkout."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    try:
+        import fastlstm
+    except ImportError as exc:  # the tests will say more
+        reporter.write_line(f"fastlstm not importable: {exc}")
+        return
+    reporter.write_line(f"fastlstm imported from {os.path.dirname(fastlstm.__file__)}")
 
 
 @pytest.fixture
