@@ -110,11 +110,6 @@ class LSTM(ParameterModule):
     def _init_scale(self):
         return 1.0 / np.sqrt(self.hidden_size)
 
-    def _suffixes(self):
-        for layer in range(self.num_layers):
-            for d in range(self.num_directions):
-                yield layer, d, f"_l{layer}" + ("_reverse" if d else "")
-
     def __repr__(self):
         extra = "".join(
             f", {k}={getattr(self, k)!r}"

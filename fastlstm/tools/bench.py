@@ -12,8 +12,8 @@ What is measured (fp32, one layer, one direction, same weights everywhere):
   torch autograd with ``output.backward(d_output)`` (x and the parameters
   require grad; parameter gradients accumulate in both libraries).
 * streaming step (with step1): one time step from Python carrying the state:
-  ``lstm.stream(B).step(x_t)`` where that API exists, else ``lstm(x_t, hx)``;
-  ``torch.nn.LSTMCell``; ONNX Runtime with T=1 and initial_h/initial_c.
+  ``lstm.stream(B).step(x_t)``; ``torch.nn.LSTMCell``; ONNX Runtime with T=1
+  and initial_h/initial_c.
 * lengths: canon shape with ragged lengths summing to T*B/2: fastlstm full vs
   ragged, torch padded vs packed (``pack_padded_sequence``).
 * memory: peak RSS of one training step, each system in a fresh subprocess.
@@ -179,20 +179,9 @@ class FastSystem:
         return train_step
 
     def step_call(self, x_t):
-        """x_t: (1, B, I).  Uses the streaming API when the layer has it
-        (``lstm.stream(batch_size).step(x_t)`` with x_t (B, I)), else the
-        inference call with the state carried through hx."""
-        lstm = self.lstm
-        if hasattr(lstm, "stream"):
-            stream = lstm.stream(x_t.shape[1])
-            return lambda: stream.step(x_t[0])
-        state = [None]
-
-        def step():
-            out, state[0] = lstm(x_t, state[0])
-            return out[0]
-
-        return step
+        """x_t: (1, B, I): ``lstm.stream(B).step(x_t[0])``, the state carried."""
+        stream = self.lstm.stream(x_t.shape[1])
+        return lambda: stream.step(x_t[0])
 
 
 class TorchSystem:
@@ -647,14 +636,7 @@ def shape_tables(results, peers, peak):
             )
     if missing:
         fwd.notes.append("not installed: " + ", ".join(missing))
-    step.notes.append(
-        "fastlstm: "
-        + (
-            "lstm.stream(B).step(x_t)"
-            if hasattr(fastlstm.LSTM, "stream")
-            else "lstm(x_t, hx) (no streaming API yet)"
-        )
-    )
+    step.notes.append("fastlstm: lstm.stream(B).step(x_t)")
     return [t for t in (fwd, train, step) if t.rows]
 
 

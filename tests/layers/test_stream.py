@@ -231,11 +231,11 @@ def test_thread_count_changed_after_creation(rng):
         lstm = _make(dict(I=64, H=128), np.float32)
         x = rng.standard_normal((T, 1, 64)).astype(np.float32)
         stream = lstm.stream(1)
-        assert stream._kernel.workspace_threads == 1
+        assert stream.workspace_threads == 1
         got = [stream.step(x[0])]
         two = fastlstm.set_num_threads(2)  # 1 without OpenMP
         got += [stream.step(x[t]) for t in range(1, T)]
-        assert stream._kernel.workspace_threads == two
+        assert stream.workspace_threads == two
         assert np.array_equal(np.stack(got), lstm(x)[0])
     finally:
         fastlstm.set_num_threads(before)
