@@ -54,6 +54,7 @@ from typing import Callable
 import numpy as np
 
 import fastlstm
+from fastlstm.interop.onnx import lstm_model
 
 # name -> (T, B, I, H)
 SHAPES = {
@@ -240,64 +241,16 @@ class TorchSystem:
         return step
 
 
-def onnx_lstm_model(onnx, params, input_size, hidden_size):
-    """One ONNX ``LSTM`` node (opset 14) with torch's weights.
-
-    ONNX orders the gate blocks i, o, f, c where torch has i, f, g, o;
-    W (1, 4H, I), R (1, 4H, H), B (1, 8H) = [Wb, Rb].  Inputs X (T, B, I),
-    initial_h and initial_c (1, B, H); outputs Y (T, 1, B, H), Y_h, Y_c.
-    """
-    helper, TP = onnx.helper, onnx.TensorProto
-
-    def iofc(w):
-        i, f, g, o = np.split(w, 4, axis=0)
-        return np.concatenate([i, o, f, g])
-
-    inits = [
-        onnx.numpy_helper.from_array(iofc(params["weight_ih_l0"])[None], "W"),
-        onnx.numpy_helper.from_array(iofc(params["weight_hh_l0"])[None], "R"),
-        onnx.numpy_helper.from_array(
-            np.concatenate([iofc(params["bias_ih_l0"]), iofc(params["bias_hh_l0"])])[None], "B"
-        ),
-    ]
-    H = hidden_size
-    node = helper.make_node(
-        "LSTM",
-        ["X", "W", "R", "B", "", "initial_h", "initial_c"],
-        ["Y", "Y_h", "Y_c"],
-        hidden_size=H,
-    )
-    graph = helper.make_graph(
-        [node],
-        "fastlstm_bench_lstm",
-        [
-            helper.make_tensor_value_info("X", TP.FLOAT, ["T", "B", input_size]),
-            helper.make_tensor_value_info("initial_h", TP.FLOAT, [1, "B", H]),
-            helper.make_tensor_value_info("initial_c", TP.FLOAT, [1, "B", H]),
-        ],
-        [
-            helper.make_tensor_value_info("Y", TP.FLOAT, ["T", 1, "B", H]),
-            helper.make_tensor_value_info("Y_h", TP.FLOAT, [1, "B", H]),
-            helper.make_tensor_value_info("Y_c", TP.FLOAT, [1, "B", H]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    model.ir_version = 8  # readable by any onnxruntime >= 1.10
-    onnx.checker.check_model(model)
-    return model
-
-
 class OrtSystem:
     name = "ORT"
 
-    def __init__(self, onnx, ort, params, input_size, hidden_size, threads):
+    def __init__(self, ort, params, input_size, hidden_size, threads):
         self.hidden_size = hidden_size
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        model = onnx_lstm_model(onnx, params, input_size, hidden_size)
+        model = lstm_model(params, input_size, hidden_size)
         self.session = ort.InferenceSession(
             model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
         )
@@ -401,7 +354,7 @@ def build_systems(shape, peers, threads):
     if peers.torch is not None:
         systems["torch"] = TorchSystem(peers.torch, params, I, H)
     if peers.ort is not None:
-        systems["ORT"] = OrtSystem(peers.onnx, peers.ort, params, I, H, threads)
+        systems["ORT"] = OrtSystem(peers.ort, params, I, H, threads)
     return systems
 
 
