@@ -10,40 +10,8 @@ import threading
 
 import numpy as np
 
+from .._checks import as_dtype
 from . import kernels
-
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def as_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in _DTYPES:
-        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
-    return dt
-
-
-def check_array(name, a, dtype):
-    """A numpy array of exactly `dtype` (C-contiguous copy only when needed).
-
-    A different dtype is a TypeError: fastlstm never converts silently
-    (a float64 array given to a float32 layer would otherwise lose precision
-    without notice).
-    """
-    if not isinstance(a, np.ndarray):
-        if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
-            a = np.asarray(a)
-        else:
-            raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(
-            f"{name}: expected dtype {dtype.name} (the layer's dtype), got "
-            f"{a.dtype} with shape {a.shape}; convert with "
-            f".astype(numpy.{dtype.name})"
-        )
-    return np.ascontiguousarray(a)
 
 
 class ParameterModule:

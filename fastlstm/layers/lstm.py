@@ -9,9 +9,10 @@ module validates user input, lays the batch out for the kernel
 
 import numpy as np
 
+from .._checks import check_array, check_int, check_pair, check_state
 from .._native import kernels
 from .._native.buffers import BufferPool
-from .._native.params import ParameterModule, check_array
+from .._native.params import ParameterModule
 from .._native.sequence import SequencePlan
 from ..reference import parameter_shapes
 
@@ -67,22 +68,18 @@ class LSTM(ParameterModule):
         dtype=np.float32,
         seed=None,
     ):
-        for name, v, lo in (
-            ("input_size", input_size, 1),
-            ("hidden_size", hidden_size, 1),
-            ("num_layers", num_layers, 1),
-            ("proj_size", proj_size, 0),
-        ):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        input_size = check_int("input_size", input_size, 1)
+        hidden_size = check_int("hidden_size", hidden_size, 1)
+        num_layers = check_int("num_layers", num_layers, 1)
+        proj_size = check_int("proj_size", proj_size, 0)
         if proj_size >= hidden_size:
             raise ValueError(
                 f"proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})"
             )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_layers, self.proj_size = int(num_layers), int(proj_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.proj_size = num_layers, proj_size
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
         super().__init__(dtype, seed)
@@ -152,22 +149,18 @@ class LSTM(ParameterModule):
 
     def _initial_state(self, hx, B, unbatched, plan):
         """hx -> (h0, c0) as sorted, contiguous (L*D, B, .) arrays, or (None, None)."""
+        hx = check_pair("hx", hx, "h0", "c0")
         if hx is None:
             return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError("hx: expected a tuple (h0, c0) or None")
         LD = self.num_layers * self.num_directions
+        batch = "" if unbatched else "batch, "
         out = []
-        for name, s, width in (("h0", hx[0], self._h_out), ("c0", hx[1], self.hidden_size)):
-            s = check_array(name, s, self.dtype)
+        for name, s, width, unit in (
+            ("h0", hx[0], self._h_out, "proj_size or hidden_size"),
+            ("c0", hx[1], self.hidden_size, "hidden_size"),
+        ):
             want = (LD, width) if unbatched else (LD, B, width)
-            if s.shape != want:
-                raise ValueError(
-                    f"{name}: expected shape {want} "
-                    f"(num_layers*num_directions, {'' if unbatched else 'batch, '}"
-                    f"{'proj_size or hidden_size' if name == 'h0' else 'hidden_size'}), "
-                    f"got {s.shape}"
-                )
+            s = check_state(name, s, self.dtype, want, f"num_layers*num_directions, {batch}{unit}")
             if unbatched:
                 s = s[:, None, :]
             out.append(plan.to_sorted(s))
@@ -365,18 +358,15 @@ class LSTM(ParameterModule):
             elif self.batch_first:
                 d_out = d_out.transpose(1, 0, 2)
             dh_n = dc_n = None
+            d_state = check_pair("d_state", d_state, "dh_n", "dc_n")
             if d_state is not None:
-                if not isinstance(d_state, (tuple, list)) or len(d_state) != 2:
-                    raise TypeError("d_state: expected a tuple (dh_n, dc_n) or None")
                 conv = []
                 for name, s, width in (("dh_n", d_state[0], Ho), ("dc_n", d_state[1], H)):
                     if s is None:
                         conv.append(None)
                         continue
-                    s = check_array(name, s, dt)
                     want = (LD, width) if unbatched else (LD, B, width)
-                    if s.shape != want:
-                        raise ValueError(f"{name}: expected shape {want}, got {s.shape}")
+                    s = check_state(name, s, dt, want)
                     conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
                 dh_n, dc_n = conv
             consumed[0] = True

@@ -11,8 +11,8 @@ import functools
 
 import numpy as np
 
+from .._checks import check_array, check_int, check_pair, check_state
 from .._native import kernels
-from .._native.params import check_array
 
 __all__ = ["LSTMStream"]
 
@@ -39,13 +39,7 @@ class LSTMStream(kernels.StreamKernel):
                 "stream: a bidirectional LSTM needs the whole sequence; "
                 "streaming supports unidirectional LSTMs only"
             )
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        self.batch_size, self.dtype = int(batch_size), lstm.dtype
+        self.batch_size, self.dtype = check_int("batch_size", batch_size, 1), lstm.dtype
         self.input_size, self.num_layers = lstm.input_size, lstm.num_layers
         self.hidden_size, self.proj_size = lstm.hidden_size, lstm.proj_size
         B, H, Ho, dt = (
@@ -81,16 +75,13 @@ class LSTMStream(kernels.StreamKernel):
 
     def reset(self, hx=None):
         """Start again from zeros, or from ``hx = (h0, c0)`` shaped as :attr:`state`."""
+        hx = check_pair("hx", hx, "h0", "c0")
         if hx is None:
             self._h.fill(0)
             self._c.fill(0)
             return
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError("hx: expected a tuple (h0, c0) or None")
         for name, src, dst in (("h0", hx[0], self._h), ("c0", hx[1], self._c)):
-            src = check_array(name, src, self.dtype)
-            if src.shape != dst.shape:
-                raise ValueError(f"{name}: expected shape {dst.shape}, got {src.shape}")
+            src = check_state(name, src, self.dtype, dst.shape)
             dst[...] = src
 
     def steps(self, x):
