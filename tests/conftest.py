@@ -17,10 +17,7 @@ import os
 import numpy as np
 import pytest
 
-
-def random_array(rng, shape, dtype=np.float64, scale=1.0):
-    """Uniform(-scale, scale) array of the given shape and dtype."""
-    return rng.uniform(-scale, scale, size=shape).astype(dtype)
+from helpers import random_array
 
 
 def make_lstm_params(

@@ -8,6 +8,8 @@ import pytest
 
 from fastlstm import reference as ref
 
+from helpers import assert_close, central_difference, random_array
+
 # Warnings are errors; torch's notice that it falls back from oneDNN for
 # proj_size > 0 is expected and harmless.
 pytestmark = pytest.mark.filterwarnings(
@@ -16,18 +18,6 @@ pytestmark = pytest.mark.filterwarnings(
 
 T, B, I, H, P = 5, 3, 4, 5, 3
 RAGGED = np.array([3, 1, 4])  # unsorted, max < T so the tail is all padding
-
-TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
-
-
-def assert_close(actual, expected, dtype, what):
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
-    np.testing.assert_allclose(actual, expected, err_msg=what, **TOLERANCES[dtype])
-
-
-def random_array(rng, shape, dtype=np.float64, scale=1.0):
-    return rng.uniform(-scale, scale, size=shape).astype(dtype)
 
 
 def make_params(rng, num_layers, bias, bidirectional, proj_size, dtype, I=I, H=H):
@@ -351,13 +341,7 @@ def assert_matches_finite_differences(loss, inputs, analytic, eps=1e-6, max_entr
                 )
             )
         for index in map(lambda k: np.unravel_index(k, array.shape), flat):
-            saved = array[index]
-            array[index] = saved + eps
-            plus = loss()
-            array[index] = saved - eps
-            minus = loss()
-            array[index] = saved
-            numeric = (plus - minus) / (2 * eps)
+            numeric = central_difference(loss, array, index, eps)
             np.testing.assert_allclose(
                 analytic[name][index], numeric, rtol=1e-6, atol=1e-8, err_msg=f"{name}{index}"
             )

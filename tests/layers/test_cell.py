@@ -12,7 +12,8 @@ import pytest
 
 import fastlstm
 
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+from helpers import assert_close, central_difference
+
 NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -80,21 +81,18 @@ def test_cell_matches_torch(torch, rng, dtype, direction, batched, hx_given, bia
     hx = (h0, c0) if hx_given else None
     h_inf, c_inf = cell(x, hx)
     h, c, backward = cell.forward_train(x, hx)
-    tol = TOL[dtype]
     for got, ref in ((h_inf, ht), (c_inf, ct), (h, ht), (c, ct)):
-        assert got.shape == tuple(ref.shape) and got.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(got, ref.detach().numpy(), **tol)
+        assert_close(got, ref.detach().numpy(), dtype)
     np.testing.assert_array_equal(h, h_inf)
     np.testing.assert_array_equal(c, c_inf)
 
     dx, (dh_prev, dc_prev) = backward(W_h, W_c if dc_given else None)
     for got, ref in ((dx, xt.grad), (dh_prev, h0t.grad), (dc_prev, c0t.grad)):
-        assert got.shape == tuple(ref.shape) and got.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(got, ref.numpy(), **tol)
+        assert_close(got, ref.numpy(), dtype)
     tparams = dict(tcell.named_parameters())
     assert set(cell.grads) == set(tparams)
     for name, p in tparams.items():
-        np.testing.assert_allclose(cell.grads[name], p.grad.numpy(), err_msg=name, **tol)
+        assert_close(cell.grads[name], p.grad.numpy(), dtype, name)
 
 
 def test_cell_grads_accumulate_and_zero(torch, rng):
@@ -153,13 +151,7 @@ def test_cell_finite_differences(rng, bias, batched):
     for name, arr, grad in targets:
         num = np.empty_like(arr)
         for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + eps
-            lp = loss()
-            arr[idx] = old - eps
-            lm = loss()
-            arr[idx] = old
-            num[idx] = (lp - lm) / (2 * eps)
+            num[idx] = central_difference(loss, arr, idx, eps)
         np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-8, err_msg=name)
 
 

@@ -17,6 +17,8 @@ import pytest
 import fastlstm
 from fastlstm import reference
 
+from helpers import assert_close, central_difference
+
 
 def _loss_weights(rng, out_shape, LD, B, Ho, H, unbatched=False):
     st = (LD, Ho) if unbatched else (LD, B, Ho)
@@ -89,8 +91,7 @@ def test_inference_never_drops(rng, dtype):
         assert np.array_equal(a, b)
     # and the values are the reference's without masks
     r, _, _ = reference.lstm_forward(x.astype(np.float64), drop.state_dict(), 3, bidirectional=True)
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(out1, r, **tol)
+    assert_close(out1, r, dtype, "output", against="reference")
 
 
 def test_single_layer_has_no_dropout(rng):
@@ -319,11 +320,5 @@ def test_finite_differences_with_dropout(rng, case):
         flat = arr.reshape(-1)
         idx = np.unique(np.r_[0, flat.size - 1, pick.integers(0, flat.size, 4)])
         for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            lp = loss()
-            flat[i] = old - eps
-            lm = loss()
-            flat[i] = old
-            num = (lp - lm) / (2 * eps)
+            num = central_difference(loss, flat, i, eps)
             assert abs(grad.reshape(-1)[i] - num) <= 1e-6 * abs(num) + 1e-7, (name, i)

@@ -12,7 +12,8 @@ import pytest
 
 import fastlstm
 
-TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+from helpers import assert_close
+
 T, B, I, H, P = 5, 4, 3, 5, 3
 RAGGED = np.array([3, 1, 5, 2])  # unsorted; a length-1 and a full-length sequence
 
@@ -30,12 +31,6 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def assert_close(actual, expected, dtype, what):
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
-    np.testing.assert_allclose(actual, expected, err_msg=what, **TOLERANCES[dtype])
 
 
 def torch_module(torch, lstm):

@@ -8,31 +8,20 @@ gradient is a sum over T*B steps; its small entries carry the absolute error
 of its large ones).
 """
 
+import functools
+
 import numpy as np
 import pytest
 
 import fastlstm
 from fastlstm import reference as ref
 
+from helpers import assert_close, random_array
+
 DTYPES = [np.float32, np.float64]
-# |actual - expected| <= atol + rtol * max|expected|
-TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
-
-
-def assert_close(actual, expected, dtype, what):
-    actual = np.asarray(actual)
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, want {dtype}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
-    assert np.all(np.isfinite(actual)), f"{what}: non-finite values"
-    tol = TOLERANCES[dtype]
-    scale = float(np.abs(expected).max()) if expected.size else 0.0
-    err = float(np.abs(actual.astype(np.float64) - expected).max()) if expected.size else 0.0
-    bound = tol["atol"] + tol["rtol"] * scale
-    assert err <= bound, f"{what}: max abs error {err:.3g} > {bound:.3g} (scale {scale:.3g})"
-
-
-def uniform(rng, shape, dtype, scale=1.0):
-    return rng.uniform(-scale, scale, size=shape).astype(dtype)
+# the kernel against the float64 reference, each error relative to the scale
+# of the compared array
+assert_matches_reference = functools.partial(assert_close, against="reference", scale=True)
 
 
 class Case:
@@ -61,13 +50,13 @@ class Case:
         Ho = proj_size or H
         LD = num_layers * D
         shapes = ref.parameter_shapes(I, H, num_layers, bias, bidirectional, proj_size)
-        self.params = {k: uniform(rng, s, dtype, 1 / np.sqrt(H)) for k, s in shapes.items()}
-        self.x = uniform(rng, (B, T, I) if batch_first else (T, B, I), dtype)
-        self.h0 = uniform(rng, (LD, B, Ho), dtype, 0.8)
-        self.c0 = uniform(rng, (LD, B, H), dtype, 0.8)
-        self.d_output = uniform(rng, (B, T, D * Ho) if batch_first else (T, B, D * Ho), dtype)
-        self.dh_n = uniform(rng, (LD, B, Ho), dtype)
-        self.dc_n = uniform(rng, (LD, B, H), dtype)
+        self.params = {k: random_array(rng, s, dtype, 1 / np.sqrt(H)) for k, s in shapes.items()}
+        self.x = random_array(rng, (B, T, I) if batch_first else (T, B, I), dtype)
+        self.h0 = random_array(rng, (LD, B, Ho), dtype, 0.8)
+        self.c0 = random_array(rng, (LD, B, H), dtype, 0.8)
+        self.d_output = random_array(rng, (B, T, D * Ho) if batch_first else (T, B, D * Ho), dtype)
+        self.dh_n = random_array(rng, (LD, B, Ho), dtype)
+        self.dc_n = random_array(rng, (LD, B, H), dtype)
 
     def layer(self):
         lstm = fastlstm.LSTM(
@@ -113,21 +102,21 @@ def check_against_reference(case, d_state_mode="both"):
 
     lstm = case.layer()
     out, (h_n, c_n) = lstm(case.x, (case.h0, case.c0), lengths=case.lengths)
-    assert_close(out, expected["output"], dt, "inference output")
-    assert_close(h_n, expected["h_n"], dt, "inference h_n")
-    assert_close(c_n, expected["c_n"], dt, "inference c_n")
+    assert_matches_reference(out, expected["output"], dt, "inference output")
+    assert_matches_reference(h_n, expected["h_n"], dt, "inference h_n")
+    assert_matches_reference(c_n, expected["c_n"], dt, "inference c_n")
 
     out, (h_n, c_n), backward = lstm.forward_train(case.x, (case.h0, case.c0), lengths=case.lengths)
-    assert_close(out, expected["output"], dt, "output")
-    assert_close(h_n, expected["h_n"], dt, "h_n")
-    assert_close(c_n, expected["c_n"], dt, "c_n")
+    assert_matches_reference(out, expected["output"], dt, "output")
+    assert_matches_reference(h_n, expected["h_n"], dt, "h_n")
+    assert_matches_reference(c_n, expected["c_n"], dt, "c_n")
     dx, (dh0, dc0) = backward(case.d_output, d_state)
-    assert_close(dx, expected["dx"], dt, "dx")
-    assert_close(dh0, expected["dh0"], dt, "dh0")
-    assert_close(dc0, expected["dc0"], dt, "dc0")
+    assert_matches_reference(dx, expected["dx"], dt, "dx")
+    assert_matches_reference(dh0, expected["dh0"], dt, "dh0")
+    assert_matches_reference(dc0, expected["dc0"], dt, "dc0")
     assert set(lstm.grads) == set(case.params) == set(expected["grads"])
     for name, g in expected["grads"].items():
-        assert_close(lstm.grads[name], g, dt, f"grads[{name}]")
+        assert_matches_reference(lstm.grads[name], g, dt, f"grads[{name}]")
 
 
 # ----------------------------------------------------------------------------
@@ -326,15 +315,15 @@ def test_unbatched(rng, config, dtype):
     lstm = case.layer()
     out, (h_n, c_n), backward = lstm.forward_train(x, (h0, c0))
     assert out.ndim == 2 and h_n.ndim == 2 and c_n.ndim == 2
-    assert_close(out, expected_case["output"], dtype, "output")
-    assert_close(h_n, expected_case["h_n"], dtype, "h_n")
-    assert_close(c_n, expected_case["c_n"], dtype, "c_n")
+    assert_matches_reference(out, expected_case["output"], dtype, "output")
+    assert_matches_reference(h_n, expected_case["h_n"], dtype, "h_n")
+    assert_matches_reference(c_n, expected_case["c_n"], dtype, "c_n")
     dx, (dh0, dc0) = backward(d_out, (dh_n, dc_n))
-    assert_close(dx, expected_case["dx"], dtype, "dx")
-    assert_close(dh0, expected_case["dh0"], dtype, "dh0")
-    assert_close(dc0, expected_case["dc0"], dtype, "dc0")
+    assert_matches_reference(dx, expected_case["dx"], dtype, "dx")
+    assert_matches_reference(dh0, expected_case["dh0"], dtype, "dh0")
+    assert_matches_reference(dc0, expected_case["dc0"], dtype, "dc0")
     for name, g in expected_case["grads"].items():
-        assert_close(lstm.grads[name], g, dtype, f"grads[{name}]")
+        assert_matches_reference(lstm.grads[name], g, dtype, f"grads[{name}]")
 
 
 # ----------------------------------------------------------------------------
@@ -371,8 +360,8 @@ def test_return_cells(rng, num_layers, bidirectional, batch_first, proj_size, ra
     out, (h_n, c_n), cells = lstm(
         case.x, (case.h0, case.c0), lengths=case.lengths, return_cells=True
     )
-    assert_close(out, expected["output"], dtype, "output")
-    assert_close(c_n, expected["c_n"], dtype, "c_n")
+    assert_matches_reference(out, expected["output"], dtype, "output")
+    assert_matches_reference(c_n, expected["c_n"], dtype, "c_n")
 
     # expected cells, time-major (T, B, D*H), from the reference's step caches
     last = expected["cache"]["layer_caches"][-1]
@@ -386,7 +375,7 @@ def test_return_cells(rng, num_layers, bidirectional, batch_first, proj_size, ra
             )
     if batch_first:
         want = want.transpose(1, 0, 2)
-    assert_close(cells, want, dtype, "cells")
+    assert_matches_reference(cells, want, dtype, "cells")
     if ragged:
         for b, n in enumerate(RAGGED):
             idx = (b, slice(n, None)) if batch_first else (slice(n, None), b)
@@ -411,7 +400,7 @@ def test_grads_accumulate_and_zero_grad(rng, dtype):
         _, _, backward = lstm.forward_train(case.x, (case.h0, case.c0))
         backward(case.d_output, (case.dh_n, case.dc_n))
     for name, g in expected["grads"].items():
-        assert_close(lstm.grads[name], 2 * g, dtype, f"2x grads[{name}]")
+        assert_matches_reference(lstm.grads[name], 2 * g, dtype, f"2x grads[{name}]")
     lstm.zero_grad()
     for name, g in lstm.grads.items():
         assert g.shape == case.params[name].shape and not np.any(g)
