@@ -2,12 +2,25 @@
 
 ``save(path, module)`` writes the parameters under their PyTorch names plus
 one entry ``__fastlstm__`` holding a JSON document (format name, version,
-class, constructor arguments) as bytes.  ``load(path)`` reads it back with
-``allow_pickle=False``: a truncated, tampered or foreign file is a
-ValueError, never code execution.  The round trip is bit-exact.
+class, dtype, constructor arguments) as bytes, to exactly the path given,
+atomically: the file is written beside its destination under a temporary
+name, flushed to disk and renamed over it, so a crash or a kill mid-save
+leaves either the old file or the new one, never a broken one.
+
+``load(path)`` checks the whole archive before it reads any array: the
+header's size and JSON, the config it describes, the list of members, and
+each member's declared size, dtype and shape against what the config
+implies.  Only then are the arrays read, each exactly as large as the config
+says.  Every damaged, truncated, tampered or foreign file raises
+``ValueError`` (a missing or unreadable path raises the ``OSError`` that
+opening it raises); nothing in a file is ever unpickled.  The round trip is
+bit-exact.
 """
 
+import inspect
 import json
+import os
+import tempfile
 import zipfile
 
 import numpy as np
@@ -25,10 +38,28 @@ _CLASSES = {
                     "dropout", "bidirectional", "proj_size")),
     "LSTMCell": (LSTMCell, ("input_size", "hidden_size", "bias")),
 }
+# Limits on what load reads before trusting it.
+_MAX_HEADER_BYTES = 1 << 16   # the JSON header (a real one is a few hundred bytes)
+_MAX_NPY_HEADER_BYTES = 1 << 12
+_MAX_COMPRESSION_RATIO = 100  # for members of more than 1 MiB (save writes uncompressed)
+_MAX_JSON_DEPTH = 8
+# numpy >= 1.24 bounds the .npy header it parses; older ones parse any size
+_NPY_HEADER_LIMIT = (
+    {"max_header_size": _MAX_NPY_HEADER_BYTES}
+    if "max_header_size" in inspect.signature(np.lib.format.read_array_header_1_0).parameters
+    else {})
 
 
 def save(path, module):
-    """Write `module` (LSTM or LSTMCell) to `path` (an .npz file or file object)."""
+    """Write `module` (LSTM or LSTMCell) to `path`.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        Written exactly as given (no suffix is added).  A path is replaced
+        atomically; an existing directory is an ``IsADirectoryError``.
+    module : LSTM or LSTMCell
+    """
     name = type(module).__name__
     if name not in _CLASSES or not isinstance(module, _CLASSES[name][0]):
         raise TypeError(f"save: expected an LSTM or LSTMCell, got {type(module).__name__}")
@@ -37,88 +68,257 @@ def save(path, module):
             "dtype": module.dtype.name, "config": config}
     arrays = module.state_dict()
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    np.savez(path, **arrays)
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return
+    _atomic_write(os.fspath(path), lambda fh: np.savez(fh, **arrays))
 
 
-def _read_arrays(path):
-    """All arrays of an .npz, opened by us so that a damaged file is closed."""
-    def read(fh):
-        f = np.load(fh, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with f:
-            return {k: f[k] for k in f.files}
-
+def _atomic_write(path, write):
+    """Write a file through `write(fileobj)` to a temporary name in `path`'s
+    directory, fsync it, rename it over `path` and fsync the directory."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path!r} is a directory; give a file path")
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = _new_file_mode(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
     try:
-        if hasattr(path, "read"):
-            return read(path)
-        with open(path, "rb") as fh:
-            return read(fh)
-    except FileNotFoundError:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise ValueError(f"load: {path!s} is not a readable fastlstm file ({e})") from None
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is done
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
-def _expected_shapes(cls_name, config):
-    """Parameter shapes a config implies, computed without allocating."""
+def _new_file_mode(path):
+    """The permission bits the file would get from a plain open(): the
+    existing file's, else 0o666 less the process umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    umask = 0o022
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+                    break
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~umask
+
+
+class _BadFile(ValueError):
+    pass
+
+
+def load(path):
+    """Read a module written by :func:`save`.
+
+    Raises
+    ------
+    ValueError
+        For any file that is not an intact fastlstm file (truncated,
+        corrupted, tampered, foreign, or describing sizes its arrays do not
+        have).  Nothing is allocated beyond what the checked header implies.
+    OSError
+        When `path` cannot be opened (``FileNotFoundError``, ...).
+    """
+    where = getattr(path, "name", path)
+    if hasattr(path, "read"):
+        return _load_from(path, where)
+    with open(path, "rb") as fh:
+        return _load_from(fh, where)
+
+
+def _load_from(fh, where):
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            cls_name, config, dtype, arrays = _read_checked(zf)
+    except _BadFile as e:
+        raise ValueError(f"load: {where!s}: {e}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError,
+            IndexError, TypeError, NotImplementedError, RuntimeError, AttributeError,
+            RecursionError, OverflowError, UnicodeDecodeError, LookupError) as e:
+        # anything the zip/npy readers raise on a damaged file
+        raise ValueError(f"load: {where!s} is not a readable fastlstm file "
+                         f"({type(e).__name__}: {e})") from None
+    cls = _CLASSES[cls_name][0]
+    try:
+        module = cls(**config, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"load: invalid {cls_name} config in {where!s}: {e}") from None
+    module.load_state_dict(arrays)
+    return module
+
+
+def _read_checked(zf):
+    members = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise _BadFile(f"unexpected member {info.filename!r} (not an .npy array)")
+        if info.flag_bits & 0x1:
+            raise _BadFile(f"member {info.filename!r} is encrypted")
+        members[info.filename[:-4]] = info
+    meta_info = members.pop(_META_KEY, None)
+    if meta_info is None:
+        raise _BadFile("no fastlstm header: not a fastlstm file")
+    meta = _read_header(zf, meta_info)
+    cls_name, config, dtype = _check_meta(meta)
+    expected_count = _parameter_count(cls_name, config)
+    if expected_count != len(members) and expected_count > 4 * len(members) + 64:
+        # refused before listing the arrays a forged header would describe
+        raise _BadFile(f"its config implies {expected_count} arrays, the file has "
+                       f"{len(members)}")
+    expected = _expected_shapes(cls_name, config)
+    if set(expected) != set(members):
+        raise _BadFile(f"does not match its config: missing "
+                       f"{sorted(set(expected) - set(members))}, unexpected "
+                       f"{sorted(set(members) - set(expected))}")
+    for name, info in members.items():
+        _check_member_size(name, info, expected[name], dtype)
+    arrays = {name: _read_array(zf, info, name, expected[name], dtype)
+              for name, info in members.items()}
+    return cls_name, config, dtype, arrays
+
+
+def _read_header(zf, info):
+    if info.file_size > _MAX_HEADER_BYTES:
+        raise _BadFile(f"fastlstm header of {info.file_size} bytes (at most "
+                       f"{_MAX_HEADER_BYTES}): corrupt")
+    raw = _read_array(zf, info, _META_KEY, None, np.dtype(np.uint8))
+    if raw.ndim != 1:
+        raise _BadFile("corrupt fastlstm header (not a byte string)")
+    try:
+        text = raw.tobytes().decode("utf-8")
+        meta = json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _BadFile(f"corrupt fastlstm header ({type(e).__name__}: {e})") from None
+    if _depth(meta) > _MAX_JSON_DEPTH:
+        raise _BadFile("corrupt fastlstm header (nested too deeply)")
+    return meta
+
+
+def _reject_constant(name):
+    raise _BadFile(f"corrupt fastlstm header ({name} is not a valid value)")
+
+
+def _depth(obj, level=0):
+    if level > _MAX_JSON_DEPTH:
+        return level
+    if isinstance(obj, dict):
+        return max((_depth(v, level + 1) for v in obj.values()), default=level + 1)
+    if isinstance(obj, list):
+        return max((_depth(v, level + 1) for v in obj), default=level + 1)
+    return level
+
+
+def _check_meta(meta):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _BadFile("not a fastlstm file (its header names no fastlstm format)")
+    if meta.get("version") != VERSION:
+        raise _BadFile(f"unsupported fastlstm file version {meta.get('version')!r}")
+    cls_name, config = meta.get("class"), meta.get("config")
+    if not isinstance(cls_name, str) or cls_name not in _CLASSES:
+        raise _BadFile(f"unknown module class {cls_name!r}")
+    if not isinstance(config, dict):
+        raise _BadFile(f"the config of {cls_name} is not a JSON object")
+    keys = _CLASSES[cls_name][1]
+    if set(config) != set(keys):
+        raise _BadFile(f"config of {cls_name} must have keys {sorted(keys)}, "
+                       f"got {sorted(config)}")
+    dtype = meta.get("dtype")
+    if dtype not in ("float32", "float64"):
+        raise _BadFile(f"unsupported dtype {dtype!r}")
     for key, lo in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1), ("proj_size", 0)):
         v = config.get(key, lo)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{key} must be an integer >= {lo}, got {v!r}")
+            raise _BadFile(f"invalid {cls_name} config: {key} must be an integer >= {lo}, "
+                           f"got {v!r}")
     for key in ("bias", "bidirectional", "batch_first"):
         if not isinstance(config.get(key, False), bool):
-            raise ValueError(f"{key} must be true or false, got {config[key]!r}")
+            raise _BadFile(f"invalid {cls_name} config: {key} must be true or false, "
+                           f"got {config[key]!r}")
     if config.get("proj_size", 0) >= config["hidden_size"]:
-        raise ValueError(f"proj_size ({config['proj_size']}) must be smaller than "
-                         f"hidden_size ({config['hidden_size']})")
+        raise _BadFile(f"invalid {cls_name} config: proj_size ({config['proj_size']}) must "
+                       f"be smaller than hidden_size ({config['hidden_size']})")
+    return cls_name, config, np.dtype(dtype)
+
+
+def _parameter_count(cls_name, config):
+    """How many arrays the config implies, without listing them."""
+    per_direction = 2 + (2 if config["bias"] else 0)
+    if cls_name == "LSTMCell":
+        return per_direction
+    per_direction += 1 if config["proj_size"] else 0
+    return config["num_layers"] * (2 if config["bidirectional"] else 1) * per_direction
+
+
+def _expected_shapes(cls_name, config):
     if cls_name == "LSTMCell":
         return cell_parameter_shapes(config["input_size"], config["hidden_size"], config["bias"])
     return parameter_shapes(config["input_size"], config["hidden_size"], config["num_layers"],
                             config["bias"], config["bidirectional"], config["proj_size"])
 
 
-def load(path):
-    """Read a module written by :func:`save`."""
-    arrays = _read_arrays(path)
-    raw = arrays.pop(_META_KEY, None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"load: {path!s} has no fastlstm header: not a fastlstm file")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"load: corrupt fastlstm header in {path!s} ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"load: {path!s} is not a fastlstm file")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"load: unsupported fastlstm file version {meta.get('version')!r}")
-    cls_name, config = meta.get("class"), meta.get("config")
-    if not isinstance(cls_name, str) or cls_name not in _CLASSES or not isinstance(config, dict):
-        raise ValueError(f"load: unknown module class {cls_name!r} in {path!s}")
-    cls, keys = _CLASSES[cls_name]
-    if set(config) != set(keys):
-        raise ValueError(f"load: config of {cls_name} must have keys {sorted(keys)}, "
-                         f"got {sorted(config)}")
-    dtype = meta.get("dtype")
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"load: unsupported dtype {dtype!r}")
-    # the stored arrays must be exactly what the config implies, checked
-    # before anything is built (a forged header must not allocate)
-    try:
-        expected = _expected_shapes(cls_name, config)
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"load: invalid {cls_name} config in {path!s}: {e}") from None
-    if set(expected) != set(arrays):
-        raise ValueError(f"load: {path!s} does not match its config: missing "
-                         f"{sorted(set(expected) - set(arrays))}, unexpected "
-                         f"{sorted(set(arrays) - set(expected))}")
-    for k, a in arrays.items():
-        if a.shape != tuple(expected[k]) or a.dtype != np.dtype(dtype):
-            raise ValueError(f"load: {k} is {a.dtype} {a.shape}, the config implies "
-                             f"{dtype} {tuple(expected[k])}")
-    try:
-        module = cls(**config, dtype=np.dtype(dtype))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"load: invalid {cls_name} config in {path!s}: {e}") from None
-    module.load_state_dict(arrays)
-    return module
+def _check_member_size(name, info, shape, dtype):
+    """The member's declared sizes agree with the shape the config implies
+    (before anything is decompressed or allocated)."""
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if not nbytes <= info.file_size <= nbytes + _MAX_NPY_HEADER_BYTES:
+        raise _BadFile(f"{name} holds {info.file_size} bytes; the config implies a {dtype.name} "
+                       f"array of shape {tuple(shape)} ({nbytes} bytes of data)")
+    if info.file_size > (1 << 20) and info.file_size > _MAX_COMPRESSION_RATIO * max(
+            info.compress_size, 1):
+        raise _BadFile(f"{name} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+                       "when decompressed: refused")
+
+
+def _read_array(zf, info, name, shape, dtype):
+    """One .npy member, its header checked against (shape, dtype) before its
+    data is read (shape None: any 1-d or other shape of `dtype`, for the
+    header, whose size was bounded by the caller)."""
+    fmt = np.lib.format
+    with zf.open(info) as fp:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = fmt.read_array_header_1_0(fp, **_NPY_HEADER_LIMIT)
+        elif version in ((2, 0), (3, 0)):
+            got_shape, fortran, got_dtype = fmt.read_array_header_2_0(fp, **_NPY_HEADER_LIMIT)
+        else:
+            raise _BadFile(f"{name}: unsupported .npy version {version}")
+        if got_dtype != dtype or got_dtype.hasobject:
+            what = "the header" if shape is None else f"{name}"
+            raise _BadFile(f"{what} is {got_dtype} {got_shape}, the config implies "
+                           f"{dtype.name} {tuple(shape) if shape is not None else ''}".rstrip())
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise _BadFile(f"{name} is {got_dtype} {got_shape}, the config implies "
+                           f"{dtype.name} {tuple(shape)}")
+        count = int(np.prod(got_shape, dtype=object))
+        nbytes = count * got_dtype.itemsize
+        if nbytes > info.file_size:
+            raise _BadFile(f"{name}: its .npy header claims more data than the member holds")
+        data = fp.read(nbytes)
+        if len(data) != nbytes:
+            raise _BadFile(f"{name}: truncated")
+    a = np.frombuffer(data, dtype=got_dtype, count=count)
+    return a.reshape(got_shape, order="F" if fortran else "C").copy(order="C")

@@ -426,3 +426,234 @@ def test_state_dict_errors_name_key(torch):
     # nothing changed by the failed loads
     for k, v in lstm.state_dict().items():
         assert np.array_equal(v, good[k]), k
+
+
+# ---- exact paths, atomic replacement ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["model.bin", "model", "model.npz", "dir.d/m.weights"])
+def test_save_writes_exactly_the_path_given(tmp_path, name):
+    lstm = fastlstm.LSTM(3, 4, seed=0)
+    p = tmp_path / name
+    p.parent.mkdir(exist_ok=True)
+    fastlstm.save(p, lstm)
+    assert sorted(os.listdir(p.parent)) == [p.name]  # no suffix added, no temporary left
+    _assert_same_module(lstm, fastlstm.load(p))
+    _assert_same_module(lstm, fastlstm.load(str(p)))
+
+
+def test_save_to_a_directory_is_an_error(tmp_path):
+    d = tmp_path / "models"
+    d.mkdir()
+    with pytest.raises(IsADirectoryError):
+        fastlstm.save(d, fastlstm.LSTM(3, 4, seed=0))
+    assert os.listdir(tmp_path) == ["models"] and os.listdir(d) == []
+
+
+def test_save_keeps_permissions_of_replaced_file(tmp_path):
+    p = tmp_path / "m.npz"
+    fastlstm.save(p, fastlstm.LSTM(3, 4, seed=0))
+    os.chmod(p, 0o640)
+    fastlstm.save(p, fastlstm.LSTM(3, 4, seed=1))
+    assert os.stat(p).st_mode & 0o777 == 0o640
+
+
+def test_save_of_new_file_follows_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        fastlstm.save(tmp_path / "m.npz", fastlstm.LSTM(3, 4, seed=0))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.npz").st_mode & 0o777 == 0o640
+
+
+_KILLED_MID_SAVE = r"""
+import os, sys
+import numpy as np
+import fastlstm
+
+def dying_savez(fh, **arrays):
+    fh.write(b"PK\x03\x04" + b"\0" * 5000)   # half an archive
+    fh.flush()
+    os._exit(9)                             # killed mid-save
+
+np.savez = dying_savez
+fastlstm.save(sys.argv[1], fastlstm.LSTM(3, 4, seed=1))
+"""
+
+
+def test_save_killed_midway_keeps_the_old_file(tmp_path):
+    """A process killed while saving over a good file leaves the good file
+    (and at most a hidden temporary beside it), never a broken one."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "good.npz"
+    good = fastlstm.LSTM(3, 4, seed=0)
+    fastlstm.save(p, good)
+    before = p.read_bytes()
+    r = subprocess.run([sys.executable, "-c", _KILLED_MID_SAVE, str(p)], timeout=120)
+    assert r.returncode == 9
+    assert p.read_bytes() == before
+    _assert_same_module(good, fastlstm.load(p))
+
+
+def test_failed_save_removes_its_temporary(tmp_path):
+    p = tmp_path / "m.npz"
+
+    class Boom(RuntimeError):
+        pass
+
+    lstm = fastlstm.LSTM(3, 4, seed=0)
+    lstm.state_dict = lambda: (_ for _ in ()).throw(Boom())  # fails before writing
+    with pytest.raises(Boom):
+        fastlstm.save(p, lstm)
+    assert os.listdir(tmp_path) == []
+
+
+# ---- load validates before it allocates -----------------------------------------------
+
+def _peak_rss_mib():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_LOAD_IN_CHILD = r"""
+import resource, sys, time
+import fastlstm
+t = time.perf_counter()
+try:
+    fastlstm.load(sys.argv[1])
+    print("LOADED")
+except ValueError as e:
+    print("ValueError", time.perf_counter() - t,
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, str(e)[:200])
+"""
+
+
+def _load_in_child(path):
+    """(seconds, peak RSS MiB, message) of load(path) in a fresh process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], timeout=120,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split(maxsplit=3)
+    assert words[0] == "ValueError", out.stdout
+    return float(words[1]), float(words[2]), words[3] if len(words) > 3 else ""
+
+
+def _baseline_rss_mib():
+    import subprocess
+    import sys
+
+    code = ("import resource, fastlstm; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=120, check=True).stdout)
+
+
+@pytest.mark.parametrize("num_layers", [10**6, 10**7, 10**12])
+def test_forged_layer_count_is_refused_before_allocating(saved, tmp_path, num_layers):
+    arrays, meta = _read(saved)
+    meta["config"]["num_layers"] = num_layers
+    p = _write(tmp_path / "forged.npz", arrays, meta)
+    seconds, rss, msg = _load_in_child(p)
+    assert "arrays" in msg
+    assert seconds < 1.0
+    assert rss < _baseline_rss_mib() + 20
+
+
+def test_compressed_bomb_is_refused_before_decompressing(saved, tmp_path):
+    """Two extra members of 1 GiB of zeros, compressed to a few MB."""
+    import zipfile
+
+    p = tmp_path / "bomb.npz"
+    p.write_bytes(saved.read_bytes())
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(0, np.float32))
+    header["shape"] = (1 << 28,)
+    with zipfile.ZipFile(p, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in ("bomb_a.npy", "bomb_b.npy"):
+            with zf.open(name, "w", force_zip64=True) as fh:
+                np.lib.format.write_array_header_1_0(fh, header)
+                chunk = bytes(1 << 24)
+                for _ in range(64):
+                    fh.write(chunk)
+    assert p.stat().st_size < 8 << 20
+    seconds, rss, msg = _load_in_child(p)
+    assert "bomb_a" in msg or "arrays" in msg
+    assert rss < _baseline_rss_mib() + 20
+
+
+def test_bomb_in_place_of_a_weight_is_refused(saved, tmp_path):
+    """A weight member whose declared size is far beyond its shape."""
+    import zipfile
+
+    arrays, meta = _read(saved)
+    arrays.pop("weight_ih_l0")
+    p = _write(tmp_path / "w.npz", arrays, meta)
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((16, 3), np.float32))
+    with zipfile.ZipFile(p, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("weight_ih_l0.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            for _ in range(32):
+                fh.write(bytes(1 << 24))
+    seconds, rss, msg = _load_in_child(p)
+    assert "weight_ih_l0" in msg
+    assert rss < _baseline_rss_mib() + 20
+
+
+def test_deeply_nested_header_is_a_value_error(saved, tmp_path):
+    arrays, _ = _read(saved)
+    deep = b"[" * 100000 + b"]" * 100000
+    with pytest.raises(ValueError):
+        fastlstm.load(_write(tmp_path / "deep.npz", arrays,
+                             raw_header=np.frombuffer(deep, np.uint8)))
+    nested = {"format": "fastlstm", "version": 1, "class": "LSTM", "dtype": "float32",
+              "config": {"x": [[[[[[[[[[1]]]]]]]]]]}}
+    with pytest.raises(ValueError):
+        fastlstm.load(_write(tmp_path / "nested.npz", arrays, nested))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_constants_in_header(saved, tmp_path, value):
+    arrays, meta = _read(saved)
+    text = json.dumps(meta).replace('"dropout": 0.0', f'"dropout": {value}')
+    assert value in text
+    with pytest.raises(ValueError):
+        fastlstm.load(_write(tmp_path / "c.npz", arrays,
+                             raw_header=np.frombuffer(text.encode(), np.uint8)))
+
+
+def test_member_without_npy_suffix(saved, tmp_path):
+    import zipfile
+
+    p = tmp_path / "m.npz"
+    p.write_bytes(saved.read_bytes())
+    with zipfile.ZipFile(p, "a") as zf:
+        zf.writestr("README", b"hello")
+    with pytest.raises(ValueError, match="README"):
+        fastlstm.load(p)
+
+
+def test_every_single_byte_corruption_is_a_value_error(tmp_path):
+    """Each byte of a small file in turn set to another value (a sample of
+    positions, every one in the zip directory and headers): load either
+    returns a module or raises ValueError, never anything else."""
+    lstm = fastlstm.LSTM(2, 3, seed=0)
+    p = tmp_path / "small.npz"
+    fastlstm.save(p, lstm)
+    data = p.read_bytes()
+    rng = np.random.default_rng(0)
+    positions = sorted(set(range(0, len(data), 7)) | set(range(len(data) - 400, len(data))))
+    q = tmp_path / "bad.npz"
+    for pos in positions:
+        for value in (data[pos] ^ 0xFF, int(rng.integers(256))):
+            bad = bytearray(data)
+            bad[pos] = value
+            q.write_bytes(bytes(bad))
+            try:
+                fastlstm.load(q)
+            except ValueError:
+                pass
