@@ -12,8 +12,20 @@ extern "C" {
 /* Number of threads fastlstm's kernels use (>= 1). */
 int fl_get_num_threads(void);
 /* Set it; n < 1 restores the default (cores available to the process,
- * or FASTLSTM_NUM_THREADS when set). Returns the value now in force. */
+ * or FASTLSTM_NUM_THREADS when set).  Returns the value now in force, or
+ * -1 (nothing changed) when n > fl_max_threads().  In a process forked
+ * after a threaded call the count stays 1: the OpenMP runtime's worker
+ * threads did not survive the fork, and GNU libgomp would wait for them
+ * forever. */
 int fl_set_num_threads(int n);
+/* The largest count accepted: 4 per core available (at least 8), enough
+ * to oversubscribe on purpose, far below what makes thread creation fail. */
+int fl_max_threads(void);
+/* FASTLSTM_NUM_THREADS: 0 unset or empty, -1 not an integer in
+ * [1, fl_max_threads()] (then ignored), else its value. */
+int fl_env_num_threads(void);
+/* 1 in a child forked after a threaded call (see fl_set_num_threads). */
+int fl_forked_child(void);
 /* FASTLSTM_SPLIT, read once: FL_SPLIT_BATCH ("batch"), FL_SPLIT_UNITS
  * ("units") or 0 (unset: the kernel chooses). */
 enum { FL_SPLIT_BATCH = 1, FL_SPLIT_UNITS = 2 };

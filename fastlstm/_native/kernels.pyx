@@ -134,6 +134,9 @@ cdef extern from "fastlstm.h" nogil:
 cdef extern from "threads.h" nogil:
     int fl_get_num_threads()
     int fl_set_num_threads(int n)
+    int fl_max_threads()
+    int fl_env_num_threads()
+    int fl_forked_child()
     int fl_have_openmp()
 
 cdef extern from "gemm.h" nogil:
@@ -154,8 +157,35 @@ def get_num_threads():
     return fl_get_num_threads()
 
 
-def set_num_threads(int n):
+def set_num_threads(n):
+    """Set the number of threads fastlstm's kernels use; 0 restores the
+    default (FASTLSTM_NUM_THREADS, else the cores available).  Returns the
+    count now in force.  At most max_threads(); in a process forked after a
+    threaded call the count stays 1 (the OpenMP runtime's threads did not
+    survive the fork)."""
+    if isinstance(n, bool) or not hasattr(type(n), "__index__"):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__} {n!r}")
+    n = n.__index__()
+    if n < 0 or n > fl_max_threads():
+        raise ValueError(f"set_num_threads: n must be in [0, {fl_max_threads()}] "
+                         f"(0 = default), got {n}")
     return fl_set_num_threads(n)
+
+
+def max_threads():
+    """The largest thread count set_num_threads accepts."""
+    return fl_max_threads()
+
+
+def env_num_threads():
+    """FASTLSTM_NUM_THREADS as the kernels read it: 0 unset, -1 invalid
+    (ignored), else its value."""
+    return fl_env_num_threads()
+
+
+def forked_child():
+    """True in a child process forked after a threaded call."""
+    return bool(fl_forked_child())
 
 
 def have_openmp():
