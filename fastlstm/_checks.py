@@ -11,12 +11,15 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_dtype(dtype):
-    """numpy.float32 or numpy.float64 as a numpy dtype, else a TypeError."""
+    """numpy.float32 or numpy.float64 as a numpy dtype, else a TypeError.
+
+    None is refused: ``numpy.dtype(None)`` would quietly mean float64.
+    """
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in _DTYPES:
+    if dt is None or dt not in _DTYPES:  # (dtype == None is True for float64)
         raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
     return dt
 
@@ -26,6 +29,23 @@ def check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_bool(name, value):
+    """``value`` as a bool; only True/False (or numpy booleans) are accepted:
+    ``bias="no"`` or ``batch_first=1.0`` would otherwise read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_probability(name, value):
+    """``value`` as a float in [0, 1) (a dropout rate)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    if isinstance(value, np.complexfloating) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
 
 
 def check_array(name, a, dtype):

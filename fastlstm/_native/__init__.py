@@ -10,4 +10,6 @@ if kernels.env_num_threads() < 0:
     warnings.warn(
         f"FASTLSTM_NUM_THREADS={os.environ.get('FASTLSTM_NUM_THREADS')!r} is not an integer in "
         f"[1, {kernels.max_threads()}]; ignored (using {kernels.get_num_threads()} threads)",
-        RuntimeWarning, stacklevel=2)
+        RuntimeWarning,
+        stacklevel=2,
+    )

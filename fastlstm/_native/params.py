@@ -14,22 +14,60 @@ from .._checks import as_dtype
 from . import kernels
 
 
+def fixed_at_construction(name, doc, attr=None):
+    """A read-only attribute for a constructor argument that sets the
+    parameters' shapes (changing it later would leave them inconsistent),
+    stored as ``attr`` (default ``"_" + name``)."""
+    attr = attr or "_" + name
+
+    def get(self):
+        return self.__dict__[attr]
+
+    def refuse(self, value):
+        raise AttributeError(
+            f"{name} is fixed when the layer is built (it sets the parameters' shapes); "
+            f"build a new {type(self).__name__} instead"
+        )
+
+    return property(get, refuse, doc=doc)
+
+
 class ParameterModule:
-    """Holds named parameters, their gradients and the random generator."""
+    """Holds named parameters, their gradients and the random generator.
+
+    Layers pickle and deep-copy with their configuration, parameters,
+    gradients and generator; locks, the pack cache and buffer pools are
+    rebuilt empty (see _transient_state).
+    """
+
+    dtype = fixed_at_construction("dtype", "numpy.float32 or numpy.float64.")
 
     def __init__(self, dtype, seed):
         object.__setattr__(self, "_params", {})
-        self.dtype = as_dtype(dtype)
+        self._dtype = as_dtype(dtype)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self._pack_cache = {}
-        # backward calls from several Python threads accumulate into the same
-        # grads (with the GIL released): one at a time
-        self._grad_lock = threading.Lock()
+        self._transient_state()
         k = self._init_scale()
         for name, shape in self._parameter_shapes().items():
             self._params[name] = self._rng.uniform(-k, k, size=shape).astype(self.dtype)
         self.grads = {}
         self.zero_grad()
+
+    def _transient_state(self):
+        """What a copy does not carry over: caches and locks."""
+        self._pack_cache = {}
+        # backward calls from several Python threads accumulate into the same
+        # grads (with the GIL released): one at a time
+        self._grad_lock = threading.Lock()
+
+    _TRANSIENT = ("_pack_cache", "_grad_lock")
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._transient_state()
 
     # subclasses define _parameter_shapes() -> {name: shape} in PyTorch's order
     # and _init_scale()
@@ -52,9 +90,19 @@ class ParameterModule:
         a = np.asarray(value)
         if a.shape != shape:
             raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-        if a.dtype.kind != "f":
-            raise TypeError(f"{name}: expected a floating-point array, got dtype {a.dtype}")
-        self._params[name] = np.array(a, dtype=self.dtype, order="C", copy=True)
+        self._check_param_dtype(name, a)
+        self._params[name] = np.array(a, order="C", copy=True)
+
+    def _check_param_dtype(self, what, a):
+        """Parameters must come in the layer's dtype: converting float64
+        weights to float32 (or float16 ones up) without a word is how a
+        checkpoint silently loses precision or a model runs in the wrong one."""
+        if a.dtype != self.dtype:
+            raise TypeError(
+                f"{what}: expected dtype {self.dtype.name} (the layer's dtype), got {a.dtype}; "
+                f"convert with .astype(numpy.{self.dtype.name}) or build the layer "
+                f"with dtype=numpy.{a.dtype.name}"
+            )
 
     def named_parameters(self):
         """(name, array) pairs in PyTorch's order; the arrays are the live parameters."""
@@ -79,8 +127,9 @@ class ParameterModule:
     def load_state_dict(self, state_dict, strict=True):
         """Load parameters from a dict of arrays (e.g. a converted
         ``torch.nn.LSTM.state_dict()``).  A missing or unexpected key, or a
-        wrong shape, is a KeyError/ValueError naming the key; nothing is
-        changed unless everything fits."""
+        wrong shape, is a KeyError/ValueError naming the key, and a dtype
+        other than the layer's a TypeError; nothing is changed unless
+        everything fits."""
         shapes = self._parameter_shapes()
         missing = [k for k in shapes if k not in state_dict]
         extra = [k for k in state_dict if k not in shapes]
@@ -98,11 +147,8 @@ class ParameterModule:
                 raise ValueError(
                     f"load_state_dict: {k}: expected shape {tuple(shape)}, got {a.shape}"
                 )
-            if a.dtype.kind != "f":
-                raise TypeError(
-                    f"load_state_dict: {k}: expected floating-point values, got dtype {a.dtype}"
-                )
-            new[k] = np.array(a, dtype=self.dtype, order="C", copy=True)
+            self._check_param_dtype(f"load_state_dict: {k}", a)
+            new[k] = np.array(a, order="C", copy=True)
         self._params.update(new)
 
     # ---- what the kernels need, cached -----------------------------------
@@ -121,7 +167,14 @@ class ParameterModule:
         keeps a copy of the bytes it packed and compares them (memcmp, far
         cheaper than the forward pass that follows).  The copies are never
         modified (a change replaces the entry), so a backward can keep them
-        as the snapshot of what its forward used."""
+        as the snapshot of what its forward used.
+
+        The weights are copied first and packed from the copy: another thread
+        may be updating them in place meanwhile, and packing the live arrays
+        then copying them could record bytes other than those packed (the
+        cache would then keep a stale blob that compares equal forever).
+        Packed from the copy, the blob matches its snapshot by construction,
+        and any later change shows up in the next comparison."""
         ws = tuple(
             self._params[n + sfx] if n + sfx in self._params else None
             for n in ("weight_ih", "weight_hh", "weight_hr")
@@ -129,10 +182,11 @@ class ParameterModule:
         entry = self._pack_cache.get(sfx)
         if entry is not None and kernels.same_weights(entry[0], ws):
             return entry
-        w_ih, w_hh, w_hr = ws
+        snapshot = tuple(None if w is None else w.copy() for w in ws)
+        w_ih, w_hh, w_hr = snapshot
         I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
         blob = np.empty(kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
         kernels.pack(w_ih, w_hh, w_hr, blob)
-        entry = (tuple(None if w is None else w.copy() for w in ws), blob)
+        entry = (snapshot, blob)
         self._pack_cache[sfx] = entry
         return entry

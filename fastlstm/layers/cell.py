@@ -4,14 +4,18 @@ It runs the same compiled kernel as fastlstm.LSTM with one time step; the
 parameters are named ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
 """
 
+import threading
+
 import numpy as np
 
-from .._checks import check_array, check_int, check_pair, check_state
+from .._checks import check_array, check_bool, check_int, check_pair, check_state
 from .._native import kernels
-from .._native.params import ParameterModule
+from .._native.params import ParameterModule, fixed_at_construction
 from ..reference import cell_parameter_shapes
 
 __all__ = ["LSTMCell"]
+
+_BACKWARD_TWICE = "backward: already called for this forward_train"
 
 
 class LSTMCell(ParameterModule):
@@ -26,14 +30,20 @@ class LSTMCell(ParameterModule):
         Initialisation U(-1/sqrt(H), 1/sqrt(H)), as PyTorch.
 
     Inputs are (B, input_size) or unbatched (input_size,); states (B, H) or
-    (H,).  Gradients from :meth:`forward_train`'s backward accumulate into
-    :attr:`grads`.
+    (H,); B may be 0 (empty outputs, as in PyTorch).  Gradients from
+    :meth:`forward_train`'s backward accumulate into :attr:`grads`.  The
+    constructor's arguments are read-only attributes; cells pickle and
+    ``copy.deepcopy``.
     """
 
+    input_size = fixed_at_construction("input_size", "Features of the input.")
+    hidden_size = fixed_at_construction("hidden_size", "Features of the cell state (H).")
+    bias = fixed_at_construction("bias", "Whether the bias_* parameters exist.", "_bias_terms")
+
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
-        self.input_size = check_int("input_size", input_size, 1)
-        self.hidden_size = check_int("hidden_size", hidden_size, 1)
-        self.bias = bool(bias)
+        self._input_size = check_int("input_size", input_size, 1)
+        self._hidden_size = check_int("hidden_size", hidden_size, 1)
+        self._bias_terms = check_bool("bias", bias)
         super().__init__(dtype, seed)
 
     def _parameter_shapes(self):
@@ -54,7 +64,7 @@ class LSTMCell(ParameterModule):
         unbatched = x.ndim == 1
         if unbatched:
             x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != I or x.shape[0] == 0:
+        if x.ndim != 2 or x.shape[1] != I:
             raise ValueError(f"x: expected (B, input_size={I}) or ({I},), got {x.shape}")
         B = x.shape[0]
         hx = check_pair("hx", hx, "h_prev", "c_prev")
@@ -76,6 +86,8 @@ class LSTMCell(ParameterModule):
         cells = np.empty((B, H), self.dtype) if train else None
         xh = np.empty((B, self.input_size + H), self.dtype) if train else None
         weights, packed = self._packed("")
+        if B == 0:  # nothing to compute (the kernel wants at least one row)
+            return h, c, (gates, cells, xh, weights, packed)
         kernels.forward(
             x,
             weights[0],
@@ -112,12 +124,14 @@ class LSTMCell(ParameterModule):
         x, h_prev, c_prev, unbatched = self._inputs(x, hx)
         # weights: the snapshot the packed blob was made from
         h, c, (gates, cells, xh, weights, packed) = self._step(x, h_prev, c_prev, train=True)
-        used = [False]
+        # taken (never released) by the call that runs, so that two threads
+        # cannot both pass the check
+        claim = threading.Lock()
         B, H = x.shape[0], self.hidden_size
 
         def backward(dh, dc=None):
-            if used[0]:
-                raise RuntimeError("backward: already called for this forward_train")
+            if claim.locked():
+                raise RuntimeError(_BACKWARD_TWICE)
             want = (H,) if unbatched else (B, H)
             grads = [
                 None
@@ -125,15 +139,27 @@ class LSTMCell(ParameterModule):
                 else np.ascontiguousarray(check_state(name, g, self.dtype, want).reshape(B, H))
                 for name, g in (("dh", dh), ("dc", dc))
             ]
-            used[0] = True
+            if not claim.acquire(blocking=False):
+                raise RuntimeError(_BACKWARD_TWICE)
             dy = grads[0] if grads[0] is not None else np.zeros((B, H), self.dtype)
             dx = np.empty(x.shape, self.dtype)
             dh_prev = np.empty((B, H), self.dtype)
             dc_prev = np.empty((B, H), self.dtype)
             with self._grad_lock:
-                self._backward_kernel(
-                    weights, packed, c_prev, gates, cells, xh, dy, grads[1], dx, dh_prev, dc_prev
-                )
+                if B:
+                    self._backward_kernel(
+                        weights,
+                        packed,
+                        c_prev,
+                        gates,
+                        cells,
+                        xh,
+                        dy,
+                        grads[1],
+                        dx,
+                        dh_prev,
+                        dc_prev,
+                    )
             if unbatched:
                 return dx[0], (dh_prev[0], dc_prev[0])
             return dx, (dh_prev, dc_prev)

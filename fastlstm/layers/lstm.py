@@ -7,16 +7,30 @@ module validates user input, lays the batch out for the kernel
 (fastlstm._native.sequence), stacks layers and directions, and keeps gradients.
 """
 
+import threading
+
 import numpy as np
 
-from .._checks import check_array, check_int, check_pair, check_state
+from .._checks import (
+    check_array,
+    check_bool,
+    check_int,
+    check_pair,
+    check_probability,
+    check_state,
+)
 from .._native import kernels
 from .._native.buffers import BufferPool
-from .._native.params import ParameterModule
+from .._native.params import ParameterModule, fixed_at_construction
 from .._native.sequence import SequencePlan
 from ..reference import parameter_shapes
 
 __all__ = ["LSTM"]
+
+_BACKWARD_TWICE = (
+    "backward: this forward_train's backward was already called (its buffers are "
+    "consumed); run forward_train again"
+)
 
 
 class LSTM(ParameterModule):
@@ -46,7 +60,14 @@ class LSTM(ParameterModule):
 
     Inputs must have the layer's dtype (a TypeError says so otherwise: no
     silent conversion).  Non-contiguous and read-only arrays are accepted
-    (copied once where needed).
+    (copied once where needed).  A batch of 0 sequences gives empty outputs,
+    as in PyTorch.
+
+    The arguments that set the parameters' shapes (sizes, ``num_layers``,
+    ``bias``, ``bidirectional``, ``proj_size``, ``dtype``) are read-only
+    attributes; ``batch_first`` and ``dropout`` may be changed and are
+    checked when set.  Layers pickle and ``copy.deepcopy`` (configuration,
+    parameters, gradients and generator).
 
     Attributes
     ----------
@@ -76,14 +97,44 @@ class LSTM(ParameterModule):
             raise ValueError(
                 f"proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})"
             )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.num_layers, self.proj_size = num_layers, proj_size
-        self.bias, self.batch_first = bool(bias), bool(batch_first)
-        self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
+        self._input_size, self._hidden_size = input_size, hidden_size
+        self._num_layers, self._proj_size = num_layers, proj_size
+        self._bias_terms = check_bool("bias", bias)
+        self._bidirectional = check_bool("bidirectional", bidirectional)
+        self.batch_first, self.dropout = batch_first, dropout
         super().__init__(dtype, seed)
+
+    def _transient_state(self):
+        super()._transient_state()
         self._train_buffers = BufferPool()  # gates, cells, xh of finished backwards
+
+    _TRANSIENT = ParameterModule._TRANSIENT + ("_train_buffers",)
+
+    # ---- configuration ----------------------------------------------------
+    input_size = fixed_at_construction("input_size", "Features of the input.")
+    hidden_size = fixed_at_construction("hidden_size", "Features of the cell state (H).")
+    num_layers = fixed_at_construction("num_layers", "Stacked layers.")
+    proj_size = fixed_at_construction("proj_size", "Size of h with projection, else 0.")
+    bidirectional = fixed_at_construction("bidirectional", "Both directions.")
+    bias = fixed_at_construction("bias", "Whether the bias_* parameters exist.", "_bias_terms")
+
+    @property
+    def batch_first(self):
+        """Input and output laid out (B, T, F) instead of (T, B, F)."""
+        return self._batch_first
+
+    @batch_first.setter
+    def batch_first(self, value):
+        self._batch_first = check_bool("batch_first", value)
+
+    @property
+    def dropout(self):
+        """Dropout rate between layers in forward_train, in [0, 1)."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, value):
+        self._dropout = check_probability("dropout", value)
 
     # ---- parameters -------------------------------------------------------
     @property
@@ -125,26 +176,28 @@ class LSTM(ParameterModule):
         )
 
     # ---- input checking ---------------------------------------------------
-    def _time_major(self, x):
+    def _time_major(self, x, batch_first):
         """-> (x as (T, B, I) time-major, unbatched flag)."""
         x = check_array("x", x, self.dtype)
         I = self.input_size
         if x.ndim == 2:
             if x.shape[1] != I:
                 raise ValueError(f"x: unbatched input must be (T, input_size={I}), got {x.shape}")
+            if x.shape[0] == 0:
+                raise ValueError(f"x: sequence length must be >= 1, got shape {x.shape}")
             return x[:, None, :], True
         if x.ndim != 3:
-            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
             raise ValueError(
                 f"x: expected a 3-D array {layout} or an unbatched 2-D "
                 f"(T, input_size), got shape {x.shape}"
             )
-        if self.batch_first:
+        if batch_first:
             x = x.transpose(1, 0, 2)
         if x.shape[2] != I:
             raise ValueError(f"x: last dimension must be input_size={I}, got shape {x.shape}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x: sequence length and batch must be >= 1, got shape {x.shape}")
+        if x.shape[0] == 0:  # a batch of 0 sequences is fine (empty outputs), as in PyTorch
+            raise ValueError(f"x: sequence length must be >= 1, got shape {x.shape}")
         return x, False
 
     def _initial_state(self, hx, B, unbatched, plan):
@@ -180,6 +233,8 @@ class LSTM(ParameterModule):
             Valid steps of each sequence (1 <= length <= T), any order: the
             output is 0 past each length, h_n/c_n are the states at each
             sequence's last valid step (PyTorch packed-sequence semantics).
+            A length of 0 is a ValueError, as in PyTorch (drop empty
+            sequences from the batch instead).
         return_cells : bool
             Also return the cell state of every step of the last layer,
             shaped like the output with H per direction.
@@ -209,10 +264,13 @@ class LSTM(ParameterModule):
         return out, state, backward
 
     def _forward(self, x, hx, lengths, train, return_cells=False):
-        x, unbatched = self._time_major(x)
+        batch_first = self.batch_first  # once: the call must not see it change midway
+        x, unbatched = self._time_major(x, batch_first)
         T, B = x.shape[0], x.shape[1]
         if unbatched and lengths is not None:
             raise ValueError("lengths: not supported with unbatched (2-D) input")
+        if B == 0:
+            return self._empty_batch(T, hx, lengths, train, return_cells, batch_first)
         plan = SequencePlan(T, B, lengths)
         h0, c0 = self._initial_state(hx, B, unbatched, plan)
         H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
@@ -224,9 +282,9 @@ class LSTM(ParameterModule):
         # caller's layout, through row maps (no pack/unpack or transposing
         # copies); layers in between work on packed rows
         x_map = y_map = None
-        if not unbatched and (plan.packed or self.batch_first):
-            y_map = plan.padded_rows(self.batch_first)
-            x_user = x.transpose(1, 0, 2) if self.batch_first else x  # as given
+        if not unbatched and (plan.packed or batch_first):
+            y_map = plan.padded_rows(batch_first)
+            x_user = x.transpose(1, 0, 2) if batch_first else x  # as given
             if x_user.flags.c_contiguous:
                 x_map, inp = y_map, x_user.reshape(T * B, x.shape[2])
         if x_map is None:
@@ -292,27 +350,63 @@ class LSTM(ParameterModule):
             inp = y
 
         if y_map is not None:  # y is already the output, in the caller's layout
-            output = inp.reshape((B, T, -1) if self.batch_first else (T, B, -1))
+            output = inp.reshape((B, T, -1) if batch_first else (T, B, -1))
         else:
-            output = self._output_layout(plan.unpack(inp), unbatched)
+            output = self._output_layout(plan.unpack(inp), unbatched, batch_first)
         state = (
             self._state_layout(plan.from_sorted(h_n), unbatched),
             self._state_layout(plan.from_sorted(c_n), unbatched),
         )
         cells_seq = (
-            self._output_layout(plan.unpack(cells_out), unbatched)
+            self._output_layout(plan.unpack(cells_out), unbatched, batch_first)
             if cells_out is not None
             else None
         )
         backward = None
         if train:
-            backward = self._make_backward(plan, unbatched, x.shape, c0, saved, used)
+            backward = self._make_backward(plan, unbatched, batch_first, x.shape, c0, saved, used)
         return output, state, cells_seq, backward
 
-    def _output_layout(self, out, unbatched):
+    def _empty_batch(self, T, hx, lengths, train, return_cells, batch_first):
+        """A batch of 0 sequences: empty outputs and states, as PyTorch gives
+        (the arguments are still checked)."""
+        if lengths is not None:
+            lens = np.asarray(lengths)
+            if lens.shape != (0,):
+                raise ValueError(
+                    f"lengths: expected shape (0,) (one length per batch entry), got {lens.shape}"
+                )
+        self._initial_state(hx, 0, False, SequencePlan(T, 0))
+        H, Ho, D, dt = self.hidden_size, self._h_out, self.num_directions, self.dtype
+        LD = self.num_layers * D
+        lead = (0, T) if batch_first else (T, 0)
+        output = np.zeros(lead + (D * Ho,), dt)
+        state = (np.zeros((LD, 0, Ho), dt), np.zeros((LD, 0, H), dt))
+        cells = np.zeros(lead + (D * H,), dt) if return_cells else None
+        if not train:
+            return output, state, cells, None
+        claim = threading.Lock()
+
+        def backward(d_output, d_state=None):
+            check_state("d_output", d_output, dt, output.shape)
+            d_state = check_pair("d_state", d_state, "dh_n", "dc_n")
+            for name, s, want in zip(("dh_n", "dc_n"), d_state or (), state):
+                if s is not None:
+                    check_state(name, s, dt, want.shape)
+            if not claim.acquire(blocking=False):
+                raise RuntimeError(_BACKWARD_TWICE)
+            return (
+                np.zeros(lead + (self.input_size,), dt),
+                (np.zeros((LD, 0, Ho), dt), np.zeros((LD, 0, H), dt)),
+            )
+
+        return output, state, cells, backward
+
+    @staticmethod
+    def _output_layout(out, unbatched, batch_first):
         if unbatched:
             return out[:, 0, :]
-        if self.batch_first:
+        if batch_first:
             return np.ascontiguousarray(out.transpose(1, 0, 2))
         return out
 
@@ -328,17 +422,16 @@ class LSTM(ParameterModule):
         return LSTMStream(self, batch_size, hx)
 
     # ---- backward ---------------------------------------------------------
-    def _make_backward(self, plan, unbatched, x_shape, c0, saved, weights):
+    def _make_backward(self, plan, unbatched, batch_first, x_shape, c0, saved, weights):
         """weights: per suffix, ((w_ih, w_hh, w_hr), blob) the forward ran with
         (the pack cache's snapshot): backward must differentiate those."""
-        consumed = [False]
+        # taken (never released) by the call that runs: checking a flag and
+        # setting it later would let two threads both pass the check
+        claim = threading.Lock()
 
         def backward(d_output, d_state=None):
-            if consumed[0]:
-                raise RuntimeError(
-                    "backward: this forward_train's backward was already "
-                    "called (its buffers are consumed); run forward_train again"
-                )
+            if claim.locked():
+                raise RuntimeError(_BACKWARD_TWICE)
             H, Ho, D = self.hidden_size, self._h_out, self.num_directions
             LD, dt, B = self.num_layers * D, self.dtype, plan.B
             d_out = check_array("d_output", d_output, dt)
@@ -346,7 +439,7 @@ class LSTM(ParameterModule):
                 (x_shape[0], D * Ho)
                 if unbatched
                 else (x_shape[1], x_shape[0], D * Ho)
-                if self.batch_first
+                if batch_first
                 else (x_shape[0], x_shape[1], D * Ho)
             )
             if d_out.shape != out_shape:
@@ -355,7 +448,7 @@ class LSTM(ParameterModule):
                 )
             if unbatched:
                 d_out = d_out[:, None, :]
-            elif self.batch_first:
+            elif batch_first:
                 d_out = d_out.transpose(1, 0, 2)
             dh_n = dc_n = None
             d_state = check_pair("d_state", d_state, "dh_n", "dc_n")
@@ -369,15 +462,16 @@ class LSTM(ParameterModule):
                     s = check_state(name, s, dt, want)
                     conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
                 dh_n, dc_n = conv
-            consumed[0] = True
+            if not claim.acquire(blocking=False):
+                raise RuntimeError(_BACKWARD_TWICE)
             with self._grad_lock:
                 return self._backward(
-                    plan, unbatched, c0, saved, weights, plan.pack(d_out), dh_n, dc_n
+                    plan, unbatched, batch_first, c0, saved, weights, plan.pack(d_out), dh_n, dc_n
                 )
 
         return backward
 
-    def _backward(self, plan, unbatched, c0, saved, weights, dy, dh_n, dc_n):
+    def _backward(self, plan, unbatched, batch_first, c0, saved, weights, dy, dh_n, dc_n):
         H, Ho, D = self.hidden_size, self._h_out, self.num_directions
         LD, dt, B = self.num_layers * D, self.dtype, plan.B
         dh0 = np.empty((LD, B, Ho), dt)
@@ -433,7 +527,7 @@ class LSTM(ParameterModule):
             dx_full[:, 0, :]
             if unbatched
             else np.ascontiguousarray(dx_full.transpose(1, 0, 2))
-            if self.batch_first
+            if batch_first
             else dx_full
         )
         dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)

@@ -85,11 +85,14 @@ class TestForwardInputs:
         with raises(ValueError, "x", "input_size"):
             lstm.forward_train(uniform(rng, (T, B, I - 1)))
 
-    def test_empty_sequence_or_batch(self, rng):
+    def test_empty_sequence(self, rng):
+        # (a batch of 0 sequences is valid: tests/layers/test_robustness.py)
         lstm = make()
-        for shape in [(0, B, I), (T, 0, I)]:
-            with raises(ValueError, "x"):
+        for shape in [(0, B, I), (0, I)]:
+            with raises(ValueError, "x", "sequence length"):
                 lstm(np.zeros(shape, np.float32))
+            with raises(ValueError, "x", "sequence length"):
+                lstm.forward_train(np.zeros(shape, np.float32))
 
     def test_float64_into_float32_layer(self, rng):
         lstm = make(np.float32)
@@ -744,11 +747,14 @@ def test_parameter_assignment(rng, dtype):
     lstm = make(dtype, bidirectional=True)
     x = uniform(rng, (T, B, I), dtype)
     check_matches_reference(lstm, x)
-    new = uniform(rng, (4 * H, I), np.float64)  # another float dtype: converted
+    other = np.float32 if dtype == np.float64 else np.float64
+    with raises(TypeError, "weight_ih_l0", np.dtype(dtype).name):  # no silent conversion
+        lstm.weight_ih_l0 = uniform(rng, (4 * H, I), other)
+    new = uniform(rng, (4 * H, I), dtype)
     lstm.weight_ih_l0 = new
     assert lstm.weight_ih_l0.dtype == np.dtype(dtype)
     assert lstm.weight_ih_l0.flags.c_contiguous
-    np.testing.assert_array_equal(lstm.weight_ih_l0, new.astype(dtype))
+    np.testing.assert_array_equal(lstm.weight_ih_l0, new)
     assert lstm.weight_ih_l0 is not new
     check_matches_reference(lstm, x)
     new_hh = uniform(rng, (H, 4 * H), dtype).T  # a non-contiguous view
