@@ -66,7 +66,9 @@ def check_array(name, a, dtype):
             f"{a.dtype} with shape {a.shape}; convert with "
             f".astype(numpy.{dtype.name})"
         )
-    return np.ascontiguousarray(a)
+    # (np.ascontiguousarray would turn a 0-d array into shape (1,), a valid
+    # input of size 1: a scalar must stay a scalar and fail the shape check)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def check_pair(name, value, first, second):

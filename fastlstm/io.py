@@ -34,12 +34,23 @@ __all__ = ["save", "load"]
 FORMAT, VERSION = "fastlstm", 1
 _META_KEY = "__fastlstm__"
 _CLASSES = {
-    "LSTM": (LSTM, ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                    "dropout", "bidirectional", "proj_size")),
+    "LSTM": (
+        LSTM,
+        (
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "bias",
+            "batch_first",
+            "dropout",
+            "bidirectional",
+            "proj_size",
+        ),
+    ),
     "LSTMCell": (LSTMCell, ("input_size", "hidden_size", "bias")),
 }
 # Limits on what load reads before trusting it.
-_MAX_HEADER_BYTES = 1 << 16   # the JSON header (a real one is a few hundred bytes)
+_MAX_HEADER_BYTES = 1 << 16  # the JSON header (a real one is a few hundred bytes)
 _MAX_NPY_HEADER_BYTES = 1 << 12
 _MAX_COMPRESSION_RATIO = 100  # for members of more than 1 MiB (save writes uncompressed)
 _MAX_JSON_DEPTH = 8
@@ -47,7 +58,8 @@ _MAX_JSON_DEPTH = 8
 _NPY_HEADER_LIMIT = (
     {"max_header_size": _MAX_NPY_HEADER_BYTES}
     if "max_header_size" in inspect.signature(np.lib.format.read_array_header_1_0).parameters
-    else {})
+    else {}
+)
 
 
 def save(path, module):
@@ -64,8 +76,13 @@ def save(path, module):
     if name not in _CLASSES or not isinstance(module, _CLASSES[name][0]):
         raise TypeError(f"save: expected an LSTM or LSTMCell, got {type(module).__name__}")
     config = {k: getattr(module, k) for k in _CLASSES[name][1]}
-    meta = {"format": FORMAT, "version": VERSION, "class": name,
-            "dtype": module.dtype.name, "config": config}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "class": name,
+        "dtype": module.dtype.name,
+        "config": config,
+    }
     arrays = module.state_dict()
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     if hasattr(path, "write"):
@@ -81,8 +98,7 @@ def _atomic_write(path, write):
         raise IsADirectoryError(f"save: {path!r} is a directory; give a file path")
     directory = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -156,12 +172,27 @@ def _load_from(fh, where):
             cls_name, config, dtype, arrays = _read_checked(zf)
     except _BadFile as e:
         raise ValueError(f"load: {where!s}: {e}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError,
-            IndexError, TypeError, NotImplementedError, RuntimeError, AttributeError,
-            RecursionError, OverflowError, UnicodeDecodeError, LookupError) as e:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        NotImplementedError,
+        RuntimeError,
+        AttributeError,
+        RecursionError,
+        OverflowError,
+        UnicodeDecodeError,
+        LookupError,
+    ) as e:
         # anything the zip/npy readers raise on a damaged file
-        raise ValueError(f"load: {where!s} is not a readable fastlstm file "
-                         f"({type(e).__name__}: {e})") from None
+        raise ValueError(
+            f"load: {where!s} is not a readable fastlstm file ({type(e).__name__}: {e})"
+        ) from None
     cls = _CLASSES[cls_name][0]
     try:
         module = cls(**config, dtype=dtype)
@@ -187,24 +218,27 @@ def _read_checked(zf):
     expected_count = _parameter_count(cls_name, config)
     if expected_count != len(members) and expected_count > 4 * len(members) + 64:
         # refused before listing the arrays a forged header would describe
-        raise _BadFile(f"its config implies {expected_count} arrays, the file has "
-                       f"{len(members)}")
+        raise _BadFile(f"its config implies {expected_count} arrays, the file has {len(members)}")
     expected = _expected_shapes(cls_name, config)
     if set(expected) != set(members):
-        raise _BadFile(f"does not match its config: missing "
-                       f"{sorted(set(expected) - set(members))}, unexpected "
-                       f"{sorted(set(members) - set(expected))}")
+        raise _BadFile(
+            f"does not match its config: missing "
+            f"{sorted(set(expected) - set(members))}, unexpected "
+            f"{sorted(set(members) - set(expected))}"
+        )
     for name, info in members.items():
         _check_member_size(name, info, expected[name], dtype)
-    arrays = {name: _read_array(zf, info, name, expected[name], dtype)
-              for name, info in members.items()}
+    arrays = {
+        name: _read_array(zf, info, name, expected[name], dtype) for name, info in members.items()
+    }
     return cls_name, config, dtype, arrays
 
 
 def _read_header(zf, info):
     if info.file_size > _MAX_HEADER_BYTES:
-        raise _BadFile(f"fastlstm header of {info.file_size} bytes (at most "
-                       f"{_MAX_HEADER_BYTES}): corrupt")
+        raise _BadFile(
+            f"fastlstm header of {info.file_size} bytes (at most {_MAX_HEADER_BYTES}): corrupt"
+        )
     raw = _read_array(zf, info, _META_KEY, None, np.dtype(np.uint8))
     if raw.ndim != 1:
         raise _BadFile("corrupt fastlstm header (not a byte string)")
@@ -244,23 +278,26 @@ def _check_meta(meta):
         raise _BadFile(f"the config of {cls_name} is not a JSON object")
     keys = _CLASSES[cls_name][1]
     if set(config) != set(keys):
-        raise _BadFile(f"config of {cls_name} must have keys {sorted(keys)}, "
-                       f"got {sorted(config)}")
+        raise _BadFile(f"config of {cls_name} must have keys {sorted(keys)}, got {sorted(config)}")
     dtype = meta.get("dtype")
     if dtype not in ("float32", "float64"):
         raise _BadFile(f"unsupported dtype {dtype!r}")
     for key, lo in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1), ("proj_size", 0)):
         v = config.get(key, lo)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise _BadFile(f"invalid {cls_name} config: {key} must be an integer >= {lo}, "
-                           f"got {v!r}")
+            raise _BadFile(
+                f"invalid {cls_name} config: {key} must be an integer >= {lo}, got {v!r}"
+            )
     for key in ("bias", "bidirectional", "batch_first"):
         if not isinstance(config.get(key, False), bool):
-            raise _BadFile(f"invalid {cls_name} config: {key} must be true or false, "
-                           f"got {config[key]!r}")
+            raise _BadFile(
+                f"invalid {cls_name} config: {key} must be true or false, got {config[key]!r}"
+            )
     if config.get("proj_size", 0) >= config["hidden_size"]:
-        raise _BadFile(f"invalid {cls_name} config: proj_size ({config['proj_size']}) must "
-                       f"be smaller than hidden_size ({config['hidden_size']})")
+        raise _BadFile(
+            f"invalid {cls_name} config: proj_size ({config['proj_size']}) must "
+            f"be smaller than hidden_size ({config['hidden_size']})"
+        )
     return cls_name, config, np.dtype(dtype)
 
 
@@ -276,8 +313,14 @@ def _parameter_count(cls_name, config):
 def _expected_shapes(cls_name, config):
     if cls_name == "LSTMCell":
         return cell_parameter_shapes(config["input_size"], config["hidden_size"], config["bias"])
-    return parameter_shapes(config["input_size"], config["hidden_size"], config["num_layers"],
-                            config["bias"], config["bidirectional"], config["proj_size"])
+    return parameter_shapes(
+        config["input_size"],
+        config["hidden_size"],
+        config["num_layers"],
+        config["bias"],
+        config["bidirectional"],
+        config["proj_size"],
+    )
 
 
 def _check_member_size(name, info, shape, dtype):
@@ -285,12 +328,17 @@ def _check_member_size(name, info, shape, dtype):
     (before anything is decompressed or allocated)."""
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if not nbytes <= info.file_size <= nbytes + _MAX_NPY_HEADER_BYTES:
-        raise _BadFile(f"{name} holds {info.file_size} bytes; the config implies a {dtype.name} "
-                       f"array of shape {tuple(shape)} ({nbytes} bytes of data)")
+        raise _BadFile(
+            f"{name} holds {info.file_size} bytes; the config implies a {dtype.name} "
+            f"array of shape {tuple(shape)} ({nbytes} bytes of data)"
+        )
     if info.file_size > (1 << 20) and info.file_size > _MAX_COMPRESSION_RATIO * max(
-            info.compress_size, 1):
-        raise _BadFile(f"{name} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
-                       "when decompressed: refused")
+        info.compress_size, 1
+    ):
+        raise _BadFile(
+            f"{name} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+            "when decompressed: refused"
+        )
 
 
 def _read_array(zf, info, name, shape, dtype):
@@ -301,18 +349,25 @@ def _read_array(zf, info, name, shape, dtype):
     with zf.open(info) as fp:
         version = fmt.read_magic(fp)
         if version == (1, 0):
-            got_shape, fortran, got_dtype = fmt.read_array_header_1_0(fp, **_NPY_HEADER_LIMIT)
+            read_header = fmt.read_array_header_1_0
         elif version in ((2, 0), (3, 0)):
-            got_shape, fortran, got_dtype = fmt.read_array_header_2_0(fp, **_NPY_HEADER_LIMIT)
+            read_header = fmt.read_array_header_2_0
         else:
             raise _BadFile(f"{name}: unsupported .npy version {version}")
+        try:
+            got_shape, fortran, got_dtype = read_header(fp, **_NPY_HEADER_LIMIT)
+        except Exception as e:  # numpy's header parser on damaged text: any exception
+            raise _BadFile(f"{name}: unreadable .npy header ({type(e).__name__}: {e})") from None
         if got_dtype != dtype or got_dtype.hasobject:
             what = "the header" if shape is None else f"{name}"
-            raise _BadFile(f"{what} is {got_dtype} {got_shape}, the config implies "
-                           f"{dtype.name} {tuple(shape) if shape is not None else ''}".rstrip())
+            raise _BadFile(
+                f"{what} is {got_dtype} {got_shape}, the config implies "
+                f"{dtype.name} {tuple(shape) if shape is not None else ''}".rstrip()
+            )
         if shape is not None and tuple(got_shape) != tuple(shape):
-            raise _BadFile(f"{name} is {got_dtype} {got_shape}, the config implies "
-                           f"{dtype.name} {tuple(shape)}")
+            raise _BadFile(
+                f"{name} is {got_dtype} {got_shape}, the config implies {dtype.name} {tuple(shape)}"
+            )
         count = int(np.prod(got_shape, dtype=object))
         nbytes = count * got_dtype.itemsize
         if nbytes > info.file_size:

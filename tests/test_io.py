@@ -5,8 +5,8 @@ A loaded module must be bit-identical to the saved one; every damaged,
 tampered or foreign file must be a ValueError, and nothing in a file may ever
 be unpickled."""
 
-import io
 import gc
+import io
 import json
 import os
 import pickle
@@ -23,13 +23,29 @@ LSTM_CONFIGS = {
     "default": dict(input_size=3, hidden_size=5),
     "layers-bi": dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True),
     "proj": dict(input_size=4, hidden_size=6, proj_size=3),
-    "everything": dict(input_size=2, hidden_size=5, num_layers=3, bias=False,
-                       batch_first=True, dropout=0.25, bidirectional=True, proj_size=2),
+    "everything": dict(
+        input_size=2,
+        hidden_size=5,
+        num_layers=3,
+        bias=False,
+        batch_first=True,
+        dropout=0.25,
+        bidirectional=True,
+        proj_size=2,
+    ),
     "nobias-batchfirst": dict(input_size=3, hidden_size=4, bias=False, batch_first=True),
     "dropout": dict(input_size=3, hidden_size=4, num_layers=2, dropout=0.5),
 }
-CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-               "bidirectional", "proj_size")
+CONFIG_KEYS = (
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bias",
+    "batch_first",
+    "dropout",
+    "bidirectional",
+    "proj_size",
+)
 
 
 def _x(rng, lstm, dtype, T=4, B=3):
@@ -102,6 +118,7 @@ def test_save_rejects_other_objects(tmp_path):
 
 # ---- damaged and tampered files ------------------------------------------------
 
+
 @pytest.fixture
 def saved(tmp_path):
     lstm = fastlstm.LSTM(3, 4, num_layers=2, proj_size=2, seed=0)
@@ -136,8 +153,10 @@ def test_rewritten_file_still_loads(saved, tmp_path):
 
 # numpy's NpzFile leaks its file handle when the zip directory is unreadable;
 # that leak is checked on its own in test_bad_zip_does_not_leak_file_handle
-_ignore_leak = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
-                pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+_ignore_leak = [
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @_ignore_leak[0]
@@ -146,7 +165,7 @@ _ignore_leak = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
 def test_truncated_file(saved, tmp_path, fraction):
     data = saved.read_bytes()
     p = tmp_path / "trunc.npz"
-    p.write_bytes(data[:int(len(data) * fraction)])
+    p.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(ValueError):
         fastlstm.load(p)
 
@@ -156,7 +175,7 @@ def test_truncated_file(saved, tmp_path, fraction):
 def test_corrupted_bytes(saved, tmp_path):
     data = bytearray(saved.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + 16] = b"\xff" * 16
+    data[mid : mid + 16] = b"\xff" * 16
     p = tmp_path / "corrupt.npz"
     p.write_bytes(bytes(data))
     with pytest.raises(ValueError):
@@ -196,18 +215,31 @@ def test_modified_header(saved, tmp_path, edit):
         assert word in str(info.value)
 
 
-@pytest.mark.parametrize("raw", [
-    np.frombuffer(b"not json at all", np.uint8),
-    np.frombuffer(b"\xff\xfe\x00garbage", np.uint8),
-    np.frombuffer(b"[1, 2, 3]", np.uint8),
-    np.frombuffer(b'"fastlstm"', np.uint8),
-    np.frombuffer(b"null", np.uint8),
-    np.frombuffer(b"", np.uint8),
-    np.frombuffer(b'{"format": "fastlstm"}', np.uint8).astype(np.int64),
-    np.frombuffer(b'{"format": "fastlstm"}', np.uint8).reshape(1, -1),
-    np.array("{}"),
-], ids=["garbage", "not-utf8", "json-list", "json-string", "json-null", "empty",
-        "int64-header", "2d-header", "str-header"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        np.frombuffer(b"not json at all", np.uint8),
+        np.frombuffer(b"\xff\xfe\x00garbage", np.uint8),
+        np.frombuffer(b"[1, 2, 3]", np.uint8),
+        np.frombuffer(b'"fastlstm"', np.uint8),
+        np.frombuffer(b"null", np.uint8),
+        np.frombuffer(b"", np.uint8),
+        np.frombuffer(b'{"format": "fastlstm"}', np.uint8).astype(np.int64),
+        np.frombuffer(b'{"format": "fastlstm"}', np.uint8).reshape(1, -1),
+        np.array("{}"),
+    ],
+    ids=[
+        "garbage",
+        "not-utf8",
+        "json-list",
+        "json-string",
+        "json-null",
+        "empty",
+        "int64-header",
+        "2d-header",
+        "str-header",
+    ],
+)
 def test_broken_header(saved, tmp_path, raw):
     arrays, _ = _read(saved)
     p = _write(tmp_path / "h.npz", arrays, raw_header=raw)
@@ -266,9 +298,11 @@ def test_plain_npz_without_header(tmp_path):
 
 @_ignore_leak[0]
 @_ignore_leak[1]
-@pytest.mark.parametrize("content", [b"", b"hello, not a zip file\n", b"PK\x03\x04junk",
-                                     b"\x93NUMPY garbage"], ids=["empty", "text", "zip-magic",
-                                                                 "npy-magic"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"hello, not a zip file\n", b"PK\x03\x04junk", b"\x93NUMPY garbage"],
+    ids=["empty", "text", "zip-magic", "npy-magic"],
+)
 def test_not_a_zip_file(tmp_path, content):
     p = tmp_path / "x.npz"
     p.write_bytes(content)
@@ -307,6 +341,7 @@ def test_missing_file_is_file_not_found(tmp_path):
 
 
 # ---- never unpickle --------------------------------------------------------------
+
 
 class _Evil:
     """Unpickling this creates the directory named by `marker`."""
@@ -359,10 +394,10 @@ def test_pickle_file_is_never_unpickled(tmp_path):
 
 TORCH_CONFIGS = {
     "plain": dict(input_size=3, hidden_size=4),
-    "L2-bi-proj": dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True,
-                       proj_size=2),
-    "nobias-batchfirst": dict(input_size=2, hidden_size=3, num_layers=2, bias=False,
-                              batch_first=True),
+    "L2-bi-proj": dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, proj_size=2),
+    "nobias-batchfirst": dict(
+        input_size=2, hidden_size=3, num_layers=2, bias=False, batch_first=True
+    ),
 }
 
 
@@ -404,8 +439,9 @@ def test_fresh_fastlstm_to_torch(torch, rng):
     tl = torch.nn.LSTM(3, 4, num_layers=2, proj_size=2, dtype=torch.float64)
     tl.load_state_dict({k: torch.from_numpy(v) for k, v in lstm.state_dict().items()})
     x = rng.standard_normal((5, 2, 3))
-    np.testing.assert_allclose(lstm(x)[0], tl(torch.from_numpy(x))[0].detach().numpy(),
-                               rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        lstm(x)[0], tl(torch.from_numpy(x))[0].detach().numpy(), rtol=1e-12, atol=1e-13
+    )
 
 
 def test_state_dict_errors_name_key(torch):
@@ -429,6 +465,7 @@ def test_state_dict_errors_name_key(torch):
 
 
 # ---- exact paths, atomic replacement ----------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["model.bin", "model", "model.npz", "dir.d/m.weights"])
 def test_save_writes_exactly_the_path_given(tmp_path, name):
@@ -512,6 +549,7 @@ def test_failed_save_removes_its_temporary(tmp_path):
 
 # ---- load validates before it allocates -----------------------------------------------
 
+
 def _peak_rss_mib():
     import resource
 
@@ -536,8 +574,12 @@ def _load_in_child(path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], timeout=120,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_IN_CHILD, str(path)],
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     words = out.stdout.split(maxsplit=3)
     assert words[0] == "ValueError", out.stdout
@@ -548,10 +590,15 @@ def _baseline_rss_mib():
     import subprocess
     import sys
 
-    code = ("import resource, fastlstm; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=120, check=True).stdout)
+    code = (
+        "import resource, fastlstm; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    return float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+    )
 
 
 @pytest.mark.parametrize("num_layers", [10**6, 10**7, 10**12])
@@ -608,10 +655,16 @@ def test_deeply_nested_header_is_a_value_error(saved, tmp_path):
     arrays, _ = _read(saved)
     deep = b"[" * 100000 + b"]" * 100000
     with pytest.raises(ValueError):
-        fastlstm.load(_write(tmp_path / "deep.npz", arrays,
-                             raw_header=np.frombuffer(deep, np.uint8)))
-    nested = {"format": "fastlstm", "version": 1, "class": "LSTM", "dtype": "float32",
-              "config": {"x": [[[[[[[[[[1]]]]]]]]]]}}
+        fastlstm.load(
+            _write(tmp_path / "deep.npz", arrays, raw_header=np.frombuffer(deep, np.uint8))
+        )
+    nested = {
+        "format": "fastlstm",
+        "version": 1,
+        "class": "LSTM",
+        "dtype": "float32",
+        "config": {"x": [[[[[[[[[[1]]]]]]]]]]},
+    }
     with pytest.raises(ValueError):
         fastlstm.load(_write(tmp_path / "nested.npz", arrays, nested))
 
@@ -622,8 +675,9 @@ def test_non_finite_constants_in_header(saved, tmp_path, value):
     text = json.dumps(meta).replace('"dropout": 0.0', f'"dropout": {value}')
     assert value in text
     with pytest.raises(ValueError):
-        fastlstm.load(_write(tmp_path / "c.npz", arrays,
-                             raw_header=np.frombuffer(text.encode(), np.uint8)))
+        fastlstm.load(
+            _write(tmp_path / "c.npz", arrays, raw_header=np.frombuffer(text.encode(), np.uint8))
+        )
 
 
 def test_member_without_npy_suffix(saved, tmp_path):
@@ -657,3 +711,26 @@ def test_every_single_byte_corruption_is_a_value_error(tmp_path):
                 fastlstm.load(q)
             except ValueError:
                 pass
+
+
+@pytest.mark.parametrize(
+    "damage", [(b"), }", b",  }"), (b"'descr'", b"'descr("), (b"'shape': (", b"'shape': [")]
+)
+def test_damaged_npy_header_text_is_a_value_error(saved, tmp_path, damage):
+    """The text of a member's .npy header altered so numpy's parser fails
+    (an unbalanced bracket raised tokenize.TokenError through load)."""
+    import zipfile
+
+    old, new = damage
+    p = tmp_path / "m.npz"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(p, "w") as dst:
+        hit = False
+        for info in src.infolist():
+            data = src.read(info)
+            if not hit and info.filename.startswith("weight_") and old in data[:128]:
+                data = data.replace(old, new, 1)
+                hit = True
+            dst.writestr(info, data)
+    assert hit
+    with pytest.raises(ValueError, match="weight_"):
+        fastlstm.load(p)

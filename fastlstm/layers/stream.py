@@ -80,9 +80,11 @@ class LSTMStream(kernels.StreamKernel):
             self._h.fill(0)
             self._c.fill(0)
             return
-        for name, src, dst in (("h0", hx[0], self._h), ("c0", hx[1], self._c)):
-            src = check_state(name, src, self.dtype, dst.shape)
-            dst[...] = src
+        # both checked before either is written: a refused reset changes nothing
+        h0 = check_state("h0", hx[0], self.dtype, self._h.shape)
+        c0 = check_state("c0", hx[1], self.dtype, self._c.shape)
+        self._h[...] = h0
+        self._c[...] = c0
 
     def steps(self, x):
         """A chunk: x (T, B, input_size) -> top layer's output (T, B, H_out)."""

@@ -354,3 +354,34 @@ def test_weights_updated_during_inference_are_never_left_stale(rng):
         fresh.load_state_dict(lstm.state_dict())
         stale += not np.array_equal(lstm(x)[0], fresh(x)[0])
     assert stale == 0
+
+
+# ---- found by the fuzz suite ----------------------------------------------------
+
+
+def test_a_scalar_is_not_an_input_of_size_one():
+    """np.ascontiguousarray turned a 0-d input into shape (1,), which a layer
+    with input_size 1 took as an unbatched step."""
+    cell = fastlstm.LSTMCell(1, 2, seed=0)
+    lstm = fastlstm.LSTM(1, 2, seed=0)
+    for x in (np.float32(1.0), np.array(1.0, np.float32)):
+        with pytest.raises(ValueError, match="x"):
+            cell(x)
+        with pytest.raises(ValueError, match="x"):
+            lstm(x)
+        with pytest.raises(ValueError, match="h_prev"):
+            cell(np.ones(1, np.float32), (np.float32(0.0), np.zeros(2, np.float32)))
+
+
+def test_refused_stream_reset_changes_nothing(rng):
+    """reset((good h0, bad c0)) wrote h0 before refusing c0."""
+    lstm = fastlstm.LSTM(I, H, num_layers=2, seed=0)
+    s = lstm.stream(B)
+    s.step(random_array(rng, (B, I), np.float32))
+    before = s.state
+    good_h = random_array(rng, (2, B, H), np.float32)
+    with pytest.raises(TypeError, match="c0"):
+        s.reset((good_h, np.zeros((2, B, H), np.float64)))
+    with pytest.raises(ValueError, match="c0"):
+        s.reset((good_h, np.zeros((2, B, H + 1), np.float32)))
+    assert all(np.array_equal(a, b) for a, b in zip(s.state, before))

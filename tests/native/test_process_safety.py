@@ -20,8 +20,13 @@ def _run(code, env=None, timeout=TIMEOUT):
     full_env = dict(os.environ)
     full_env.pop("FASTLSTM_NUM_THREADS", None)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 _FORK_PRELUDE = """
@@ -42,7 +47,9 @@ _FORK_PRELUDE = """
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_os_fork_child_after_threaded_call():
-    r = _run(_FORK_PRELUDE + """
+    r = _run(
+        _FORK_PRELUDE
+        + """
     pid = os.fork()
     if pid == 0:
         os._exit(0 if child_work() and fastlstm.get_num_threads() == 1 else 3)
@@ -51,13 +58,16 @@ def test_os_fork_child_after_threaded_call():
     assert np.array_equal(lstm(x)[0], want)   # the parent keeps its threads
     assert fastlstm.get_num_threads() == 2
     print("OK")
-    """)
+    """
+    )
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_multiprocessing_fork_pool_after_threaded_call():
-    r = _run(_FORK_PRELUDE + """
+    r = _run(
+        _FORK_PRELUDE
+        + """
     import multiprocessing as mp
     def work(_):
         return child_work()
@@ -65,7 +75,8 @@ def test_multiprocessing_fork_pool_after_threaded_call():
         with mp.get_context("fork").Pool(2) as pool:
             assert all(pool.map(work, range(4)))
         print("OK")
-    """)
+    """
+    )
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
 
 
@@ -133,7 +144,8 @@ def test_the_largest_count_runs(restore_threads):
 
 @pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5", "100000", "2x"])
 def test_invalid_env_thread_count_warns_and_is_ignored(value):
-    r = _run("""
+    r = _run(
+        """
     import warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -143,15 +155,20 @@ def test_invalid_env_thread_count_warns_and_is_ignored(value):
     import os
     assert fastlstm.get_num_threads() == min(os.cpu_count(), len(os.sched_getaffinity(0)))
     print("OK")
-    """, env={"FASTLSTM_NUM_THREADS": value})
+    """,
+        env={"FASTLSTM_NUM_THREADS": value},
+    )
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
 
 
 def test_valid_env_thread_count():
-    r = _run("""
+    r = _run(
+        """
     import fastlstm
     print(fastlstm.get_num_threads())
-    """, env={"FASTLSTM_NUM_THREADS": "3"})
+    """,
+        env={"FASTLSTM_NUM_THREADS": "3"},
+    )
     assert r.returncode == 0 and r.stdout.split() == ["3"], r.stderr
 
 
@@ -176,9 +193,16 @@ def test_oversubscribed_processes_finish():
     """
     env = dict(os.environ)
     env.pop("FASTLSTM_NUM_THREADS", None)
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=TIMEOUT)
         assert p.returncode == 0 and "OK" in out, err
