@@ -5,21 +5,18 @@
 
 #include <stddef.h>
 
+#include "fastlstm.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Number of threads fastlstm's kernels use (>= 1). */
-int fl_get_num_threads(void);
-/* Set it; n < 1 restores the default (cores available to the process,
- * or FASTLSTM_NUM_THREADS when set). Returns the value now in force. */
-int fl_set_num_threads(int n);
+/* fl_get_num_threads, fl_set_num_threads and fl_have_openmp are public
+ * (fastlstm.h). */
 /* FASTLSTM_SPLIT, read once: FL_SPLIT_BATCH ("batch"), FL_SPLIT_UNITS
  * ("units") or 0 (unset: the kernel chooses). */
 enum { FL_SPLIT_BATCH = 1, FL_SPLIT_UNITS = 2 };
 int fl_forced_split(void);
-/* 1 when compiled with OpenMP. */
-int fl_have_openmp(void);
 
 /* The per-step barrier of the kernels' time loops: all nth threads of the
  * current parallel region wait until each has arrived.  An OpenMP barrier

@@ -8,7 +8,7 @@
  * "op(X)" is X or X^T depending on the trans flag.
  *
  * Two entry kinds:
- *   1. fl_gemm_{s,d}: C = alpha * op(A) * op(B) + beta * C for large problems
+ *   1. fl_gemm_f32/f64: C = alpha * op(A) * op(B) + beta * C for large problems
  *      (input projection over all T*B rows, weight gradients, dx).  May use
  *      OpenMP threads internally when called outside a parallel region; the
  *      summation order of every C element is fixed (independent of the thread
@@ -24,21 +24,16 @@
 
 #include <stddef.h>
 
+#include "fastlstm.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* ---- general GEMM ------------------------------------------------------ */
-/* As in BLAS: beta == 0 means C is not read (it may hold NaN); K == 0 or
- * alpha == 0 only scales C by beta (A and B are not read). */
-void fl_gemm_s(int transA, int transB, size_t M, size_t N, size_t K,
-               float alpha, const float *A, size_t lda,
-               const float *B, size_t ldb,
-               float beta, float *C, size_t ldc);
-void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
-               double alpha, const double *A, size_t lda,
-               const double *B, size_t ldb,
-               double beta, double *C, size_t ldc);
+/* fl_gemm_f32 / fl_gemm_f64 (fastlstm.h): as in BLAS, beta == 0 means C is
+ * not read (it may hold NaN); K == 0 or alpha == 0 only scales C by beta (A
+ * and B are not read). */
 
 /* fl_gemm_* with the columns of C in two matrices, plus row sums of op(A):
  * columns [0, n1) of C are C1 (ldc1), columns [n1, N) are C2 (ldc2), with
@@ -114,7 +109,6 @@ void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K,
  * CPU cannot run falls back to the best one it can).  Returns the name of the
  * variant in use. */
 const char *fl_gemm_init(void);
-const char *fl_gemm_isa(void);
 
 #ifdef __cplusplus
 }

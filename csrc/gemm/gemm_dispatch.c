@@ -6,6 +6,7 @@
  * the result is bitwise the same for any thread count (gemm_internal.h). */
 #include "gemm.h"
 #include "gemm_internal.h"
+#include "isa.h"
 #include "threads.h"
 
 #include <stdlib.h>
@@ -14,91 +15,34 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||          \
-    defined(_M_IX86)
-#define FL_X86 1
-#if !defined(__GNUC__) && !defined(__clang__) && defined(_MSC_VER)
-#include <intrin.h>
-#include <immintrin.h>
-#endif
-#else
-#define FL_X86 0
-#endif
-
 /* Below this many multiply-adds one thread is faster than waking others. */
 #define FL_PARALLEL_MIN_WORK (1.0 * (1 << 20))
 #define FL_MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
 
-/* ---- CPU features ------------------------------------------------------- */
-#if FL_X86 && (defined(__GNUC__) || defined(__clang__))
-/* libgcc / compiler-rt also check that the OS saves the ymm / zmm state. */
-static int cpu_has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-static int cpu_has_avx512(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl") && cpu_has_avx2();
-}
-#elif FL_X86 && defined(_MSC_VER)
-static int cpu_xcr0_has(unsigned long long mask)
-{
-    int r[4];
-    __cpuid(r, 1);
-    if (!(r[2] & (1 << 27))) /* OSXSAVE */
-        return 0;
-    return (_xgetbv(0) & mask) == mask;
-}
-static int cpu_has_avx2(void)
-{
-    int r1[4], r7[4];
-    __cpuid(r1, 0);
-    if (r1[0] < 7)
-        return 0;
-    __cpuid(r1, 1);
-    __cpuidex(r7, 7, 0);
-    return (r1[2] & (1 << 12)) /* FMA */ && (r1[2] & (1 << 28)) /* AVX */ &&
-           (r7[1] & (1 << 5)) /* AVX2 */ && cpu_xcr0_has(0x6);
-}
-static int cpu_has_avx512(void)
-{
-    int r7[4];
-    if (!cpu_has_avx2())
-        return 0;
-    __cpuidex(r7, 7, 0);
-    return (r7[1] & (1 << 16)) /* F */ && (r7[1] & (1 << 17)) /* DQ */ &&
-           (r7[1] & (1 << 31)) /* VL */ && cpu_xcr0_has(0xe6);
-}
-#else
-static int cpu_has_avx2(void) { return 0; }
-static int cpu_has_avx512(void) { return 0; }
-#endif
-
 /* ---- variant choice ----------------------------------------------------- */
+typedef struct isa_entry {
+    const char *name;
+    const fl_gemm_impl *(*impl)(void); /* NULL when built without the flags */
+    int (*cpu_runs)(void);
+} isa_entry;
+
+#define FL_ISA_ENTRY(isa) {#isa, fl_gemm_impl_##isa, fl_cpu_runs_##isa},
+static const isa_entry isas[] = {FL_FOR_EACH_ISA(FL_ISA_ENTRY)};
+#define FL_N_ISAS (sizeof isas / sizeof isas[0])
+
 const fl_gemm_impl *fl_gemm_impl_by_name(const char *name)
 {
-    if (name == NULL)
-        return NULL;
-    if (strcmp(name, "generic") == 0)
-        return fl_gemm_impl_generic();
-    if (strcmp(name, "avx2") == 0)
-        return cpu_has_avx2() ? fl_gemm_impl_avx2() : NULL;
-    if (strcmp(name, "avx512") == 0)
-        return cpu_has_avx512() ? fl_gemm_impl_avx512() : NULL;
+    for (size_t i = 0; name != NULL && i < FL_N_ISAS; i++)
+        if (strcmp(name, isas[i].name) == 0)
+            return isas[i].cpu_runs() ? isas[i].impl() : NULL;
     return NULL;
 }
 
 static const fl_gemm_impl *choose_variant(void)
 {
-    static const char *const best_first[] = {"avx512", "avx2", "generic"};
     const fl_gemm_impl *impl = fl_gemm_impl_by_name(getenv("FASTLSTM_ISA"));
-    size_t i;
-    for (i = 0; impl == NULL && i < sizeof best_first / sizeof *best_first; i++)
-        impl = fl_gemm_impl_by_name(best_first[i]);
+    for (size_t i = FL_N_ISAS; impl == NULL && i > 0; i--) /* best first */
+        impl = fl_gemm_impl_by_name(isas[i - 1].name);
     return impl;
 }
 
@@ -125,7 +69,6 @@ const fl_gemm_impl *fl_gemm_active(void)
 }
 
 const char *fl_gemm_init(void) { return fl_gemm_active()->name; }
-const char *fl_gemm_isa(void) { return fl_gemm_active()->name; }
 
 size_t fl_gemm_nr_s(void) { return fl_gemm_active()->nr_s; }
 size_t fl_gemm_nr_d(void) { return fl_gemm_active()->nr_d; }
@@ -182,7 +125,6 @@ size_t fl_packed_size_d(size_t K, size_t N)
  * both C matrices and of the sums; a chunk of columns its columns of C1
  * and / or C2, and only the first chunk the sums (every chunk reads all of
  * A). */
-#define FL_CHUNKS_PER_THREAD 1
 #ifdef _OPENMP
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
     if (nt > 1 && !omp_in_parallel() &&                                      \
@@ -198,7 +140,7 @@ size_t fl_packed_size_d(size_t K, size_t N)
             return;                                                          \
         if (tiles >= 2) {                                                    \
             const size_t nch =                                               \
-                FL_MIN_SIZE(tiles, (size_t)nt * FL_CHUNKS_PER_THREAD);       \
+                FL_MIN_SIZE(tiles, (size_t)nt);                      \
             long ch;                                                         \
             if ((size_t)nt > tiles)                                          \
                 nt = (int)tiles;                                             \
@@ -285,13 +227,6 @@ size_t fl_packed_size_d(size_t K, size_t N)
                                    alpha, A, lda, B, ldb, beta, N, C, ldc,   \
                                    NULL, 0, NULL);                           \
     }                                                                        \
-    void fl_gemm_##SFX(int transA, int transB, size_t M, size_t N, size_t K, \
-                       T alpha, const T *A, size_t lda, const T *B,          \
-                       size_t ldb, T beta, T *C, size_t ldc)                 \
-    {                                                                        \
-        fl_gemm_##SFX##_with(fl_gemm_active(), 0, transA, transB, M, N, K,   \
-                             alpha, A, lda, B, ldb, beta, C, ldc);           \
-    }                                                                        \
     void fl_pack_b_##SFX(int transB, size_t K, size_t N, const T *B,         \
                          size_t ldb, T *packed)                              \
     {                                                                        \
@@ -332,3 +267,19 @@ size_t fl_packed_size_d(size_t K, size_t N)
 
 FL_DEFINE_GEMM(s, float)
 FL_DEFINE_GEMM(d, double)
+
+void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K,
+                 float alpha, const float *A, size_t lda, const float *B,
+                 size_t ldb, float beta, float *C, size_t ldc)
+{
+    fl_gemm_s_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A,
+                   lda, B, ldb, beta, C, ldc);
+}
+
+void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K,
+                 double alpha, const double *A, size_t lda, const double *B,
+                 size_t ldb, double beta, double *C, size_t ldc)
+{
+    fl_gemm_d_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A,
+                   lda, B, ldb, beta, C, ldc);
+}

@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 
+#include "isa.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -86,9 +88,9 @@ typedef struct fl_gemm_impl {
 /* Variant tables.  A function returns NULL when its file was compiled
  * without the ISA flags it needs (or on a non-x86 target), so a build that
  * lacks them still links and simply never selects that variant. */
-const fl_gemm_impl *fl_gemm_impl_generic(void);
-const fl_gemm_impl *fl_gemm_impl_avx2(void);
-const fl_gemm_impl *fl_gemm_impl_avx512(void);
+#define FL_DECLARE_GEMM_IMPL(isa) const fl_gemm_impl *fl_gemm_impl_##isa(void);
+FL_FOR_EACH_ISA(FL_DECLARE_GEMM_IMPL)
+#undef FL_DECLARE_GEMM_IMPL
 
 /* Dispatcher internals (gemm_dispatch.c), exposed for the tests. */
 /* The table for "generic" | "avx2" | "avx512" if compiled in and this CPU

@@ -1,8 +1,9 @@
 /* One LSTM layer, one direction: forward and backward (BPTT).
  *
- * Dtype- and ISA-generic source.  An ISA variant file (lstm_generic.c,
- * lstm_avx2.c, ...) defines FL_ISA and includes this file twice, with
- * REAL/S = float/s and double/d.  Notation and the packed row layout are
+ * Dtype- and ISA-generic source.  lstm_variant.c, compiled once per ISA with
+ * FL_ISA defined, includes this file twice, with REAL/S/DT = float/s/f32
+ * and double/d/f64 (S names the GEMM and activation helpers, DT the public
+ * types).  Notation and the packed row layout are
  * described in fastlstm.h; fastlstm/reference.py is the specification.
  *
  * Structure of a call (forward): one OpenMP region for the whole time loop
@@ -54,7 +55,7 @@ typedef struct fl_share {
 } fl_share;
 #endif
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
-#define GEMM FL_GEMMX(fl_gemm, S)
+#define GEMM FL_GEMMX(fl_gemm, DT)
 #define GEMM_PACKED FL_GEMMX(fl_gemm_packed, S)
 #define GEMM_PACKED_LD FL_GEMMX(fl_gemm_packed_ld, S)
 #define GEMM_SPLIT FL_GEMMX(fl_gemm_split, S)
@@ -63,8 +64,8 @@ typedef struct fl_share {
 #define GEMM_NR FL_GEMMX(fl_gemm_nr, S)
 #define SIGMOID FL_GEMMX(fl_sigmoid, S)
 #define TANH FL_GEMMX(fl_tanh, S)
-#define FWD_ARGS FL_GEMMX(fl_forward, S)
-#define BWD_ARGS FL_GEMMX(fl_backward, S)
+#define FWD_ARGS FL_GEMMX(fl_forward, DT)
+#define BWD_ARGS FL_GEMMX(fl_backward, DT)
 
 /* Where the pieces of the packed-weights blob live (elements). */
 typedef struct FL_FN(blob_layout) {
@@ -114,12 +115,12 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
     return L;
 }
 
-size_t FL_FN(fl_lstm_packed_size)(size_t I, size_t H, size_t P)
+static size_t FL_FN(packed_size)(size_t I, size_t H, size_t P)
 {
     return FL_FN(layout)(I, H, P).total;
 }
 
-void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
+static void FL_FN(pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
                          const REAL *w_hh, const REAL *w_hr, REAL *blob)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
@@ -314,7 +315,7 @@ static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh,
                             size_t *rows_mem)
 {
     if (sh->T == 0 || sh->B == 0 || sh->I == 0 || sh->H == 0)
-        return FL_EINVAL;
+        return FL_ESHAPE;
     memset(lp, 0, sizeof *lp);
     lp->sh = sh;
     lp->L = FL_FN(layout)(sh->I, sh->H, sh->P);
@@ -451,7 +452,7 @@ static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) 
            FL_FN(forward_scratch)(sh, L, p) * sizeof(REAL);
 }
 
-size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh)
+static size_t FL_FN(forward_workspace)(const fl_shape *sh)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(sh->I, sh->H, sh->P);
     const FL_FN(fwd_plan) p = FL_FN(forward_plan)(sh, &L);
@@ -687,7 +688,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     }
 }
 
-int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
+static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H;
@@ -884,7 +885,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 #define FL_MAX_DX_LOOP_BYTES (1u << 20)
 #endif
 
-int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
+static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, G4 = 4 * H;

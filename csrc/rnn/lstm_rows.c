@@ -18,10 +18,10 @@ static int check_batch_sizes(const fl_shape *sh)
     const int64_t *bs = sh->batch_sizes;
     if (bs) {
         if (sh->T == 0 || bs[0] != (int64_t)sh->B)
-            return FL_EINVAL;
+            return FL_EBATCH_SIZES;
         for (size_t t = 0; t < sh->T; t++)
             if (bs[t] < 1 || (t > 0 && bs[t] > bs[t - 1]))
-                return FL_EINVAL;
+                return FL_EBATCH_SIZES;
     }
     return FL_OK;
 }

@@ -17,7 +17,7 @@ typedef struct fl_rows {
     int owned;            /* off/len malloc'ed here (else caller memory) */
 } fl_rows;
 
-/* FL_OK, FL_EINVAL (batch_sizes not non-increasing in [1, B] with
+/* FL_OK, FL_EBATCH_SIZES (batch_sizes not non-increasing in [1, B] with
  * batch_sizes[0] == B) or FL_ENOMEM. */
 int fl_rows_init(fl_rows *rw, const fl_shape *sh);
 /* The same in caller memory of fl_rows_mem(sh) size_t's (never fails with

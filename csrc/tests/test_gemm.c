@@ -2,7 +2,7 @@
  *
  *   test_gemm              correctness of every variant this CPU can run
  *                          against gemm_ref.c; exit status 1 on any failure
- *   test_gemm bench [T]    GFLOP/s (median of many repeats) of fl_gemm_s on
+ *   test_gemm bench [T]    GFLOP/s (median of many repeats) of fl_gemm_f32 on
  *                          the LSTM's input-projection and weight-gradient
  *                          shapes with T threads (default: fl_get_num_threads)
  *                          and of fl_gemm_packed_s on per-step shapes (1 thread)
@@ -364,8 +364,11 @@ static const size_t odd_sizes[] = {1, 2, 3, 7, 17, 31, 64, 65, 130};
 
 static int run_tests(void)
 {
-    static const char *const names[] = {"generic", "avx2", "avx512"};
-    const fl_gemm_impl *impls[3];
+#define FL_ISA_NAME(isa) #isa,
+    static const char *const names[] = {FL_FOR_EACH_ISA(FL_ISA_NAME)};
+#undef FL_ISA_NAME
+#define N_NAMES (int)(sizeof names / sizeof *names)
+    const fl_gemm_impl *impls[N_NAMES];
     int nimpl = 0, v, ta, tb, ab;
     size_t a, b, c;
     /* (alpha, beta): beta 0 runs on NaN-filled C */
@@ -378,7 +381,7 @@ static int run_tests(void)
         {17, 2100, 70} /* threads split N */,
         {1560, 4100, 3} /* M split, N > NC: B shared per column block */};
 
-    for (v = 0; v < 3; v++) {
+    for (v = 0; v < N_NAMES; v++) {
         const fl_gemm_impl *impl = fl_gemm_impl_by_name(names[v]);
         if (impl == NULL) {
             printf("variant %-8s not run (CPU lacks it or not compiled in)\n",
@@ -490,13 +493,13 @@ static int run_tests(void)
             fl_packed_size_d(2, fl_gemm_nr_d() + 1) != 4 * fl_gemm_nr_d())
             FAIL("nr / packed size inconsistent");
         fl_set_num_threads(1);
-        fl_gemm_s(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+        fl_gemm_f32(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
         fl_set_num_threads(2);
-        fl_gemm_s(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
+        fl_gemm_f32(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
         fl_set_num_threads(0);
         n_checks++;
         if (memcmp(C1, C2, sizeof(float) * M * N) != 0)
-            FAIL("fl_gemm_s: fl_set_num_threads(1) vs (2) differ");
+            FAIL("fl_gemm_f32: fl_set_num_threads(1) vs (2) differ");
         free(A); free(B); free(C1); free(C2);
     }
 
@@ -549,8 +552,8 @@ static int run_bench(int threads)
         {64, 4096, 1024}};
     size_t s;
     fl_set_num_threads(threads);
-    printf("variant %s, fl_gemm_s with %d thread(s); GFLOP/s, median\n",
-           fl_gemm_isa(), fl_get_num_threads());
+    printf("variant %s, fl_gemm_f32 with %d thread(s); GFLOP/s, median\n",
+           fl_gemm_init(), fl_get_num_threads());
     for (s = 0; s < 4; s++) {
         const size_t T = shapes[s][0], Bt = shapes[s][1], I = shapes[s][2];
         const size_t H = shapes[s][3], TB = T * Bt, G = 4 * H;
@@ -561,10 +564,10 @@ static int run_bench(int threads)
         double gp, gw;
         /* input projection: Y(TB, 4H) = X(TB, I) W(4H, I)^T */
         BENCH(gp, 2.0 * TB * G * I,
-              fl_gemm_s(0, 1, TB, G, I, 1.0f, X, I, W, I, 0.0f, Y, G));
+              fl_gemm_f32(0, 1, TB, G, I, 1.0f, X, I, W, I, 0.0f, Y, G));
         /* weight gradient: dW(4H, I) = dG(TB, 4H)^T X(TB, I) */
         BENCH(gw, 2.0 * TB * G * I,
-              fl_gemm_s(1, 0, G, I, TB, 1.0f, dG, G, X, I, 0.0f, dW, I));
+              fl_gemm_f32(1, 0, G, I, TB, 1.0f, dG, G, X, I, 0.0f, dW, I));
         printf("  proj  M=%5zu N=%5zu K=%5zu  %7.1f   |  wgrad M=%5zu N=%5zu "
                "K=%5zu  %7.1f\n", TB, G, I, gp, G, I, TB, gw);
         free(X); free(W); free(dG); free(Y); free(dW);

@@ -19,130 +19,7 @@ from cython cimport floating
 
 import numpy as np
 
-cdef extern from "fastlstm.h" nogil:
-    enum:
-        FL_OK
-        FL_ENOMEM
-        FL_EINVAL
-
-    ctypedef struct fl_shape:
-        size_t T, B, I, H, P
-        int reverse
-        const int64_t *batch_sizes
-
-    ctypedef struct fl_forward_s:
-        const float *x
-        size_t ldx
-        const float *w_ih
-        const float *bias
-        const float *packed
-        const float *h0
-        const float *c0
-        float *y
-        size_t ldy
-        float *h_n
-        float *c_n
-        float *gates
-        float *cells
-        float *xh
-        void *workspace
-        size_t workspace_bytes
-        const int64_t *x_rows
-        const int64_t *y_rows
-
-    ctypedef struct fl_forward_d:
-        const double *x
-        size_t ldx
-        const double *w_ih
-        const double *bias
-        const double *packed
-        const double *h0
-        const double *c0
-        double *y
-        size_t ldy
-        double *h_n
-        double *c_n
-        double *gates
-        double *cells
-        double *xh
-        void *workspace
-        size_t workspace_bytes
-        const int64_t *x_rows
-        const int64_t *y_rows
-
-    ctypedef struct fl_backward_s:
-        const float *w_ih
-        const float *w_hh
-        const float *w_hr
-        const float *packed
-        const float *c0
-        float *gates
-        const float *cells
-        const float *xh
-        const float *dy
-        size_t lddy
-        const float *dh_n
-        const float *dc_n
-        float *dx
-        size_t lddx
-        int dx_accumulate
-        float *dh0
-        float *dc0
-        float *dw_ih
-        float *dw_hh
-        float *dbias
-        float *dw_hr
-
-    ctypedef struct fl_backward_d:
-        const double *w_ih
-        const double *w_hh
-        const double *w_hr
-        const double *packed
-        const double *c0
-        double *gates
-        const double *cells
-        const double *xh
-        const double *dy
-        size_t lddy
-        const double *dh_n
-        const double *dc_n
-        double *dx
-        size_t lddx
-        int dx_accumulate
-        double *dh0
-        double *dc0
-        double *dw_ih
-        double *dw_hh
-        double *dbias
-        double *dw_hr
-
-    size_t fl_packed_rows(const fl_shape *sh)
-    size_t fl_lstm_packed_size_s(size_t I, size_t H, size_t P)
-    size_t fl_lstm_packed_size_d(size_t I, size_t H, size_t P)
-    void fl_lstm_pack_s(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
-                        const float *w_hr, float *blob)
-    void fl_lstm_pack_d(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
-                        const double *w_hr, double *blob)
-    int fl_lstm_forward_s(const fl_shape *sh, const fl_forward_s *a)
-    size_t fl_lstm_forward_workspace_s(const fl_shape *sh)
-    size_t fl_lstm_forward_workspace_d(const fl_shape *sh)
-    int fl_lstm_forward_d(const fl_shape *sh, const fl_forward_d *a)
-    int fl_lstm_backward_s(const fl_shape *sh, const fl_backward_s *a)
-    int fl_lstm_backward_d(const fl_shape *sh, const fl_backward_d *a)
-    const char *fl_init()
-
-cdef extern from "threads.h" nogil:
-    int fl_get_num_threads()
-    int fl_set_num_threads(int n)
-    int fl_have_openmp()
-
-cdef extern from "gemm.h" nogil:
-    void fl_gemm_s(int transA, int transB, size_t M, size_t N, size_t K,
-                   float alpha, const float *A, size_t lda, const float *B, size_t ldb,
-                   float beta, float *C, size_t ldc)
-    void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
-                   double alpha, const double *A, size_t lda, const double *B, size_t ldb,
-                   double beta, double *C, size_t ldc)
+from fastlstm._native.capi cimport *
 
 
 def isa():
@@ -167,13 +44,14 @@ cdef _expect(str name, tuple shape, tuple expected):
         raise ValueError(f"{name}: expected shape {expected}, got {shape}")
 
 
-cdef _raise_status(int status):
+cdef _raise_status(int status, str call):
+    """The C status of `call` as an exception (none for FL_OK)."""
+    if status == FL_OK:
+        return
+    message = f"fastlstm: {call}: {fl_strerror(status).decode('ascii')} (status {status})"
     if status == FL_ENOMEM:
-        raise MemoryError("fastlstm: out of memory for the kernel's workspace")
-    if status != FL_OK:
-        raise ValueError("fastlstm: the kernel rejected its arguments "
-                         "(batch_sizes must be non-increasing, in [1, B], "
-                         "with batch_sizes[0] == B)")
+        raise MemoryError(message)
+    raise ValueError(message)
 
 
 def packed_size(dtype_char, Py_ssize_t input_size, Py_ssize_t hidden_size,
@@ -182,8 +60,8 @@ def packed_size(dtype_char, Py_ssize_t input_size, Py_ssize_t hidden_size,
     if input_size < 1 or hidden_size < 1 or proj_size < 0:
         raise ValueError("input_size and hidden_size must be >= 1 and proj_size >= 0")
     if dtype_char == "f":
-        return fl_lstm_packed_size_s(input_size, hidden_size, proj_size)
-    return fl_lstm_packed_size_d(input_size, hidden_size, proj_size)
+        return fl_lstm_packed_size_f32(input_size, hidden_size, proj_size)
+    return fl_lstm_packed_size_f64(input_size, hidden_size, proj_size)
 
 
 def plan_rows(const int64_t[::1] lengths, Py_ssize_t T, int64_t[::1] perm,
@@ -248,16 +126,16 @@ def pack(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
     _expect("w_hh", (w_hh.shape[0], w_hh.shape[1]), (4 * H, Hout))
     if P:
         _expect("w_hr", (w_hr.shape[0], w_hr.shape[1]), (P, H))
-    cdef size_t need = (fl_lstm_packed_size_s(I, H, P) if floating is float
-                        else fl_lstm_packed_size_d(I, H, P))
+    cdef size_t need = (fl_lstm_packed_size_f32(I, H, P) if floating is float
+                        else fl_lstm_packed_size_f64(I, H, P))
     if <size_t>blob.shape[0] != need:
         raise ValueError(f"blob: expected {need} elements, got {blob.shape[0]}")
     cdef const floating *hr = NULL if P == 0 else &w_hr[0, 0]
     with nogil:
         if floating is float:
-            fl_lstm_pack_s(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
+            fl_lstm_pack_f32(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
         else:
-            fl_lstm_pack_d(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
+            fl_lstm_pack_f64(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
 
 
 def same_weights(tuple saved, tuple current):
@@ -388,8 +266,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
 
     cdef int status
-    cdef fl_forward_s fs
-    cdef fl_forward_d fd
+    cdef fl_forward_f32 fs
+    cdef fl_forward_f64 fd
     if floating is float:
         fs.x = &x[0, 0]; fs.ldx = I; fs.w_ih = &w_ih[0, 0]
         fs.bias = NULL if bias is None else &bias[0]
@@ -404,7 +282,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fs.workspace = NULL; fs.workspace_bytes = 0
         fs.x_rows = xr; fs.y_rows = yr
         with nogil:
-            status = fl_lstm_forward_s(&sh, &fs)
+            status = fl_lstm_forward_f32(&sh, &fs)
     else:
         fd.x = &x[0, 0]; fd.ldx = I; fd.w_ih = &w_ih[0, 0]
         fd.bias = NULL if bias is None else &bias[0]
@@ -419,8 +297,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         fd.workspace = NULL; fd.workspace_bytes = 0
         fd.x_rows = xr; fd.y_rows = yr
         with nogil:
-            status = fl_lstm_forward_d(&sh, &fd)
-    _raise_status(status)
+            status = fl_lstm_forward_f64(&sh, &fd)
+    _raise_status(status, "forward")
 
 
 def backward(const floating[:, ::1] w_ih,
@@ -476,8 +354,8 @@ def backward(const floating[:, ::1] w_ih,
         _expect("dbias", (dbias.shape[0],), (4 * H,))
 
     cdef int status
-    cdef fl_backward_s bs
-    cdef fl_backward_d bd
+    cdef fl_backward_f32 bs
+    cdef fl_backward_f64 bd
     if floating is float:
         bs.w_ih = &w_ih[0, 0]; bs.w_hh = &w_hh[0, 0]
         bs.w_hr = NULL if P == 0 else &w_hr[0, 0]
@@ -494,7 +372,7 @@ def backward(const floating[:, ::1] w_ih,
         bs.dbias = NULL if dbias is None else &dbias[0]
         bs.dw_hr = NULL if P == 0 else &dw_hr[0, 0]
         with nogil:
-            status = fl_lstm_backward_s(&sh, &bs)
+            status = fl_lstm_backward_f32(&sh, &bs)
     else:
         bd.w_ih = &w_ih[0, 0]; bd.w_hh = &w_hh[0, 0]
         bd.w_hr = NULL if P == 0 else &w_hr[0, 0]
@@ -511,8 +389,8 @@ def backward(const floating[:, ::1] w_ih,
         bd.dbias = NULL if dbias is None else &dbias[0]
         bd.dw_hr = NULL if P == 0 else &dw_hr[0, 0]
         with nogil:
-            status = fl_lstm_backward_d(&sh, &bd)
-    _raise_status(status)
+            status = fl_lstm_backward_f64(&sh, &bd)
+    _raise_status(status, "backward")
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] a,
@@ -529,10 +407,10 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] a,
         raise ValueError("gemm: empty operands")
     with nogil:
         if floating is float:
-            fl_gemm_s(trans_a, trans_b, M, N, K, <float>alpha, &a[0, 0], a.shape[1],
+            fl_gemm_f32(trans_a, trans_b, M, N, K, <float>alpha, &a[0, 0], a.shape[1],
                       &b[0, 0], b.shape[1], <float>beta, &c[0, 0], c.shape[1])
         else:
-            fl_gemm_d(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
+            fl_gemm_f64(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
                       &b[0, 0], b.shape[1], beta, &c[0, 0], c.shape[1])
 
 
@@ -553,8 +431,8 @@ cdef class StreamKernel:
     cdef bint _double
     cdef Py_ssize_t L, B, I
     cdef fl_shape sh0
-    cdef fl_forward_s *fs
-    cdef fl_forward_d *fd
+    cdef fl_forward_f32 *fs
+    cdef fl_forward_f64 *fd
     cdef void *ws          # one scratch shared by the layers' calls
     cdef size_t ws_bytes
     cdef readonly int workspace_threads  # the thread count ws was sized for
@@ -590,11 +468,11 @@ cdef class StreamKernel:
         self.sh0.reverse = 0
         self.sh0.batch_sizes = NULL
         if self._double:
-            self.fd = <fl_forward_d *> PyMem_Malloc(L * sizeof(fl_forward_d))
+            self.fd = <fl_forward_f64 *> PyMem_Malloc(L * sizeof(fl_forward_f64))
             if self.fd == NULL:
                 raise MemoryError()
         else:
-            self.fs = <fl_forward_s *> PyMem_Malloc(L * sizeof(fl_forward_s))
+            self.fs = <fl_forward_f32 *> PyMem_Malloc(L * sizeof(fl_forward_f32))
             if self.fs == NULL:
                 raise MemoryError()
         for k in range(L):
@@ -624,8 +502,8 @@ cdef class StreamKernel:
         self.workspace_threads = fl_get_num_threads()
         for k in range(self.L):
             shk.I = self.fd[k].ldx if self._double else self.fs[k].ldx
-            need = (fl_lstm_forward_workspace_d(&shk) if self._double
-                    else fl_lstm_forward_workspace_s(&shk))
+            need = (fl_lstm_forward_workspace_f64(&shk) if self._double
+                    else fl_lstm_forward_workspace_f32(&shk))
             most = max(most, need)
         if most > self.ws_bytes:  # ws_bytes is 0 while ws is NULL
             mem = PyMem_Malloc(most)
@@ -644,7 +522,7 @@ cdef class StreamKernel:
     cdef _fill_s(self, Py_ssize_t k, const float[:, ::1] w_ih, const float[::1] bias,
                  const float[::1] packed, float[:, ::1] h, float[:, ::1] c,
                  float[:, ::1] y, const float[:, ::1] x_prev):
-        cdef fl_forward_s *a = &self.fs[k]
+        cdef fl_forward_f32 *a = &self.fs[k]
         a.x = NULL if x_prev is None else &x_prev[0, 0]
         a.ldx = w_ih.shape[1]
         a.w_ih = &w_ih[0, 0]
@@ -661,7 +539,7 @@ cdef class StreamKernel:
     cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
                  const double[::1] packed, double[:, ::1] h, double[:, ::1] c,
                  double[:, ::1] y, const double[:, ::1] x_prev):
-        cdef fl_forward_d *a = &self.fd[k]
+        cdef fl_forward_f64 *a = &self.fd[k]
         a.x = NULL if x_prev is None else &x_prev[0, 0]
         a.ldx = w_ih.shape[1]
         a.w_ih = &w_ih[0, 0]
@@ -716,14 +594,14 @@ cdef class StreamKernel:
                 for k in range(self.L):  # layer k reads layer k-1's output
                     if self._double:
                         sh.I = self.fd[k].ldx
-                        status = fl_lstm_forward_d(&sh, &self.fd[k])
+                        status = fl_lstm_forward_f64(&sh, &self.fd[k])
                     else:
                         sh.I = self.fs[k].ldx
-                        status = fl_lstm_forward_s(&sh, &self.fs[k])
+                        status = fl_lstm_forward_f32(&sh, &self.fs[k])
                     if status != FL_OK:
                         break
             PyBuffer_Release(&outview)
         finally:
             PyBuffer_Release(&view)
-        _raise_status(status)
+        _raise_status(status, "stream step")
         return out
