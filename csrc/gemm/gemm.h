@@ -2,7 +2,7 @@
  *
  * Everything the LSTM kernels need from matrix multiplication goes through
  * this header, so the implementation (plain C reference, AVX2, AVX-512) can be
- * replaced without touching lstm_impl.h.  Pure C99: no Python, no numpy.
+ * replaced without touching the LSTM kernel.  Pure C99: no Python, no numpy.
  *
  * All matrices are row-major with an explicit leading dimension (elements).
  * "op(X)" is X or X^T depending on the trans flag.

@@ -1,5 +1,5 @@
-/* The LSTM kernel of one ISA variant: lstm_impl.h instantiated for float and
- * double.  setup.py compiles this one file once per ISA (common/isa.h), with
+/* The LSTM kernel of one ISA variant: the time-loop engine (engine.h) on the
+ * LSTM cell (cell_lstm.h), instantiated for float and double.  setup.py compiles this one file once per ISA (common/isa.h), with
  * -DFL_ISA=<isa> and that ISA's flags, and the dispatcher (lstm_dispatch.c)
  * takes the variant matching the GEMM's choice. */
 #include <stdlib.h>
@@ -19,10 +19,12 @@
 #error "compile with -DFL_ISA=<isa> (see common/isa.h)"
 #endif
 
+#define FL_CELL "cell_lstm.h"
+
 #define REAL float
 #define S s
 #define DT f32
-#include "lstm_impl.h"
+#include "engine.h"
 #undef REAL
 #undef S
 #undef DT
@@ -30,7 +32,7 @@
 #define REAL double
 #define S d
 #define DT f64
-#include "lstm_impl.h"
+#include "engine.h"
 #undef REAL
 #undef S
 #undef DT
