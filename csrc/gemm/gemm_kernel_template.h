@@ -211,8 +211,10 @@ FL_NOINLINE void FL_FN(kernel_rows)(int mt, int np, size_t K, const FL_T *a,
 #undef FL_ROWS_CASE
 }
 
-/* Pack the kc x n block of op(B) whose (0,0) is at B into NR-wide panels. */
-static void FL_FN(pack_b_block)(int transB, size_t kc, size_t n,
+/* Pack the kc x n block of op(B) whose (0,0) is at B into NR-wide panels
+ * (kc, n >= 1): a block of the blocked GEMM, or the whole op(B) of
+ * fl_pack_b_* (the variant table's pack_b). */
+static void FL_FN(pack_b)(int transB, size_t kc, size_t n,
                                 const FL_T *B, size_t ldb, FL_T *dst)
 {
     size_t jr, j, k;
@@ -375,7 +377,7 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
         for (pc = 0; pc < K; pc += FL_KC) {
             const size_t kc = FL_MIN((size_t)FL_KC, K - pc);
             const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
-            FL_FN(pack_b_block)(transB, kc, nc,
+            FL_FN(pack_b)(transB, kc, nc,
                                 transB ? B + jc * ldb + pc : B + pc * ldb + jc,
                                 ldb, bbuf);
             for (ic = 0; ic < M; ic += mc_cap)
@@ -486,7 +488,7 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
                 const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
                 if (p1 > p0) { /* my panels of the shared B block */
                     const size_t j0 = jc + p0 * FL_NR;
-                    FL_FN(pack_b_block)(transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
+                    FL_FN(pack_b)(transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
                                         transB ? B + j0 * ldb + pc : B + pc * ldb + j0, ldb,
                                         bbuf + p0 * FL_NR * kc);
                 }
@@ -505,13 +507,6 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
     (void)lda; (void)B; (void)ldb; (void)beta; (void)c; (void)nt;
     return -1;
 #endif
-}
-
-/* fl_pack_b_*: K, N >= 1. */
-static void FL_FN(pack_b)(int transB, size_t K, size_t N, const FL_T *B,
-                          size_t ldb, FL_T *packed)
-{
-    FL_FN(pack_b_block)(transB, K, N, B, ldb, packed);
 }
 
 /* Rows of the K chunk that starts at k0: chunks of FL_KC rows from 0, and
