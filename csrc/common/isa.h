@@ -3,12 +3,13 @@
  * Each variant is the GEMM micro-kernels (gemm/gemm_<isa>.c: register tile,
  * vector type, intrinsics) plus the LSTM kernel (rnn/lstm_variant.c, one
  * source compiled once per ISA with -DFL_ISA=<isa>), both built with the
- * ISA's flags (setup.py's ISA_FLAGS, which csrc/tests/build.sh reads too).
+ * ISA's flags (ISA_FLAGS in csrc/build_flags.py, which setup.py and
+ * csrc/tests/build.sh both read).
  * The dispatchers choose one variant once, the best whose CPU check passes
  * (FASTLSTM_ISA forces one, if this CPU runs it).
  *
  * Adding an ISA: its X(...) entry and fl_cpu_runs_<isa>() below, its flags in
- * setup.py, and its gemm_<isa>.c. */
+ * csrc/build_flags.py, and its gemm_<isa>.c. */
 #ifndef FASTLSTM_ISA_H
 #define FASTLSTM_ISA_H
 

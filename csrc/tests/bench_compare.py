@@ -1,6 +1,6 @@
 """fl_gemm_f32 / fl_gemm_packed_s against numpy's matmul, in one process.
 
-    csrc/tests/build.sh                  # also builds libfastlstm_gemm.so
+    csrc/tests/build.sh lib              # builds libfastlstm_gemm.so
     python csrc/tests/bench_compare.py /tmp/fastlstm-gemm-test/libfastlstm_gemm.so [threads]
 
 The machine is shared and noisy, so the two libraries run in alternating
@@ -36,7 +36,7 @@ lib.fl_gemm_packed_s.argtypes = [S, S, S, P, S, P, F, P, S]
 lib.fl_pack_b_s.argtypes = [I, S, S, P, S, P]
 lib.fl_packed_size_s.argtypes = [S, S]
 lib.fl_packed_size_s.restype = S
-lib.fl_gemm_isa.restype = ctypes.c_char_p
+lib.fl_gemm_init.restype = ctypes.c_char_p
 lib.fl_set_num_threads(THREADS)
 
 
@@ -74,7 +74,7 @@ def row(name, M, N, K, r):
 
 
 rng = np.random.default_rng(0)
-print(f"fastlstm {lib.fl_gemm_isa().decode()}, numpy {np.__version__}, "
+print(f"fastlstm {lib.fl_gemm_init().decode()}, numpy {np.__version__}, "
       f"{THREADS} thread(s); GFLOP/s median")
 for T, B, In, H in [(100, 32, 64, 128), (50, 64, 256, 256),
                     (100, 16, 512, 512), (35, 64, 1024, 1024)]:

@@ -2,14 +2,21 @@
 # Build (and optionally run) the standalone GEMM test/benchmark, with the
 # flags of the extension build (csrc/build_flags.py: baseline flags
 # everywhere, each ISA's flags on its own variant file).
-#   csrc/tests/build.sh            build into $OUT (default: /tmp/fastlstm-gemm-test)
-#   csrc/tests/build.sh test       build, then run the tests once per ISA the
-#                                  CPU runs (the others are skipped)
+#   csrc/tests/build.sh            build $OUT/test_gemm (default OUT:
+#                                  /tmp/fastlstm-gemm-test)
+#   csrc/tests/build.sh test       build, then run the tests once per
+#                                  FASTLSTM_ISA value (each run checks every
+#                                  variant the CPU runs against gemm_ref.c; a
+#                                  variant the CPU lacks falls back to the best
+#                                  it runs); exits non-zero on any failure
 #   csrc/tests/build.sh bench [T]  build, then benchmark with T threads
-#   python3 csrc/tests/bench_compare.py $OUT/libfastlstm_gemm.so [T]
-#                                  fastlstm vs numpy, alternating, same process
+#   csrc/tests/build.sh lib        build $OUT/libfastlstm_gemm.so, for
+#     python3 csrc/tests/bench_compare.py $OUT/libfastlstm_gemm.so [T]
+#                                  (fastlstm vs numpy, alternating, same
+#                                  process); the one build that adds a flag,
+#                                  -fvisibility=default, so that ctypes sees
+#                                  the symbols the extension keeps hidden
 # FASTLSTM_NO_OPENMP=1 builds without OpenMP.  Needs gcc (or $CC) and python3.
-# Exits non-zero on any failure.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
@@ -21,6 +28,8 @@ CFLAGS="$(FLAGS base) -fPIC"
 OMP=$(FLAGS openmp)
 [ "${FASTLSTM_NO_OPENMP:-0}" = "1" ] && OMP=""
 ISAS=$(FLAGS isas)
+MODE=${1:-}
+[ "$MODE" = lib ] && CFLAGS="$CFLAGS -fvisibility=default"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.o
 
@@ -30,22 +39,25 @@ cc() { # file, object name, extra flags
     $CC $CFLAGS $OMP -I"$SRC" -I"$SRC/common" -I"$SRC/gemm" "$@" -c "$SRC/$f" -o "$OUT/$o.o"
 }
 cc common/threads.c threads
-cc tests/gemm_ref.c gemm_ref
 cc gemm/gemm_dispatch.c gemm_dispatch
 for isa in $ISAS; do
     # shellcheck disable=SC2046
     cc "gemm/gemm_$isa.c" "gemm_$isa" -DFL_ISA="$isa" $(FLAGS isa "$isa")
 done
-cc tests/test_gemm.c test_gemm
 LIBOBJS="$OUT/threads.o $OUT/gemm_dispatch.o"
 for isa in $ISAS; do LIBOBJS="$LIBOBJS $OUT/gemm_$isa.o"; done
+
+if [ "$MODE" = lib ]; then
+    # shellcheck disable=SC2086
+    $CC $CFLAGS $OMP -shared -o "$OUT/libfastlstm_gemm.so" $LIBOBJS -lm
+    exit 0
+fi
+cc tests/gemm_ref.c gemm_ref
+cc tests/test_gemm.c test_gemm
 # shellcheck disable=SC2086
 $CC $CFLAGS $OMP -o "$OUT/test_gemm" $LIBOBJS "$OUT/gemm_ref.o" "$OUT/test_gemm.o" -lm
-# the same objects as a shared library, for csrc/tests/bench_compare.py
-# shellcheck disable=SC2086
-$CC $CFLAGS $OMP -shared -o "$OUT/libfastlstm_gemm.so" $LIBOBJS -lm
 
-case "${1:-}" in
+case "$MODE" in
 test)
     for isa in $ISAS; do
         echo "== FASTLSTM_ISA=$isa"
