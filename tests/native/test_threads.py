@@ -190,12 +190,13 @@ def test_concurrent_backward_accumulates_every_gradient(restore_threads):
     """Parameter gradients that 4 concurrent backward calls add into the
     shared lstm.grads are 4x those of one call (to rounding).
 
-    KNOWN BUG: the C backward accumulates into grads (the final dW_ih / dW_hh
-    / dW_hr GEMMs with beta = 1, csrc/lstm_impl.h) with the GIL released and
-    without any lock, so concurrent backward calls on one layer lose updates.
-    The shape makes the dW_ih GEMM dominate (T = 1, 1000 rows, I = 512) and a
-    barrier starts the 4 backward calls together; rounds repeat for ~1.5 s
-    (on this 2-core machine ~40% of the rounds lose updates before the fix)."""
+    Guards against lost updates: the C backward accumulates into grads (the
+    final dW_ih / dW_hh / dW_hr GEMMs with beta = 1, csrc/rnn/engine.h) with
+    the GIL released, so the layer must serialise its backward calls (its
+    gradient lock); without that, concurrent calls lose updates.  The
+    shape makes the dW_ih GEMM dominate (T = 1, 1000 rows, I = 512) and a
+    barrier starts the 4 backward calls together, so unserialised additions
+    would overlap; rounds repeat for about 1.5 s."""
     fastlstm.set_num_threads(1)
     rng = np.random.default_rng(3)
     lstm = fastlstm.LSTM(512, 8, dtype=np.float64, seed=0)
@@ -329,12 +330,10 @@ def test_gemm_against_numpy(rng, trans_a, trans_b, dtype):
 def test_gemm_plain_call_float32(alpha_type):
     """gemm(trans_a, trans_b, alpha, a, b, beta, c) with float32 arrays.
 
-    KNOWN BUG: the fused-type dispatch of fastlstm.kernels.gemm keys on the
-    scalar `alpha`: a Python float selects the double specialisation
-    ("ValueError: Buffer dtype mismatch, expected 'const double' but got
-    'float'") and a numpy.float32 matches none ("TypeError: No matching
-    signature found"), so the float32 GEMM is only reachable as
-    gemm["float"](...)."""
+    Guards the fused-type dispatch of the kernels' gemm: it must select the
+    float specialisation from the arrays, whatever the type of the scalars
+    alpha and beta (a Python float or a numpy.float32), so that the float32
+    GEMM is reachable by a plain call and not only as gemm["float"](...)."""
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.arange(6, dtype=np.float32).reshape(3, 2)
     c = np.zeros((2, 2), np.float32)
