@@ -20,17 +20,17 @@ int fl_forced_split(void);
 
 /* The per-step barrier of the kernels' time loops: all nth threads of the
  * current parallel region wait until each has arrived.  An OpenMP barrier
- * costs ~0.4 us on two cores, a time step of a small batch a few us, so
- * with GCC/Clang atomics it is a shared arrival counter that only grows:
+ * is a sizeable part of a small batch's time step, so with GCC/Clang
+ * atomics it is a shared arrival counter that only grows:
  * every thread counts its own rounds and waits for round * nth arrivals
  * (release/acquire: what a thread wrote before arriving is visible to every
  * thread after the wait).  A waiter spins with a pause, then yields.
  * Spinning only pays while every thread has a core: with more threads than
  * the process's CPUs (counted at the first call; fl_barrier_init decides)
- * it is the OpenMP barrier, which sleeps (measured: 4 threads on 2 cores,
- * stream1 took 62 ms spinning against 2 ms).  One fl_barrier per parallel
- * region, initialised by fl_barrier_init before it; each thread's `round`
- * starts at 0. */
+ * it is the OpenMP barrier, which sleeps (a spinning waiter would hold the
+ * CPU of a thread it waits for).  One fl_barrier per parallel region,
+ * initialised by fl_barrier_init before it; each thread's `round` starts
+ * at 0. */
 typedef struct fl_barrier {
     size_t count;
     int spin;

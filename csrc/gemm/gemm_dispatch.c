@@ -120,11 +120,10 @@ size_t fl_packed_size_d(size_t K, size_t N)
  * rows taken dynamically: gemm_team in gemm_kernel_template.h).  Columns,
  * or rows when that cannot allocate its buffers, go in chunks that each
  * pack their own copy of the other operand, so one chunk per thread is the
- * least traffic (measured: with 4 per thread, repacking a 16 MB W in the
- * 2240x4096x1024 projection cost ~15%).  A chunk of rows takes its rows of
- * both C matrices and of the sums; a chunk of columns its columns of C1
- * and / or C2, and only the first chunk the sums (every chunk reads all of
- * A). */
+ * least traffic (more chunks repack a large operand more often).  A chunk
+ * of rows takes its rows of both C matrices and of the sums; a chunk of
+ * columns its columns of C1 and / or C2, and only the first chunk the sums
+ * (every chunk reads all of A). */
 #ifdef _OPENMP
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
     if (nt > 1 && !omp_in_parallel() &&                                      \

@@ -26,7 +26,10 @@
  * blocked GEMM): panel p of a kc x n matrix holds columns [p*NR, (p+1)*NR)
  * as kc rows of NR contiguous values, zero beyond n, at offset p*NR*kc.
  * Packed A blocks are the transpose: MR-row panels, element (i, k) at
- * panel[k*MR + i], zero rows beyond m. */
+ * panel[k*MR + i], zero rows beyond m.
+ *
+ * docs/kernel-design.md explains the design and holds the measurements
+ * behind the thresholds. */
 
 #ifndef FL_GEMM_TEMPLATE_ONCE
 #define FL_GEMM_TEMPLATE_ONCE
@@ -448,8 +451,8 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
  * product whose M is split (M, N, K >= 1).  Per (NC, KC) block of B the
  * threads pack its panels between them into one buffer, meet, take blocks
  * of rows of A from a shared counter (so a faster core takes more of them:
- * on a shared or hybrid CPU one core is often 15-40% slower for a whole
- * call, and a fixed half each waits for it), and meet again before the next
+ * on a shared or hybrid CPU one core is often much slower for a whole call,
+ * and a fixed half each would wait for it), and meet again before the next
  * block is packed.  Each C element still gets its K chunks in order, each
  * from one thread, so the result is bitwise the serial one.  -> 0, or -1
  * (nothing done) when the buffers cannot be allocated or the build has no
@@ -546,9 +549,8 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
      * prefetcher does not run far ahead of the first tile that reads a
      * panel chunk: the tiles of each chunk fetch the next chunk, each its
      * share, so the whole chunk time hides its latency.  With few tiles the
-     * shares are bursts that stall on the core's outstanding misses (M = 16:
-     * 3 tiles, 86 lines each; 0.93x), so only with enough rows (M = 64, two
-     * chunks of 2 MB per step: 1.08-1.11x on the whole forward). */
+     * shares are bursts that stall on the core's outstanding misses, so only
+     * when each tile's share is at most FL_PF_BURST lines. */
     const size_t ntile_full = even ? ntiles : mfull / FL_MR;
     const size_t chunk_lines = FL_MIN((size_t)FL_KC, K) * FL_NR * sizeof(FL_T) / FL_LINE;
     const int far = (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES &&

@@ -35,6 +35,8 @@
  * No allocation, no Python, no I/O inside the time loop.  Each output element
  * is computed by exactly one thread in a fixed order, so results depend
  * neither on the number of threads nor on which thread ran what.
+ * docs/kernel-design.md explains the design and holds the measurements
+ * behind the thresholds below.
  */
 
 #ifndef FL_CAT
@@ -86,8 +88,7 @@ typedef struct FL_FN(blob_layout) {
 } FL_FN(blob_layout);
 
 /* Units per group: the gate loop runs over U units of each gate at a time,
- * and wider groups give it more independent vectors per loop (U = 16 -> 32
- * or 64 measured up to 1.07x on whole forwards, never slower).  The widest
+ * and wider groups give it more independent vectors per loop.  The widest
  * of 64, 32, 16 (or nr, if wider) that still leaves at least FL_MIN_GROUPS
  * groups to split between threads and pads H no further than nr does. */
 #ifndef FL_MIN_GROUPS
@@ -179,9 +180,9 @@ typedef struct FL_FN(loop) {
 
 /* How many threads run a time loop of T steps whose per-step product is
  * B x K x N (hidden size H), and how they split it (*split_batch):
- *   - one thread for a call under FL_MIN_CALL_MACS (starting the team,
- *     ~1 us here, costs more than it saves; a streaming step of I = 64,
- *     H = 128, 98K MACs, already gains: 5.9 against 6.8 us);
+ *   - one thread for a call under FL_MIN_CALL_MACS (below it, starting the
+ *     team costs more than it saves; a streaming step of I = 64, H = 128,
+ *     98K MACs, is above it and gains);
  *   - split by batch rows (no barrier per step; every thread streams all the
  *     weights; row chunks taken dynamically, see plan_chunks) for
  *     H <= FL_BATCH_SPLIT_MAX_H and FL_MIN_ROWS_PER_THREAD rows per thread;
@@ -269,8 +270,8 @@ static size_t FL_FN(groups_per_product)(size_t rows, size_t U, size_t groups)
 /* Row chunks of a batch split over nt threads: one more than threads when
  * each still gets FL_MIN_ROWS_PER_THREAD rows, so that a thread finishing a
  * block always finds a free chunk (see fl_chunks); and steps per block, so
- * that a block is about FL_BLOCK_MACS of products (rows x K x N per step):
- * tens of us, against a claim's few hundred ns. */
+ * that a block is about FL_BLOCK_MACS of products (rows x K x N per step),
+ * long against the cost of a claim. */
 #ifndef FL_BLOCK_MACS
 #define FL_BLOCK_MACS (1u << 22)
 #endif
@@ -294,21 +295,15 @@ static size_t FL_FN(plan_chunks)(size_t B, int nt, size_t K, size_t N, size_t *s
  * recurrence: x_t W_ih^T of a block of xb steps (about FL_XPROJ_ROWS rows)
  * is then one GEMM that reads those weights once per block, and each step
  * streams only W_hh (K = H_out instead of I + H_out) and adds its rows of
- * the block.  How few rows pays depends on where the weights come from
- * (whole forwards, 2 threads, against the stacked product):
- *   - 1 row: 1.3x at I = H = 256 (2 MB), 1.12-1.18x at 512/512, 1.9x at
- *     1024/1024; at 64/128 (384 KB) only 1.03x, and a one-step call (a
- *     stream's step, below) then runs 4% slower, so not under 1 MB;
- *   - 2 rows: 1.07x at I = 128, H = 256 (1.5 MB), 1.03-1.11x at 256/256,
- *     1.01-1.05x at 512/512, 1.55x at 1024/1024 (0.87-0.92x at 64/128);
- *   - 4-12 rows: only beyond L3 (1024/1024, 32 MB: 1.37x at 4, 1.14x at 8,
- *     1.10x at 12, 0.97x at 16; 512/512, 8 MB: 1.02x at 4).
- * The choice depends on the shape alone (not on threads, nor on T).  A
- * one-step call runs the stacked product instead, with its sum over K
- * blocked at I (ks): bitwise the projection plus the W_hh product, in one
- * pass.  And no element's sum depends on the block it falls in.  So results
- * are bitwise the same for any thread count and however a stream cuts a
- * sequence into calls.  -> steps per block, or 0. */
+ * the block.  How few rows pays depends on where the weights come from: up
+ * to 2 rows from beyond L2 (1 MB of packed weights), up to 8 from beyond L3
+ * (16 MB); under 1 MB never (it gains little there, and the one-step call
+ * below would be slower).  The choice depends on the shape alone (not on
+ * threads, nor on T).  A one-step call runs the stacked product instead,
+ * with its sum over K blocked at I (ks): bitwise the projection plus the
+ * W_hh product, in one pass.  And no element's sum depends on the block it
+ * falls in.  So results are bitwise the same for any thread count and
+ * however a stream cuts a sequence into calls.  -> steps per block, or 0. */
 #ifndef FL_XPROJ_ROWS
 #define FL_XPROJ_ROWS 16
 #endif
@@ -832,8 +827,7 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 
 /* dx = dgates W_ih per step needs FL_MIN_DX_ROWS rows per thread and a W_ih
  * of at most FL_MAX_DX_LOOP_BYTES: a larger one comes from L3 every step,
- * and one GEMM after the loop is faster (I = H = 512, B = 16: 2-3% of a
- * training step; I = H = 64..256: per step is 0-5% faster). */
+ * and one GEMM after the loop is faster. */
 #ifndef FL_MIN_DX_ROWS
 #define FL_MIN_DX_ROWS 8
 #endif

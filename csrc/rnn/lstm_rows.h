@@ -90,13 +90,13 @@ static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, in
 /* Dynamic row chunks, for the batch split.  Rows are independent sequences,
  * so any thread can advance any of them; with a fixed share per thread a call
  * waits for the slowest, and on a shared or hybrid CPU one core often runs
- * 15-40% slower than the other for a whole call.  So the batch is cut into n
+ * much slower than the other for a whole call.  So the batch is cut into n
  * chunks of about equal tokens (one more than threads when the rows allow),
  * and a thread repeatedly takes the free chunk with the most steps left and
  * runs it for up to `steps` steps: a faster core just runs more blocks, and
  * the chunks finish together.  A row's results do not depend on which thread
  * ran it or on the tile it was in, so they do not depend on the schedule.
- * Claims and releases (one per block, tens of us apart) go through one
+ * Claims and releases (one per block, far apart) go through one
  * OpenMP critical section, which also makes an owner's writes of a chunk's
  * state visible to its next owner. */
 typedef struct fl_chunks {
