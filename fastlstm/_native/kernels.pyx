@@ -44,11 +44,21 @@ cdef _expect(str name, tuple shape, tuple expected):
         raise ValueError(f"{name}: expected shape {expected}, got {shape}")
 
 
+# The statuses of the C functions (fastlstm.h), by name.
+STATUS = {"OK": FL_OK, "ENOMEM": FL_ENOMEM, "EINVAL": FL_EINVAL, "ESHAPE": FL_ESHAPE,
+          "EBATCH_SIZES": FL_EBATCH_SIZES}
+
+
+def strerror(int status):
+    """The C library's message for a status (fl_strerror; any int)."""
+    return fl_strerror(status).decode("ascii")
+
+
 cdef _raise_status(int status, str call):
     """The C status of `call` as an exception (none for FL_OK)."""
     if status == FL_OK:
         return
-    message = f"fastlstm: {call}: {fl_strerror(status).decode('ascii')} (status {status})"
+    message = f"fastlstm: {call}: {strerror(status)} (status {status})"
     if status == FL_ENOMEM:
         raise MemoryError(message)
     raise ValueError(message)
