@@ -4,7 +4,8 @@ Only what pyproject.toml cannot say: the source list, the OpenMP probe and
 the per-ISA variants, each compiled with its own ISA flags (everything else
 uses the baseline flags of the target, so the wheel runs on any x86-64; the
 variant is chosen at import by a CPU check).  The flags themselves live in
-csrc/build_flags.py, which csrc/tests/build.sh reads too.
+csrc/build_flags.py, which csrc/tests/build.sh reads too (with the Python
+build's own compiler flags, which setuptools puts before ours).
 
 Build knobs (environment variables):
   FASTLSTM_NO_OPENMP=1   build without OpenMP (single-threaded kernels)
@@ -61,7 +62,8 @@ class BuildExt(build_ext):
         if use_omp:
             compile_extra, link_extra = base + omp, omp
         else:
-            simd = ["-fopenmp-simd"] if not msvc and self._try_compile(["-fopenmp-simd"]) else []
+            simd = build_flags.OPENMP_SIMD
+            simd = simd if not msvc and self._try_compile(simd) else []
             compile_extra, link_extra = base + simd, []
         print(f"fastlstm: OpenMP {'on' if use_omp else 'off'}", file=sys.stderr)
 

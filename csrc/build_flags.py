@@ -1,17 +1,26 @@
 """The C flags of fastlstm's build, in one place.
 
 setup.py builds the extension with them and csrc/tests/build.sh the
-standalone GEMM test (``python3 csrc/build_flags.py base|openmp|isas|isa NAME``
-prints them for the shell).  The ISA variants are the list in
-csrc/common/isa.h; ISA_FLAGS gives each its compiler flags (gcc/clang).
-Standard library only: build.sh needs nothing but python3 and gcc.
+standalone GEMM test (``python3 csrc/build_flags.py
+cc|python|base|openmp|no-openmp|isas|isa NAME`` prints them for the shell).
+The ISA variants are the list in csrc/common/isa.h; ISA_FLAGS gives each its
+compiler flags (gcc/clang).
+
+Every compile of setup.py runs the Python build's compiler command (cc and
+python_flags(): sysconfig's CC, CFLAGS and CCSHARED with the environment's
+overrides, as setuptools applies them), then ours.  build.sh asks this file
+for all of it, so the test is compiled exactly as the extension is by the
+same Python.  Standard library only, but for setuptools when it is there
+(without it: sysconfig's values as they are).
 
 Environment knobs (see README): FASTLSTM_DEBUG=1 (-O0 -g), FASTLSTM_NATIVE=1
 (-march=native, local builds only, never wheels).
 """
 import os
 import re
+import shlex
 import sys
+import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -22,6 +31,9 @@ BASE = ["-std=c99", "-O3", "-fno-trapping-math", "-fno-math-errno",
 MSVC_BASE = ["/O2", "/fp:precise"]
 OPENMP = ["-fopenmp"]
 MSVC_OPENMP = ["/openmp"]
+# without OpenMP (FASTLSTM_NO_OPENMP=1, or no OpenMP runtime): the simd
+# pragmas of the gate loops still vectorize where the compiler takes this
+OPENMP_SIMD = ["-fopenmp-simd"]
 
 # -ffp-contract=fast: with -std=c99 GCC would not fuse a*b+c into an FMA in
 # the gate loops and activation polynomials (about twice the instructions);
@@ -35,6 +47,39 @@ ISA_FLAGS = {
 
 def env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _python_compiler():
+    """The compile command setuptools builds C with (a list of words: the
+    compiler, then its flags), for this Python and environment."""
+    try:
+        # setuptools first: its distutils is the one setup.py builds with
+        import setuptools  # noqa: F401, I001
+        from distutils.ccompiler import new_compiler
+        from distutils.sysconfig import customize_compiler
+    except ImportError:  # sysconfig's flags as they are
+        words = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+        for var in ("CFLAGS", "CCSHARED"):
+            words += shlex.split(sysconfig.get_config_var(var) or "")
+        return words
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    return list(compiler.compiler_so)
+
+
+def _cc_words():
+    return len(shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"))
+
+
+def cc():
+    """The C compiler setup.py compiles with."""
+    return _python_compiler()[:_cc_words()]
+
+
+def python_flags():
+    """The flags setup.py's compiles start with, before base_flags() (for
+    CPython builds on Linux, e.g. -DNDEBUG -g -fwrapv -O3 -Wall -fPIC)."""
+    return _python_compiler()[_cc_words():]
 
 
 def base_flags(msvc=False):
@@ -68,10 +113,16 @@ def isa_sources(isa):
 
 if __name__ == "__main__":
     what = sys.argv[1:] or ["base"]
-    if what[0] == "base":
+    if what[0] == "cc":
+        print(" ".join(cc()))
+    elif what[0] == "python":
+        print(" ".join(python_flags()))
+    elif what[0] == "base":
         print(" ".join(base_flags()))
     elif what[0] == "openmp":
         print(" ".join(OPENMP))
+    elif what[0] == "no-openmp":
+        print(" ".join(OPENMP_SIMD))
     elif what[0] == "isas":
         print(" ".join(isas()))
     elif what[0] == "isa" and len(what) == 2:

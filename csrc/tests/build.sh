@@ -1,7 +1,8 @@
 #!/bin/sh
-# Build (and optionally run) the standalone GEMM test/benchmark, with the
-# flags of the extension build (csrc/build_flags.py: baseline flags
-# everywhere, each ISA's flags on its own variant file).
+# Build (and optionally run) the standalone GEMM test/benchmark, compiled as
+# setup.py compiles the extension (csrc/build_flags.py: the compiler and
+# flags of the Python build, then ours; baseline flags everywhere, each
+# ISA's flags on its own variant file).
 #   csrc/tests/build.sh            build $OUT/test_gemm (default OUT:
 #                                  /tmp/fastlstm-gemm-test)
 #   csrc/tests/build.sh test       build, then run the tests once per
@@ -16,46 +17,51 @@
 #                                  process); the one build that adds a flag,
 #                                  -fvisibility=default, so that ctypes sees
 #                                  the symbols the extension keeps hidden
-# FASTLSTM_NO_OPENMP=1 builds without OpenMP.  Needs gcc (or $CC) and python3.
+# $PYTHON (default python3) is the Python whose build setup.py would run
+# under: its compiler and flags are used ($CC, $CFLAGS, $CPPFLAGS apply as
+# they do there).  FASTLSTM_NO_OPENMP=1 builds without OpenMP.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
 OUT=${OUT:-/tmp/fastlstm-gemm-test}
-CC=${CC:-gcc}
 PY=${PYTHON:-python3}
 FLAGS() { "$PY" "$SRC/build_flags.py" "$@"; }
-CFLAGS="$(FLAGS base) -fPIC"
-OMP=$(FLAGS openmp)
-[ "${FASTLSTM_NO_OPENMP:-0}" = "1" ] && OMP=""
+FL_CC=$(FLAGS cc)
+FL_CFLAGS="$(FLAGS python) $(FLAGS base)"
+if [ "${FASTLSTM_NO_OPENMP:-0}" = "1" ]; then
+    OMP=$(FLAGS no-openmp)
+else
+    OMP=$(FLAGS openmp)
+fi
 ISAS=$(FLAGS isas)
 MODE=${1:-}
-[ "$MODE" = lib ] && CFLAGS="$CFLAGS -fvisibility=default"
+[ "$MODE" = lib ] && FL_CFLAGS="$FL_CFLAGS -fvisibility=default"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.o
 
-cc() { # file, object name, extra flags
+compile_one() { # file, object name, extra flags
     f=$1; o=$2; shift 2
     # shellcheck disable=SC2086
-    $CC $CFLAGS $OMP -I"$SRC" -I"$SRC/common" -I"$SRC/gemm" "$@" -c "$SRC/$f" -o "$OUT/$o.o"
+    $FL_CC $FL_CFLAGS $OMP -I"$SRC" -I"$SRC/common" -I"$SRC/gemm" "$@" -c "$SRC/$f" -o "$OUT/$o.o"
 }
-cc common/threads.c threads
-cc gemm/gemm_dispatch.c gemm_dispatch
+compile_one common/threads.c threads
+compile_one gemm/gemm_dispatch.c gemm_dispatch
 for isa in $ISAS; do
     # shellcheck disable=SC2046
-    cc "gemm/gemm_$isa.c" "gemm_$isa" -DFL_ISA="$isa" $(FLAGS isa "$isa")
+    compile_one "gemm/gemm_$isa.c" "gemm_$isa" -DFL_ISA="$isa" $(FLAGS isa "$isa")
 done
 LIBOBJS="$OUT/threads.o $OUT/gemm_dispatch.o"
 for isa in $ISAS; do LIBOBJS="$LIBOBJS $OUT/gemm_$isa.o"; done
 
 if [ "$MODE" = lib ]; then
     # shellcheck disable=SC2086
-    $CC $CFLAGS $OMP -shared -o "$OUT/libfastlstm_gemm.so" $LIBOBJS -lm
+    $FL_CC $FL_CFLAGS $OMP -shared -o "$OUT/libfastlstm_gemm.so" $LIBOBJS -lm
     exit 0
 fi
-cc tests/gemm_ref.c gemm_ref
-cc tests/test_gemm.c test_gemm
+compile_one tests/gemm_ref.c gemm_ref
+compile_one tests/test_gemm.c test_gemm
 # shellcheck disable=SC2086
-$CC $CFLAGS $OMP -o "$OUT/test_gemm" $LIBOBJS "$OUT/gemm_ref.o" "$OUT/test_gemm.o" -lm
+$FL_CC $FL_CFLAGS $OMP -o "$OUT/test_gemm" $LIBOBJS "$OUT/gemm_ref.o" "$OUT/test_gemm.o" -lm
 
 case "$MODE" in
 test)
