@@ -14,7 +14,8 @@
 #include <omp.h>
 #endif
 
-#ifdef _OPENMP /* without OpenMP there is one thread and nothing to decide */
+/* without OpenMP there is one thread and nothing to decide */
+#ifdef _OPENMP
 static int fl_threads = 0; /* 0: not yet decided */
 
 static int default_threads(void)

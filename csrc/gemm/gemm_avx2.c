@@ -52,6 +52,7 @@
 #define FL_VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #include "gemm_kernel_template.h"
 
+/* clang-format off */
 static const fl_gemm_impl fl_avx2_table = {
     "avx2", 6, 16, 6, 8,
     fl_avx2_gemm_s, fl_avx2_gemm_d,
@@ -59,6 +60,7 @@ static const fl_gemm_impl fl_avx2_table = {
     fl_avx2_gemm_packed_s, fl_avx2_gemm_packed_d,
     fl_avx2_gemm_team_s, fl_avx2_gemm_team_d,
 };
+/* clang-format on */
 
 const fl_gemm_impl *fl_gemm_impl_avx2(void) { return &fl_avx2_table; }
 

@@ -54,6 +54,7 @@
 #define FL_VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #include "gemm_kernel_template.h"
 
+/* clang-format off */
 static const fl_gemm_impl fl_avx512_table = {
     "avx512", 12, 32, 12, 16,
     fl_avx512_gemm_s, fl_avx512_gemm_d,
@@ -61,6 +62,7 @@ static const fl_gemm_impl fl_avx512_table = {
     fl_avx512_gemm_packed_s, fl_avx512_gemm_packed_d,
     fl_avx512_gemm_team_s, fl_avx512_gemm_team_d,
 };
+/* clang-format on */
 
 const fl_gemm_impl *fl_gemm_impl_avx512(void) { return &fl_avx512_table; }
 

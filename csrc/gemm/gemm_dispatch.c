@@ -125,6 +125,7 @@ size_t fl_packed_size_d(size_t K, size_t N)
  * columns its columns of C1 and / or C2, and only the first chunk the sums
  * (every chunk reads all of A). */
 #ifdef _OPENMP
+/* clang-format off */
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
     if (nt > 1 && !omp_in_parallel() &&                                      \
         (double)M * (double)N * (double)K >= FL_PARALLEL_MIN_WORK) {         \
@@ -138,8 +139,7 @@ size_t fl_packed_size_d(size_t K, size_t N)
                              beta, c, nt) == 0)                              \
             return;                                                          \
         if (tiles >= 2) {                                                    \
-            const size_t nch =                                               \
-                FL_MIN_SIZE(tiles, (size_t)nt);                      \
+            const size_t nch = FL_MIN_SIZE(tiles, (size_t)nt);               \
             long ch;                                                         \
             if ((size_t)nt > tiles)                                          \
                 nt = (int)tiles;                                             \
@@ -176,6 +176,7 @@ size_t fl_packed_size_d(size_t K, size_t N)
             return;                                                          \
         }                                                                    \
     }
+/* clang-format on */
 #else
 #define FL_PARALLEL_GEMM(SFX, T) (void)nt;
 #endif

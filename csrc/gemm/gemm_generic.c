@@ -131,6 +131,7 @@ static inline fl_generic_v2df fl_generic_set1_d(double x)
 #define FL_GENERIC_NR_D 4
 #endif
 
+/* clang-format off */
 static const fl_gemm_impl fl_generic_table = {
     "generic", 4, FL_GENERIC_NR_S, 4, FL_GENERIC_NR_D,
     fl_generic_gemm_s, fl_generic_gemm_d,
@@ -138,5 +139,6 @@ static const fl_gemm_impl fl_generic_table = {
     fl_generic_gemm_packed_s, fl_generic_gemm_packed_d,
     fl_generic_gemm_team_s, fl_generic_gemm_team_d,
 };
+/* clang-format on */
 
 const fl_gemm_impl *fl_gemm_impl_generic(void) { return &fl_generic_table; }

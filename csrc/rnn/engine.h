@@ -226,6 +226,7 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
 
 /* Runs fn(ctx, tid, nth) on nt threads (no OpenMP region at all for 1). */
 #ifdef _OPENMP
+/* clang-format off */
 #define FL_RUN_THREADS(fn, ctx, nt)                                            \
     do {                                                                       \
         if ((nt) > 1) {                                                        \
@@ -235,6 +236,7 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
             fn(ctx, 0, 1);                                                     \
         }                                                                      \
     } while (0)
+/* clang-format on */
 #else
 #define FL_RUN_THREADS(fn, ctx, nt) fn(ctx, 0, 1)
 #endif
