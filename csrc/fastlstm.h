@@ -39,12 +39,12 @@ extern "C" {
 /* Status of every int-returning function (fl_strerror says it in words). */
 enum {
     FL_OK = 0,
-    FL_ENOMEM = 1,         /* a scratch allocation failed */
-    FL_EINVAL = 2,         /* a required pointer is NULL (packed weights, the
-                              gates with xh, w_hr with P > 0) */
-    FL_ESHAPE = 3,         /* a size is 0: T, B, I and H must be >= 1 */
-    FL_EBATCH_SIZES = 4    /* batch_sizes not non-increasing in [1, B] with
-                              batch_sizes[0] == B */
+    FL_ENOMEM = 1,      /* a scratch allocation failed */
+    FL_EINVAL = 2,      /* a required pointer is NULL (packed weights, the
+                           gates with xh, w_hr with P > 0) */
+    FL_ESHAPE = 3,      /* a size is 0: T, B, I and H must be >= 1 */
+    FL_EBATCH_SIZES = 4 /* batch_sizes not non-increasing in [1, B] with
+                           batch_sizes[0] == B */
 };
 
 /* A static message for a status (an unknown one included). */
@@ -52,8 +52,8 @@ const char *fl_strerror(int status);
 
 typedef struct fl_shape {
     size_t T, B, I, H, P;
-    int reverse;                  /* 0: t = 0..L_j-1, 1: t = L_j-1..0 */
-    const int64_t *batch_sizes;   /* (T) non-increasing, in [1, B]; or NULL */
+    int reverse;                /* 0: t = 0..L_j-1, 1: t = L_j-1..0 */
+    const int64_t *batch_sizes; /* (T) non-increasing, in [1, B]; or NULL */
 } fl_shape;
 
 /* Rows of the packed layout (sum of batch_sizes, or T*B). */
@@ -66,40 +66,40 @@ size_t fl_lstm_packed_size_f64(size_t I, size_t H, size_t P);
 
 /* Pack w_ih (4H, I), w_hh (4H, H_out) and w_hr (P, H; NULL when P == 0)
  * into `blob` (fl_lstm_packed_size_* elements). */
-void fl_lstm_pack_f32(size_t I, size_t H, size_t P, const float *w_ih,
-                      const float *w_hh, const float *w_hr, float *blob);
-void fl_lstm_pack_f64(size_t I, size_t H, size_t P, const double *w_ih,
-                      const double *w_hh, const double *w_hr, double *blob);
+void fl_lstm_pack_f32(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
+                      const float *w_hr, float *blob);
+void fl_lstm_pack_f64(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
+                      const double *w_hr, double *blob);
 
 /* The arguments of a forward call.  Start from an all-zero struct: every
  * pointer left NULL then means "absent" (or zeros), never garbage. */
 typedef struct fl_forward_f32 {
-    const float *x;               /* (rows, ldx): I columns read */
+    const float *x; /* (rows, ldx): I columns read */
     size_t ldx;
-    const float *w_ih;            /* (4H, I) */
-    const float *bias;            /* (4H) b_ih + b_hh, or NULL */
-    const float *packed;          /* fl_lstm_pack_f32 blob */
-    const float *h0, *c0;         /* (B, H_out), (B, H); NULL = zeros */
-    float *y;                     /* (rows, ldy): H_out columns written */
+    const float *w_ih;    /* (4H, I) */
+    const float *bias;    /* (4H) b_ih + b_hh, or NULL */
+    const float *packed;  /* fl_lstm_pack_f32 blob */
+    const float *h0, *c0; /* (B, H_out), (B, H); NULL = zeros */
+    float *y;             /* (rows, ldy): H_out columns written */
     size_t ldy;
-    float *h_n, *c_n;             /* (B, H_out), (B, H) */
-    float *gates;                 /* training (xh given): (rows, 4H), gets
-                                     the post-activation gates i, f, g, o,
-                                     as backward needs them; else unused
-                                     (may be NULL) */
-    float *cells;                 /* (rows, H) c_t of every row, or NULL */
-    float *xh;                    /* (rows, I + H_out) [x_t | h_{t-1}] of
-                                     every row (training: backward needs it),
-                                     or NULL (inference) */
-    void *workspace;              /* optional scratch of workspace_bytes; a
-                                     call with enough allocates nothing */
+    float *h_n, *c_n; /* (B, H_out), (B, H) */
+    float *gates;     /* training (xh given): (rows, 4H), gets
+                         the post-activation gates i, f, g, o,
+                         as backward needs them; else unused
+                         (may be NULL) */
+    float *cells;     /* (rows, H) c_t of every row, or NULL */
+    float *xh;        /* (rows, I + H_out) [x_t | h_{t-1}] of
+                         every row (training: backward needs it),
+                         or NULL (inference) */
+    void *workspace;  /* optional scratch of workspace_bytes; a
+                         call with enough allocates nothing */
     size_t workspace_bytes;
-    const int64_t *x_rows;        /* NULL: packed row r of the input is row r
-                                     of x; else row x_rows[r] (rows entries,
-                                     each a valid row of x): read a padded
-                                     batch without packing it first */
-    const int64_t *y_rows;        /* the same for y: write the output of
-                                     packed row r to row y_rows[r] */
+    const int64_t *x_rows; /* NULL: packed row r of the input is row r
+                              of x; else row x_rows[r] (rows entries,
+                              each a valid row of x): read a padded
+                              batch without packing it first */
+    const int64_t *y_rows; /* the same for y: write the output of
+                              packed row r to row y_rows[r] */
 } fl_forward_f32;
 
 /* fl_forward_f32 with double data. */
@@ -132,24 +132,24 @@ size_t fl_lstm_forward_workspace_f64(const fl_shape *sh);
 
 /* The arguments of a backward call (start from all zeros, as forward's). */
 typedef struct fl_backward_f32 {
-    const float *w_ih;            /* (4H, I) */
-    const float *w_hh;            /* (4H, H_out) */
-    const float *w_hr;            /* (P, H) or NULL */
-    const float *packed;          /* fl_lstm_pack_f32 blob */
-    const float *c0;              /* (B, H) or NULL = zeros */
-    float *gates;                 /* (rows, 4H) from forward; overwritten
-                                     with d(pre-activation gates) */
-    const float *cells, *xh;      /* from forward */
-    const float *dy;              /* (rows, lddy): H_out columns read */
+    const float *w_ih;       /* (4H, I) */
+    const float *w_hh;       /* (4H, H_out) */
+    const float *w_hr;       /* (P, H) or NULL */
+    const float *packed;     /* fl_lstm_pack_f32 blob */
+    const float *c0;         /* (B, H) or NULL = zeros */
+    float *gates;            /* (rows, 4H) from forward; overwritten
+                                with d(pre-activation gates) */
+    const float *cells, *xh; /* from forward */
+    const float *dy;         /* (rows, lddy): H_out columns read */
     size_t lddy;
-    const float *dh_n, *dc_n;     /* (B, H_out), (B, H); NULL = zeros */
-    float *dx;                    /* (rows, lddx): I columns, or NULL */
+    const float *dh_n, *dc_n; /* (B, H_out), (B, H); NULL = zeros */
+    float *dx;                /* (rows, lddx): I columns, or NULL */
     size_t lddx;
-    int dx_accumulate;            /* 0: dx = ..., 1: dx += ... */
-    float *dh0, *dc0;             /* (B, H_out), (B, H): written */
-    float *dw_ih, *dw_hh;         /* accumulated (+=) */
-    float *dbias;                 /* (4H) accumulated, or NULL */
-    float *dw_hr;                 /* (P, H) accumulated, or NULL */
+    int dx_accumulate;    /* 0: dx = ..., 1: dx += ... */
+    float *dh0, *dc0;     /* (B, H_out), (B, H): written */
+    float *dw_ih, *dw_hh; /* accumulated (+=) */
+    float *dbias;         /* (4H) accumulated, or NULL */
+    float *dw_hr;         /* (P, H) accumulated, or NULL */
 } fl_backward_f32;
 
 /* fl_backward_f32 with double data. */
@@ -190,12 +190,11 @@ int fl_have_openmp(void);
 /* C = alpha op(A) op(B) + beta C with the active variant's GEMM (row-major,
  * leading dimensions in elements; beta == 0: C is not read).  The kernels'
  * own products go through it; exposed for the tests. */
-void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K,
-                 float alpha, const float *A, size_t lda, const float *B,
-                 size_t ldb, float beta, float *C, size_t ldc);
-void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K,
-                 double alpha, const double *A, size_t lda, const double *B,
-                 size_t ldb, double beta, double *C, size_t ldc);
+void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                 const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
+                 size_t ldc);
 
 #ifdef __cplusplus
 }

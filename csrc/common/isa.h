@@ -17,8 +17,7 @@
  * end).  generic needs nothing beyond the target's baseline. */
 #define FL_FOR_EACH_ISA(X) X(generic) X(avx2) X(avx512)
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||           \
-    defined(_M_IX86)
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #define FL_X86 1
 #else
 #define FL_X86 0
@@ -37,8 +36,7 @@ static inline int fl_cpu_runs_avx2(void)
 static inline int fl_cpu_runs_avx512(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512dq") &&
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vl") && fl_cpu_runs_avx2();
 }
 #elif FL_X86 && defined(_MSC_VER)

@@ -58,7 +58,7 @@ int fl_forced_split(void)
     static int forced = -1; /* racing first calls compute the same value */
     if (forced < 0) {
         const char *env = getenv("FASTLSTM_SPLIT");
-        forced = env == NULL                   ? 0
+        forced = env == NULL                 ? 0
                  : strcmp(env, "batch") == 0 ? FL_SPLIT_BATCH
                  : strcmp(env, "units") == 0 ? FL_SPLIT_UNITS
                                              : 0;

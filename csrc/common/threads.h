@@ -81,8 +81,7 @@ static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 {
     size_t x = __atomic_load_n(ctr, __ATOMIC_RELAXED);
     while (x < (s + 1) * n)
-        if (__atomic_compare_exchange_n(ctr, &x, x + 1, 1, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
+        if (__atomic_compare_exchange_n(ctr, &x, x + 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             *item = x - s * n;
             return 1;
         }
@@ -92,7 +91,10 @@ static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 #define FL_HAVE_TAKE 0
 static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 {
-    (void)ctr; (void)s; (void)n; (void)item;
+    (void)ctr;
+    (void)s;
+    (void)n;
+    (void)item;
     return 0;
 }
 #endif

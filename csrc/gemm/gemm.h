@@ -42,16 +42,12 @@ extern "C" {
  * alpha), read off the same pass over A.  Every C element is bitwise what
  * fl_gemm_* gives it.  For weight gradients of stacked inputs [x | h]: one
  * product gives dW_ih and dW_hh, and its read of dgates the bias gradient. */
-void fl_gemm_split_s(int transA, int transB, size_t M, size_t N, size_t K,
-                     float alpha, const float *A, size_t lda,
-                     const float *B, size_t ldb, float beta, size_t n1,
-                     float *C1, size_t ldc1, float *C2, size_t ldc2,
-                     float *sums);
-void fl_gemm_split_d(int transA, int transB, size_t M, size_t N, size_t K,
-                     double alpha, const double *A, size_t lda,
-                     const double *B, size_t ldb, double beta, size_t n1,
-                     double *C1, size_t ldc1, double *C2, size_t ldc2,
-                     double *sums);
+void fl_gemm_split_s(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
+                     const float *A, size_t lda, const float *B, size_t ldb, float beta, size_t n1,
+                     float *C1, size_t ldc1, float *C2, size_t ldc2, float *sums);
+void fl_gemm_split_d(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                     const double *A, size_t lda, const double *B, size_t ldb, double beta,
+                     size_t n1, double *C1, size_t ldc1, double *C2, size_t ldc2, double *sums);
 
 /* ---- packed B ---------------------------------------------------------- */
 /* Panel width (columns of op(B) per panel) of the active ISA variant. */
@@ -69,22 +65,18 @@ size_t fl_packed_size_d(size_t K, size_t N);
  * row k of those columns at + k*nr (nr values, zero beyond N).  So rows
  * [k0, k1) of a panel are exactly the packed copy of rows [k0, k1) of
  * those columns: matrices stacked along K can be packed piece by piece. */
-void fl_pack_b_s(int transB, size_t K, size_t N, const float *B, size_t ldb,
-                 float *packed);
-void fl_pack_b_d(int transB, size_t K, size_t N, const double *B, size_t ldb,
-                 double *packed);
+void fl_pack_b_s(int transB, size_t K, size_t N, const float *B, size_t ldb, float *packed);
+void fl_pack_b_d(int transB, size_t K, size_t N, const double *B, size_t ldb, double *packed);
 
 /* C[M x N] = A[M x K] * P + beta * C, where P is the packed op(B) restricted
  * to columns [n0, n0 + N); `packed` must point at panel start
  * (packed_base + (n0/nr)*nr*K, n0 a multiple of nr).  beta is 0 or 1
  * (with beta == 0, C is not read, so it may hold garbage).  N need not be a
  * multiple of nr: only N columns of C are written. Single-threaded. */
-void fl_gemm_packed_s(size_t M, size_t N, size_t K,
-                      const float *A, size_t lda, const float *packed,
+void fl_gemm_packed_s(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *packed,
                       float beta, float *C, size_t ldc);
-void fl_gemm_packed_d(size_t M, size_t N, size_t K,
-                      const double *A, size_t lda, const double *packed,
-                      double beta, double *C, size_t ldc);
+void fl_gemm_packed_d(size_t M, size_t N, size_t K, const double *A, size_t lda,
+                      const double *packed, double beta, double *C, size_t ldc);
 
 /* The same for rows [k0, k0 + K) of a packed op(B) of Ktot rows (the part of
  * a stacked matrix that multiplies one of its inputs): `packed` points at
@@ -94,13 +86,11 @@ void fl_gemm_packed_d(size_t M, size_t N, size_t K,
  * [ks, K) with beta = 1, and gives their bits in one pass (a stacked matrix
  * whose parts are also multiplied separately elsewhere).  fl_gemm_packed_*
  * is this with k0 = 0, Ktot = K, ks = 0. */
-void fl_gemm_packed_ld_s(size_t M, size_t N, size_t K,
-                         const float *A, size_t lda, const float *packed,
-                         size_t ldp, size_t ks, float beta, float *C,
+void fl_gemm_packed_ld_s(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                         const float *packed, size_t ldp, size_t ks, float beta, float *C,
                          size_t ldc);
-void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K,
-                         const double *A, size_t lda, const double *packed,
-                         size_t ldp, size_t ks, double beta, double *C,
+void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K, const double *A, size_t lda,
+                         const double *packed, size_t ldp, size_t ks, double beta, double *C,
                          size_t ldc);
 
 /* ---- ISA dispatch -------------------------------------------------------- */

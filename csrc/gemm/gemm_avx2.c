@@ -7,9 +7,8 @@
  * A (fp32: 144 KiB) in L2. */
 #include "gemm_internal.h"
 
-#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||         \
-     defined(_M_IX86)) && defined(__AVX2__) &&                              \
-    (defined(__FMA__) || defined(_MSC_VER))
+#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)) && \
+    defined(__AVX2__) && (defined(__FMA__) || defined(_MSC_VER))
 #include <immintrin.h>
 
 #define FL_ISA avx2

@@ -9,9 +9,8 @@
  * 240 KiB) in a >= 1 MiB L2. */
 #include "gemm_internal.h"
 
-#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||         \
-     defined(_M_IX86)) && defined(__AVX512F__) && defined(__AVX512DQ__) &&  \
-    defined(__AVX512VL__)
+#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)) && \
+    defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
 #define FL_ISA avx512

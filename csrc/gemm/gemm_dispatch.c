@@ -73,46 +73,35 @@ const char *fl_gemm_init(void) { return fl_gemm_active()->name; }
 size_t fl_gemm_nr_s(void) { return fl_gemm_active()->nr_s; }
 size_t fl_gemm_nr_d(void) { return fl_gemm_active()->nr_d; }
 
-static size_t packed_size(size_t K, size_t N, size_t nr)
-{
-    return (N + nr - 1) / nr * nr * K;
-}
-size_t fl_packed_size_s(size_t K, size_t N)
-{
-    return packed_size(K, N, fl_gemm_nr_s());
-}
-size_t fl_packed_size_d(size_t K, size_t N)
-{
-    return packed_size(K, N, fl_gemm_nr_d());
-}
+static size_t packed_size(size_t K, size_t N, size_t nr) { return (N + nr - 1) / nr * nr * K; }
+size_t fl_packed_size_s(size_t K, size_t N) { return packed_size(K, N, fl_gemm_nr_s()); }
+size_t fl_packed_size_d(size_t K, size_t N) { return packed_size(K, N, fl_gemm_nr_d()); }
 
 /* ---- one body for both dtypes ------------------------------------------- */
 /* C = beta*C for the cases with nothing to multiply (K == 0, alpha == 0);
  * beta == 0 writes zeros without reading C.  The sums of op(A) still come
  * out (an empty sum for K == 0). */
-#define FL_DEFINE_SCALE(SFX, T)                                              \
-    static void scale_part_##SFX(size_t M, size_t N, T beta, T *C,           \
-                                 size_t ldc)                                 \
-    {                                                                        \
-        size_t i, j;                                                         \
-        if (beta == (T)1)                                                    \
-            return;                                                          \
-        for (i = 0; i < M; i++)                                              \
-            for (j = 0; j < N; j++)                                          \
-                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];\
-    }                                                                        \
-    static void no_product_##SFX(int transA, size_t M, size_t N, size_t K,   \
-                                 const T *A, size_t lda, T beta,             \
-                                 const fl_cout_##SFX *c)                     \
-    {                                                                        \
-        size_t i, k;                                                         \
-        scale_part_##SFX(M, c->n1, beta, c->c1, c->ldc1);                    \
-        if (c->n1 < N)                                                       \
-            scale_part_##SFX(M, N - c->n1, beta, c->c2, c->ldc2);            \
-        if (c->sums)                                                         \
-            for (i = 0; i < M; i++)                                          \
-                for (k = 0; k < K; k++)                                      \
-                    c->sums[i] += transA ? A[k * lda + i] : A[i * lda + k];  \
+#define FL_DEFINE_SCALE(SFX, T)                                                                    \
+    static void scale_part_##SFX(size_t M, size_t N, T beta, T *C, size_t ldc)                     \
+    {                                                                                              \
+        size_t i, j;                                                                               \
+        if (beta == (T)1)                                                                          \
+            return;                                                                                \
+        for (i = 0; i < M; i++)                                                                    \
+            for (j = 0; j < N; j++)                                                                \
+                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];                      \
+    }                                                                                              \
+    static void no_product_##SFX(int transA, size_t M, size_t N, size_t K, const T *A, size_t lda, \
+                                 T beta, const fl_cout_##SFX *c)                                   \
+    {                                                                                              \
+        size_t i, k;                                                                               \
+        scale_part_##SFX(M, c->n1, beta, c->c1, c->ldc1);                                          \
+        if (c->n1 < N)                                                                             \
+            scale_part_##SFX(M, N - c->n1, beta, c->c2, c->ldc2);                                  \
+        if (c->sums)                                                                               \
+            for (i = 0; i < M; i++)                                                                \
+                for (k = 0; k < K; k++)                                                            \
+                    c->sums[i] += transA ? A[k * lda + i] : A[i * lda + k];                        \
     }
 
 /* The dimension with more register tiles is split.  Rows go to the
@@ -181,105 +170,90 @@ size_t fl_packed_size_d(size_t K, size_t N)
 #define FL_PARALLEL_GEMM(SFX, T) (void)nt;
 #endif
 
-#define FL_DEFINE_GEMM(SFX, T)                                               \
-    FL_DEFINE_SCALE(SFX, T)                                                  \
-    void fl_gemm_split_##SFX##_with(                                         \
-        const fl_gemm_impl *impl, int nthreads, int transA, int transB,      \
-        size_t M, size_t N, size_t K, T alpha, const T *A, size_t lda,       \
-        const T *B, size_t ldb, T beta, size_t n1, T *C1, size_t ldc1,       \
-        T *C2, size_t ldc2, T *sums)                                         \
-    {                                                                        \
-        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();            \
-        fl_cout_##SFX cout_, *c = &cout_;                                    \
-        cout_.c1 = C1;                                                       \
-        cout_.ldc1 = ldc1;                                                   \
-        cout_.n1 = n1 < N ? n1 : N;                                          \
-        cout_.c2 = C2;                                                       \
-        cout_.ldc2 = ldc2;                                                   \
-        cout_.sums = sums;                                                   \
-        if (M == 0)                                                          \
-            return;                                                          \
-        if (N == 0 || K == 0 || alpha == (T)0) {                             \
-            no_product_##SFX(transA, M, N, K, A, lda, beta, c);              \
-            return;                                                          \
-        }                                                                    \
-        FL_PARALLEL_GEMM(SFX, T)                                             \
-        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb,     \
-                         beta, c);                                           \
-    }                                                                        \
-    void fl_gemm_split_##SFX(int transA, int transB, size_t M, size_t N,     \
-                             size_t K, T alpha, const T *A, size_t lda,      \
-                             const T *B, size_t ldb, T beta, size_t n1,      \
-                             T *C1, size_t ldc1, T *C2, size_t ldc2,         \
-                             T *sums)                                        \
-    {                                                                        \
-        fl_gemm_split_##SFX##_with(fl_gemm_active(), 0, transA, transB, M,   \
-                                   N, K, alpha, A, lda, B, ldb, beta, n1,    \
-                                   C1, ldc1, C2, ldc2, sums);                \
-    }                                                                        \
-    void fl_gemm_##SFX##_with(const fl_gemm_impl *impl, int nthreads,        \
-                              int transA, int transB, size_t M, size_t N,    \
-                              size_t K, T alpha, const T *A, size_t lda,     \
-                              const T *B, size_t ldb, T beta, T *C,          \
-                              size_t ldc)                                    \
-    {                                                                        \
-        fl_gemm_split_##SFX##_with(impl, nthreads, transA, transB, M, N, K,  \
-                                   alpha, A, lda, B, ldb, beta, N, C, ldc,   \
-                                   NULL, 0, NULL);                           \
-    }                                                                        \
-    void fl_pack_b_##SFX(int transB, size_t K, size_t N, const T *B,         \
-                         size_t ldb, T *packed)                              \
-    {                                                                        \
-        if (K == 0 || N == 0)                                                \
-            return;                                                          \
-        fl_gemm_active()->pack_b_##SFX(transB, K, N, B, ldb, packed);        \
-    }                                                                        \
-    void fl_gemm_packed_##SFX##_with(const fl_gemm_impl *impl, size_t M,     \
-                                     size_t N, size_t K, const T *A,         \
-                                     size_t lda, const T *packed,            \
-                                     size_t ldp, size_t ks, T beta, T *C,    \
-                                     size_t ldc)                             \
-    {                                                                        \
-        if (M == 0 || N == 0)                                                \
-            return;                                                          \
-        if (K == 0) {                                                        \
-            scale_part_##SFX(M, N, beta, C, ldc);                            \
-            return;                                                          \
-        }                                                                    \
-        impl->packed_##SFX(M, N, K, A, lda, packed, ldp, ks < K ? ks : 0,    \
-                           beta, C, ldc);                                    \
-    }                                                                        \
-    void fl_gemm_packed_##SFX(size_t M, size_t N, size_t K, const T *A,      \
-                              size_t lda, const T *packed, T beta, T *C,     \
-                              size_t ldc)                                    \
-    {                                                                        \
-        const fl_gemm_impl *impl = fl_gemm_active();                         \
-        fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda, packed,           \
-                                    impl->nr_##SFX * K, 0, beta, C, ldc);    \
-    }                                                                        \
-    void fl_gemm_packed_ld_##SFX(size_t M, size_t N, size_t K, const T *A,   \
-                                 size_t lda, const T *packed, size_t ldp,    \
-                                 size_t ks, T beta, T *C, size_t ldc)        \
-    {                                                                        \
-        fl_gemm_packed_##SFX##_with(fl_gemm_active(), M, N, K, A, lda,       \
-                                    packed, ldp, ks, beta, C, ldc);          \
+#define FL_DEFINE_GEMM(SFX, T)                                                                     \
+    FL_DEFINE_SCALE(SFX, T)                                                                        \
+    void fl_gemm_split_##SFX##_with(const fl_gemm_impl *impl, int nthreads, int transA,            \
+                                    int transB, size_t M, size_t N, size_t K, T alpha, const T *A, \
+                                    size_t lda, const T *B, size_t ldb, T beta, size_t n1, T *C1,  \
+                                    size_t ldc1, T *C2, size_t ldc2, T *sums)                      \
+    {                                                                                              \
+        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();                                  \
+        fl_cout_##SFX cout_, *c = &cout_;                                                          \
+        cout_.c1 = C1;                                                                             \
+        cout_.ldc1 = ldc1;                                                                         \
+        cout_.n1 = n1 < N ? n1 : N;                                                                \
+        cout_.c2 = C2;                                                                             \
+        cout_.ldc2 = ldc2;                                                                         \
+        cout_.sums = sums;                                                                         \
+        if (M == 0)                                                                                \
+            return;                                                                                \
+        if (N == 0 || K == 0 || alpha == (T)0) {                                                   \
+            no_product_##SFX(transA, M, N, K, A, lda, beta, c);                                    \
+            return;                                                                                \
+        }                                                                                          \
+        FL_PARALLEL_GEMM(SFX, T)                                                                   \
+        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, c);                 \
+    }                                                                                              \
+    void fl_gemm_split_##SFX(int transA, int transB, size_t M, size_t N, size_t K, T alpha,        \
+                             const T *A, size_t lda, const T *B, size_t ldb, T beta, size_t n1,    \
+                             T *C1, size_t ldc1, T *C2, size_t ldc2, T *sums)                      \
+    {                                                                                              \
+        fl_gemm_split_##SFX##_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A, lda, B, \
+                                   ldb, beta, n1, C1, ldc1, C2, ldc2, sums);                       \
+    }                                                                                              \
+    void fl_gemm_##SFX##_with(const fl_gemm_impl *impl, int nthreads, int transA, int transB,      \
+                              size_t M, size_t N, size_t K, T alpha, const T *A, size_t lda,       \
+                              const T *B, size_t ldb, T beta, T *C, size_t ldc)                    \
+    {                                                                                              \
+        fl_gemm_split_##SFX##_with(impl, nthreads, transA, transB, M, N, K, alpha, A, lda, B, ldb, \
+                                   beta, N, C, ldc, NULL, 0, NULL);                                \
+    }                                                                                              \
+    void fl_pack_b_##SFX(int transB, size_t K, size_t N, const T *B, size_t ldb, T *packed)        \
+    {                                                                                              \
+        if (K == 0 || N == 0)                                                                      \
+            return;                                                                                \
+        fl_gemm_active()->pack_b_##SFX(transB, K, N, B, ldb, packed);                              \
+    }                                                                                              \
+    void fl_gemm_packed_##SFX##_with(const fl_gemm_impl *impl, size_t M, size_t N, size_t K,       \
+                                     const T *A, size_t lda, const T *packed, size_t ldp,          \
+                                     size_t ks, T beta, T *C, size_t ldc)                          \
+    {                                                                                              \
+        if (M == 0 || N == 0)                                                                      \
+            return;                                                                                \
+        if (K == 0) {                                                                              \
+            scale_part_##SFX(M, N, beta, C, ldc);                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        impl->packed_##SFX(M, N, K, A, lda, packed, ldp, ks < K ? ks : 0, beta, C, ldc);           \
+    }                                                                                              \
+    void fl_gemm_packed_##SFX(size_t M, size_t N, size_t K, const T *A, size_t lda,                \
+                              const T *packed, T beta, T *C, size_t ldc)                           \
+    {                                                                                              \
+        const fl_gemm_impl *impl = fl_gemm_active();                                               \
+        fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda, packed, impl->nr_##SFX * K, 0, beta, C, \
+                                    ldc);                                                          \
+    }                                                                                              \
+    void fl_gemm_packed_ld_##SFX(size_t M, size_t N, size_t K, const T *A, size_t lda,             \
+                                 const T *packed, size_t ldp, size_t ks, T beta, T *C, size_t ldc) \
+    {                                                                                              \
+        fl_gemm_packed_##SFX##_with(fl_gemm_active(), M, N, K, A, lda, packed, ldp, ks, beta, C,   \
+                                    ldc);                                                          \
     }
 
 FL_DEFINE_GEMM(s, float)
 FL_DEFINE_GEMM(d, double)
 
-void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K,
-                 float alpha, const float *A, size_t lda, const float *B,
-                 size_t ldb, float beta, float *C, size_t ldc)
+void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    fl_gemm_s_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A,
-                   lda, B, ldb, beta, C, ldc);
+    fl_gemm_s_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                   ldc);
 }
 
-void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K,
-                 double alpha, const double *A, size_t lda, const double *B,
-                 size_t ldb, double beta, double *C, size_t ldc)
+void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                 const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
+                 size_t ldc)
 {
-    fl_gemm_d_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A,
-                   lda, B, ldb, beta, C, ldc);
+    fl_gemm_d_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                   ldc);
 }

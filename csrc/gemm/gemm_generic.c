@@ -21,10 +21,7 @@ static inline fl_generic_v4sf fl_generic_load_s(const float *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void fl_generic_store_s(float *p, fl_generic_v4sf v)
-{
-    memcpy(p, &v, sizeof v);
-}
+static inline void fl_generic_store_s(float *p, fl_generic_v4sf v) { memcpy(p, &v, sizeof v); }
 static inline fl_generic_v4sf fl_generic_set1_s(float x)
 {
     fl_generic_v4sf v = {x, x, x, x};
@@ -36,10 +33,7 @@ static inline fl_generic_v2df fl_generic_load_d(const double *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void fl_generic_store_d(double *p, fl_generic_v2df v)
-{
-    memcpy(p, &v, sizeof v);
-}
+static inline void fl_generic_store_d(double *p, fl_generic_v2df v) { memcpy(p, &v, sizeof v); }
 static inline fl_generic_v2df fl_generic_set1_d(double x)
 {
     fl_generic_v2df v = {x, x};

@@ -25,8 +25,8 @@
  * call per row and group costs more than the stores), and, when gr is not
  * NULL (training), the activations to gr in the 4H layout. */
 static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
-                                const REAL *restrict bias, REAL *restrict gr,
-                                REAL *restrict cs, REAL *restrict rout, REAL *restrict yout)
+                                const REAL *restrict bias, REAL *restrict gr, REAL *restrict cs,
+                                REAL *restrict rout, REAL *restrict yout)
 {
     /* one loop per activation: each keeps its constants in registers (one
      * fused loop spills them to the stack) */
@@ -69,10 +69,9 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
  * overwritten with the pre-activation gradients (also written to dgr); dcs
  * carries dc from step t+1 in and to step t-1 out. */
 static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
-                                 const REAL *restrict dcr,
-                                 const REAL *restrict cr,
-                                 const REAL *restrict cp, REAL *restrict gr,
-                                 REAL *restrict dgr, REAL *restrict dcs)
+                                 const REAL *restrict dcr, const REAL *restrict cr,
+                                 const REAL *restrict cp, REAL *restrict gr, REAL *restrict dgr,
+                                 REAL *restrict dcs)
 {
     FL_SIMD
     for (size_t u = 0; u < n; u++) {
@@ -94,8 +93,8 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
 
 /* r_t = o * tanh(c_t) of n units, from the activations gr (4H layout) and
  * c_t (cr): the projection's input, which backward recomputes for dW_hr. */
-static void FL_FN(cell_output)(size_t n, size_t H, const REAL *restrict gr,
-                               const REAL *restrict cr, REAL *restrict r)
+static void FL_FN(cell_output)(size_t n, size_t H, const REAL *restrict gr, const REAL *restrict cr,
+                               REAL *restrict r)
 {
     for (size_t u = 0; u < n; u++)
         r[u] = gr[3 * H + u] * TANH(cr[u]);

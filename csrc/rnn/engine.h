@@ -75,15 +75,15 @@ typedef struct fl_share {
 
 /* Where the pieces of the packed-weights blob live (elements). */
 typedef struct FL_FN(blob_layout) {
-    size_t U;          /* units per group of the forward product */
-    size_t groups;     /* ceil(H / U) */
-    size_t K;          /* I + H_out: rows of the forward product */
-    size_t xh_fwd;     /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
-                          columns per group, K = I + H_out */
-    size_t hh_bwd;     /* dgates W_hh: K = 4H, N = H_out */
-    size_t ih_bwd;     /* dgates W_ih: K = 4H, N = I */
-    size_t hr_fwd;     /* r W_hr^T:    K = H,  N = P */
-    size_t hr_bwd;     /* dh W_hr:     K = P,  N = H */
+    size_t U;      /* units per group of the forward product */
+    size_t groups; /* ceil(H / U) */
+    size_t K;      /* I + H_out: rows of the forward product */
+    size_t xh_fwd; /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
+                      columns per group, K = I + H_out */
+    size_t hh_bwd; /* dgates W_hh: K = 4H, N = H_out */
+    size_t ih_bwd; /* dgates W_ih: K = 4H, N = I */
+    size_t hr_fwd; /* r W_hr^T:    K = H,  N = P */
+    size_t hr_bwd; /* dh W_hr:     K = P,  N = H */
     size_t total;
 } FL_FN(blob_layout);
 
@@ -125,8 +125,8 @@ static size_t FL_FN(packed_size)(size_t I, size_t H, size_t P)
     return FL_FN(layout)(I, H, P).total;
 }
 
-static void FL_FN(pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
-                         const REAL *w_hh, const REAL *w_hr, REAL *blob)
+static void FL_FN(pack)(size_t I, size_t H, size_t P, const REAL *w_ih, const REAL *w_hh,
+                        const REAL *w_hr, REAL *blob)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
     const size_t Hout = P ? P : H, nr = GEMM_NR(), K = L.K;
@@ -162,18 +162,18 @@ typedef struct FL_FN(loop) {
     const FWD_ARGS *fa;
     const BWD_ARGS *ba;
     const REAL *zeros, *pk_xh, *pk_hh, *pk_ih, *pk_hr;
-    const REAL *gbias;     /* bias in group layout */
-    size_t gw;             /* groups per forward product (tile width 4U gw) */
-    int split_batch;       /* threads own batch rows (else hidden units) */
-    int dx_in_loop;        /* backward: dx per step (else one GEMM after) */
-    fl_barrier *bar;       /* the per-step barrier (unit split) */
-    fl_chunks *ch;         /* the row chunks (batch split) */
-    size_t *steal;         /* work-stealing counters (unit split), or NULL */
-    size_t xb;             /* steps per block of the input projection, or 0 */
-    size_t ks;             /* the stacked product's sum blocked here (or 0) */
-    REAL *xproj, *xrows;   /* its results (block rows x 4U groups), its
-                              gathered inputs (per thread) */
-    REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
+    const REAL *gbias;               /* bias in group layout */
+    size_t gw;                       /* groups per forward product (tile width 4U gw) */
+    int split_batch;                 /* threads own batch rows (else hidden units) */
+    int dx_in_loop;                  /* backward: dx per step (else one GEMM after) */
+    fl_barrier *bar;                 /* the per-step barrier (unit split) */
+    fl_chunks *ch;                   /* the row chunks (batch split) */
+    size_t *steal;                   /* work-stealing counters (unit split), or NULL */
+    size_t xb;                       /* steps per block of the input projection, or 0 */
+    size_t ks;                       /* the stacked product's sum blocked here (or 0) */
+    REAL *xproj, *xrows;             /* its results (block rows x 4U groups), its
+                                        gathered inputs (per thread) */
+    REAL *xh, *cstate, *rstep, *tmp; /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore, *dxstep;
 } FL_FN(loop);
@@ -202,8 +202,8 @@ typedef struct FL_FN(loop) {
 #ifndef FL_BATCH_SPLIT_MAX_H
 #define FL_BATCH_SPLIT_MAX_H 256
 #endif
-static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
-                               size_t chunks, int *split_batch)
+static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N, size_t chunks,
+                               int *split_batch)
 {
     const size_t want = (size_t)fl_get_num_threads();
     const int forced = fl_forced_split();
@@ -243,8 +243,7 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
 
 /* The part of a loop context every call shares; rw is freed by the caller
  * (rows_mem: caller memory for it, or NULL to allocate). */
-static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh,
-                            size_t *rows_mem)
+static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh, size_t *rows_mem)
 {
     if (sh->T == 0 || sh->B == 0 || sh->I == 0 || sh->H == 0)
         return FL_ESHAPE;
@@ -318,14 +317,14 @@ static size_t FL_FN(xproj_steps)(const fl_shape *sh, const FL_FN(blob_layout) *L
 
 /* The thread plan of a forward call. */
 typedef struct FL_FN(fwd_plan) {
-    int nt;             /* threads */
-    int split_batch;    /* by batch rows (else hidden units) */
-    size_t gw;          /* groups per product */
-    size_t chunks;      /* row chunks (batch split; else 0) */
-    size_t steps;       /* steps per block of a chunk */
-    int steal;          /* unit split with work stealing (take_groups) */
-    size_t xb;          /* steps per block of the input projection, or 0 */
-    size_t ks;          /* the stacked product's sum blocked at this row, or 0 */
+    int nt;          /* threads */
+    int split_batch; /* by batch rows (else hidden units) */
+    size_t gw;       /* groups per product */
+    size_t chunks;   /* row chunks (batch split; else 0) */
+    size_t steps;    /* steps per block of a chunk */
+    int steal;       /* unit split with work stealing (take_groups) */
+    size_t xb;       /* steps per block of the input projection, or 0 */
+    size_t ks;       /* the stacked product's sum blocked at this row, or 0 */
 } FL_FN(fwd_plan);
 
 static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L)
@@ -358,21 +357,21 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
  * scratch.  The one place both the size and the layout come from. */
 typedef struct FL_FN(fwd_workspace) {
     size_t chunks, steal, words; /* size_t offsets; words: the bookkeeping */
-    size_t xh;     /* (2, B, K) the input rows [x_t | h_{t-1}] of this step
-                      and the next */
-    size_t cstate; /* (B, H) c_t */
-    size_t rstep;  /* (B, H) r_t, the projection's input (P > 0 only) */
-    size_t tmp;    /* (nt, B, gates U gw) the threads' product tiles */
-    size_t gbias;  /* (groups gates U) the bias in group layout */
-    size_t xproj;  /* (xb B, groups gates U) the input projection's block */
-    size_t xrows;  /* (nt, xb B, I) its gathered inputs */
-    size_t reals;  /* REAL offsets above are from the aligned start */
-    size_t bytes;  /* the whole workspace, alignment slack included */
+    size_t xh;                   /* (2, B, K) the input rows [x_t | h_{t-1}] of this step
+                                    and the next */
+    size_t cstate;               /* (B, H) c_t */
+    size_t rstep;                /* (B, H) r_t, the projection's input (P > 0 only) */
+    size_t tmp;                  /* (nt, B, gates U gw) the threads' product tiles */
+    size_t gbias;                /* (groups gates U) the bias in group layout */
+    size_t xproj;                /* (xb B, groups gates U) the input projection's block */
+    size_t xrows;                /* (nt, xb B, I) its gathered inputs */
+    size_t reals;                /* REAL offsets above are from the aligned start */
+    size_t bytes;                /* the whole workspace, alignment slack included */
 } FL_FN(fwd_workspace);
 
-static FL_FN(fwd_workspace) FL_FN(forward_workspace_layout)(const fl_shape *sh,
-                                                            const FL_FN(blob_layout) *L,
-                                                            const FL_FN(fwd_plan) *p)
+static FL_FN(fwd_workspace)
+    FL_FN(forward_workspace_layout)(const fl_shape *sh, const FL_FN(blob_layout) *L,
+                                    const FL_FN(fwd_plan) *p)
 {
     const size_t B = sh->B, H = sh->H, P = sh->P, nt = (size_t)p->nt;
     const size_t W = L->groups * FL_CELL_GATES * L->U; /* gates of all groups */
@@ -401,8 +400,8 @@ static size_t FL_FN(forward_workspace)(const fl_shape *sh)
 
 /* Copy x_t of rows [lo, hi) of step s to dst + j ld (the x part of the
  * product's input rows: dst = xh, ld = K). */
-static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
-                          REAL *dst, size_t ld)
+static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi, REAL *dst,
+                          size_t ld)
 {
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
@@ -419,8 +418,7 @@ static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
  * at row off[s] - off[sb] + j: steps in loop order, as forward_groups reads
  * them).  Rows of x in that order are read in place when they are (forward
  * direction, no row map), else gathered first into the thread's buffer. */
-static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, size_t g1,
-                                 int tid)
+static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, size_t g1, int tid)
 {
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
@@ -446,8 +444,8 @@ static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, si
 /* Groups [g, g + ng) of time step s for rows [j0, nb): the tile
  * [x_t | h_{t-1}] [W_ih | W_hh]^T of those groups, then the gate loop (which
  * adds the bias) of each group of each row. */
-static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, size_t nb,
-                                  size_t g, size_t ng, REAL *tile)
+static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, size_t nb, size_t g,
+                                  size_t ng, REAL *tile)
 {
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
@@ -483,9 +481,8 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
             REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
             REAL *yout = P ? NULL : y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0;
             REAL *cs = lp->cstate + j * H + u0;
-            FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * GU,
-                                lp->gbias + gg * GU, train ? gates + row * GH + u0 : NULL, cs,
-                                rout, yout);
+            FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * GU, lp->gbias + gg * GU,
+                                train ? gates + row * GH + u0 : NULL, cs, rout, yout);
             if (cells)
                 memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
             if (last)
@@ -512,8 +509,8 @@ static int FL_FN(take_groups)(const FL_FN(loop) *lp, size_t s, int tid, int nth,
         const int v = (tid + k) % nth; /* my own first */
         size_t lo, hi, i;
         fl_split(lp->L.groups, 1, nth, v, &lo, &hi);
-        if (hi > lo && fl_take(lp->steal + (size_t)v * FL_CTR_STRIDE, s, (hi - lo + gw - 1) / gw,
-                               &i)) {
+        if (hi > lo &&
+            fl_take(lp->steal + (size_t)v * FL_CTR_STRIDE, s, (hi - lo + gw - 1) / gw, &i)) {
             *g = lo + i * gw;
             *ng = hi - *g < gw ? hi - *g : gw;
             return 1;
@@ -525,8 +522,8 @@ static int FL_FN(take_groups)(const FL_FN(loop) *lp, size_t s, int tid, int nth,
 /* Time step s of a thread's share `my` (of its rows, those active at s);
  * tile is the thread's scratch (row j at (j - j0) W).  With the unit split
  * (sync) the threads meet at a barrier before the projection. */
-static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share *my,
-                                REAL *tile, int tid, int nth, size_t *round)
+static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share *my, REAL *tile,
+                                int tid, int nth, size_t *round)
 {
     const size_t j0 = my->j0, j1 = my->j1, g0 = my->u0, g1 = my->u1;
     const size_t p0 = my->v0, p1 = my->v1;
@@ -568,8 +565,8 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
         if (sync)
             fl_barrier_wait(lp->bar, round, nth);
         if (p1 > p0 && nb > j0) {
-            GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
-                        (REAL)0, xn + j0 * K + I + p0, K);
+            GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H, (REAL)0,
+                        xn + j0 * K + I + p0, K);
             for (size_t j = j0; j < nb; j++) {
                 const size_t row = fl_step_row(rw, rev, s, j);
                 const REAL *hj = xn + j * K + I + p0;
@@ -591,10 +588,10 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
  * whichever row chunk fl_chunks gives it, until none is left for it (no
  * barrier: the chunks' rows are independent).  step(lp, k, share, tile, tid,
  * nth, round) runs loop step k. */
-typedef void (*FL_FN(step_fn))(const FL_FN(loop) *, size_t, const fl_share *, REAL *, int,
-                               int, size_t *);
-static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_share *my,
-                              REAL *tile, int tid, int nth)
+typedef void (*FL_FN(step_fn))(const FL_FN(loop) *, size_t, const fl_share *, REAL *, int, int,
+                               size_t *);
+static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_share *my, REAL *tile,
+                              int tid, int nth)
 {
     fl_chunks *ch = lp->ch;
     size_t c = (size_t)tid, k0, k1, round = 0;
@@ -710,8 +707,8 @@ static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
  * `my` (of its rows, those active at s).  With the unit split (sync) the
  * threads meet at a barrier after the gate gradients (and, with a
  * projection, before them). */
-static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share *my,
-                                 REAL *tile, int tid, int nth, size_t *round)
+static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share *my, REAL *tile,
+                                 int tid, int nth, size_t *round)
 {
     (void)tile; /* the forward's signature (run_chunks) */
     (void)tid;
@@ -744,8 +741,8 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
         if (sync)
             fl_barrier_wait(lp->bar, round, nth);
         if (u1 > u0 && nb > j0)
-            GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P,
-                        (REAL)0, lp->drstep + j0 * H + u0, H);
+            GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P, (REAL)0,
+                        lp->drstep + j0 * H + u0, H);
     }
     for (size_t j = j0; j < nb; j++) {
         const size_t t = rev ? rw->len[j] - 1 - s : s;
@@ -762,22 +759,21 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
                                lp->rstore + row * H + u0);
         if (u1 > u0)
             FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
-                                 gates + row * GH + u0, dg + j * GH + u0,
-                                 lp->dcstate + j * H + u0);
+                                 gates + row * GH + u0, dg + j * GH + u0, lp->dcstate + j * H + u0);
     }
     if (sync)
         fl_barrier_wait(lp->bar, round, nth);
     if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
-        GEMM_PACKED(nb - j0, v1 - v0, GH, dg + j0 * GH, GH, lp->pk_hh + v0 * GH,
-                    (REAL)0, dnext + j0 * Hout + v0, Hout);
+        GEMM_PACKED(nb - j0, v1 - v0, GH, dg + j0 * GH, GH, lp->pk_hh + v0 * GH, (REAL)0,
+                    dnext + j0 * Hout + v0, Hout);
     if (x1 > x0 && nb > j0) { /* dx_t = dgates W_ih for my columns */
-        if (!lp->dxstep) { /* the step's rows are consecutive in dx */
+        if (!lp->dxstep) {    /* the step's rows are consecutive in dx */
             const size_t row0 = fl_step_row(rw, rev, s, j0);
-            GEMM_PACKED(nb - j0, x1 - x0, GH, dg + j0 * GH, GH, lp->pk_ih + x0 * GH,
-                        beta_dx, a->dx + row0 * a->lddx + x0, a->lddx);
+            GEMM_PACKED(nb - j0, x1 - x0, GH, dg + j0 * GH, GH, lp->pk_ih + x0 * GH, beta_dx,
+                        a->dx + row0 * a->lddx + x0, a->lddx);
         } else { /* ragged reverse: through a buffer, then to each row */
-            GEMM_PACKED(nb - j0, x1 - x0, GH, dg + j0 * GH, GH, lp->pk_ih + x0 * GH,
-                        (REAL)0, lp->dxstep + j0 * I + x0, I);
+            GEMM_PACKED(nb - j0, x1 - x0, GH, dg + j0 * GH, GH, lp->pk_ih + x0 * GH, (REAL)0,
+                        lp->dxstep + j0 * I + x0, I);
             for (size_t j = j0; j < nb; j++) {
                 const REAL *src = lp->dxstep + j * I + x0;
                 REAL *dst = a->dx + fl_step_row(rw, rev, s, j) * a->lddx + x0;
@@ -850,8 +846,7 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
         return status;
     lp.ba = a;
     const size_t rows = rw.rows;
-    const int nt = FL_FN(plan_threads)(T, B, H, GH, Hout, (H + lp.nr - 1) / lp.nr,
-                                       &lp.split_batch);
+    const int nt = FL_FN(plan_threads)(T, B, H, GH, Hout, (H + lp.nr - 1) / lp.nr, &lp.split_batch);
     fl_barrier bar;
     fl_barrier_init(&bar, nt);
     lp.bar = &bar;
@@ -869,8 +864,8 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
     lp.dx_in_loop = a->dx && (lp.split_batch ? B / chunks : B) >= FL_MIN_DX_ROWS &&
                     GH * I * sizeof(REAL) <= FL_MAX_DX_LOOP_BYTES;
     const size_t n_dx = lp.dx_in_loop && sh->reverse && sh->batch_sizes ? B * I : 0;
-    REAL *ws = malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) *
-                      sizeof(REAL));
+    REAL *ws =
+        malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) * sizeof(REAL));
     size_t *ch_mem = malloc(fl_chunks_mem(chunks) * sizeof(size_t));
     if (!ws || !ch_mem) {
         free(ws);
@@ -914,11 +909,11 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
      * packing of dgates: dgates is read once, not three times */
     REAL *dG = a->gates;
     const size_t K = I + Hout;
-    GEMM_SPLIT(1, 0, GH, K, rows, (REAL)1, dG, GH, a->xh, K, (REAL)1, I, a->dw_ih, I,
-               a->dw_hh, Hout, a->dbias);
+    GEMM_SPLIT(1, 0, GH, K, rows, (REAL)1, dG, GH, a->xh, K, (REAL)1, I, a->dw_ih, I, a->dw_hh,
+               Hout, a->dbias);
     if (a->dx && !lp.dx_in_loop)
-        GEMM(0, 0, rows, I, GH, (REAL)1, dG, GH, a->w_ih, I,
-             a->dx_accumulate ? (REAL)1 : (REAL)0, a->dx, a->lddx);
+        GEMM(0, 0, rows, I, GH, (REAL)1, dG, GH, a->w_ih, I, a->dx_accumulate ? (REAL)1 : (REAL)0,
+             a->dx, a->lddx);
     if (P)
         GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
     free(ws);

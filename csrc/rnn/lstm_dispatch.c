@@ -66,14 +66,14 @@ size_t fl_lstm_packed_size_f64(size_t I, size_t H, size_t P)
     return variant()->packed_size_f64(I, H, P);
 }
 
-void fl_lstm_pack_f32(size_t I, size_t H, size_t P, const float *w_ih,
-                      const float *w_hh, const float *w_hr, float *blob)
+void fl_lstm_pack_f32(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
+                      const float *w_hr, float *blob)
 {
     variant()->pack_f32(I, H, P, w_ih, w_hh, w_hr, blob);
 }
 
-void fl_lstm_pack_f64(size_t I, size_t H, size_t P, const double *w_ih,
-                      const double *w_hh, const double *w_hr, double *blob)
+void fl_lstm_pack_f64(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
+                      const double *w_hr, double *blob)
 {
     variant()->pack_f64(I, H, P, w_ih, w_hh, w_hr, blob);
 }

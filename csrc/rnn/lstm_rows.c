@@ -45,10 +45,7 @@ static void fill(fl_rows *rw, const fl_shape *sh)
     }
 }
 
-size_t fl_rows_mem(const fl_shape *sh)
-{
-    return sh->T + 1 + (sh->B ? sh->B : 1);
-}
+size_t fl_rows_mem(const fl_shape *sh) { return sh->T + 1 + (sh->B ? sh->B : 1); }
 
 int fl_rows_init_in(fl_rows *rw, const fl_shape *sh, size_t *mem)
 {
@@ -86,10 +83,7 @@ void fl_rows_free(fl_rows *rw)
     rw->len = NULL;
 }
 
-size_t fl_chunks_mem(size_t n)
-{
-    return 4 * n + 1;
-}
+size_t fl_chunks_mem(size_t n) { return 4 * n + 1; }
 
 void fl_chunks_init(fl_chunks *ch, const fl_rows *rw, size_t T, size_t n, size_t steps,
                     int backward, size_t *mem)

@@ -1,7 +1,7 @@
 /* The LSTM kernel of one ISA variant: the time-loop engine (engine.h) on the
- * LSTM cell (cell_lstm.h), instantiated for float and double.  setup.py compiles this one file once per ISA (common/isa.h), with
- * -DFL_ISA=<isa> and that ISA's flags, and the dispatcher (lstm_dispatch.c)
- * takes the variant matching the GEMM's choice. */
+ * LSTM cell (cell_lstm.h), instantiated for float and double.  setup.py compiles this one file once
+ * per ISA (common/isa.h), with -DFL_ISA=<isa> and that ISA's flags, and the dispatcher
+ * (lstm_dispatch.c) takes the variant matching the GEMM's choice. */
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -39,14 +39,10 @@
 
 #define FL_VARIANT_FN_(name, isa) name##_##isa
 #define FL_VARIANT_FN(name, isa) FL_VARIANT_FN_(name, isa)
-#define FL_ENTRIES(s)                                                          \
-    FL_CAT(packed_size, s, FL_ISA), FL_CAT(pack, s, FL_ISA),                   \
-        FL_CAT(forward, s, FL_ISA), FL_CAT(forward_workspace, s, FL_ISA),      \
-        FL_CAT(backward, s, FL_ISA)
+#define FL_ENTRIES(s)                                                                    \
+    FL_CAT(packed_size, s, FL_ISA), FL_CAT(pack, s, FL_ISA), FL_CAT(forward, s, FL_ISA), \
+        FL_CAT(forward_workspace, s, FL_ISA), FL_CAT(backward, s, FL_ISA)
 
 static const fl_lstm_variant table = {FL_ENTRIES(s), FL_ENTRIES(d)};
 
-const fl_lstm_variant *FL_VARIANT_FN(fl_lstm_variant, FL_ISA)(void)
-{
-    return &table;
-}
+const fl_lstm_variant *FL_VARIANT_FN(fl_lstm_variant, FL_ISA)(void) { return &table; }

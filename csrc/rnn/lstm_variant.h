@@ -9,21 +9,20 @@
 
 typedef struct fl_lstm_variant {
     size_t (*packed_size_f32)(size_t I, size_t H, size_t P);
-    void (*pack_f32)(size_t I, size_t H, size_t P, const float *w_ih,
-                     const float *w_hh, const float *w_hr, float *blob);
+    void (*pack_f32)(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
+                     const float *w_hr, float *blob);
     int (*forward_f32)(const fl_shape *sh, const fl_forward_f32 *a);
     size_t (*forward_workspace_f32)(const fl_shape *sh);
     int (*backward_f32)(const fl_shape *sh, const fl_backward_f32 *a);
     size_t (*packed_size_f64)(size_t I, size_t H, size_t P);
-    void (*pack_f64)(size_t I, size_t H, size_t P, const double *w_ih,
-                     const double *w_hh, const double *w_hr, double *blob);
+    void (*pack_f64)(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
+                     const double *w_hr, double *blob);
     int (*forward_f64)(const fl_shape *sh, const fl_forward_f64 *a);
     size_t (*forward_workspace_f64)(const fl_shape *sh);
     int (*backward_f64)(const fl_shape *sh, const fl_backward_f64 *a);
 } fl_lstm_variant;
 
-#define FL_DECLARE_LSTM_VARIANT(isa)                                           \
-    const fl_lstm_variant *fl_lstm_variant_##isa(void);
+#define FL_DECLARE_LSTM_VARIANT(isa) const fl_lstm_variant *fl_lstm_variant_##isa(void);
 FL_FOR_EACH_ISA(FL_DECLARE_LSTM_VARIANT)
 #undef FL_DECLARE_LSTM_VARIANT
 
