@@ -1,9 +1,11 @@
 """Build of fastlstm's one extension module, fastlstm._native.kernels.
 
-Only what pyproject.toml cannot say: the source list, per-compiler flags, the
-OpenMP probe and the per-ISA variant files, which are compiled with their own
-ISA flags (everything else uses the baseline flags of the target, so the
-wheel runs on any x86-64; the variant is chosen at import by a CPU check).
+Only what pyproject.toml cannot say: the source list, the OpenMP probe and
+the per-ISA variants, each compiled with its own ISA flags (everything else
+uses the baseline flags of the target, so the wheel runs on any x86-64; the
+variant is chosen at import by a CPU check).  The flags themselves live in
+csrc/build_flags.py, which csrc/tests/build.sh reads too (with the Python
+build's own compiler flags, which setuptools puts before ours).
 
 Build knobs (environment variables):
   FASTLSTM_NO_OPENMP=1   build without OpenMP (single-threaded kernels)
@@ -20,24 +22,15 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), CSRC))
+import build_flags  # noqa: E402  (csrc/build_flags.py: the flags, shared with build.sh)
+
 CSRC_DIRS = [CSRC] + [os.path.join(CSRC, d) for d in ("common", "gemm", "rnn")]
+# compiled with the baseline flags; each ISA variant's sources
+# (build_flags.isa_sources) are added per ISA with its own flags
 COMMON_SOURCES = [
-    "common/threads.c", "gemm/gemm_generic.c", "gemm/gemm_dispatch.c",
-    "rnn/lstm_rows.c", "rnn/lstm_generic.c", "rnn/lstm_dispatch.c",
+    "common/threads.c", "gemm/gemm_dispatch.c", "rnn/lstm_rows.c", "rnn/lstm_dispatch.c",
 ]
-# file -> ISA flags (gcc/clang); compiled only on x86-64.  -ffp-contract=fast:
-# with -std=c99 GCC would not fuse a*b+c into an FMA in the gate loops and
-# activation polynomials (about twice the instructions); results stay
-# deterministic for a given variant.
-ISA_SOURCES = {
-    "avx2": (["gemm/gemm_avx2.c", "rnn/lstm_avx2.c"], ["-mavx2", "-mfma", "-ffp-contract=fast"]),
-    "avx512": (["gemm/gemm_avx512.c", "rnn/lstm_avx512.c"],
-               ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mfma", "-ffp-contract=fast"]),
-}
-
-
-def env_flag(name):
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def is_x86_64():
@@ -61,44 +54,37 @@ class BuildExt(build_ext):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def build_extensions(self):
-        ctype = self.compiler.compiler_type
-        if ctype == "msvc":
-            base = ["/O2", "/fp:precise"]
-            omp = ["/openmp"]
-        else:
-            base = ["-std=c99", "-O3", "-fno-trapping-math", "-fno-math-errno",
-                    "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
-            if env_flag("FASTLSTM_DEBUG"):
-                base = [f for f in base if f != "-O3"] + ["-O0", "-g"]
-            if env_flag("FASTLSTM_NATIVE"):
-                base.append("-march=native")
-            omp = ["-fopenmp"]
-        use_omp = not env_flag("FASTLSTM_NO_OPENMP") and self._try_compile(
+        msvc = self.compiler.compiler_type == "msvc"
+        base = build_flags.base_flags(msvc)
+        omp = build_flags.MSVC_OPENMP if msvc else build_flags.OPENMP
+        use_omp = not build_flags.env_flag("FASTLSTM_NO_OPENMP") and self._try_compile(
             omp, "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n")
         if use_omp:
             compile_extra, link_extra = base + omp, omp
         else:
-            simd = ["-fopenmp-simd"] if ctype != "msvc" and self._try_compile(["-fopenmp-simd"]) else []
+            simd = build_flags.OPENMP_SIMD
+            simd = simd if not msvc and self._try_compile(simd) else []
             compile_extra, link_extra = base + simd, []
         print(f"fastlstm: OpenMP {'on' if use_omp else 'off'}", file=sys.stderr)
 
         for ext in self.extensions:
-            macros = []
-            if is_x86_64() and ctype != "msvc":
-                for isa, (files, flags) in ISA_SOURCES.items():
-                    if not self._try_compile(flags):
-                        print(f"fastlstm: compiler lacks {isa}; variant skipped", file=sys.stderr)
-                        continue
-                    objs = self.compiler.compile(
-                        [os.path.join(CSRC, f) for f in files],
-                        output_dir=self.build_temp,
-                        include_dirs=CSRC_DIRS,
-                        extra_postargs=compile_extra + flags,
-                        depends=headers(),
-                    )
-                    ext.extra_objects = list(ext.extra_objects or []) + objs
-                    macros.append((f"FL_HAVE_{isa.upper()}", "1"))
-            ext.define_macros = list(ext.define_macros or []) + macros
+            # every variant is linked in; one compiled without its flags (not
+            # x86-64, MSVC, or a compiler that lacks them) reports itself
+            # absent and is never chosen
+            for isa in build_flags.isas():
+                flags = build_flags.ISA_FLAGS[isa]
+                if flags and not (is_x86_64() and not msvc and self._try_compile(flags)):
+                    print(f"fastlstm: no {isa} flags; variant left out", file=sys.stderr)
+                    flags = []
+                objs = self.compiler.compile(
+                    [os.path.join(CSRC, f) for f in build_flags.isa_sources(isa)],
+                    output_dir=os.path.join(self.build_temp, isa),
+                    macros=[("FL_ISA", isa)],
+                    include_dirs=CSRC_DIRS,
+                    extra_postargs=compile_extra + flags,
+                    depends=headers(),
+                )
+                ext.extra_objects = list(ext.extra_objects or []) + objs
             ext.extra_compile_args = compile_extra
             ext.extra_link_args = link_extra
         super().build_extensions()

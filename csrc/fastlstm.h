@@ -36,84 +36,176 @@
 extern "C" {
 #endif
 
-enum { FL_OK = 0, FL_ENOMEM = 1, FL_EINVAL = 2 };
+/* Status of every int-returning function (fl_strerror says it in words). */
+enum {
+    FL_OK = 0,
+    FL_ENOMEM = 1,      /* a scratch allocation failed */
+    FL_EINVAL = 2,      /* a required pointer is NULL (packed weights, the
+                           gates with xh, w_hr with P > 0) */
+    FL_ESHAPE = 3,      /* a size is 0: T, B, I and H must be >= 1 */
+    FL_EBATCH_SIZES = 4 /* batch_sizes not non-increasing in [1, B] with
+                           batch_sizes[0] == B */
+};
+
+/* A static message for a status (an unknown one included). */
+const char *fl_strerror(int status);
 
 typedef struct fl_shape {
     size_t T, B, I, H, P;
-    int reverse;                  /* 0: t = 0..L_j-1, 1: t = L_j-1..0 */
-    const int64_t *batch_sizes;   /* (T) non-increasing, in [1, B]; or NULL */
+    int reverse;                /* 0: t = 0..L_j-1, 1: t = L_j-1..0 */
+    const int64_t *batch_sizes; /* (T) non-increasing, in [1, B]; or NULL */
 } fl_shape;
 
 /* Rows of the packed layout (sum of batch_sizes, or T*B). */
 size_t fl_packed_rows(const fl_shape *sh);
 
-#define FL_DECLARE_API(REAL, S)                                               \
-                                                                              \
-/* Elements of the packed weights blob (its layout depends on the ISA         \
- * variant chosen at import).  */                                             \
-size_t fl_lstm_packed_size_##S(size_t I, size_t H, size_t P);                 \
-/* Pack w_ih (4H, I), w_hh (4H, H_out) and w_hr (P, H; NULL when P == 0)      \
- * into `blob`. */                                                            \
-void fl_lstm_pack_##S(size_t I, size_t H, size_t P, const REAL *w_ih,         \
-                      const REAL *w_hh, const REAL *w_hr, REAL *blob);        \
-                                                                              \
-typedef struct fl_forward_##S {                                               \
-    const REAL *x;  size_t ldx;   /* (rows, I) */                             \
-    const REAL *w_ih;             /* (4H, I) */                               \
-    const REAL *bias;             /* (4H) b_ih + b_hh, or NULL */             \
-    const REAL *packed;           /* fl_lstm_pack_##S blob */                 \
-    const REAL *h0, *c0;          /* (B, H_out), (B, H); NULL = zeros */      \
-    REAL *y;  size_t ldy;         /* (rows, ldy): H_out columns written */    \
-    REAL *h_n, *c_n;              /* (B, H_out), (B, H) */                    \
-    REAL *gates;                  /* training (xh given): (rows, 4H), gets    \
-                                     the post-activation gates i, f, g, o,    \
-                                     as backward needs them; else unused      \
-                                     (may be NULL) */                         \
-    REAL *cells;                  /* (rows, H) c_t of every row, or NULL */   \
-    REAL *xh;                     /* (rows, I + H_out) [x_t | h_{t-1}] of     \
-                                     every row (training: backward needs it), \
-                                     or NULL (inference) */                   \
-    void *workspace;              /* optional scratch of workspace_bytes; a   \
-                                     call with enough allocates nothing */    \
-    size_t workspace_bytes;                                                   \
-    const int64_t *x_rows;        /* NULL: packed row r of the input is row r \
-                                     of x; else row x_rows[r] (rows entries,  \
-                                     each a valid row of x): read a padded    \
-                                     batch without packing it first */        \
-    const int64_t *y_rows;        /* the same for y: write the output of      \
-                                     packed row r to row y_rows[r] */         \
-} fl_forward_##S;                                                             \
-int fl_lstm_forward_##S(const fl_shape *sh, const fl_forward_##S *a);         \
-/* Bytes of scratch that make fl_lstm_forward allocate nothing (at the        \
- * current thread count). */                                                  \
-size_t fl_lstm_forward_workspace_##S(const fl_shape *sh);                     \
-                                                                              \
-typedef struct fl_backward_##S {                                              \
-    const REAL *w_ih;             /* (4H, I) */                               \
-    const REAL *w_hh;             /* (4H, H_out) */                           \
-    const REAL *w_hr;             /* (P, H) or NULL */                        \
-    const REAL *packed;           /* fl_lstm_pack_##S blob */                 \
-    const REAL *c0;               /* (B, H) or NULL = zeros */                \
-    REAL *gates;                  /* (rows, 4H) from forward; overwritten     \
-                                     with d(pre-activation gates) */          \
-    const REAL *cells, *xh;       /* from forward */                          \
-    const REAL *dy; size_t lddy;  /* (rows, lddy): H_out columns read */      \
-    const REAL *dh_n, *dc_n;      /* (B, H_out), (B, H); NULL = zeros */      \
-    REAL *dx; size_t lddx;        /* (rows, I) or NULL */                     \
-    int dx_accumulate;            /* 0: dx = ..., 1: dx += ... */             \
-    REAL *dh0, *dc0;              /* (B, H_out), (B, H): written */           \
-    REAL *dw_ih, *dw_hh;          /* accumulated (+=) */                      \
-    REAL *dbias;                  /* (4H) accumulated, or NULL */             \
-    REAL *dw_hr;                  /* (P, H) accumulated, or NULL */           \
-} fl_backward_##S;                                                            \
-int fl_lstm_backward_##S(const fl_shape *sh, const fl_backward_##S *a);
+/* Elements of the packed weights blob (its layout depends on the ISA
+ * variant chosen at import). */
+size_t fl_lstm_packed_size_f32(size_t I, size_t H, size_t P);
+size_t fl_lstm_packed_size_f64(size_t I, size_t H, size_t P);
 
-FL_DECLARE_API(float, s)
-FL_DECLARE_API(double, d)
+/* Pack w_ih (4H, I), w_hh (4H, H_out) and w_hr (P, H; NULL when P == 0)
+ * into `blob` (fl_lstm_packed_size_* elements). */
+void fl_lstm_pack_f32(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
+                      const float *w_hr, float *blob);
+void fl_lstm_pack_f64(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
+                      const double *w_hr, double *blob);
+
+/* The arguments of a forward call.  Start from an all-zero struct: every
+ * pointer left NULL then means "absent" (or zeros), never garbage. */
+typedef struct fl_forward_f32 {
+    const float *x; /* (rows, ldx): I columns read */
+    size_t ldx;
+    const float *w_ih;    /* (4H, I) */
+    const float *bias;    /* (4H) b_ih + b_hh, or NULL */
+    const float *packed;  /* fl_lstm_pack_f32 blob */
+    const float *h0, *c0; /* (B, H_out), (B, H); NULL = zeros */
+    float *y;             /* (rows, ldy): H_out columns written */
+    size_t ldy;
+    float *h_n, *c_n; /* (B, H_out), (B, H) */
+    float *gates;     /* training (xh given): (rows, 4H), gets
+                         the post-activation gates i, f, g, o,
+                         as backward needs them; else unused
+                         (may be NULL) */
+    float *cells;     /* (rows, H) c_t of every row, or NULL */
+    float *xh;        /* (rows, I + H_out) [x_t | h_{t-1}] of
+                         every row (training: backward needs it),
+                         or NULL (inference) */
+    void *workspace;  /* optional scratch of workspace_bytes; a
+                         call with enough allocates nothing */
+    size_t workspace_bytes;
+    const int64_t *x_rows; /* NULL: packed row r of the input is row r
+                              of x; else row x_rows[r] (rows entries,
+                              each a valid row of x): read a padded
+                              batch without packing it first */
+    const int64_t *y_rows; /* the same for y: write the output of
+                              packed row r to row y_rows[r] */
+} fl_forward_f32;
+
+/* fl_forward_f32 with double data. */
+typedef struct fl_forward_f64 {
+    const double *x;
+    size_t ldx;
+    const double *w_ih;
+    const double *bias;
+    const double *packed;
+    const double *h0, *c0;
+    double *y;
+    size_t ldy;
+    double *h_n, *c_n;
+    double *gates;
+    double *cells;
+    double *xh;
+    void *workspace;
+    size_t workspace_bytes;
+    const int64_t *x_rows;
+    const int64_t *y_rows;
+} fl_forward_f64;
+
+int fl_lstm_forward_f32(const fl_shape *sh, const fl_forward_f32 *a);
+int fl_lstm_forward_f64(const fl_shape *sh, const fl_forward_f64 *a);
+
+/* Bytes of scratch that make fl_lstm_forward_* allocate nothing (at the
+ * current thread count). */
+size_t fl_lstm_forward_workspace_f32(const fl_shape *sh);
+size_t fl_lstm_forward_workspace_f64(const fl_shape *sh);
+
+/* The arguments of a backward call (start from all zeros, as forward's). */
+typedef struct fl_backward_f32 {
+    const float *w_ih;       /* (4H, I) */
+    const float *w_hh;       /* (4H, H_out) */
+    const float *w_hr;       /* (P, H) or NULL */
+    const float *packed;     /* fl_lstm_pack_f32 blob */
+    const float *c0;         /* (B, H) or NULL = zeros */
+    float *gates;            /* (rows, 4H) from forward; overwritten
+                                with d(pre-activation gates) */
+    const float *cells, *xh; /* from forward */
+    const float *dy;         /* (rows, lddy): H_out columns read */
+    size_t lddy;
+    const float *dh_n, *dc_n; /* (B, H_out), (B, H); NULL = zeros */
+    float *dx;                /* (rows, lddx): I columns, or NULL */
+    size_t lddx;
+    int dx_accumulate;    /* 0: dx = ..., 1: dx += ... */
+    float *dh0, *dc0;     /* (B, H_out), (B, H): written */
+    float *dw_ih, *dw_hh; /* accumulated (+=) */
+    float *dbias;         /* (4H) accumulated, or NULL */
+    float *dw_hr;         /* (P, H) accumulated, or NULL */
+} fl_backward_f32;
+
+/* fl_backward_f32 with double data. */
+typedef struct fl_backward_f64 {
+    const double *w_ih;
+    const double *w_hh;
+    const double *w_hr;
+    const double *packed;
+    const double *c0;
+    double *gates;
+    const double *cells, *xh;
+    const double *dy;
+    size_t lddy;
+    const double *dh_n, *dc_n;
+    double *dx;
+    size_t lddx;
+    int dx_accumulate;
+    double *dh0, *dc0;
+    double *dw_ih, *dw_hh;
+    double *dbias;
+    double *dw_hr;
+} fl_backward_f64;
+
+int fl_lstm_backward_f32(const fl_shape *sh, const fl_backward_f32 *a);
+int fl_lstm_backward_f64(const fl_shape *sh, const fl_backward_f64 *a);
 
 /* Chooses the ISA variant (once; FASTLSTM_ISA forces one) and returns its
  * name: "generic", "avx2" or "avx512". */
 const char *fl_init(void);
+
+/* Threads the kernels use (>= 1); fl_set_num_threads(n < 1) restores the
+ * default (FASTLSTM_NUM_THREADS, else the cores available) and returns the
+ * count now in force, or -1 (nothing changed) when n > fl_max_threads().
+ * In a process forked after a threaded call the count stays 1: the OpenMP
+ * runtime's worker threads did not survive the fork, and GNU libgomp would
+ * wait for them forever.  fl_have_openmp: 1 when built with OpenMP. */
+int fl_get_num_threads(void);
+int fl_set_num_threads(int n);
+int fl_have_openmp(void);
+/* The largest count accepted: 4 per core available (at least 8), enough to
+ * oversubscribe on purpose, far below what makes thread creation fail. */
+int fl_max_threads(void);
+/* FASTLSTM_NUM_THREADS: 0 unset or empty, -1 not an integer in
+ * [1, fl_max_threads()] (then ignored), else its value. */
+int fl_env_num_threads(void);
+/* 1 in a child forked after a threaded call (see fl_set_num_threads). */
+int fl_forked_child(void);
+
+/* C = alpha op(A) op(B) + beta C with the active variant's GEMM (row-major,
+ * leading dimensions in elements; beta == 0: C is not read).  The kernels'
+ * own products go through it; exposed for the tests. */
+void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                 const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
+                 size_t ldc);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,7 @@
  *
  * float: branch-free, built on one exp (sigmoid) or expm1 (tanh) each, which
  * compilers vectorize inside the gate loops; within ~3 units of float
- * rounding (relative) everywhere (tests/test_validation.py measures it).
+ * rounding (relative) everywhere (tests/layers/test_validation.py checks it).
  * double: libm (double exists for exact checks).
  * Inputs are clamped before exp, so nothing overflows and nothing is NaN for
  * any finite input (|x| up to FLT_MAX / DBL_MAX); NaN in gives NaN out.

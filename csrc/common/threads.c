@@ -41,7 +41,8 @@ int fl_env_num_threads(void)
     return (int)v;
 }
 
-#ifdef _OPENMP /* without OpenMP there is one thread and nothing to decide */
+/* without OpenMP there is one thread and nothing to decide */
+#ifdef _OPENMP
 static int fl_threads = 0; /* 0: not yet decided */
 /* Set once a count above 1 was handed to a kernel: from then on the
  * OpenMP runtime may hold a pool of worker threads, which a forked child
@@ -123,7 +124,7 @@ int fl_forced_split(void)
     static int forced = -1; /* racing first calls compute the same value */
     if (forced < 0) {
         const char *env = getenv("FASTLSTM_SPLIT");
-        forced = env == NULL                   ? 0
+        forced = env == NULL                 ? 0
                  : strcmp(env, "batch") == 0 ? FL_SPLIT_BATCH
                  : strcmp(env, "units") == 0 ? FL_SPLIT_UNITS
                                              : 0;

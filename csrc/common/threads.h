@@ -5,47 +5,32 @@
 
 #include <stddef.h>
 
+#include "fastlstm.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Number of threads fastlstm's kernels use (>= 1). */
-int fl_get_num_threads(void);
-/* Set it; n < 1 restores the default (cores available to the process,
- * or FASTLSTM_NUM_THREADS when set).  Returns the value now in force, or
- * -1 (nothing changed) when n > fl_max_threads().  In a process forked
- * after a threaded call the count stays 1: the OpenMP runtime's worker
- * threads did not survive the fork, and GNU libgomp would wait for them
- * forever. */
-int fl_set_num_threads(int n);
-/* The largest count accepted: 4 per core available (at least 8), enough
- * to oversubscribe on purpose, far below what makes thread creation fail. */
-int fl_max_threads(void);
-/* FASTLSTM_NUM_THREADS: 0 unset or empty, -1 not an integer in
- * [1, fl_max_threads()] (then ignored), else its value. */
-int fl_env_num_threads(void);
-/* 1 in a child forked after a threaded call (see fl_set_num_threads). */
-int fl_forked_child(void);
+/* fl_get_num_threads, fl_set_num_threads and fl_have_openmp are public
+ * (fastlstm.h). */
 /* FASTLSTM_SPLIT, read once: FL_SPLIT_BATCH ("batch"), FL_SPLIT_UNITS
  * ("units") or 0 (unset: the kernel chooses). */
 enum { FL_SPLIT_BATCH = 1, FL_SPLIT_UNITS = 2 };
 int fl_forced_split(void);
-/* 1 when compiled with OpenMP. */
-int fl_have_openmp(void);
 
 /* The per-step barrier of the kernels' time loops: all nth threads of the
  * current parallel region wait until each has arrived.  An OpenMP barrier
- * costs ~0.4 us on two cores, a time step of a small batch a few us, so
- * with GCC/Clang atomics it is a shared arrival counter that only grows:
+ * is a sizeable part of a small batch's time step, so with GCC/Clang
+ * atomics it is a shared arrival counter that only grows:
  * every thread counts its own rounds and waits for round * nth arrivals
  * (release/acquire: what a thread wrote before arriving is visible to every
  * thread after the wait).  A waiter spins with a pause, then yields.
  * Spinning only pays while every thread has a core: with more threads than
  * the process's CPUs (counted at the first call; fl_barrier_init decides)
- * it is the OpenMP barrier, which sleeps (measured: 4 threads on 2 cores,
- * stream1 took 62 ms spinning against 2 ms).  One fl_barrier per parallel
- * region, initialised by fl_barrier_init before it; each thread's `round`
- * starts at 0. */
+ * it is the OpenMP barrier, which sleeps (a spinning waiter would hold the
+ * CPU of a thread it waits for).  One fl_barrier per parallel region,
+ * initialised by fl_barrier_init before it; each thread's `round` starts
+ * at 0. */
 typedef struct fl_barrier {
     size_t count;
     int spin;
@@ -96,8 +81,7 @@ static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 {
     size_t x = __atomic_load_n(ctr, __ATOMIC_RELAXED);
     while (x < (s + 1) * n)
-        if (__atomic_compare_exchange_n(ctr, &x, x + 1, 1, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
+        if (__atomic_compare_exchange_n(ctr, &x, x + 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             *item = x - s * n;
             return 1;
         }
@@ -107,7 +91,10 @@ static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 #define FL_HAVE_TAKE 0
 static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 {
-    (void)ctr; (void)s; (void)n; (void)item;
+    (void)ctr;
+    (void)s;
+    (void)n;
+    (void)item;
     return 0;
 }
 #endif

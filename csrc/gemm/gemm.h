@@ -2,13 +2,13 @@
  *
  * Everything the LSTM kernels need from matrix multiplication goes through
  * this header, so the implementation (plain C reference, AVX2, AVX-512) can be
- * replaced without touching lstm_impl.h.  Pure C99: no Python, no numpy.
+ * replaced without touching the LSTM kernel.  Pure C99: no Python, no numpy.
  *
  * All matrices are row-major with an explicit leading dimension (elements).
  * "op(X)" is X or X^T depending on the trans flag.
  *
  * Two entry kinds:
- *   1. fl_gemm_{s,d}: C = alpha * op(A) * op(B) + beta * C for large problems
+ *   1. fl_gemm_f32/f64: C = alpha * op(A) * op(B) + beta * C for large problems
  *      (input projection over all T*B rows, weight gradients, dx).  May use
  *      OpenMP threads internally when called outside a parallel region; the
  *      summation order of every C element is fixed (independent of the thread
@@ -24,21 +24,16 @@
 
 #include <stddef.h>
 
+#include "fastlstm.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* ---- general GEMM ------------------------------------------------------ */
-/* As in BLAS: beta == 0 means C is not read (it may hold NaN); K == 0 or
- * alpha == 0 only scales C by beta (A and B are not read). */
-void fl_gemm_s(int transA, int transB, size_t M, size_t N, size_t K,
-               float alpha, const float *A, size_t lda,
-               const float *B, size_t ldb,
-               float beta, float *C, size_t ldc);
-void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
-               double alpha, const double *A, size_t lda,
-               const double *B, size_t ldb,
-               double beta, double *C, size_t ldc);
+/* fl_gemm_f32 / fl_gemm_f64 (fastlstm.h): as in BLAS, beta == 0 means C is
+ * not read (it may hold NaN); K == 0 or alpha == 0 only scales C by beta (A
+ * and B are not read). */
 
 /* fl_gemm_* with the columns of C in two matrices, plus row sums of op(A):
  * columns [0, n1) of C are C1 (ldc1), columns [n1, N) are C2 (ldc2), with
@@ -47,16 +42,12 @@ void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
  * alpha), read off the same pass over A.  Every C element is bitwise what
  * fl_gemm_* gives it.  For weight gradients of stacked inputs [x | h]: one
  * product gives dW_ih and dW_hh, and its read of dgates the bias gradient. */
-void fl_gemm_split_s(int transA, int transB, size_t M, size_t N, size_t K,
-                     float alpha, const float *A, size_t lda,
-                     const float *B, size_t ldb, float beta, size_t n1,
-                     float *C1, size_t ldc1, float *C2, size_t ldc2,
-                     float *sums);
-void fl_gemm_split_d(int transA, int transB, size_t M, size_t N, size_t K,
-                     double alpha, const double *A, size_t lda,
-                     const double *B, size_t ldb, double beta, size_t n1,
-                     double *C1, size_t ldc1, double *C2, size_t ldc2,
-                     double *sums);
+void fl_gemm_split_s(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
+                     const float *A, size_t lda, const float *B, size_t ldb, float beta, size_t n1,
+                     float *C1, size_t ldc1, float *C2, size_t ldc2, float *sums);
+void fl_gemm_split_d(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                     const double *A, size_t lda, const double *B, size_t ldb, double beta,
+                     size_t n1, double *C1, size_t ldc1, double *C2, size_t ldc2, double *sums);
 
 /* ---- packed B ---------------------------------------------------------- */
 /* Panel width (columns of op(B) per panel) of the active ISA variant. */
@@ -74,22 +65,18 @@ size_t fl_packed_size_d(size_t K, size_t N);
  * row k of those columns at + k*nr (nr values, zero beyond N).  So rows
  * [k0, k1) of a panel are exactly the packed copy of rows [k0, k1) of
  * those columns: matrices stacked along K can be packed piece by piece. */
-void fl_pack_b_s(int transB, size_t K, size_t N, const float *B, size_t ldb,
-                 float *packed);
-void fl_pack_b_d(int transB, size_t K, size_t N, const double *B, size_t ldb,
-                 double *packed);
+void fl_pack_b_s(int transB, size_t K, size_t N, const float *B, size_t ldb, float *packed);
+void fl_pack_b_d(int transB, size_t K, size_t N, const double *B, size_t ldb, double *packed);
 
 /* C[M x N] = A[M x K] * P + beta * C, where P is the packed op(B) restricted
  * to columns [n0, n0 + N); `packed` must point at panel start
  * (packed_base + (n0/nr)*nr*K, n0 a multiple of nr).  beta is 0 or 1
  * (with beta == 0, C is not read, so it may hold garbage).  N need not be a
  * multiple of nr: only N columns of C are written. Single-threaded. */
-void fl_gemm_packed_s(size_t M, size_t N, size_t K,
-                      const float *A, size_t lda, const float *packed,
+void fl_gemm_packed_s(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *packed,
                       float beta, float *C, size_t ldc);
-void fl_gemm_packed_d(size_t M, size_t N, size_t K,
-                      const double *A, size_t lda, const double *packed,
-                      double beta, double *C, size_t ldc);
+void fl_gemm_packed_d(size_t M, size_t N, size_t K, const double *A, size_t lda,
+                      const double *packed, double beta, double *C, size_t ldc);
 
 /* The same for rows [k0, k0 + K) of a packed op(B) of Ktot rows (the part of
  * a stacked matrix that multiplies one of its inputs): `packed` points at
@@ -99,13 +86,11 @@ void fl_gemm_packed_d(size_t M, size_t N, size_t K,
  * [ks, K) with beta = 1, and gives their bits in one pass (a stacked matrix
  * whose parts are also multiplied separately elsewhere).  fl_gemm_packed_*
  * is this with k0 = 0, Ktot = K, ks = 0. */
-void fl_gemm_packed_ld_s(size_t M, size_t N, size_t K,
-                         const float *A, size_t lda, const float *packed,
-                         size_t ldp, size_t ks, float beta, float *C,
+void fl_gemm_packed_ld_s(size_t M, size_t N, size_t K, const float *A, size_t lda,
+                         const float *packed, size_t ldp, size_t ks, float beta, float *C,
                          size_t ldc);
-void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K,
-                         const double *A, size_t lda, const double *packed,
-                         size_t ldp, size_t ks, double beta, double *C,
+void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K, const double *A, size_t lda,
+                         const double *packed, size_t ldp, size_t ks, double beta, double *C,
                          size_t ldc);
 
 /* ---- ISA dispatch -------------------------------------------------------- */
@@ -114,7 +99,6 @@ void fl_gemm_packed_ld_d(size_t M, size_t N, size_t K,
  * CPU cannot run falls back to the best one it can).  Returns the name of the
  * variant in use. */
 const char *fl_gemm_init(void);
-const char *fl_gemm_isa(void);
 
 #ifdef __cplusplus
 }

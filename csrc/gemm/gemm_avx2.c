@@ -7,9 +7,8 @@
  * A (fp32: 144 KiB) in L2. */
 #include "gemm_internal.h"
 
-#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||         \
-     defined(_M_IX86)) && defined(__AVX2__) &&                              \
-    (defined(__FMA__) || defined(_MSC_VER))
+#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)) && \
+    defined(__AVX2__) && (defined(__FMA__) || defined(_MSC_VER))
 #include <immintrin.h>
 
 #define FL_ISA avx2
@@ -52,6 +51,7 @@
 #define FL_VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #include "gemm_kernel_template.h"
 
+/* clang-format off */
 static const fl_gemm_impl fl_avx2_table = {
     "avx2", 6, 16, 6, 8,
     fl_avx2_gemm_s, fl_avx2_gemm_d,
@@ -59,6 +59,7 @@ static const fl_gemm_impl fl_avx2_table = {
     fl_avx2_gemm_packed_s, fl_avx2_gemm_packed_d,
     fl_avx2_gemm_team_s, fl_avx2_gemm_team_d,
 };
+/* clang-format on */
 
 const fl_gemm_impl *fl_gemm_impl_avx2(void) { return &fl_avx2_table; }
 

@@ -9,9 +9,8 @@
  * 240 KiB) in a >= 1 MiB L2. */
 #include "gemm_internal.h"
 
-#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||         \
-     defined(_M_IX86)) && defined(__AVX512F__) && defined(__AVX512DQ__) &&  \
-    defined(__AVX512VL__)
+#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)) && \
+    defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
 #define FL_ISA avx512
@@ -54,6 +53,7 @@
 #define FL_VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #include "gemm_kernel_template.h"
 
+/* clang-format off */
 static const fl_gemm_impl fl_avx512_table = {
     "avx512", 12, 32, 12, 16,
     fl_avx512_gemm_s, fl_avx512_gemm_d,
@@ -61,6 +61,7 @@ static const fl_gemm_impl fl_avx512_table = {
     fl_avx512_gemm_packed_s, fl_avx512_gemm_packed_d,
     fl_avx512_gemm_team_s, fl_avx512_gemm_team_d,
 };
+/* clang-format on */
 
 const fl_gemm_impl *fl_gemm_impl_avx512(void) { return &fl_avx512_table; }
 

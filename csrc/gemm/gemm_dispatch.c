@@ -6,6 +6,7 @@
  * the result is bitwise the same for any thread count (gemm_internal.h). */
 #include "gemm.h"
 #include "gemm_internal.h"
+#include "isa.h"
 #include "threads.h"
 
 #include <stdlib.h>
@@ -14,91 +15,34 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) ||          \
-    defined(_M_IX86)
-#define FL_X86 1
-#if !defined(__GNUC__) && !defined(__clang__) && defined(_MSC_VER)
-#include <intrin.h>
-#include <immintrin.h>
-#endif
-#else
-#define FL_X86 0
-#endif
-
 /* Below this many multiply-adds one thread is faster than waking others. */
 #define FL_PARALLEL_MIN_WORK (1.0 * (1 << 20))
 #define FL_MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
 
-/* ---- CPU features ------------------------------------------------------- */
-#if FL_X86 && (defined(__GNUC__) || defined(__clang__))
-/* libgcc / compiler-rt also check that the OS saves the ymm / zmm state. */
-static int cpu_has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-static int cpu_has_avx512(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl") && cpu_has_avx2();
-}
-#elif FL_X86 && defined(_MSC_VER)
-static int cpu_xcr0_has(unsigned long long mask)
-{
-    int r[4];
-    __cpuid(r, 1);
-    if (!(r[2] & (1 << 27))) /* OSXSAVE */
-        return 0;
-    return (_xgetbv(0) & mask) == mask;
-}
-static int cpu_has_avx2(void)
-{
-    int r1[4], r7[4];
-    __cpuid(r1, 0);
-    if (r1[0] < 7)
-        return 0;
-    __cpuid(r1, 1);
-    __cpuidex(r7, 7, 0);
-    return (r1[2] & (1 << 12)) /* FMA */ && (r1[2] & (1 << 28)) /* AVX */ &&
-           (r7[1] & (1 << 5)) /* AVX2 */ && cpu_xcr0_has(0x6);
-}
-static int cpu_has_avx512(void)
-{
-    int r7[4];
-    if (!cpu_has_avx2())
-        return 0;
-    __cpuidex(r7, 7, 0);
-    return (r7[1] & (1 << 16)) /* F */ && (r7[1] & (1 << 17)) /* DQ */ &&
-           (r7[1] & (1 << 31)) /* VL */ && cpu_xcr0_has(0xe6);
-}
-#else
-static int cpu_has_avx2(void) { return 0; }
-static int cpu_has_avx512(void) { return 0; }
-#endif
-
 /* ---- variant choice ----------------------------------------------------- */
+typedef struct isa_entry {
+    const char *name;
+    const fl_gemm_impl *(*impl)(void); /* NULL when built without the flags */
+    int (*cpu_runs)(void);
+} isa_entry;
+
+#define FL_ISA_ENTRY(isa) {#isa, fl_gemm_impl_##isa, fl_cpu_runs_##isa},
+static const isa_entry isas[] = {FL_FOR_EACH_ISA(FL_ISA_ENTRY)};
+#define FL_N_ISAS (sizeof isas / sizeof isas[0])
+
 const fl_gemm_impl *fl_gemm_impl_by_name(const char *name)
 {
-    if (name == NULL)
-        return NULL;
-    if (strcmp(name, "generic") == 0)
-        return fl_gemm_impl_generic();
-    if (strcmp(name, "avx2") == 0)
-        return cpu_has_avx2() ? fl_gemm_impl_avx2() : NULL;
-    if (strcmp(name, "avx512") == 0)
-        return cpu_has_avx512() ? fl_gemm_impl_avx512() : NULL;
+    for (size_t i = 0; name != NULL && i < FL_N_ISAS; i++)
+        if (strcmp(name, isas[i].name) == 0)
+            return isas[i].cpu_runs() ? isas[i].impl() : NULL;
     return NULL;
 }
 
 static const fl_gemm_impl *choose_variant(void)
 {
-    static const char *const best_first[] = {"avx512", "avx2", "generic"};
     const fl_gemm_impl *impl = fl_gemm_impl_by_name(getenv("FASTLSTM_ISA"));
-    size_t i;
-    for (i = 0; impl == NULL && i < sizeof best_first / sizeof *best_first; i++)
-        impl = fl_gemm_impl_by_name(best_first[i]);
+    for (size_t i = FL_N_ISAS; impl == NULL && i > 0; i--) /* best first */
+        impl = fl_gemm_impl_by_name(isas[i - 1].name);
     return impl;
 }
 
@@ -125,51 +69,39 @@ const fl_gemm_impl *fl_gemm_active(void)
 }
 
 const char *fl_gemm_init(void) { return fl_gemm_active()->name; }
-const char *fl_gemm_isa(void) { return fl_gemm_active()->name; }
 
 size_t fl_gemm_nr_s(void) { return fl_gemm_active()->nr_s; }
 size_t fl_gemm_nr_d(void) { return fl_gemm_active()->nr_d; }
 
-static size_t packed_size(size_t K, size_t N, size_t nr)
-{
-    return (N + nr - 1) / nr * nr * K;
-}
-size_t fl_packed_size_s(size_t K, size_t N)
-{
-    return packed_size(K, N, fl_gemm_nr_s());
-}
-size_t fl_packed_size_d(size_t K, size_t N)
-{
-    return packed_size(K, N, fl_gemm_nr_d());
-}
+static size_t packed_size(size_t K, size_t N, size_t nr) { return (N + nr - 1) / nr * nr * K; }
+size_t fl_packed_size_s(size_t K, size_t N) { return packed_size(K, N, fl_gemm_nr_s()); }
+size_t fl_packed_size_d(size_t K, size_t N) { return packed_size(K, N, fl_gemm_nr_d()); }
 
 /* ---- one body for both dtypes ------------------------------------------- */
 /* C = beta*C for the cases with nothing to multiply (K == 0, alpha == 0);
  * beta == 0 writes zeros without reading C.  The sums of op(A) still come
  * out (an empty sum for K == 0). */
-#define FL_DEFINE_SCALE(SFX, T)                                              \
-    static void scale_part_##SFX(size_t M, size_t N, T beta, T *C,           \
-                                 size_t ldc)                                 \
-    {                                                                        \
-        size_t i, j;                                                         \
-        if (beta == (T)1)                                                    \
-            return;                                                          \
-        for (i = 0; i < M; i++)                                              \
-            for (j = 0; j < N; j++)                                          \
-                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];\
-    }                                                                        \
-    static void no_product_##SFX(int transA, size_t M, size_t N, size_t K,   \
-                                 const T *A, size_t lda, T beta,             \
-                                 const fl_cout_##SFX *c)                     \
-    {                                                                        \
-        size_t i, k;                                                         \
-        scale_part_##SFX(M, c->n1, beta, c->c1, c->ldc1);                    \
-        if (c->n1 < N)                                                       \
-            scale_part_##SFX(M, N - c->n1, beta, c->c2, c->ldc2);            \
-        if (c->sums)                                                         \
-            for (i = 0; i < M; i++)                                          \
-                for (k = 0; k < K; k++)                                      \
-                    c->sums[i] += transA ? A[k * lda + i] : A[i * lda + k];  \
+#define FL_DEFINE_SCALE(SFX, T)                                                                    \
+    static void scale_part_##SFX(size_t M, size_t N, T beta, T *C, size_t ldc)                     \
+    {                                                                                              \
+        size_t i, j;                                                                               \
+        if (beta == (T)1)                                                                          \
+            return;                                                                                \
+        for (i = 0; i < M; i++)                                                                    \
+            for (j = 0; j < N; j++)                                                                \
+                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];                      \
+    }                                                                                              \
+    static void no_product_##SFX(int transA, size_t M, size_t N, size_t K, const T *A, size_t lda, \
+                                 T beta, const fl_cout_##SFX *c)                                   \
+    {                                                                                              \
+        size_t i, k;                                                                               \
+        scale_part_##SFX(M, c->n1, beta, c->c1, c->ldc1);                                          \
+        if (c->n1 < N)                                                                             \
+            scale_part_##SFX(M, N - c->n1, beta, c->c2, c->ldc2);                                  \
+        if (c->sums)                                                                               \
+            for (i = 0; i < M; i++)                                                                \
+                for (k = 0; k < K; k++)                                                            \
+                    c->sums[i] += transA ? A[k * lda + i] : A[i * lda + k];                        \
     }
 
 /* The dimension with more register tiles is split.  Rows go to the
@@ -177,13 +109,12 @@ size_t fl_packed_size_d(size_t K, size_t N)
  * rows taken dynamically: gemm_team in gemm_kernel_template.h).  Columns,
  * or rows when that cannot allocate its buffers, go in chunks that each
  * pack their own copy of the other operand, so one chunk per thread is the
- * least traffic (measured: with 4 per thread, repacking a 16 MB W in the
- * 2240x4096x1024 projection cost ~15%).  A chunk of rows takes its rows of
- * both C matrices and of the sums; a chunk of columns its columns of C1
- * and / or C2, and only the first chunk the sums (every chunk reads all of
- * A). */
-#define FL_CHUNKS_PER_THREAD 1
+ * least traffic (more chunks repack a large operand more often).  A chunk
+ * of rows takes its rows of both C matrices and of the sums; a chunk of
+ * columns its columns of C1 and / or C2, and only the first chunk the sums
+ * (every chunk reads all of A). */
 #ifdef _OPENMP
+/* clang-format off */
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
     if (nt > 1 && !omp_in_parallel() &&                                      \
         (double)M * (double)N * (double)K >= FL_PARALLEL_MIN_WORK) {         \
@@ -197,8 +128,7 @@ size_t fl_packed_size_d(size_t K, size_t N)
                              beta, c, nt) == 0)                              \
             return;                                                          \
         if (tiles >= 2) {                                                    \
-            const size_t nch =                                               \
-                FL_MIN_SIZE(tiles, (size_t)nt * FL_CHUNKS_PER_THREAD);       \
+            const size_t nch = FL_MIN_SIZE(tiles, (size_t)nt);               \
             long ch;                                                         \
             if ((size_t)nt > tiles)                                          \
                 nt = (int)tiles;                                             \
@@ -235,100 +165,95 @@ size_t fl_packed_size_d(size_t K, size_t N)
             return;                                                          \
         }                                                                    \
     }
+/* clang-format on */
 #else
 #define FL_PARALLEL_GEMM(SFX, T) (void)nt;
 #endif
 
-#define FL_DEFINE_GEMM(SFX, T)                                               \
-    FL_DEFINE_SCALE(SFX, T)                                                  \
-    void fl_gemm_split_##SFX##_with(                                         \
-        const fl_gemm_impl *impl, int nthreads, int transA, int transB,      \
-        size_t M, size_t N, size_t K, T alpha, const T *A, size_t lda,       \
-        const T *B, size_t ldb, T beta, size_t n1, T *C1, size_t ldc1,       \
-        T *C2, size_t ldc2, T *sums)                                         \
-    {                                                                        \
-        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();            \
-        fl_cout_##SFX cout_, *c = &cout_;                                    \
-        cout_.c1 = C1;                                                       \
-        cout_.ldc1 = ldc1;                                                   \
-        cout_.n1 = n1 < N ? n1 : N;                                          \
-        cout_.c2 = C2;                                                       \
-        cout_.ldc2 = ldc2;                                                   \
-        cout_.sums = sums;                                                   \
-        if (M == 0)                                                          \
-            return;                                                          \
-        if (N == 0 || K == 0 || alpha == (T)0) {                             \
-            no_product_##SFX(transA, M, N, K, A, lda, beta, c);              \
-            return;                                                          \
-        }                                                                    \
-        FL_PARALLEL_GEMM(SFX, T)                                             \
-        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb,     \
-                         beta, c);                                           \
-    }                                                                        \
-    void fl_gemm_split_##SFX(int transA, int transB, size_t M, size_t N,     \
-                             size_t K, T alpha, const T *A, size_t lda,      \
-                             const T *B, size_t ldb, T beta, size_t n1,      \
-                             T *C1, size_t ldc1, T *C2, size_t ldc2,         \
-                             T *sums)                                        \
-    {                                                                        \
-        fl_gemm_split_##SFX##_with(fl_gemm_active(), 0, transA, transB, M,   \
-                                   N, K, alpha, A, lda, B, ldb, beta, n1,    \
-                                   C1, ldc1, C2, ldc2, sums);                \
-    }                                                                        \
-    void fl_gemm_##SFX##_with(const fl_gemm_impl *impl, int nthreads,        \
-                              int transA, int transB, size_t M, size_t N,    \
-                              size_t K, T alpha, const T *A, size_t lda,     \
-                              const T *B, size_t ldb, T beta, T *C,          \
-                              size_t ldc)                                    \
-    {                                                                        \
-        fl_gemm_split_##SFX##_with(impl, nthreads, transA, transB, M, N, K,  \
-                                   alpha, A, lda, B, ldb, beta, N, C, ldc,   \
-                                   NULL, 0, NULL);                           \
-    }                                                                        \
-    void fl_gemm_##SFX(int transA, int transB, size_t M, size_t N, size_t K, \
-                       T alpha, const T *A, size_t lda, const T *B,          \
-                       size_t ldb, T beta, T *C, size_t ldc)                 \
-    {                                                                        \
-        fl_gemm_##SFX##_with(fl_gemm_active(), 0, transA, transB, M, N, K,   \
-                             alpha, A, lda, B, ldb, beta, C, ldc);           \
-    }                                                                        \
-    void fl_pack_b_##SFX(int transB, size_t K, size_t N, const T *B,         \
-                         size_t ldb, T *packed)                              \
-    {                                                                        \
-        if (K == 0 || N == 0)                                                \
-            return;                                                          \
-        fl_gemm_active()->pack_b_##SFX(transB, K, N, B, ldb, packed);        \
-    }                                                                        \
-    void fl_gemm_packed_##SFX##_with(const fl_gemm_impl *impl, size_t M,     \
-                                     size_t N, size_t K, const T *A,         \
-                                     size_t lda, const T *packed,            \
-                                     size_t ldp, size_t ks, T beta, T *C,    \
-                                     size_t ldc)                             \
-    {                                                                        \
-        if (M == 0 || N == 0)                                                \
-            return;                                                          \
-        if (K == 0) {                                                        \
-            scale_part_##SFX(M, N, beta, C, ldc);                            \
-            return;                                                          \
-        }                                                                    \
-        impl->packed_##SFX(M, N, K, A, lda, packed, ldp, ks < K ? ks : 0,    \
-                           beta, C, ldc);                                    \
-    }                                                                        \
-    void fl_gemm_packed_##SFX(size_t M, size_t N, size_t K, const T *A,      \
-                              size_t lda, const T *packed, T beta, T *C,     \
-                              size_t ldc)                                    \
-    {                                                                        \
-        const fl_gemm_impl *impl = fl_gemm_active();                         \
-        fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda, packed,           \
-                                    impl->nr_##SFX * K, 0, beta, C, ldc);    \
-    }                                                                        \
-    void fl_gemm_packed_ld_##SFX(size_t M, size_t N, size_t K, const T *A,   \
-                                 size_t lda, const T *packed, size_t ldp,    \
-                                 size_t ks, T beta, T *C, size_t ldc)        \
-    {                                                                        \
-        fl_gemm_packed_##SFX##_with(fl_gemm_active(), M, N, K, A, lda,       \
-                                    packed, ldp, ks, beta, C, ldc);          \
+#define FL_DEFINE_GEMM(SFX, T)                                                                     \
+    FL_DEFINE_SCALE(SFX, T)                                                                        \
+    void fl_gemm_split_##SFX##_with(const fl_gemm_impl *impl, int nthreads, int transA,            \
+                                    int transB, size_t M, size_t N, size_t K, T alpha, const T *A, \
+                                    size_t lda, const T *B, size_t ldb, T beta, size_t n1, T *C1,  \
+                                    size_t ldc1, T *C2, size_t ldc2, T *sums)                      \
+    {                                                                                              \
+        int nt = nthreads >= 1 ? nthreads : fl_get_num_threads();                                  \
+        fl_cout_##SFX cout_, *c = &cout_;                                                          \
+        cout_.c1 = C1;                                                                             \
+        cout_.ldc1 = ldc1;                                                                         \
+        cout_.n1 = n1 < N ? n1 : N;                                                                \
+        cout_.c2 = C2;                                                                             \
+        cout_.ldc2 = ldc2;                                                                         \
+        cout_.sums = sums;                                                                         \
+        if (M == 0)                                                                                \
+            return;                                                                                \
+        if (N == 0 || K == 0 || alpha == (T)0) {                                                   \
+            no_product_##SFX(transA, M, N, K, A, lda, beta, c);                                    \
+            return;                                                                                \
+        }                                                                                          \
+        FL_PARALLEL_GEMM(SFX, T)                                                                   \
+        impl->gemm_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, c);                 \
+    }                                                                                              \
+    void fl_gemm_split_##SFX(int transA, int transB, size_t M, size_t N, size_t K, T alpha,        \
+                             const T *A, size_t lda, const T *B, size_t ldb, T beta, size_t n1,    \
+                             T *C1, size_t ldc1, T *C2, size_t ldc2, T *sums)                      \
+    {                                                                                              \
+        fl_gemm_split_##SFX##_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A, lda, B, \
+                                   ldb, beta, n1, C1, ldc1, C2, ldc2, sums);                       \
+    }                                                                                              \
+    void fl_gemm_##SFX##_with(const fl_gemm_impl *impl, int nthreads, int transA, int transB,      \
+                              size_t M, size_t N, size_t K, T alpha, const T *A, size_t lda,       \
+                              const T *B, size_t ldb, T beta, T *C, size_t ldc)                    \
+    {                                                                                              \
+        fl_gemm_split_##SFX##_with(impl, nthreads, transA, transB, M, N, K, alpha, A, lda, B, ldb, \
+                                   beta, N, C, ldc, NULL, 0, NULL);                                \
+    }                                                                                              \
+    void fl_pack_b_##SFX(int transB, size_t K, size_t N, const T *B, size_t ldb, T *packed)        \
+    {                                                                                              \
+        if (K == 0 || N == 0)                                                                      \
+            return;                                                                                \
+        fl_gemm_active()->pack_b_##SFX(transB, K, N, B, ldb, packed);                              \
+    }                                                                                              \
+    void fl_gemm_packed_##SFX##_with(const fl_gemm_impl *impl, size_t M, size_t N, size_t K,       \
+                                     const T *A, size_t lda, const T *packed, size_t ldp,          \
+                                     size_t ks, T beta, T *C, size_t ldc)                          \
+    {                                                                                              \
+        if (M == 0 || N == 0)                                                                      \
+            return;                                                                                \
+        if (K == 0) {                                                                              \
+            scale_part_##SFX(M, N, beta, C, ldc);                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        impl->packed_##SFX(M, N, K, A, lda, packed, ldp, ks < K ? ks : 0, beta, C, ldc);           \
+    }                                                                                              \
+    void fl_gemm_packed_##SFX(size_t M, size_t N, size_t K, const T *A, size_t lda,                \
+                              const T *packed, T beta, T *C, size_t ldc)                           \
+    {                                                                                              \
+        const fl_gemm_impl *impl = fl_gemm_active();                                               \
+        fl_gemm_packed_##SFX##_with(impl, M, N, K, A, lda, packed, impl->nr_##SFX * K, 0, beta, C, \
+                                    ldc);                                                          \
+    }                                                                                              \
+    void fl_gemm_packed_ld_##SFX(size_t M, size_t N, size_t K, const T *A, size_t lda,             \
+                                 const T *packed, size_t ldp, size_t ks, T beta, T *C, size_t ldc) \
+    {                                                                                              \
+        fl_gemm_packed_##SFX##_with(fl_gemm_active(), M, N, K, A, lda, packed, ldp, ks, beta, C,   \
+                                    ldc);                                                          \
     }
 
 FL_DEFINE_GEMM(s, float)
 FL_DEFINE_GEMM(d, double)
+
+void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    fl_gemm_s_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                   ldc);
+}
+
+void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                 const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
+                 size_t ldc)
+{
+    fl_gemm_d_with(fl_gemm_active(), 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                   ldc);
+}

@@ -21,10 +21,7 @@ static inline fl_generic_v4sf fl_generic_load_s(const float *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void fl_generic_store_s(float *p, fl_generic_v4sf v)
-{
-    memcpy(p, &v, sizeof v);
-}
+static inline void fl_generic_store_s(float *p, fl_generic_v4sf v) { memcpy(p, &v, sizeof v); }
 static inline fl_generic_v4sf fl_generic_set1_s(float x)
 {
     fl_generic_v4sf v = {x, x, x, x};
@@ -36,10 +33,7 @@ static inline fl_generic_v2df fl_generic_load_d(const double *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void fl_generic_store_d(double *p, fl_generic_v2df v)
-{
-    memcpy(p, &v, sizeof v);
-}
+static inline void fl_generic_store_d(double *p, fl_generic_v2df v) { memcpy(p, &v, sizeof v); }
 static inline fl_generic_v2df fl_generic_set1_d(double x)
 {
     fl_generic_v2df v = {x, x};
@@ -131,6 +125,7 @@ static inline fl_generic_v2df fl_generic_set1_d(double x)
 #define FL_GENERIC_NR_D 4
 #endif
 
+/* clang-format off */
 static const fl_gemm_impl fl_generic_table = {
     "generic", 4, FL_GENERIC_NR_S, 4, FL_GENERIC_NR_D,
     fl_generic_gemm_s, fl_generic_gemm_d,
@@ -138,5 +133,6 @@ static const fl_gemm_impl fl_generic_table = {
     fl_generic_gemm_packed_s, fl_generic_gemm_packed_d,
     fl_generic_gemm_team_s, fl_generic_gemm_team_d,
 };
+/* clang-format on */
 
 const fl_gemm_impl *fl_gemm_impl_generic(void) { return &fl_generic_table; }

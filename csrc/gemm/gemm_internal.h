@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 
+#include "isa.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -52,43 +54,37 @@ typedef struct fl_gemm_impl {
     size_t mr_d, nr_d; /* and of the fp64 one */
     /* Serial C = alpha*op(A)*op(B) + beta*C (C as described by c).
      * Requires M, N, K >= 1. */
-    void (*gemm_s)(int transA, int transB, size_t M, size_t N, size_t K,
-                   float alpha, const float *A, size_t lda,
-                   const float *B, size_t ldb, float beta,
+    void (*gemm_s)(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
+                   const float *A, size_t lda, const float *B, size_t ldb, float beta,
                    const fl_cout_s *c);
-    void (*gemm_d)(int transA, int transB, size_t M, size_t N, size_t K,
-                   double alpha, const double *A, size_t lda,
-                   const double *B, size_t ldb, double beta,
+    void (*gemm_d)(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                   const double *A, size_t lda, const double *B, size_t ldb, double beta,
                    const fl_cout_d *c);
     /* Same contracts as fl_pack_b_* / fl_gemm_packed_ld_* in gemm.h (the
      * packed functions require M, N, K >= 1). */
-    void (*pack_b_s)(int transB, size_t K, size_t N, const float *B,
-                     size_t ldb, float *packed);
-    void (*pack_b_d)(int transB, size_t K, size_t N, const double *B,
-                     size_t ldb, double *packed);
-    void (*packed_s)(size_t M, size_t N, size_t K, const float *A,
-                     size_t lda, const float *packed, size_t ldp, size_t ks,
-                     float beta, float *C, size_t ldc);
-    void (*packed_d)(size_t M, size_t N, size_t K, const double *A,
-                     size_t lda, const double *packed, size_t ldp,
-                     size_t ks, double beta, double *C, size_t ldc);
+    void (*pack_b_s)(int transB, size_t K, size_t N, const float *B, size_t ldb, float *packed);
+    void (*pack_b_d)(int transB, size_t K, size_t N, const double *B, size_t ldb, double *packed);
+    void (*packed_s)(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *packed,
+                     size_t ldp, size_t ks, float beta, float *C, size_t ldc);
+    void (*packed_d)(size_t M, size_t N, size_t K, const double *A, size_t lda,
+                     const double *packed, size_t ldp, size_t ks, double beta, double *C,
+                     size_t ldc);
     /* gemm_s / gemm_d on nt threads sharing one packed B, splitting M
      * (M, N, K >= 1); -> 0, or -1 when it did nothing (then the caller
      * splits the product itself). */
-    int (*team_s)(int transA, int transB, size_t M, size_t N, size_t K,
-                  float alpha, const float *A, size_t lda, const float *B,
-                  size_t ldb, float beta, const fl_cout_s *c, int nt);
-    int (*team_d)(int transA, int transB, size_t M, size_t N, size_t K,
-                  double alpha, const double *A, size_t lda, const double *B,
-                  size_t ldb, double beta, const fl_cout_d *c, int nt);
+    int (*team_s)(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
+                  size_t lda, const float *B, size_t ldb, float beta, const fl_cout_s *c, int nt);
+    int (*team_d)(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                  const double *A, size_t lda, const double *B, size_t ldb, double beta,
+                  const fl_cout_d *c, int nt);
 } fl_gemm_impl;
 
 /* Variant tables.  A function returns NULL when its file was compiled
  * without the ISA flags it needs (or on a non-x86 target), so a build that
  * lacks them still links and simply never selects that variant. */
-const fl_gemm_impl *fl_gemm_impl_generic(void);
-const fl_gemm_impl *fl_gemm_impl_avx2(void);
-const fl_gemm_impl *fl_gemm_impl_avx512(void);
+#define FL_DECLARE_GEMM_IMPL(isa) const fl_gemm_impl *fl_gemm_impl_##isa(void);
+FL_FOR_EACH_ISA(FL_DECLARE_GEMM_IMPL)
+#undef FL_DECLARE_GEMM_IMPL
 
 /* Dispatcher internals (gemm_dispatch.c), exposed for the tests. */
 /* The table for "generic" | "avx2" | "avx512" if compiled in and this CPU
@@ -97,48 +93,36 @@ const fl_gemm_impl *fl_gemm_impl_by_name(const char *name);
 const fl_gemm_impl *fl_gemm_active(void);
 /* fl_gemm_* with an explicit variant and thread count (nthreads < 1: use
  * fl_get_num_threads()). */
-void fl_gemm_s_with(const fl_gemm_impl *impl, int nthreads,
-                    int transA, int transB, size_t M, size_t N, size_t K,
-                    float alpha, const float *A, size_t lda,
-                    const float *B, size_t ldb,
-                    float beta, float *C, size_t ldc);
-void fl_gemm_d_with(const fl_gemm_impl *impl, int nthreads,
-                    int transA, int transB, size_t M, size_t N, size_t K,
-                    double alpha, const double *A, size_t lda,
-                    const double *B, size_t ldb,
-                    double beta, double *C, size_t ldc);
+void fl_gemm_s_with(const fl_gemm_impl *impl, int nthreads, int transA, int transB, size_t M,
+                    size_t N, size_t K, float alpha, const float *A, size_t lda, const float *B,
+                    size_t ldb, float beta, float *C, size_t ldc);
+void fl_gemm_d_with(const fl_gemm_impl *impl, int nthreads, int transA, int transB, size_t M,
+                    size_t N, size_t K, double alpha, const double *A, size_t lda, const double *B,
+                    size_t ldb, double beta, double *C, size_t ldc);
 /* fl_gemm_split_* with an explicit variant and thread count. */
-void fl_gemm_split_s_with(const fl_gemm_impl *impl, int nthreads,
-                          int transA, int transB, size_t M, size_t N,
-                          size_t K, float alpha, const float *A, size_t lda,
-                          const float *B, size_t ldb, float beta, size_t n1,
-                          float *C1, size_t ldc1, float *C2, size_t ldc2,
-                          float *sums);
-void fl_gemm_split_d_with(const fl_gemm_impl *impl, int nthreads,
-                          int transA, int transB, size_t M, size_t N,
-                          size_t K, double alpha, const double *A,
-                          size_t lda, const double *B, size_t ldb,
-                          double beta, size_t n1, double *C1, size_t ldc1,
-                          double *C2, size_t ldc2, double *sums);
-void fl_gemm_packed_s_with(const fl_gemm_impl *impl, size_t M, size_t N,
-                           size_t K, const float *A, size_t lda,
-                           const float *packed, size_t ldp, size_t ks,
-                           float beta, float *C, size_t ldc);
-void fl_gemm_packed_d_with(const fl_gemm_impl *impl, size_t M, size_t N,
-                           size_t K, const double *A, size_t lda,
-                           const double *packed, size_t ldp, size_t ks,
-                           double beta, double *C, size_t ldc);
+void fl_gemm_split_s_with(const fl_gemm_impl *impl, int nthreads, int transA, int transB, size_t M,
+                          size_t N, size_t K, float alpha, const float *A, size_t lda,
+                          const float *B, size_t ldb, float beta, size_t n1, float *C1, size_t ldc1,
+                          float *C2, size_t ldc2, float *sums);
+void fl_gemm_split_d_with(const fl_gemm_impl *impl, int nthreads, int transA, int transB, size_t M,
+                          size_t N, size_t K, double alpha, const double *A, size_t lda,
+                          const double *B, size_t ldb, double beta, size_t n1, double *C1,
+                          size_t ldc1, double *C2, size_t ldc2, double *sums);
+void fl_gemm_packed_s_with(const fl_gemm_impl *impl, size_t M, size_t N, size_t K, const float *A,
+                           size_t lda, const float *packed, size_t ldp, size_t ks, float beta,
+                           float *C, size_t ldc);
+void fl_gemm_packed_d_with(const fl_gemm_impl *impl, size_t M, size_t N, size_t K, const double *A,
+                           size_t lda, const double *packed, size_t ldp, size_t ks, double beta,
+                           double *C, size_t ldc);
 
 /* Plain loops (gemm_ref.c): the specification the variants are tested
  * against.  Same contract as fl_gemm_* (any sizes, beta == 0: C not read). */
-void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K,
-                   float alpha, const float *A, size_t lda,
-                   const float *B, size_t ldb,
-                   float beta, float *C, size_t ldc);
-void fl_gemm_ref_d(int transA, int transB, size_t M, size_t N, size_t K,
-                   double alpha, const double *A, size_t lda,
-                   const double *B, size_t ldb,
-                   double beta, double *C, size_t ldc);
+void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
+                   const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                   size_t ldc);
+void fl_gemm_ref_d(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                   const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
+                   size_t ldc);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,10 @@
  * blocked GEMM): panel p of a kc x n matrix holds columns [p*NR, (p+1)*NR)
  * as kc rows of NR contiguous values, zero beyond n, at offset p*NR*kc.
  * Packed A blocks are the transpose: MR-row panels, element (i, k) at
- * panel[k*MR + i], zero rows beyond m. */
+ * panel[k*MR + i], zero rows beyond m.
+ *
+ * docs/kernel-design.md explains the design and holds the measurements
+ * behind the thresholds. */
 
 #ifndef FL_GEMM_TEMPLATE_ONCE
 #define FL_GEMM_TEMPLATE_ONCE
@@ -90,10 +93,9 @@
  * at +k*NR.  mt, np and acs are compile-time constants at every call site,
  * so the loops unroll completely and acc lives in registers.  Each lane of
  * acc sums its products in increasing k, starting from zero. */
-FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs,
-                           size_t K, const FL_T *a, size_t ars,
-                           const FL_T *b, size_t bps, FL_T alpha, FL_T beta,
-                           FL_T *c, size_t ldc)
+FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs, size_t K, const FL_T *a,
+                           size_t ars, const FL_T *b, size_t bps, FL_T alpha, FL_T beta, FL_T *c,
+                           size_t ldc)
 {
     FL_V acc[FL_MR_LIMIT][FL_NPMAX][FL_NV];
     const FL_T *arow[FL_MR_LIMIT];
@@ -166,8 +168,7 @@ FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs,
                     FL_UNROLL(8)
                     for (h = 0; h < FL_NV; h++) {
                         FL_T *cp = c + (size_t)i * ldc + p * FL_NR + h * FL_VW;
-                        FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h],
-                                              FL_VMUL(vb, FL_VLOAD(cp))));
+                        FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h], FL_VMUL(vb, FL_VLOAD(cp))));
                     }
                 }
             }
@@ -176,8 +177,7 @@ FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs,
 }
 
 /* Full MR x NR tile of the blocked GEMM, A and B both packed. */
-FL_NOINLINE void FL_FN(kernel_packed_a)(size_t kc, const FL_T *a,
-                                        const FL_T *b, FL_T alpha,
+FL_NOINLINE void FL_FN(kernel_packed_a)(size_t kc, const FL_T *a, const FL_T *b, FL_T alpha,
                                         FL_T beta, FL_T *c, size_t ldc)
 {
     FL_FN(tile)(FL_MR, 1, FL_MR, kc, a, 1, b, 0, alpha, beta, c, ldc);
@@ -185,35 +185,45 @@ FL_NOINLINE void FL_FN(kernel_packed_a)(size_t kc, const FL_T *a,
 
 /* Tile of the packed path: mt rows of a row-major A (lda), np panels of
  * stride bps; np is 1 or FL_NPT(mt).  alpha is 1. */
-FL_NOINLINE void FL_FN(kernel_rows)(int mt, int np, size_t K, const FL_T *a,
-                                    size_t lda, const FL_T *b, size_t bps,
-                                    FL_T beta, FL_T *c, size_t ldc)
+FL_NOINLINE void FL_FN(kernel_rows)(int mt, int np, size_t K, const FL_T *a, size_t lda,
+                                    const FL_T *b, size_t bps, FL_T beta, FL_T *c, size_t ldc)
 {
-#define FL_ROWS_CASE(m)                                                      \
-    case m:                                                                  \
-        if ((m) <= FL_MR) {                                                  \
-            if (np == 1)                                                     \
-                FL_FN(tile)(m, 1, 1, K, a, lda, b, bps, (FL_T)1, beta, c,    \
-                            ldc);                                            \
-            else                                                             \
-                FL_FN(tile)(m, FL_NPT(m), 1, K, a, lda, b, bps, (FL_T)1,     \
-                            beta, c, ldc);                                   \
-        }                                                                    \
+#define FL_ROWS_CASE(m)                                                                 \
+    case m:                                                                             \
+        if ((m) <= FL_MR) {                                                             \
+            if (np == 1)                                                                \
+                FL_FN(tile)(m, 1, 1, K, a, lda, b, bps, (FL_T)1, beta, c, ldc);         \
+            else                                                                        \
+                FL_FN(tile)(m, FL_NPT(m), 1, K, a, lda, b, bps, (FL_T)1, beta, c, ldc); \
+        }                                                                               \
         break;
     switch (mt) {
-        FL_ROWS_CASE(1) FL_ROWS_CASE(2) FL_ROWS_CASE(3) FL_ROWS_CASE(4)
-        FL_ROWS_CASE(5) FL_ROWS_CASE(6) FL_ROWS_CASE(7) FL_ROWS_CASE(8)
-        FL_ROWS_CASE(9) FL_ROWS_CASE(10) FL_ROWS_CASE(11) FL_ROWS_CASE(12)
-        FL_ROWS_CASE(13) FL_ROWS_CASE(14) FL_ROWS_CASE(15) FL_ROWS_CASE(16)
+        FL_ROWS_CASE(1)
+        FL_ROWS_CASE(2)
+        FL_ROWS_CASE(3)
+        FL_ROWS_CASE(4)
+        FL_ROWS_CASE(5)
+        FL_ROWS_CASE(6)
+        FL_ROWS_CASE(7)
+        FL_ROWS_CASE(8)
+        FL_ROWS_CASE(9)
+        FL_ROWS_CASE(10)
+        FL_ROWS_CASE(11)
+        FL_ROWS_CASE(12)
+        FL_ROWS_CASE(13)
+        FL_ROWS_CASE(14)
+        FL_ROWS_CASE(15)
+        FL_ROWS_CASE(16)
     default:
         break;
     }
 #undef FL_ROWS_CASE
 }
 
-/* Pack the kc x n block of op(B) whose (0,0) is at B into NR-wide panels. */
-static void FL_FN(pack_b_block)(int transB, size_t kc, size_t n,
-                                const FL_T *B, size_t ldb, FL_T *dst)
+/* Pack the kc x n block of op(B) whose (0,0) is at B into NR-wide panels
+ * (kc, n >= 1): a block of the blocked GEMM, or the whole op(B) of
+ * fl_pack_b_* (the variant table's pack_b). */
+static void FL_FN(pack_b)(int transB, size_t kc, size_t n, const FL_T *B, size_t ldb, FL_T *dst)
 {
     size_t jr, j, k;
     for (jr = 0; jr < n; jr += FL_NR) {
@@ -250,9 +260,8 @@ static void FL_FN(pack_b_block)(int transB, size_t kc, size_t n,
  * transA: op(A) row i is column i of the stored A, so each stored row k is
  * read once, contiguously, and scattered over the panels (a panel-by-panel
  * walk would stride through memory kc times per panel). */
-static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
-                                const FL_T *A, size_t lda, FL_T *dst,
-                                FL_T *restrict sums)
+static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc, const FL_T *A, size_t lda,
+                                FL_T *dst, FL_T *restrict sums)
 {
     const size_t mfull = m - m % FL_MR, mv = m % FL_MR;
     size_t ir, i, k;
@@ -298,22 +307,20 @@ static void FL_FN(pack_a_block)(int transA, size_t m, size_t kc,
 
 /* Element (i, j) of the C described by c: column j of the concatenation
  * [c1 | c2] (split at c->n1). */
-#define FL_CAT_C(c, i, j)                                                    \
-    ((j) < (c)->n1 ? (c)->c1 + (i) * (c)->ldc1 + (j)                         \
-                   : (c)->c2 + (i) * (c)->ldc2 + ((j) - (c)->n1))
+#define FL_CAT_C(c, i, j) \
+    ((j) < (c)->n1 ? (c)->c1 + (i) * (c)->ldc1 + (j) : (c)->c2 + (i) * (c)->ldc2 + ((j) - (c)->n1))
 
 /* Rows [ic, ic + mc) of the (jc, pc) block of the blocked GEMM: pack them
  * of op(A) (kc deep, from row pc; their sums when c->sums and jc == 0), then
  * every register tile against the packed B block bbuf (nc columns from jc).
  * edge: a zeroed MR x NR scratch tile. */
-static void FL_FN(gemm_rows)(int transA, size_t ic, size_t mc, size_t jc, size_t nc,
-                             size_t pc, size_t kc, FL_T alpha, FL_T beta_k,
-                             const FL_T *A, size_t lda, const FL_COUT *c,
-                             FL_T *abuf, const FL_T *bbuf, FL_T *edge)
+static void FL_FN(gemm_rows)(int transA, size_t ic, size_t mc, size_t jc, size_t nc, size_t pc,
+                             size_t kc, FL_T alpha, FL_T beta_k, const FL_T *A, size_t lda,
+                             const FL_COUT *c, FL_T *abuf, const FL_T *bbuf, FL_T *edge)
 {
     size_t jr, ir, i, j;
-    FL_FN(pack_a_block)(transA, mc, kc, transA ? A + pc * lda + ic : A + ic * lda + pc, lda,
-                        abuf, jc == 0 && c->sums ? c->sums + ic : NULL);
+    FL_FN(pack_a_block)(transA, mc, kc, transA ? A + pc * lda + ic : A + ic * lda + pc, lda, abuf,
+                        jc == 0 && c->sums ? c->sums + ic : NULL);
     for (jr = 0; jr < nc; jr += FL_NR) {
         const size_t nv = FL_MIN((size_t)FL_NR, nc - jr);
         const size_t col = jc + jr;
@@ -323,9 +330,7 @@ static void FL_FN(gemm_rows)(int transA, size_t ic, size_t mc, size_t jc, size_t
         const FL_T *bnext = jr + FL_NR < nc ? bp + kc * FL_NR : NULL;
         const size_t pf_share = (kc * FL_NR * FL_MR + mc - 1) / mc;
         /* the tile's columns in one of the two matrices */
-        FL_T *cbase = col + nv <= c->n1 ? c->c1 + col
-                      : col >= c->n1    ? c->c2 + (col - c->n1)
-                                        : NULL;
+        FL_T *cbase = col + nv <= c->n1 ? c->c1 + col : col >= c->n1 ? c->c2 + (col - c->n1) : NULL;
         const size_t ldc = col + nv <= c->n1 ? c->ldc1 : c->ldc2;
         for (ir = 0; ir < mc; ir += FL_MR) {
             const size_t mv = FL_MIN((size_t)FL_MR, mc - ir);
@@ -360,11 +365,10 @@ static void FL_FN(gemm_rows)(int transA, size_t ic, size_t mc, size_t jc, size_t
  * by c (an fl_cout_*, gemm_internal.h: two column blocks and row sums); the
  * row sums of op(A) are taken while the first column block packs A, so every
  * element of A is added once. */
-static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
-                                size_t K, FL_T alpha, const FL_T *A,
-                                size_t lda, const FL_T *B, size_t ldb,
-                                FL_T beta, const FL_COUT *c, FL_T *abuf,
-                                size_t mc_cap, FL_T *bbuf, size_t nc_cap)
+static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N, size_t K, FL_T alpha,
+                                const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
+                                const FL_COUT *c, FL_T *abuf, size_t mc_cap, FL_T *bbuf,
+                                size_t nc_cap)
 {
     FL_T edge[FL_MR * FL_NR]; /* scratch tile for partial tiles */
     size_t jc, pc, ic;
@@ -375,12 +379,11 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
         for (pc = 0; pc < K; pc += FL_KC) {
             const size_t kc = FL_MIN((size_t)FL_KC, K - pc);
             const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
-            FL_FN(pack_b_block)(transB, kc, nc,
-                                transB ? B + jc * ldb + pc : B + pc * ldb + jc,
-                                ldb, bbuf);
+            FL_FN(pack_b)(transB, kc, nc, transB ? B + jc * ldb + pc : B + pc * ldb + jc, ldb,
+                          bbuf);
             for (ic = 0; ic < M; ic += mc_cap)
-                FL_FN(gemm_rows)(transA, ic, FL_MIN(mc_cap, M - ic), jc, nc, pc, kc, alpha,
-                                 beta_k, A, lda, c, abuf, bbuf, edge);
+                FL_FN(gemm_rows)(transA, ic, FL_MIN(mc_cap, M - ic), jc, nc, pc, kc, alpha, beta_k,
+                                 A, lda, c, abuf, bbuf, edge);
         }
     }
 }
@@ -388,15 +391,13 @@ static void FL_FN(gemm_blocked)(int transA, int transB, size_t M, size_t N,
 /* Used only when malloc fails: same arithmetic, one register tile of
  * packed A and one panel of packed B at a time, on the stack.  Kept out of
  * line so the common path does not reserve this stack. */
-FL_NOINLINE void FL_FN(gemm_small_buffers)(int transA, int transB, size_t M,
-                                           size_t N, size_t K, FL_T alpha,
-                                           const FL_T *A, size_t lda,
-                                           const FL_T *B, size_t ldb,
-                                           FL_T beta, const FL_COUT *c)
+FL_NOINLINE void FL_FN(gemm_small_buffers)(int transA, int transB, size_t M, size_t N, size_t K,
+                                           FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
+                                           size_t ldb, FL_T beta, const FL_COUT *c)
 {
     FL_T abuf[FL_MR * FL_KC], bbuf[FL_KC * FL_NR];
-    FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
-                        c, abuf, FL_MR, bbuf, FL_NR);
+    FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, c, abuf, FL_MR, bbuf,
+                        FL_NR);
 }
 
 /* Pack buffers of the blocked GEMM, 64-byte aligned: one B block of
@@ -416,9 +417,9 @@ static void *FL_FN(pack_buffers)(size_t K, size_t mc_cap, size_t nc_cap, int n, 
 }
 
 /* Serial fl_gemm_split_*: M, N, K >= 1. */
-static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
-                        FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
-                        size_t ldb, FL_T beta, const FL_COUT *c)
+static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K, FL_T alpha,
+                        const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
+                        const FL_COUT *c)
 {
     const size_t mc_cap = FL_MIN((size_t)FL_MC, (M + FL_MR - 1) / FL_MR * FL_MR);
     const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
@@ -427,12 +428,11 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
     void *raw = FL_FN(pack_buffers)(K, mc_cap, nc_cap, 1, &bbuf, &nb, &na);
 
     if (raw == NULL) {
-        FL_FN(gemm_small_buffers)(transA, transB, M, N, K, alpha, A, lda, B,
-                                  ldb, beta, c);
+        FL_FN(gemm_small_buffers)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, c);
         return;
     }
-    FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
-                        c, bbuf + nb, mc_cap, bbuf, nc_cap);
+    FL_FN(gemm_blocked)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, c, bbuf + nb, mc_cap,
+                        bbuf, nc_cap);
     free(raw);
 }
 
@@ -446,15 +446,15 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K,
  * product whose M is split (M, N, K >= 1).  Per (NC, KC) block of B the
  * threads pack its panels between them into one buffer, meet, take blocks
  * of rows of A from a shared counter (so a faster core takes more of them:
- * on a shared or hybrid CPU one core is often 15-40% slower for a whole
- * call, and a fixed half each waits for it), and meet again before the next
+ * on a shared or hybrid CPU one core is often much slower for a whole call,
+ * and a fixed half each would wait for it), and meet again before the next
  * block is packed.  Each C element still gets its K chunks in order, each
  * from one thread, so the result is bitwise the serial one.  -> 0, or -1
  * (nothing done) when the buffers cannot be allocated or the build has no
  * OpenMP or atomics. */
-static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K,
-                            FL_T alpha, const FL_T *A, size_t lda, const FL_T *B,
-                            size_t ldb, FL_T beta, const FL_COUT *c, int nt)
+static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K, FL_T alpha,
+                            const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
+                            const FL_COUT *c, int nt)
 {
 #if defined(_OPENMP) && FL_HAVE_TAKE
     const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
@@ -486,14 +486,14 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
                 const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
                 if (p1 > p0) { /* my panels of the shared B block */
                     const size_t j0 = jc + p0 * FL_NR;
-                    FL_FN(pack_b_block)(transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
-                                        transB ? B + j0 * ldb + pc : B + pc * ldb + j0, ldb,
-                                        bbuf + p0 * FL_NR * kc);
+                    FL_FN(pack_b)(transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
+                                  transB ? B + j0 * ldb + pc : B + pc * ldb + j0, ldb,
+                                  bbuf + p0 * FL_NR * kc);
                 }
                 fl_barrier_wait(&bar, &round, nth);
                 while (fl_take(&ctr, it, nblk, &b))
-                    FL_FN(gemm_rows)(transA, b * mc_cap, FL_MIN(mc_cap, M - b * mc_cap), jc, nc,
-                                     pc, kc, alpha, beta_k, A, lda, c, abuf, bbuf, edge);
+                    FL_FN(gemm_rows)(transA, b * mc_cap, FL_MIN(mc_cap, M - b * mc_cap), jc, nc, pc,
+                                     kc, alpha, beta_k, A, lda, c, abuf, bbuf, edge);
                 fl_barrier_wait(&bar, &round, nth); /* before B is packed again */
             }
         }
@@ -501,17 +501,21 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
     free(raw);
     return 0;
 #else
-    (void)transA; (void)transB; (void)M; (void)N; (void)K; (void)alpha; (void)A;
-    (void)lda; (void)B; (void)ldb; (void)beta; (void)c; (void)nt;
+    (void)transA;
+    (void)transB;
+    (void)M;
+    (void)N;
+    (void)K;
+    (void)alpha;
+    (void)A;
+    (void)lda;
+    (void)B;
+    (void)ldb;
+    (void)beta;
+    (void)c;
+    (void)nt;
     return -1;
 #endif
-}
-
-/* fl_pack_b_*: K, N >= 1. */
-static void FL_FN(pack_b)(int transB, size_t K, size_t N, const FL_T *B,
-                          size_t ldb, FL_T *packed)
-{
-    FL_FN(pack_b_block)(transB, K, N, B, ldb, packed);
 }
 
 /* Rows of the K chunk that starts at k0: chunks of FL_KC rows from 0, and
@@ -532,9 +536,8 @@ FL_INLINE size_t FL_FN(chunk_rows)(size_t k0, size_t ks, size_t K)
  * flight.  The last, partial panel goes through a scratch tile, so C is
  * written only in its N columns.  Every element sums its K chunks in order
  * (beta for the first, then accumulating), whatever M or the column range. */
-static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
-                               size_t lda, const FL_T *P, size_t ldp, size_t ks,
-                               FL_T beta, FL_T *C, size_t ldc)
+static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A, size_t lda,
+                               const FL_T *P, size_t ldp, size_t ks, FL_T beta, FL_T *C, size_t ldc)
 {
     const size_t panel = ldp;
     const size_t nfull = N / FL_NR, rem = N % FL_NR;
@@ -551,13 +554,12 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
      * prefetcher does not run far ahead of the first tile that reads a
      * panel chunk: the tiles of each chunk fetch the next chunk, each its
      * share, so the whole chunk time hides its latency.  With few tiles the
-     * shares are bursts that stall on the core's outstanding misses (M = 16:
-     * 3 tiles, 86 lines each; 0.93x), so only with enough rows (M = 64, two
-     * chunks of 2 MB per step: 1.08-1.11x on the whole forward). */
+     * shares are bursts that stall on the core's outstanding misses, so only
+     * when each tile's share is at most FL_PF_BURST lines. */
     const size_t ntile_full = even ? ntiles : mfull / FL_MR;
     const size_t chunk_lines = FL_MIN((size_t)FL_KC, K) * FL_NR * sizeof(FL_T) / FL_LINE;
-    const int far = (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES &&
-                    ntile_full > 0 && chunk_lines <= ntile_full * FL_PF_BURST;
+    const int far = (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES && ntile_full > 0 &&
+                    chunk_lines <= ntile_full * FL_PF_BURST;
     size_t g, p, i, j, k0, k1;
 
     for (g = 0; g < nfull; g += FL_NPMAX) {
@@ -582,9 +584,8 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
                     }
                 }
                 const FL_T *next = far && pn < nfull ? P + pn * panel + kn * FL_NR : NULL;
-                const size_t lines = next ? FL_FN(chunk_rows)(kn, ks, K) * FL_NR *
-                                                sizeof(FL_T) / FL_LINE
-                                          : 0;
+                const size_t lines =
+                    next ? FL_FN(chunk_rows)(kn, ks, K) * FL_NR * sizeof(FL_T) / FL_LINE : 0;
                 const size_t share = next ? (lines + ntile_full - 1) / ntile_full : 0;
                 for (i = 0; i < mfull; i += mt, t++) {
                     mt = even ? M / ntiles + (t < M % ntiles) : (size_t)FL_MR;
@@ -594,21 +595,19 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
                         for (l = l0; l < l1; l++)
                             FL_PREFETCH((const char *)next + l * FL_LINE);
                     }
-                    FL_FN(kernel_rows)((int)mt, 1, kc, Ak + i * lda, lda,
-                                       Pk + p * panel, panel, beta_k,
-                                       C + i * ldc + p * FL_NR, ldc);
+                    FL_FN(kernel_rows)((int)mt, 1, kc, Ak + i * lda, lda, Pk + p * panel, panel,
+                                       beta_k, C + i * ldc + p * FL_NR, ldc);
                 }
             }
             if (mtail) {
                 const FL_T *Am = Ak + mfull * lda;
                 FL_T *Cm = C + mfull * ldc;
                 for (p = g; p + nptail <= gend; p += nptail)
-                    FL_FN(kernel_rows)(mtail, (int)nptail, kc, Am, lda,
-                                       Pk + p * panel, panel, beta_k,
-                                       Cm + p * FL_NR, ldc);
+                    FL_FN(kernel_rows)(mtail, (int)nptail, kc, Am, lda, Pk + p * panel, panel,
+                                       beta_k, Cm + p * FL_NR, ldc);
                 for (; p < gend; p++)
-                    FL_FN(kernel_rows)(mtail, 1, kc, Am, lda, Pk + p * panel,
-                                       panel, beta_k, Cm + p * FL_NR, ldc);
+                    FL_FN(kernel_rows)(mtail, 1, kc, Am, lda, Pk + p * panel, panel, beta_k,
+                                       Cm + p * FL_NR, ldc);
             }
         }
     }
@@ -626,9 +625,8 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A,
                         edge[r * FL_NR + j] = cp[r * ldc + j];
             for (k0 = 0; k0 < K; k0 = k1) {
                 k1 = k0 + FL_FN(chunk_rows)(k0, ks, K);
-                FL_FN(kernel_rows)((int)mv, 1, k1 - k0, A + i * lda + k0, lda,
-                                   pp + k0 * FL_NR, panel, k0 == 0 ? beta : (FL_T)1,
-                                   edge, FL_NR);
+                FL_FN(kernel_rows)((int)mv, 1, k1 - k0, A + i * lda + k0, lda, pp + k0 * FL_NR,
+                                   panel, k0 == 0 ? beta : (FL_T)1, edge, FL_NR);
             }
             for (r = 0; r < mv; r++)
                 for (j = 0; j < rem; j++)

@@ -18,10 +18,10 @@ static int check_batch_sizes(const fl_shape *sh)
     const int64_t *bs = sh->batch_sizes;
     if (bs) {
         if (sh->T == 0 || bs[0] != (int64_t)sh->B)
-            return FL_EINVAL;
+            return FL_EBATCH_SIZES;
         for (size_t t = 0; t < sh->T; t++)
             if (bs[t] < 1 || (t > 0 && bs[t] > bs[t - 1]))
-                return FL_EINVAL;
+                return FL_EBATCH_SIZES;
     }
     return FL_OK;
 }
@@ -45,10 +45,7 @@ static void fill(fl_rows *rw, const fl_shape *sh)
     }
 }
 
-size_t fl_rows_mem(const fl_shape *sh)
-{
-    return sh->T + 1 + (sh->B ? sh->B : 1);
-}
+size_t fl_rows_mem(const fl_shape *sh) { return sh->T + 1 + (sh->B ? sh->B : 1); }
 
 int fl_rows_init_in(fl_rows *rw, const fl_shape *sh, size_t *mem)
 {
@@ -86,10 +83,7 @@ void fl_rows_free(fl_rows *rw)
     rw->len = NULL;
 }
 
-size_t fl_chunks_mem(size_t n)
-{
-    return 4 * n + 1;
-}
+size_t fl_chunks_mem(size_t n) { return 4 * n + 1; }
 
 void fl_chunks_init(fl_chunks *ch, const fl_rows *rw, size_t T, size_t n, size_t steps,
                     int backward, size_t *mem)

@@ -10,14 +10,14 @@
 
 typedef struct fl_rows {
     size_t B;
-    size_t rows;          /* total packed rows */
-    size_t *off;          /* (T + 1) first row of step t */
-    size_t *len;          /* (B) steps of batch row j */
-    const int64_t *bs;    /* batch_sizes or NULL */
-    int owned;            /* off/len malloc'ed here (else caller memory) */
+    size_t rows;       /* total packed rows */
+    size_t *off;       /* (T + 1) first row of step t */
+    size_t *len;       /* (B) steps of batch row j */
+    const int64_t *bs; /* batch_sizes or NULL */
+    int owned;         /* off/len malloc'ed here (else caller memory) */
 } fl_rows;
 
-/* FL_OK, FL_EINVAL (batch_sizes not non-increasing in [1, B] with
+/* FL_OK, FL_EBATCH_SIZES (batch_sizes not non-increasing in [1, B] with
  * batch_sizes[0] == B) or FL_ENOMEM. */
 int fl_rows_init(fl_rows *rw, const fl_shape *sh);
 /* The same in caller memory of fl_rows_mem(sh) size_t's (never fails with
@@ -26,10 +26,7 @@ size_t fl_rows_mem(const fl_shape *sh);
 int fl_rows_init_in(fl_rows *rw, const fl_shape *sh, size_t *mem);
 void fl_rows_free(fl_rows *rw);
 
-static inline size_t fl_row(const fl_rows *rw, size_t t, size_t j)
-{
-    return rw->off[t] + j;
-}
+static inline size_t fl_row(const fl_rows *rw, size_t t, size_t j) { return rw->off[t] + j; }
 
 /* Row of batch entry j at step s of a time loop: the reverse direction runs
  * each sequence from its own last step. */
@@ -45,8 +42,7 @@ static inline size_t fl_batch(const fl_rows *rw, size_t t)
 
 /* Split [0, n) into nth contiguous ranges whose bounds are multiples of
  * `align` (except the end, n); range `tid` -> [*lo, *hi). */
-static inline void fl_split(size_t n, size_t align, int nth, int tid,
-                            size_t *lo, size_t *hi)
+static inline void fl_split(size_t n, size_t align, int nth, int tid, size_t *lo, size_t *hi)
 {
     size_t blocks = (n + align - 1) / align;
     size_t b0 = blocks * (size_t)tid / (size_t)nth;
@@ -59,8 +55,7 @@ static inline void fl_split(size_t n, size_t align, int nth, int tid,
  * row chunks below): contiguous ranges holding about equal numbers of tokens
  * (rows are sorted longest first, so with ragged lengths the first part gets
  * fewer rows). */
-static inline void fl_split_rows(const fl_rows *rw, int nth, int tid, size_t *lo,
-                                 size_t *hi)
+static inline void fl_split_rows(const fl_rows *rw, int nth, int tid, size_t *lo, size_t *hi)
 {
     size_t want_lo = rw->rows * (size_t)tid / (size_t)nth;
     size_t want_hi = rw->rows * (size_t)(tid + 1) / (size_t)nth;
@@ -76,8 +71,8 @@ static inline void fl_split_rows(const fl_rows *rw, int nth, int tid, size_t *lo
 /* The rows of a step's first n that thread tid copies (its input rows, its
  * kept rows): its own [j0, j1) when threads own rows, else its share of
  * all n. */
-static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, int nth,
-                                int tid, size_t *lo, size_t *hi)
+static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, int nth, int tid,
+                                size_t *lo, size_t *hi)
 {
     if (own_rows) {
         *lo = j0;
@@ -90,13 +85,13 @@ static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, in
 /* Dynamic row chunks, for the batch split.  Rows are independent sequences,
  * so any thread can advance any of them; with a fixed share per thread a call
  * waits for the slowest, and on a shared or hybrid CPU one core often runs
- * 15-40% slower than the other for a whole call.  So the batch is cut into n
+ * much slower than the other for a whole call.  So the batch is cut into n
  * chunks of about equal tokens (one more than threads when the rows allow),
  * and a thread repeatedly takes the free chunk with the most steps left and
  * runs it for up to `steps` steps: a faster core just runs more blocks, and
  * the chunks finish together.  A row's results do not depend on which thread
  * ran it or on the tile it was in, so they do not depend on the schedule.
- * Claims and releases (one per block, tens of us apart) go through one
+ * Claims and releases (one per block, far apart) go through one
  * OpenMP critical section, which also makes an owner's writes of a chunk's
  * state visible to its next owner. */
 typedef struct fl_chunks {

@@ -1,6 +1,6 @@
-"""fl_gemm_s / fl_gemm_packed_s against numpy's matmul, in one process.
+"""fl_gemm_f32 / fl_gemm_packed_s against numpy's matmul, in one process.
 
-    csrc/tests/build.sh                  # also builds libfastlstm_gemm.so
+    csrc/tests/build.sh lib              # builds libfastlstm_gemm.so
     python csrc/tests/bench_compare.py /tmp/fastlstm-gemm-test/libfastlstm_gemm.so [threads]
 
 The machine is shared and noisy, so the two libraries run in alternating
@@ -31,12 +31,12 @@ import numpy as np  # noqa: E402
 
 lib = ctypes.CDLL(LIB)
 S, P, F, I = ctypes.c_size_t, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
-lib.fl_gemm_s.argtypes = [I, I, S, S, S, F, P, S, P, S, F, P, S]
+lib.fl_gemm_f32.argtypes = [I, I, S, S, S, F, P, S, P, S, F, P, S]
 lib.fl_gemm_packed_s.argtypes = [S, S, S, P, S, P, F, P, S]
 lib.fl_pack_b_s.argtypes = [I, S, S, P, S, P]
 lib.fl_packed_size_s.argtypes = [S, S]
 lib.fl_packed_size_s.restype = S
-lib.fl_gemm_isa.restype = ctypes.c_char_p
+lib.fl_gemm_init.restype = ctypes.c_char_p
 lib.fl_set_num_threads(THREADS)
 
 
@@ -74,7 +74,7 @@ def row(name, M, N, K, r):
 
 
 rng = np.random.default_rng(0)
-print(f"fastlstm {lib.fl_gemm_isa().decode()}, numpy {np.__version__}, "
+print(f"fastlstm {lib.fl_gemm_init().decode()}, numpy {np.__version__}, "
       f"{THREADS} thread(s); GFLOP/s median")
 for T, B, In, H in [(100, 32, 64, 128), (50, 64, 256, 256),
                     (100, 16, 512, 512), (35, 64, 1024, 1024)]:
@@ -86,11 +86,11 @@ for T, B, In, H in [(100, 32, 64, 128), (50, 64, 256, 256),
     dW = np.empty((G, In), np.float32)
     fl = 2.0 * TB * G * In
     row("proj", TB, G, In, compare(
-        fl, lambda: lib.fl_gemm_s(0, 1, TB, G, In, 1.0, ptr(X), In, ptr(W),
+        fl, lambda: lib.fl_gemm_f32(0, 1, TB, G, In, 1.0, ptr(X), In, ptr(W),
                                   In, 0.0, ptr(Y), G),
         lambda: np.matmul(X, W.T, out=Y)))
     row("wgrad", G, In, TB, compare(
-        fl, lambda: lib.fl_gemm_s(1, 0, G, In, TB, 1.0, ptr(dG), G, ptr(X),
+        fl, lambda: lib.fl_gemm_f32(1, 0, G, In, TB, 1.0, ptr(dG), G, ptr(X),
                                   In, 0.0, ptr(dW), In),
         lambda: np.matmul(dG.T, X, out=dW)))
 if THREADS == 1:

@@ -7,10 +7,9 @@
 #define A_AT(i, k) (transA ? A[(k) * lda + (i)] : A[(i) * lda + (k)])
 #define B_AT(k, j) (transB ? B[(j) * ldb + (k)] : B[(k) * ldb + (j)])
 
-void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K,
-                   float alpha, const float *A, size_t lda,
-                   const float *B, size_t ldb,
-                   float beta, float *C, size_t ldc)
+void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
+                   const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                   size_t ldc)
 {
     size_t i, j, k;
     for (i = 0; i < M; i++) {
@@ -21,16 +20,15 @@ void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K,
             if (beta == 0.0f)
                 C[i * ldc + j] = (float)((double)alpha * sum);
             else
-                C[i * ldc + j] = (float)((double)alpha * sum
-                                         + (double)beta * (double)C[i * ldc + j]);
+                C[i * ldc + j] =
+                    (float)((double)alpha * sum + (double)beta * (double)C[i * ldc + j]);
         }
     }
 }
 
-void fl_gemm_ref_d(int transA, int transB, size_t M, size_t N, size_t K,
-                   double alpha, const double *A, size_t lda,
-                   const double *B, size_t ldb,
-                   double beta, double *C, size_t ldc)
+void fl_gemm_ref_d(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
+                   const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
+                   size_t ldc)
 {
     size_t i, j, k;
     for (i = 0; i < M; i++) {

@@ -3,10 +3,11 @@
 A training forward keeps three arrays per layer and direction for its
 backward (gates, cells and the [x_t | h_{t-1}] rows): for a large layer tens
 of megabytes, which the allocator takes fresh from the operating system and
-the OS must zero page by page before the kernel can write them (about 5% of
-a training step of a 1024-unit layer, measured).  Once a backward has
-consumed them, it gives them back here, and the next training forward of the
-same shape takes them instead of allocating.
+the OS must zero page by page before the kernel can write them (a
+measurable part of a large layer's training step; docs/kernel-design.md
+has the measurement).  Once a backward has consumed them, it gives them
+back here, and the next training forward of the same shape takes them
+instead of allocating.
 """
 
 import threading

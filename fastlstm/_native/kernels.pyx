@@ -11,7 +11,7 @@ Notation as in fastlstm/reference.py: packed rows (see fastlstm.h), I input
 size, H hidden size, P projection size (0 = none), H_out = P or H.
 """
 from libc.stdint cimport int64_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memset
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous,
                              PyBUF_RECORDS_RO, PyBUF_CONTIG, PyBUF_C_CONTIGUOUS)
@@ -19,133 +19,7 @@ from cython cimport floating
 
 import numpy as np
 
-cdef extern from "fastlstm.h" nogil:
-    enum:
-        FL_OK
-        FL_ENOMEM
-        FL_EINVAL
-
-    ctypedef struct fl_shape:
-        size_t T, B, I, H, P
-        int reverse
-        const int64_t *batch_sizes
-
-    ctypedef struct fl_forward_s:
-        const float *x
-        size_t ldx
-        const float *w_ih
-        const float *bias
-        const float *packed
-        const float *h0
-        const float *c0
-        float *y
-        size_t ldy
-        float *h_n
-        float *c_n
-        float *gates
-        float *cells
-        float *xh
-        void *workspace
-        size_t workspace_bytes
-        const int64_t *x_rows
-        const int64_t *y_rows
-
-    ctypedef struct fl_forward_d:
-        const double *x
-        size_t ldx
-        const double *w_ih
-        const double *bias
-        const double *packed
-        const double *h0
-        const double *c0
-        double *y
-        size_t ldy
-        double *h_n
-        double *c_n
-        double *gates
-        double *cells
-        double *xh
-        void *workspace
-        size_t workspace_bytes
-        const int64_t *x_rows
-        const int64_t *y_rows
-
-    ctypedef struct fl_backward_s:
-        const float *w_ih
-        const float *w_hh
-        const float *w_hr
-        const float *packed
-        const float *c0
-        float *gates
-        const float *cells
-        const float *xh
-        const float *dy
-        size_t lddy
-        const float *dh_n
-        const float *dc_n
-        float *dx
-        size_t lddx
-        int dx_accumulate
-        float *dh0
-        float *dc0
-        float *dw_ih
-        float *dw_hh
-        float *dbias
-        float *dw_hr
-
-    ctypedef struct fl_backward_d:
-        const double *w_ih
-        const double *w_hh
-        const double *w_hr
-        const double *packed
-        const double *c0
-        double *gates
-        const double *cells
-        const double *xh
-        const double *dy
-        size_t lddy
-        const double *dh_n
-        const double *dc_n
-        double *dx
-        size_t lddx
-        int dx_accumulate
-        double *dh0
-        double *dc0
-        double *dw_ih
-        double *dw_hh
-        double *dbias
-        double *dw_hr
-
-    size_t fl_packed_rows(const fl_shape *sh)
-    size_t fl_lstm_packed_size_s(size_t I, size_t H, size_t P)
-    size_t fl_lstm_packed_size_d(size_t I, size_t H, size_t P)
-    void fl_lstm_pack_s(size_t I, size_t H, size_t P, const float *w_ih, const float *w_hh,
-                        const float *w_hr, float *blob)
-    void fl_lstm_pack_d(size_t I, size_t H, size_t P, const double *w_ih, const double *w_hh,
-                        const double *w_hr, double *blob)
-    int fl_lstm_forward_s(const fl_shape *sh, const fl_forward_s *a)
-    size_t fl_lstm_forward_workspace_s(const fl_shape *sh)
-    size_t fl_lstm_forward_workspace_d(const fl_shape *sh)
-    int fl_lstm_forward_d(const fl_shape *sh, const fl_forward_d *a)
-    int fl_lstm_backward_s(const fl_shape *sh, const fl_backward_s *a)
-    int fl_lstm_backward_d(const fl_shape *sh, const fl_backward_d *a)
-    const char *fl_init()
-
-cdef extern from "threads.h" nogil:
-    int fl_get_num_threads()
-    int fl_set_num_threads(int n)
-    int fl_max_threads()
-    int fl_env_num_threads()
-    int fl_forked_child()
-    int fl_have_openmp()
-
-cdef extern from "gemm.h" nogil:
-    void fl_gemm_s(int transA, int transB, size_t M, size_t N, size_t K,
-                   float alpha, const float *A, size_t lda, const float *B, size_t ldb,
-                   float beta, float *C, size_t ldc)
-    void fl_gemm_d(int transA, int transB, size_t M, size_t N, size_t K,
-                   double alpha, const double *A, size_t lda, const double *B, size_t ldb,
-                   double beta, double *C, size_t ldc)
+from fastlstm._native.capi cimport *
 
 
 def isa():
@@ -197,13 +71,24 @@ cdef _expect(str name, tuple shape, tuple expected):
         raise ValueError(f"{name}: expected shape {expected}, got {shape}")
 
 
-cdef _raise_status(int status):
+# The statuses of the C functions (fastlstm.h), by name.
+STATUS = {"OK": FL_OK, "ENOMEM": FL_ENOMEM, "EINVAL": FL_EINVAL, "ESHAPE": FL_ESHAPE,
+          "EBATCH_SIZES": FL_EBATCH_SIZES}
+
+
+def strerror(int status):
+    """The C library's message for a status (fl_strerror; any int)."""
+    return fl_strerror(status).decode("ascii")
+
+
+cdef _raise_status(int status, str call):
+    """The C status of `call` as an exception (none for FL_OK)."""
+    if status == FL_OK:
+        return
+    message = f"fastlstm: {call}: {strerror(status)} (status {status})"
     if status == FL_ENOMEM:
-        raise MemoryError("fastlstm: out of memory for the kernel's workspace")
-    if status != FL_OK:
-        raise ValueError("fastlstm: the kernel rejected its arguments "
-                         "(batch_sizes must be non-increasing, in [1, B], "
-                         "with batch_sizes[0] == B)")
+        raise MemoryError(message)
+    raise ValueError(message)
 
 
 def packed_size(dtype_char, Py_ssize_t input_size, Py_ssize_t hidden_size,
@@ -212,8 +97,8 @@ def packed_size(dtype_char, Py_ssize_t input_size, Py_ssize_t hidden_size,
     if input_size < 1 or hidden_size < 1 or proj_size < 0:
         raise ValueError("input_size and hidden_size must be >= 1 and proj_size >= 0")
     if dtype_char == "f":
-        return fl_lstm_packed_size_s(input_size, hidden_size, proj_size)
-    return fl_lstm_packed_size_d(input_size, hidden_size, proj_size)
+        return fl_lstm_packed_size_f32(input_size, hidden_size, proj_size)
+    return fl_lstm_packed_size_f64(input_size, hidden_size, proj_size)
 
 
 def plan_rows(const int64_t[::1] lengths, Py_ssize_t T, int64_t[::1] perm,
@@ -278,16 +163,15 @@ def pack(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
     _expect("w_hh", (w_hh.shape[0], w_hh.shape[1]), (4 * H, Hout))
     if P:
         _expect("w_hr", (w_hr.shape[0], w_hr.shape[1]), (P, H))
-    cdef size_t need = (fl_lstm_packed_size_s(I, H, P) if floating is float
-                        else fl_lstm_packed_size_d(I, H, P))
+    cdef size_t need = _packed_size(I, H, P, floating is double)
     if <size_t>blob.shape[0] != need:
         raise ValueError(f"blob: expected {need} elements, got {blob.shape[0]}")
-    cdef const floating *hr = NULL if P == 0 else &w_hr[0, 0]
+    cdef const floating *hr = _data2(w_hr)
     with nogil:
         if floating is float:
-            fl_lstm_pack_s(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
+            fl_lstm_pack_f32(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
         else:
-            fl_lstm_pack_d(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
+            fl_lstm_pack_f64(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
 
 
 def same_weights(tuple saved, tuple current):
@@ -354,13 +238,168 @@ cdef const int64_t *_row_map(str name, const int64_t[::1] rows_of, Py_ssize_t ro
     return &rows_of[0]
 
 
+
+# ---- the C argument structs ------------------------------------------------
+# fl_forward_f32 and fl_forward_f64 (and the backward pair) have the same
+# fields with float or double data.  One fused helper per struct fills either
+# from the arrays: _in / _out give a data pointer the type of the field it
+# goes to, so each field is written once for both dtypes.  The helpers are
+# also specialised for the mismatched pairs (Cython specialises every
+# combination of two fused types), which the asserts rule out and no caller
+# makes.  Every struct starts all-zero: a field a helper does not set is
+# NULL or 0, never stack garbage.
+
+ctypedef fused forward_args:
+    fl_forward_f32
+    fl_forward_f64
+
+ctypedef fused backward_args:
+    fl_backward_f32
+    fl_backward_f64
+
+
+cdef inline const floating *_in(const floating *field, const void *p) noexcept nogil:
+    return <const floating *> p
+
+
+cdef inline floating *_out(floating *field, void *p) noexcept nogil:
+    return <floating *> p
+
+
+cdef inline const floating *_data1(const floating[::1] v) noexcept:
+    """The data of v, or NULL for None."""
+    if v is None:
+        return NULL
+    return &v[0]
+
+
+cdef inline const floating *_data2(const floating[:, ::1] v) noexcept:
+    """The data of v, or NULL for None."""
+    if v is None:
+        return NULL
+    return &v[0, 0]
+
+
+cdef inline floating *_data1_out(floating[::1] v) noexcept:
+    """The data of v, or NULL for None."""
+    if v is None:
+        return NULL
+    return &v[0]
+
+
+cdef inline floating *_data2_out(floating[:, ::1] v) noexcept:
+    """The data of v, or NULL for None."""
+    if v is None:
+        return NULL
+    return &v[0, 0]
+
+
+cdef inline size_t _packed_size(size_t I, size_t H, size_t P, bint double) noexcept nogil:
+    return fl_lstm_packed_size_f64(I, H, P) if double else fl_lstm_packed_size_f32(I, H, P)
+
+
+cdef inline int _forward_call(const fl_shape *sh, const forward_args *a) noexcept nogil:
+    if forward_args is fl_forward_f32:
+        return fl_lstm_forward_f32(sh, a)
+    else:
+        return fl_lstm_forward_f64(sh, a)
+
+
+cdef inline size_t _forward_workspace(const fl_shape *sh, const forward_args *a) noexcept nogil:
+    """Workspace bytes of a call with a's dtype (a only selects it)."""
+    if forward_args is fl_forward_f32:
+        return fl_lstm_forward_workspace_f32(sh)
+    else:
+        return fl_lstm_forward_workspace_f64(sh)
+
+
+cdef int _fill_forward(forward_args *a, const floating[:, ::1] x, const floating[:, ::1] w_ih,
+                       const floating[::1] bias, const floating[::1] packed,
+                       const floating[:, ::1] h0, const floating[:, ::1] c0,
+                       floating[:, ::1] y, Py_ssize_t y_col,
+                       floating[:, ::1] h_n, floating[:, ::1] c_n,
+                       floating[:, ::1] gates, floating[:, ::1] cells, floating[:, ::1] xh,
+                       const int64_t *x_rows, const int64_t *y_rows) except -1:
+    """a = the arguments of forward() (x None: a.x left NULL, a stream sets
+    it per step; no workspace: the call allocates its own)."""
+    if forward_args is fl_forward_f32:
+        assert floating is float
+    else:
+        assert floating is double
+    memset(a, 0, sizeof(a[0]))
+    a.x = _in(a.x, _data2(x))
+    a.ldx = w_ih.shape[1]
+    a.w_ih = _in(a.w_ih, &w_ih[0, 0])
+    a.bias = _in(a.bias, _data1(bias))
+    a.packed = _in(a.packed, &packed[0])
+    a.h0 = _in(a.h0, _data2(h0))
+    a.c0 = _in(a.c0, _data2(c0))
+    a.y = _out(a.y, &y[0, y_col])
+    a.ldy = y.shape[1]
+    a.h_n = _out(a.h_n, &h_n[0, 0])
+    a.c_n = _out(a.c_n, &c_n[0, 0])
+    a.gates = _out(a.gates, _data2_out(gates))
+    a.cells = _out(a.cells, _data2_out(cells))
+    a.xh = _out(a.xh, _data2_out(xh))
+    a.x_rows = x_rows
+    a.y_rows = y_rows
+    return 0
+
+
+cdef int _backward_run(const fl_shape *sh, backward_args *a, const floating[:, ::1] w_ih,
+                       const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
+                       const floating[::1] packed, const floating[:, ::1] c0,
+                       floating[:, ::1] gates, const floating[:, ::1] cells,
+                       const floating[:, ::1] xh,
+                       const floating[:, ::1] dy, Py_ssize_t dy_col,
+                       const floating[:, ::1] dh_n, const floating[:, ::1] dc_n,
+                       floating[:, ::1] dx, bint dx_accumulate,
+                       floating[:, ::1] dh0, floating[:, ::1] dc0,
+                       floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
+                       floating[:, ::1] dw_hr) except? -1:
+    """a = the arguments of backward(), then the C call -> its status."""
+    if backward_args is fl_backward_f32:
+        assert floating is float
+    else:
+        assert floating is double
+    memset(a, 0, sizeof(a[0]))
+    a.w_ih = _in(a.w_ih, &w_ih[0, 0])
+    a.w_hh = _in(a.w_hh, &w_hh[0, 0])
+    a.w_hr = _in(a.w_hr, _data2(w_hr))
+    a.packed = _in(a.packed, &packed[0])
+    a.c0 = _in(a.c0, _data2(c0))
+    a.gates = _out(a.gates, &gates[0, 0])
+    a.cells = _in(a.cells, &cells[0, 0])
+    a.xh = _in(a.xh, &xh[0, 0])
+    a.dy = _in(a.dy, &dy[0, dy_col])
+    a.lddy = dy.shape[1]
+    a.dh_n = _in(a.dh_n, _data2(dh_n))
+    a.dc_n = _in(a.dc_n, _data2(dc_n))
+    a.dx = _out(a.dx, _data2_out(dx))
+    a.lddx = w_ih.shape[1]
+    a.dx_accumulate = dx_accumulate
+    a.dh0 = _out(a.dh0, &dh0[0, 0])
+    a.dc0 = _out(a.dc0, &dc0[0, 0])
+    a.dw_ih = _out(a.dw_ih, &dw_ih[0, 0])
+    a.dw_hh = _out(a.dw_hh, &dw_hh[0, 0])
+    a.dbias = _out(a.dbias, _data1_out(dbias))
+    a.dw_hr = _out(a.dw_hr, _data2_out(dw_hr))
+    cdef int status
+    with nogil:
+        if backward_args is fl_backward_f32:
+            status = fl_lstm_backward_f32(sh, a)
+        else:
+            status = fl_lstm_backward_f64(sh, a)
+    return status
+
+
 cdef int _shape(fl_shape *sh, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                 Py_ssize_t P, bint reverse, const int64_t[::1] batch_sizes) except -1:
     if T < 1 or B < 1 or I < 1 or H < 1 or P < 0:
         raise ValueError(f"sizes must be positive: T={T}, B={B}, I={I}, H={H}, P={P}")
+    memset(sh, 0, sizeof(sh[0]))
     sh.T, sh.B, sh.I, sh.H, sh.P = T, B, I, H, P
     sh.reverse = reverse
-    sh.batch_sizes = NULL
     if batch_sizes is not None:
         _expect("batch_sizes", (batch_sizes.shape[0],), (T,))
         sh.batch_sizes = &batch_sizes[0]
@@ -418,39 +457,19 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
 
     cdef int status
-    cdef fl_forward_s fs
-    cdef fl_forward_d fd
+    cdef fl_forward_f32 a32
+    cdef fl_forward_f64 a64
     if floating is float:
-        fs.x = &x[0, 0]; fs.ldx = I; fs.w_ih = &w_ih[0, 0]
-        fs.bias = NULL if bias is None else &bias[0]
-        fs.packed = &packed[0]
-        fs.h0 = NULL if h0 is None else &h0[0, 0]
-        fs.c0 = NULL if c0 is None else &c0[0, 0]
-        fs.y = &y[0, y_col]; fs.ldy = y.shape[1]
-        fs.h_n = &h_n[0, 0]; fs.c_n = &c_n[0, 0]
-        fs.gates = NULL if gates is None else &gates[0, 0]
-        fs.cells = NULL if cells is None else &cells[0, 0]
-        fs.xh = NULL if xh is None else &xh[0, 0]
-        fs.workspace = NULL; fs.workspace_bytes = 0
-        fs.x_rows = xr; fs.y_rows = yr
+        _fill_forward(&a32, x, w_ih, bias, packed, h0, c0, y, y_col, h_n, c_n, gates, cells,
+                      xh, xr, yr)
         with nogil:
-            status = fl_lstm_forward_s(&sh, &fs)
+            status = _forward_call(&sh, &a32)
     else:
-        fd.x = &x[0, 0]; fd.ldx = I; fd.w_ih = &w_ih[0, 0]
-        fd.bias = NULL if bias is None else &bias[0]
-        fd.packed = &packed[0]
-        fd.h0 = NULL if h0 is None else &h0[0, 0]
-        fd.c0 = NULL if c0 is None else &c0[0, 0]
-        fd.y = &y[0, y_col]; fd.ldy = y.shape[1]
-        fd.h_n = &h_n[0, 0]; fd.c_n = &c_n[0, 0]
-        fd.gates = NULL if gates is None else &gates[0, 0]
-        fd.cells = NULL if cells is None else &cells[0, 0]
-        fd.xh = NULL if xh is None else &xh[0, 0]
-        fd.workspace = NULL; fd.workspace_bytes = 0
-        fd.x_rows = xr; fd.y_rows = yr
+        _fill_forward(&a64, x, w_ih, bias, packed, h0, c0, y, y_col, h_n, c_n, gates, cells,
+                      xh, xr, yr)
         with nogil:
-            status = fl_lstm_forward_d(&sh, &fd)
-    _raise_status(status)
+            status = _forward_call(&sh, &a64)
+    _raise_status(status, "forward")
 
 
 def backward(const floating[:, ::1] w_ih,
@@ -505,44 +524,18 @@ def backward(const floating[:, ::1] w_ih,
     if dbias is not None:
         _expect("dbias", (dbias.shape[0],), (4 * H,))
 
+    cdef fl_backward_f32 a32
+    cdef fl_backward_f64 a64
     cdef int status
-    cdef fl_backward_s bs
-    cdef fl_backward_d bd
     if floating is float:
-        bs.w_ih = &w_ih[0, 0]; bs.w_hh = &w_hh[0, 0]
-        bs.w_hr = NULL if P == 0 else &w_hr[0, 0]
-        bs.packed = &packed[0]
-        bs.c0 = NULL if c0 is None else &c0[0, 0]
-        bs.gates = &gates[0, 0]; bs.cells = &cells[0, 0]; bs.xh = &xh[0, 0]
-        bs.dy = &dy[0, dy_col]; bs.lddy = dy.shape[1]
-        bs.dh_n = NULL if dh_n is None else &dh_n[0, 0]
-        bs.dc_n = NULL if dc_n is None else &dc_n[0, 0]
-        bs.dx = NULL if dx is None else &dx[0, 0]; bs.lddx = I
-        bs.dx_accumulate = dx_accumulate
-        bs.dh0 = &dh0[0, 0]; bs.dc0 = &dc0[0, 0]
-        bs.dw_ih = &dw_ih[0, 0]; bs.dw_hh = &dw_hh[0, 0]
-        bs.dbias = NULL if dbias is None else &dbias[0]
-        bs.dw_hr = NULL if P == 0 else &dw_hr[0, 0]
-        with nogil:
-            status = fl_lstm_backward_s(&sh, &bs)
+        status = _backward_run(&sh, &a32, w_ih, w_hh, w_hr, packed, c0, gates, cells, xh, dy,
+                               dy_col, dh_n, dc_n, dx, dx_accumulate, dh0, dc0, dw_ih, dw_hh,
+                               dbias, dw_hr)
     else:
-        bd.w_ih = &w_ih[0, 0]; bd.w_hh = &w_hh[0, 0]
-        bd.w_hr = NULL if P == 0 else &w_hr[0, 0]
-        bd.packed = &packed[0]
-        bd.c0 = NULL if c0 is None else &c0[0, 0]
-        bd.gates = &gates[0, 0]; bd.cells = &cells[0, 0]; bd.xh = &xh[0, 0]
-        bd.dy = &dy[0, dy_col]; bd.lddy = dy.shape[1]
-        bd.dh_n = NULL if dh_n is None else &dh_n[0, 0]
-        bd.dc_n = NULL if dc_n is None else &dc_n[0, 0]
-        bd.dx = NULL if dx is None else &dx[0, 0]; bd.lddx = I
-        bd.dx_accumulate = dx_accumulate
-        bd.dh0 = &dh0[0, 0]; bd.dc0 = &dc0[0, 0]
-        bd.dw_ih = &dw_ih[0, 0]; bd.dw_hh = &dw_hh[0, 0]
-        bd.dbias = NULL if dbias is None else &dbias[0]
-        bd.dw_hr = NULL if P == 0 else &dw_hr[0, 0]
-        with nogil:
-            status = fl_lstm_backward_d(&sh, &bd)
-    _raise_status(status)
+        status = _backward_run(&sh, &a64, w_ih, w_hh, w_hr, packed, c0, gates, cells, xh, dy,
+                               dy_col, dh_n, dc_n, dx, dx_accumulate, dh0, dc0, dw_ih, dw_hh,
+                               dbias, dw_hr)
+    _raise_status(status, "backward")
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] a,
@@ -559,11 +552,47 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] a,
         raise ValueError("gemm: empty operands")
     with nogil:
         if floating is float:
-            fl_gemm_s(trans_a, trans_b, M, N, K, <float>alpha, &a[0, 0], a.shape[1],
+            fl_gemm_f32(trans_a, trans_b, M, N, K, <float>alpha, &a[0, 0], a.shape[1],
                       &b[0, 0], b.shape[1], <float>beta, &c[0, 0], c.shape[1])
         else:
-            fl_gemm_d(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
+            fl_gemm_f64(trans_a, trans_b, M, N, K, alpha, &a[0, 0], a.shape[1],
                       &b[0, 0], b.shape[1], beta, &c[0, 0], c.shape[1])
+
+
+# ---- the stream's layer loop, for either dtype (args: L structs) -----------
+
+cdef size_t _most_workspace(const forward_args *args, Py_ssize_t L, fl_shape sh) noexcept nogil:
+    """The largest workspace a layer's one-step call needs."""
+    cdef size_t most = 0, need
+    cdef Py_ssize_t k
+    for k in range(L):
+        sh.I = args[k].ldx
+        need = _forward_workspace(&sh, args)
+        most = need if need > most else most
+    return most
+
+
+cdef void _share_workspace(forward_args *args, Py_ssize_t L, void *ws, size_t nbytes) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(L):
+        args[k].workspace = ws
+        args[k].workspace_bytes = nbytes
+
+
+cdef int _stream_step(forward_args *args, Py_ssize_t L, fl_shape sh, const void *x,
+                      void *out) noexcept nogil:
+    """One step of the stack: layer 0 reads x, layer k reads layer k-1's
+    output, the top layer writes out -> status of the first failing call."""
+    cdef Py_ssize_t k
+    cdef int status = FL_OK
+    args[0].x = _in(args[0].x, x)
+    args[L - 1].y = _out(args[L - 1].y, out)
+    for k in range(L):
+        sh.I = args[k].ldx
+        status = _forward_call(&sh, &args[k])
+        if status != FL_OK:
+            break
+    return status
 
 
 cdef class StreamKernel:
@@ -583,22 +612,19 @@ cdef class StreamKernel:
     cdef bint _double
     cdef Py_ssize_t L, B, I
     cdef fl_shape sh0
-    cdef fl_forward_s *fs
-    cdef fl_forward_d *fd
+    cdef void *args        # L fl_forward_f64 (_double) or fl_forward_f32
     cdef void *ws          # one scratch shared by the layers' calls
     cdef size_t ws_bytes
     cdef readonly int workspace_threads  # the thread count ws was sized for
     cdef object _empty, _out_shape, _out_dtype, _convert
 
     def __cinit__(self):
-        self.fs = NULL
-        self.fd = NULL
+        self.args = NULL
         self.ws = NULL
         self.ws_bytes = 0
 
     def __dealloc__(self):
-        PyMem_Free(self.fs)
-        PyMem_Free(self.fd)
+        PyMem_Free(self.args)
         PyMem_Free(self.ws)
 
     def __init__(self, list layers, h, c, list ys, Py_ssize_t proj_size, convert):
@@ -616,17 +642,12 @@ cdef class StreamKernel:
         self._empty = np.empty
         self._out_shape, self._out_dtype = ys[L - 1].shape, ys[L - 1].dtype
         self._convert = convert
+        memset(&self.sh0, 0, sizeof(self.sh0))
         self.sh0.T, self.sh0.B, self.sh0.H, self.sh0.P = 1, self.B, H, proj_size
-        self.sh0.reverse = 0
-        self.sh0.batch_sizes = NULL
-        if self._double:
-            self.fd = <fl_forward_d *> PyMem_Malloc(L * sizeof(fl_forward_d))
-            if self.fd == NULL:
-                raise MemoryError()
-        else:
-            self.fs = <fl_forward_s *> PyMem_Malloc(L * sizeof(fl_forward_s))
-            if self.fs == NULL:
-                raise MemoryError()
+        self.args = PyMem_Malloc(L * (sizeof(fl_forward_f64) if self._double
+                                      else sizeof(fl_forward_f32)))
+        if self.args == NULL:
+            raise MemoryError()
         for k in range(L):
             w_ih, bias, packed = layers[k]
             I_k = w_ih.shape[1]
@@ -634,12 +655,17 @@ cdef class StreamKernel:
                     ys[k].shape != (self.B, Hout) or \
                     packed.shape[0] != packed_size(h.dtype.char, I_k, H, proj_size):
                 raise ValueError(f"StreamKernel: layer {k} has inconsistent shapes")
+            # h0, c0 are read before h_n, c_n (the same arrays) are written;
+            # layer 0's x is set per step
+            x_prev = None if k == 0 else ys[k - 1]
             if self._double:
-                self._fill_d(k, w_ih, bias, packed, h[k], c[k], ys[k],
-                             None if k == 0 else ys[k - 1])
+                _fill_forward[fl_forward_f64, double](
+                    &(<fl_forward_f64 *> self.args)[k], x_prev, w_ih, bias, packed, h[k], c[k],
+                    ys[k], 0, h[k], c[k], None, None, None, NULL, NULL)
             else:
-                self._fill_s(k, w_ih, bias, packed, h[k], c[k], ys[k],
-                             None if k == 0 else ys[k - 1])
+                _fill_forward[fl_forward_f32, float](
+                    &(<fl_forward_f32 *> self.args)[k], x_prev, w_ih, bias, packed, h[k], c[k],
+                    ys[k], 0, h[k], c[k], None, None, None, NULL, NULL)
         self._size_workspace()
 
     cdef _size_workspace(self):
@@ -647,63 +673,23 @@ cdef class StreamKernel:
         thread count (the plan, and so the scratch, depends on it), given to
         every layer's call.  Called again by a step after the count changed,
         so that no step mallocs its own."""
-        cdef fl_shape shk = self.sh0
-        cdef size_t need, most = 0
-        cdef Py_ssize_t k
+        cdef size_t most
         cdef void *mem
         self.workspace_threads = fl_get_num_threads()
-        for k in range(self.L):
-            shk.I = self.fd[k].ldx if self._double else self.fs[k].ldx
-            need = (fl_lstm_forward_workspace_d(&shk) if self._double
-                    else fl_lstm_forward_workspace_s(&shk))
-            most = max(most, need)
+        if self._double:
+            most = _most_workspace(<fl_forward_f64 *> self.args, self.L, self.sh0)
+        else:
+            most = _most_workspace(<fl_forward_f32 *> self.args, self.L, self.sh0)
         if most > self.ws_bytes:  # ws_bytes is 0 while ws is NULL
             mem = PyMem_Malloc(most)
             if mem == NULL:
                 raise MemoryError()
             PyMem_Free(self.ws)
             self.ws, self.ws_bytes = mem, most
-        for k in range(self.L):
-            if self._double:
-                self.fd[k].workspace = self.ws
-                self.fd[k].workspace_bytes = self.ws_bytes
-            else:
-                self.fs[k].workspace = self.ws
-                self.fs[k].workspace_bytes = self.ws_bytes
-
-    cdef _fill_s(self, Py_ssize_t k, const float[:, ::1] w_ih, const float[::1] bias,
-                 const float[::1] packed, float[:, ::1] h, float[:, ::1] c,
-                 float[:, ::1] y, const float[:, ::1] x_prev):
-        cdef fl_forward_s *a = &self.fs[k]
-        a.x = NULL if x_prev is None else &x_prev[0, 0]
-        a.ldx = w_ih.shape[1]
-        a.w_ih = &w_ih[0, 0]
-        a.bias = NULL if bias is None else &bias[0]
-        a.packed = &packed[0]
-        a.h0 = &h[0, 0]; a.c0 = &c[0, 0]     # read before h_n/c_n are written
-        a.y = &y[0, 0]; a.ldy = y.shape[1]
-        a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
-        a.gates = NULL
-        a.cells = NULL; a.xh = NULL
-        a.workspace = NULL; a.workspace_bytes = 0  # _size_workspace
-        a.x_rows = NULL; a.y_rows = NULL
-
-    cdef _fill_d(self, Py_ssize_t k, const double[:, ::1] w_ih, const double[::1] bias,
-                 const double[::1] packed, double[:, ::1] h, double[:, ::1] c,
-                 double[:, ::1] y, const double[:, ::1] x_prev):
-        cdef fl_forward_d *a = &self.fd[k]
-        a.x = NULL if x_prev is None else &x_prev[0, 0]
-        a.ldx = w_ih.shape[1]
-        a.w_ih = &w_ih[0, 0]
-        a.bias = NULL if bias is None else &bias[0]
-        a.packed = &packed[0]
-        a.h0 = &h[0, 0]; a.c0 = &c[0, 0]
-        a.y = &y[0, 0]; a.ldy = y.shape[1]
-        a.h_n = &h[0, 0]; a.c_n = &c[0, 0]
-        a.gates = NULL
-        a.cells = NULL; a.xh = NULL
-        a.workspace = NULL; a.workspace_bytes = 0  # _size_workspace
-        a.x_rows = NULL; a.y_rows = NULL
+        if self._double:
+            _share_workspace(<fl_forward_f64 *> self.args, self.L, self.ws, self.ws_bytes)
+        else:
+            _share_workspace(<fl_forward_f32 *> self.args, self.L, self.ws, self.ws_bytes)
 
     def step(self, x):
         """Advance one step with x (B, I); returns the top layer's output
@@ -716,9 +702,7 @@ cdef class StreamKernel:
 
     cdef object _step(self, x):
         cdef Py_buffer view, outview
-        cdef fl_shape sh = self.sh0
         cdef int status = FL_OK
-        cdef Py_ssize_t k
         cdef char want = ord("d") if self._double else ord("f")
         if fl_get_num_threads() != self.workspace_threads:
             self._size_workspace()
@@ -736,24 +720,15 @@ cdef class StreamKernel:
                 raise TypeError(f"x: expected {'float64' if self._double else 'float32'} "
                                 f"data, got format {view.format!r}")
             PyObject_GetBuffer(out, &outview, PyBUF_CONTIG)
-            if self._double:
-                self.fd[0].x = <const double *> view.buf
-                self.fd[self.L - 1].y = <double *> outview.buf
-            else:
-                self.fs[0].x = <const float *> view.buf
-                self.fs[self.L - 1].y = <float *> outview.buf
             with nogil:
-                for k in range(self.L):  # layer k reads layer k-1's output
-                    if self._double:
-                        sh.I = self.fd[k].ldx
-                        status = fl_lstm_forward_d(&sh, &self.fd[k])
-                    else:
-                        sh.I = self.fs[k].ldx
-                        status = fl_lstm_forward_s(&sh, &self.fs[k])
-                    if status != FL_OK:
-                        break
+                if self._double:
+                    status = _stream_step(<fl_forward_f64 *> self.args, self.L, self.sh0,
+                                          view.buf, outview.buf)
+                else:
+                    status = _stream_step(<fl_forward_f32 *> self.args, self.L, self.sh0,
+                                          view.buf, outview.buf)
             PyBuffer_Release(&outview)
         finally:
             PyBuffer_Release(&view)
-        _raise_status(status)
+        _raise_status(status, "stream step")
         return out

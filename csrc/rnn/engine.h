@@ -1,8 +1,11 @@
-/* One LSTM layer, one direction: forward and backward (BPTT).
+/* The time-loop engine of a recurrent layer, one direction: forward and
+ * backward (BPTT), on the cell FL_CELL names (cell_lstm.h: its gate count
+ * and elementwise step; see there for what a cell provides).
  *
- * Dtype- and ISA-generic source.  An ISA variant file (lstm_generic.c,
- * lstm_avx2.c, ...) defines FL_ISA and includes this file twice, with
- * REAL/S = float/s and double/d.  Notation and the packed row layout are
+ * Dtype- and ISA-generic source.  lstm_variant.c, compiled once per ISA with
+ * FL_ISA defined, includes this file twice, with REAL/S/DT = float/s/f32
+ * and double/d/f64 (S names the GEMM and activation helpers, DT the public
+ * types).  Notation and the packed row layout are
  * described in fastlstm.h; fastlstm/reference.py is the specification.
  *
  * Structure of a call (forward): one OpenMP region for the whole time loop
@@ -32,6 +35,8 @@
  * No allocation, no Python, no I/O inside the time loop.  Each output element
  * is computed by exactly one thread in a fixed order, so results depend
  * neither on the number of threads nor on which thread ran what.
+ * docs/kernel-design.md explains the design and holds the measurements
+ * behind the thresholds below.
  */
 
 #ifndef FL_CAT
@@ -54,7 +59,7 @@ typedef struct fl_share {
 } fl_share;
 #endif
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
-#define GEMM FL_GEMMX(fl_gemm, S)
+#define GEMM FL_GEMMX(fl_gemm, DT)
 #define GEMM_PACKED FL_GEMMX(fl_gemm_packed, S)
 #define GEMM_PACKED_LD FL_GEMMX(fl_gemm_packed_ld, S)
 #define GEMM_SPLIT FL_GEMMX(fl_gemm_split, S)
@@ -63,26 +68,27 @@ typedef struct fl_share {
 #define GEMM_NR FL_GEMMX(fl_gemm_nr, S)
 #define SIGMOID FL_GEMMX(fl_sigmoid, S)
 #define TANH FL_GEMMX(fl_tanh, S)
-#define FWD_ARGS FL_GEMMX(fl_forward, S)
-#define BWD_ARGS FL_GEMMX(fl_backward, S)
+#define FWD_ARGS FL_GEMMX(fl_forward, DT)
+#define BWD_ARGS FL_GEMMX(fl_backward, DT)
+
+#include FL_CELL
 
 /* Where the pieces of the packed-weights blob live (elements). */
 typedef struct FL_FN(blob_layout) {
-    size_t U;          /* units per group of the forward product */
-    size_t groups;     /* ceil(H / U) */
-    size_t K;          /* I + H_out: rows of the forward product */
-    size_t xh_fwd;     /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
-                          columns per group, K = I + H_out */
-    size_t hh_bwd;     /* dgates W_hh: K = 4H, N = H_out */
-    size_t ih_bwd;     /* dgates W_ih: K = 4H, N = I */
-    size_t hr_fwd;     /* r W_hr^T:    K = H,  N = P */
-    size_t hr_bwd;     /* dh W_hr:     K = P,  N = H */
+    size_t U;      /* units per group of the forward product */
+    size_t groups; /* ceil(H / U) */
+    size_t K;      /* I + H_out: rows of the forward product */
+    size_t xh_fwd; /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
+                      columns per group, K = I + H_out */
+    size_t hh_bwd; /* dgates W_hh: K = 4H, N = H_out */
+    size_t ih_bwd; /* dgates W_ih: K = 4H, N = I */
+    size_t hr_fwd; /* r W_hr^T:    K = H,  N = P */
+    size_t hr_bwd; /* dh W_hr:     K = P,  N = H */
     size_t total;
 } FL_FN(blob_layout);
 
 /* Units per group: the gate loop runs over U units of each gate at a time,
- * and wider groups give it more independent vectors per loop (U = 16 -> 32
- * or 64 measured up to 1.07x on whole forwards, never slower).  The widest
+ * and wider groups give it more independent vectors per loop.  The widest
  * of 64, 32, 16 (or nr, if wider) that still leaves at least FL_MIN_GROUPS
  * groups to split between threads and pads H no further than nr does. */
 #ifndef FL_MIN_GROUPS
@@ -106,21 +112,21 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
     L.groups = (H + L.U - 1) / L.U;
     L.K = I + Hout;
     L.xh_fwd = 0;
-    L.hh_bwd = L.xh_fwd + L.groups * 4 * L.U * L.K;
-    L.ih_bwd = L.hh_bwd + PACKED_SIZE(4 * H, Hout);
-    L.hr_fwd = L.ih_bwd + PACKED_SIZE(4 * H, I);
+    L.hh_bwd = L.xh_fwd + L.groups * FL_CELL_GATES * L.U * L.K;
+    L.ih_bwd = L.hh_bwd + PACKED_SIZE(FL_CELL_GATES * H, Hout);
+    L.hr_fwd = L.ih_bwd + PACKED_SIZE(FL_CELL_GATES * H, I);
     L.hr_bwd = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
     L.total = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
     return L;
 }
 
-size_t FL_FN(fl_lstm_packed_size)(size_t I, size_t H, size_t P)
+static size_t FL_FN(packed_size)(size_t I, size_t H, size_t P)
 {
     return FL_FN(layout)(I, H, P).total;
 }
 
-void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
-                         const REAL *w_hh, const REAL *w_hr, REAL *blob)
+static void FL_FN(pack)(size_t I, size_t H, size_t P, const REAL *w_ih, const REAL *w_hh,
+                        const REAL *w_hr, REAL *blob)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
     const size_t Hout = P ? P : H, nr = GEMM_NR(), K = L.K;
@@ -130,93 +136,18 @@ void FL_FN(fl_lstm_pack)(size_t I, size_t H, size_t P, const REAL *w_ih,
      * then the H_out rows of W_hh^T of the same nr columns, one after the
      * other, gives the panel of the stacked matrix */
     for (size_t g = 0; g < L.groups; g++)
-        for (size_t q = 0; q < 4; q++)
+        for (size_t q = 0; q < FL_CELL_GATES; q++)
             for (size_t c = g * L.U; c < (g + 1) * L.U && c < H; c += nr) {
                 const size_t n = H - c < nr ? H - c : nr, row = q * H + c;
-                REAL *dst = blob + L.xh_fwd + ((g * 4 + q) * L.U + c - g * L.U) * K;
+                REAL *dst = blob + L.xh_fwd + ((g * FL_CELL_GATES + q) * L.U + c - g * L.U) * K;
                 PACK_B(1, I, n, w_ih + row * I, I, dst);
                 PACK_B(1, Hout, n, w_hh + row * Hout, Hout, dst + I * nr);
             }
-    PACK_B(0, 4 * H, Hout, w_hh, Hout, blob + L.hh_bwd);
-    PACK_B(0, 4 * H, I, w_ih, I, blob + L.ih_bwd);
+    PACK_B(0, FL_CELL_GATES * H, Hout, w_hh, Hout, blob + L.hh_bwd);
+    PACK_B(0, FL_CELL_GATES * H, I, w_ih, I, blob + L.ih_bwd);
     if (P) {
         PACK_B(1, H, P, w_hr, H, blob + L.hr_fwd);
         PACK_B(0, P, H, w_hr, H, blob + L.hr_bwd);
-    }
-}
-
-/* The fused gate loop of one batch row over nu units (all four gates of
- * them).  acc holds the product [x_t | h_{t-1}] [W_ih | W_hh]^T in group
- * layout (U columns per gate), bias the bias in the same layout; acc gets
- * the activations, the new cell state goes to cs, r = o * tanh(c) to rout
- * and, when yout is not NULL, to yout (stored in the same loop: a memcpy
- * call per row and group costs more than the stores), and, when gr is not
- * NULL (training), the activations to gr in the 4H layout. */
-static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
-                                const REAL *restrict bias, REAL *restrict gr,
-                                REAL *restrict cs, REAL *restrict rout, REAL *restrict yout)
-{
-    /* one loop per activation: each keeps its constants in registers (one
-     * fused loop spills them to the stack) */
-    FL_SIMD
-    for (size_t k = 0; k < nu; k++)
-        acc[k] = SIGMOID(acc[k] + bias[k]);
-    FL_SIMD
-    for (size_t k = 0; k < nu; k++)
-        acc[U + k] = SIGMOID(acc[U + k] + bias[U + k]);
-    FL_SIMD
-    for (size_t k = 0; k < nu; k++)
-        acc[2 * U + k] = TANH(acc[2 * U + k] + bias[2 * U + k]);
-    FL_SIMD
-    for (size_t k = 0; k < nu; k++)
-        acc[3 * U + k] = SIGMOID(acc[3 * U + k] + bias[3 * U + k]);
-    if (yout) {
-        FL_SIMD
-        for (size_t k = 0; k < nu; k++) {
-            REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
-            REAL r = acc[3 * U + k] * TANH(c);
-            cs[k] = c;
-            rout[k] = r;
-            yout[k] = r;
-        }
-    } else {
-        FL_SIMD
-        for (size_t k = 0; k < nu; k++) {
-            REAL c = acc[U + k] * cs[k] + acc[k] * acc[2 * U + k];
-            cs[k] = c;
-            rout[k] = acc[3 * U + k] * TANH(c);
-        }
-    }
-    if (gr)
-        for (size_t q = 0; q < 4; q++)
-            memcpy(gr + q * H, acc + q * U, nu * sizeof(REAL));
-}
-
-/* The gate gradients of one batch row over n units: dr = dyr + dcr is the
- * gradient of r_t = o * tanh(c_t); gr holds the activations i, f, g, o and is
- * overwritten with the pre-activation gradients (also written to dgr); dcs
- * carries dc from step t+1 in and to step t-1 out. */
-static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
-                                 const REAL *restrict dcr,
-                                 const REAL *restrict cr,
-                                 const REAL *restrict cp, REAL *restrict gr,
-                                 REAL *restrict dgr, REAL *restrict dcs)
-{
-    FL_SIMD
-    for (size_t u = 0; u < n; u++) {
-        REAL dr = dyr[u] + dcr[u];
-        REAL ig = gr[u], fg = gr[H + u], gg = gr[2 * H + u], og = gr[3 * H + u];
-        REAL tc = TANH(cr[u]);
-        REAL dc = dcs[u] + dr * og * ((REAL)1 - tc * tc);
-        REAL di = dc * gg * ig * ((REAL)1 - ig);
-        REAL df = dc * cp[u] * fg * ((REAL)1 - fg);
-        REAL dgg = dc * ig * ((REAL)1 - gg * gg);
-        REAL dout = dr * tc * og * ((REAL)1 - og);
-        dcs[u] = dc * fg;
-        gr[u] = dgr[u] = di;
-        gr[H + u] = dgr[H + u] = df;
-        gr[2 * H + u] = dgr[2 * H + u] = dgg;
-        gr[3 * H + u] = dgr[3 * H + u] = dout;
     }
 }
 
@@ -231,27 +162,27 @@ typedef struct FL_FN(loop) {
     const FWD_ARGS *fa;
     const BWD_ARGS *ba;
     const REAL *zeros, *pk_xh, *pk_hh, *pk_ih, *pk_hr;
-    const REAL *gbias;     /* bias in group layout */
-    size_t gw;             /* groups per forward product (tile width 4U gw) */
-    int split_batch;       /* threads own batch rows (else hidden units) */
-    int dx_in_loop;        /* backward: dx per step (else one GEMM after) */
-    fl_barrier *bar;       /* the per-step barrier (unit split) */
-    fl_chunks *ch;         /* the row chunks (batch split) */
-    size_t *steal;         /* work-stealing counters (unit split), or NULL */
-    size_t xb;             /* steps per block of the input projection, or 0 */
-    size_t ks;             /* the stacked product's sum blocked here (or 0) */
-    REAL *xproj, *xrows;   /* its results (block rows x 4U groups), its
-                              gathered inputs (per thread) */
-    REAL *xh, *cstate, *rstep, *tmp;               /* forward state */
+    const REAL *gbias;               /* bias in group layout */
+    size_t gw;                       /* groups per forward product (tile width 4U gw) */
+    int split_batch;                 /* threads own batch rows (else hidden units) */
+    int dx_in_loop;                  /* backward: dx per step (else one GEMM after) */
+    fl_barrier *bar;                 /* the per-step barrier (unit split) */
+    fl_chunks *ch;                   /* the row chunks (batch split) */
+    size_t *steal;                   /* work-stealing counters (unit split), or NULL */
+    size_t xb;                       /* steps per block of the input projection, or 0 */
+    size_t ks;                       /* the stacked product's sum blocked here (or 0) */
+    REAL *xproj, *xrows;             /* its results (block rows x 4U groups), its
+                                        gathered inputs (per thread) */
+    REAL *xh, *cstate, *rstep, *tmp; /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore, *dxstep;
 } FL_FN(loop);
 
 /* How many threads run a time loop of T steps whose per-step product is
  * B x K x N (hidden size H), and how they split it (*split_batch):
- *   - one thread for a call under FL_MIN_CALL_MACS (starting the team,
- *     ~1 us here, costs more than it saves; a streaming step of I = 64,
- *     H = 128, 98K MACs, already gains: 5.9 against 6.8 us);
+ *   - one thread for a call under FL_MIN_CALL_MACS (below it, starting the
+ *     team costs more than it saves; a streaming step of I = 64, H = 128,
+ *     98K MACs, is above it and gains);
  *   - split by batch rows (no barrier per step; every thread streams all the
  *     weights; row chunks taken dynamically, see plan_chunks) for
  *     H <= FL_BATCH_SPLIT_MAX_H and FL_MIN_ROWS_PER_THREAD rows per thread;
@@ -271,8 +202,8 @@ typedef struct FL_FN(loop) {
 #ifndef FL_BATCH_SPLIT_MAX_H
 #define FL_BATCH_SPLIT_MAX_H 256
 #endif
-static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
-                               size_t chunks, int *split_batch)
+static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N, size_t chunks,
+                               int *split_batch)
 {
     const size_t want = (size_t)fl_get_num_threads();
     const int forced = fl_forced_split();
@@ -295,6 +226,7 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
 
 /* Runs fn(ctx, tid, nth) on nt threads (no OpenMP region at all for 1). */
 #ifdef _OPENMP
+/* clang-format off */
 #define FL_RUN_THREADS(fn, ctx, nt)                                            \
     do {                                                                       \
         if ((nt) > 1) {                                                        \
@@ -304,17 +236,17 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
             fn(ctx, 0, 1);                                                     \
         }                                                                      \
     } while (0)
+/* clang-format on */
 #else
 #define FL_RUN_THREADS(fn, ctx, nt) fn(ctx, 0, 1)
 #endif
 
 /* The part of a loop context every call shares; rw is freed by the caller
  * (rows_mem: caller memory for it, or NULL to allocate). */
-static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh,
-                            size_t *rows_mem)
+static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh, size_t *rows_mem)
 {
     if (sh->T == 0 || sh->B == 0 || sh->I == 0 || sh->H == 0)
-        return FL_EINVAL;
+        return FL_ESHAPE;
     memset(lp, 0, sizeof *lp);
     lp->sh = sh;
     lp->L = FL_FN(layout)(sh->I, sh->H, sh->P);
@@ -332,15 +264,15 @@ static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh,
 #endif
 static size_t FL_FN(groups_per_product)(size_t rows, size_t U, size_t groups)
 {
-    size_t gw = FL_TILE_BYTES / (rows * 4 * U * sizeof(REAL));
+    size_t gw = FL_TILE_BYTES / (rows * FL_CELL_GATES * U * sizeof(REAL));
     return gw < 1 ? 1 : gw > groups ? groups : gw;
 }
 
 /* Row chunks of a batch split over nt threads: one more than threads when
  * each still gets FL_MIN_ROWS_PER_THREAD rows, so that a thread finishing a
  * block always finds a free chunk (see fl_chunks); and steps per block, so
- * that a block is about FL_BLOCK_MACS of products (rows x K x N per step):
- * tens of us, against a claim's few hundred ns. */
+ * that a block is about FL_BLOCK_MACS of products (rows x K x N per step),
+ * long against the cost of a claim. */
 #ifndef FL_BLOCK_MACS
 #define FL_BLOCK_MACS (1u << 22)
 #endif
@@ -364,56 +296,41 @@ static size_t FL_FN(plan_chunks)(size_t B, int nt, size_t K, size_t N, size_t *s
  * recurrence: x_t W_ih^T of a block of xb steps (about FL_XPROJ_ROWS rows)
  * is then one GEMM that reads those weights once per block, and each step
  * streams only W_hh (K = H_out instead of I + H_out) and adds its rows of
- * the block.  How few rows pays depends on where the weights come from
- * (whole forwards, 2 threads, against the stacked product):
- *   - 1 row: 1.3x at I = H = 256 (2 MB), 1.12-1.18x at 512/512, 1.9x at
- *     1024/1024; at 64/128 (384 KB) only 1.03x, and a one-step call (a
- *     stream's step, below) then runs 4% slower, so not under 1 MB;
- *   - 2 rows: 1.07x at I = 128, H = 256 (1.5 MB), 1.03-1.11x at 256/256,
- *     1.01-1.05x at 512/512, 1.55x at 1024/1024 (0.87-0.92x at 64/128);
- *   - 4-12 rows: only beyond L3 (1024/1024, 32 MB: 1.37x at 4, 1.14x at 8,
- *     1.10x at 12, 0.97x at 16; 512/512, 8 MB: 1.02x at 4).
- * The choice depends on the shape alone (not on threads, nor on T).  A
- * one-step call runs the stacked product instead, with its sum over K
- * blocked at I (ks): bitwise the projection plus the W_hh product, in one
- * pass.  And no element's sum depends on the block it falls in.  So results
- * are bitwise the same for any thread count and however a stream cuts a
- * sequence into calls.  -> steps per block, or 0. */
+ * the block.  How few rows pays depends on where the weights come from: up
+ * to 2 rows from beyond L2 (1 MB of packed weights), up to 8 from beyond L3
+ * (16 MB); under 1 MB never (it gains little there, and the one-step call
+ * below would be slower).  The choice depends on the shape alone (not on
+ * threads, nor on T).  A one-step call runs the stacked product instead,
+ * with its sum over K blocked at I (ks): bitwise the projection plus the
+ * W_hh product, in one pass.  And no element's sum depends on the block it
+ * falls in.  So results are bitwise the same for any thread count and
+ * however a stream cuts a sequence into calls.  -> steps per block, or 0. */
 #ifndef FL_XPROJ_ROWS
 #define FL_XPROJ_ROWS 16
 #endif
 static size_t FL_FN(xproj_steps)(const fl_shape *sh, const FL_FN(blob_layout) *L)
 {
-    const double bytes = (double)L->K * 4.0 * (double)sh->H * sizeof(REAL);
+    const double bytes = (double)L->K * FL_CELL_GATES * (double)sh->H * sizeof(REAL);
     const size_t most = bytes >= 16e6 ? 8 : bytes >= 1e6 ? 2 : 0;
     return sh->B <= most ? (FL_XPROJ_ROWS + sh->B - 1) / sh->B : 0;
 }
 
 /* The thread plan of a forward call. */
 typedef struct FL_FN(fwd_plan) {
-    int nt;             /* threads */
-    int split_batch;    /* by batch rows (else hidden units) */
-    size_t gw;          /* groups per product */
-    size_t chunks;      /* row chunks (batch split; else 0) */
-    size_t steps;       /* steps per block of a chunk */
-    int steal;          /* unit split with work stealing (take_groups) */
-    size_t xb;          /* steps per block of the input projection, or 0 */
-    size_t ks;          /* the stacked product's sum blocked at this row, or 0 */
+    int nt;          /* threads */
+    int split_batch; /* by batch rows (else hidden units) */
+    size_t gw;       /* groups per product */
+    size_t chunks;   /* row chunks (batch split; else 0) */
+    size_t steps;    /* steps per block of a chunk */
+    int steal;       /* unit split with work stealing (take_groups) */
+    size_t xb;       /* steps per block of the input projection, or 0 */
+    size_t ks;       /* the stacked product's sum blocked at this row, or 0 */
 } FL_FN(fwd_plan);
-
-/* Elements of the forward's REAL scratch for plan p. */
-static size_t FL_FN(forward_scratch)(const fl_shape *sh, const FL_FN(blob_layout) *L,
-                                     const FL_FN(fwd_plan) *p)
-{
-    const size_t B = sh->B, H = sh->H, P = sh->P, W = L->groups * 4 * L->U;
-    return 2 * B * L->K + B * H + (P ? B * H : 0) + (size_t)p->nt * B * 4 * L->U * p->gw +
-           W + (p->xb ? p->xb * B * (W + (size_t)p->nt * sh->I) : 0);
-}
 
 static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_layout) *L)
 {
     FL_FN(fwd_plan) p;
-    const size_t K = L->K, N = 4 * sh->H;
+    const size_t K = L->K, N = FL_CELL_GATES * sh->H;
     p.nt = FL_FN(plan_threads)(sh->T, sh->B, sh->H, K, N, L->groups, &p.split_batch);
     /* a shape that uses the projection runs a one-step call (a stream's
      * step) as the stacked product, one pass, with its sum blocked at I:
@@ -434,34 +351,57 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
     return p;
 }
 
-/* size_t's of a forward's bookkeeping at the start of its workspace: the
- * rows (fl_rows), the row chunks (fl_chunks) and the stealing counters, in
- * that order. */
-static size_t FL_FN(forward_words)(const fl_shape *sh, const FL_FN(fwd_plan) *p)
+/* Where everything lives in a forward's workspace, for plan p: the
+ * bookkeeping first (size_t's: the rows (fl_rows), the row chunks
+ * (fl_chunks), the stealing counters), then, 64-byte aligned, the REAL
+ * scratch.  The one place both the size and the layout come from. */
+typedef struct FL_FN(fwd_workspace) {
+    size_t chunks, steal, words; /* size_t offsets; words: the bookkeeping */
+    size_t xh;                   /* (2, B, K) the input rows [x_t | h_{t-1}] of this step
+                                    and the next */
+    size_t cstate;               /* (B, H) c_t */
+    size_t rstep;                /* (B, H) r_t, the projection's input (P > 0 only) */
+    size_t tmp;                  /* (nt, B, gates U gw) the threads' product tiles */
+    size_t gbias;                /* (groups gates U) the bias in group layout */
+    size_t xproj;                /* (xb B, groups gates U) the input projection's block */
+    size_t xrows;                /* (nt, xb B, I) its gathered inputs */
+    size_t reals;                /* REAL offsets above are from the aligned start */
+    size_t bytes;                /* the whole workspace, alignment slack included */
+} FL_FN(fwd_workspace);
+
+static FL_FN(fwd_workspace)
+    FL_FN(forward_workspace_layout)(const fl_shape *sh, const FL_FN(blob_layout) *L,
+                                    const FL_FN(fwd_plan) *p)
 {
-    return fl_rows_mem(sh) + fl_chunks_mem(p->chunks) +
-           (p->steal ? (size_t)p->nt * FL_CTR_STRIDE : 0);
+    const size_t B = sh->B, H = sh->H, P = sh->P, nt = (size_t)p->nt;
+    const size_t W = L->groups * FL_CELL_GATES * L->U; /* gates of all groups */
+    FL_FN(fwd_workspace) w;
+    w.chunks = fl_rows_mem(sh);
+    w.steal = w.chunks + fl_chunks_mem(p->chunks);
+    w.words = w.steal + (p->steal ? nt * FL_CTR_STRIDE : 0);
+    w.xh = 0;
+    w.cstate = w.xh + 2 * B * L->K;
+    w.rstep = w.cstate + B * H;
+    w.tmp = w.rstep + (P ? B * H : 0);
+    w.gbias = w.tmp + nt * B * FL_CELL_GATES * L->U * p->gw;
+    w.xproj = w.gbias + W;
+    w.xrows = w.xproj + p->xb * B * W;
+    w.reals = w.xrows + p->xb * B * nt * sh->I;
+    w.bytes = w.words * sizeof(size_t) + 64 + w.reals * sizeof(REAL);
+    return w;
 }
 
-/* Bytes of a forward's workspace: the bookkeeping, alignment, scratch. */
-static size_t FL_FN(forward_bytes)(const fl_shape *sh, const FL_FN(blob_layout) *L,
-                                   const FL_FN(fwd_plan) *p)
-{
-    return FL_FN(forward_words)(sh, p) * sizeof(size_t) + 64 +
-           FL_FN(forward_scratch)(sh, L, p) * sizeof(REAL);
-}
-
-size_t FL_FN(fl_lstm_forward_workspace)(const fl_shape *sh)
+static size_t FL_FN(forward_workspace)(const fl_shape *sh)
 {
     FL_FN(blob_layout) L = FL_FN(layout)(sh->I, sh->H, sh->P);
     const FL_FN(fwd_plan) p = FL_FN(forward_plan)(sh, &L);
-    return FL_FN(forward_bytes)(sh, &L, &p);
+    return FL_FN(forward_workspace_layout)(sh, &L, &p).bytes;
 }
 
 /* Copy x_t of rows [lo, hi) of step s to dst + j ld (the x part of the
  * product's input rows: dst = xh, ld = K). */
-static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
-                          REAL *dst, size_t ld)
+static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi, REAL *dst,
+                          size_t ld)
 {
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
@@ -478,8 +418,7 @@ static void FL_FN(load_x)(const FL_FN(loop) *lp, size_t s, size_t lo, size_t hi,
  * at row off[s] - off[sb] + j: steps in loop order, as forward_groups reads
  * them).  Rows of x in that order are read in place when they are (forward
  * direction, no row map), else gathered first into the thread's buffer. */
-static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, size_t g1,
-                                 int tid)
+static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, size_t g1, int tid)
 {
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
@@ -497,23 +436,24 @@ static void FL_FN(project_block)(const FL_FN(loop) *lp, size_t sb, size_t g0, si
         A = buf;
         lda = I;
     }
-    GEMM_PACKED_LD(rw->off[se] - rw->off[sb], 4 * U * (g1 - g0), I, A, lda,
-                   lp->pk_xh + g0 * 4 * U * K, lp->nr * K, 0, (REAL)0,
-                   lp->xproj + g0 * 4 * U, lp->L.groups * 4 * U);
+    const size_t GU = FL_CELL_GATES * U; /* columns of a group */
+    GEMM_PACKED_LD(rw->off[se] - rw->off[sb], GU * (g1 - g0), I, A, lda, lp->pk_xh + g0 * GU * K,
+                   lp->nr * K, 0, (REAL)0, lp->xproj + g0 * GU, lp->L.groups * GU);
 }
 
 /* Groups [g, g + ng) of time step s for rows [j0, nb): the tile
  * [x_t | h_{t-1}] [W_ih | W_hh]^T of those groups, then the gate loop (which
  * adds the bias) of each group of each row. */
-static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, size_t nb,
-                                  size_t g, size_t ng, REAL *tile)
+static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, size_t nb, size_t g,
+                                  size_t ng, REAL *tile)
 {
     const fl_shape *sh = lp->sh;
     const fl_rows *rw = lp->rw;
     const FWD_ARGS *a = lp->fa;
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
-    const size_t Hout = P ? P : H, G4 = 4 * H, U = lp->L.U, K = lp->L.K;
-    const size_t W = 4 * U * lp->gw; /* tile row stride */
+    const size_t Hout = P ? P : H, GH = FL_CELL_GATES * H, U = lp->L.U, K = lp->L.K;
+    const size_t GU = FL_CELL_GATES * U; /* columns of a group */
+    const size_t W = GU * lp->gw;        /* tile row stride */
     const int rev = sh->reverse;
     REAL *gates = a->gates, *y = a->y, *cells = a->cells;
     const int train = a->xh != NULL;
@@ -523,14 +463,13 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
     REAL *acc = tile; /* the product, row j at (j - j0) ldt */
     size_t ldt = W;
     if (lp->xb) { /* h_{t-1} W_hh^T added to this step's rows of the projection */
-        ldt = lp->L.groups * 4 * U;
-        acc = lp->xproj + (rw->off[s] - rw->off[s - s % lp->xb] + j0) * ldt + g * 4 * U;
-        GEMM_PACKED_LD(nb - j0, 4 * U * ng, K - I, xc + j0 * K + I, K,
-                       lp->pk_xh + g * 4 * U * K + I * lp->nr, lp->nr * K, 0, (REAL)1, acc,
-                       ldt);
+        ldt = lp->L.groups * GU;
+        acc = lp->xproj + (rw->off[s] - rw->off[s - s % lp->xb] + j0) * ldt + g * GU;
+        GEMM_PACKED_LD(nb - j0, GU * ng, K - I, xc + j0 * K + I, K,
+                       lp->pk_xh + g * GU * K + I * lp->nr, lp->nr * K, 0, (REAL)1, acc, ldt);
     } else { /* the stacked product (its sum blocked at lp->ks, if not 0) */
-        GEMM_PACKED_LD(nb - j0, 4 * U * ng, K, xc + j0 * K, K, lp->pk_xh + g * 4 * U * K,
-                       lp->nr * K, lp->ks, (REAL)0, tile, W);
+        GEMM_PACKED_LD(nb - j0, GU * ng, K, xc + j0 * K, K, lp->pk_xh + g * GU * K, lp->nr * K,
+                       lp->ks, (REAL)0, tile, W);
     }
     for (size_t j = j0; j < nb; j++) {
         const size_t row = fl_step_row(rw, rev, s, j);
@@ -542,9 +481,8 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
             REAL *rout = P ? lp->rstep + j * H + u0 : xn + j * K + I + u0;
             REAL *yout = P ? NULL : y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0;
             REAL *cs = lp->cstate + j * H + u0;
-            FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * 4 * U,
-                                lp->gbias + gg * 4 * U,
-                                train ? gates + row * G4 + u0 : NULL, cs, rout, yout);
+            FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * GU, lp->gbias + gg * GU,
+                                train ? gates + row * GH + u0 : NULL, cs, rout, yout);
             if (cells)
                 memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
             if (last)
@@ -571,8 +509,8 @@ static int FL_FN(take_groups)(const FL_FN(loop) *lp, size_t s, int tid, int nth,
         const int v = (tid + k) % nth; /* my own first */
         size_t lo, hi, i;
         fl_split(lp->L.groups, 1, nth, v, &lo, &hi);
-        if (hi > lo && fl_take(lp->steal + (size_t)v * FL_CTR_STRIDE, s, (hi - lo + gw - 1) / gw,
-                               &i)) {
+        if (hi > lo &&
+            fl_take(lp->steal + (size_t)v * FL_CTR_STRIDE, s, (hi - lo + gw - 1) / gw, &i)) {
             *g = lo + i * gw;
             *ng = hi - *g < gw ? hi - *g : gw;
             return 1;
@@ -584,8 +522,8 @@ static int FL_FN(take_groups)(const FL_FN(loop) *lp, size_t s, int tid, int nth,
 /* Time step s of a thread's share `my` (of its rows, those active at s);
  * tile is the thread's scratch (row j at (j - j0) W).  With the unit split
  * (sync) the threads meet at a barrier before the projection. */
-static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share *my,
-                                REAL *tile, int tid, int nth, size_t *round)
+static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share *my, REAL *tile,
+                                int tid, int nth, size_t *round)
 {
     const size_t j0 = my->j0, j1 = my->j1, g0 = my->u0, g1 = my->u1;
     const size_t p0 = my->v0, p1 = my->v1;
@@ -627,8 +565,8 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
         if (sync)
             fl_barrier_wait(lp->bar, round, nth);
         if (p1 > p0 && nb > j0) {
-            GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H,
-                        (REAL)0, xn + j0 * K + I + p0, K);
+            GEMM_PACKED(nb - j0, p1 - p0, H, lp->rstep + j0 * H, H, lp->pk_hr + p0 * H, (REAL)0,
+                        xn + j0 * K + I + p0, K);
             for (size_t j = j0; j < nb; j++) {
                 const size_t row = fl_step_row(rw, rev, s, j);
                 const REAL *hj = xn + j * K + I + p0;
@@ -650,10 +588,10 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
  * whichever row chunk fl_chunks gives it, until none is left for it (no
  * barrier: the chunks' rows are independent).  step(lp, k, share, tile, tid,
  * nth, round) runs loop step k. */
-typedef void (*FL_FN(step_fn))(const FL_FN(loop) *, size_t, const fl_share *, REAL *, int,
-                               int, size_t *);
-static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_share *my,
-                              REAL *tile, int tid, int nth)
+typedef void (*FL_FN(step_fn))(const FL_FN(loop) *, size_t, const fl_share *, REAL *, int, int,
+                               size_t *);
+static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_share *my, REAL *tile,
+                              int tid, int nth)
 {
     fl_chunks *ch = lp->ch;
     size_t c = (size_t)tid, k0, k1, round = 0;
@@ -669,7 +607,7 @@ static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_sha
 static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 {
     const size_t T = lp->sh->T;
-    REAL *tile = lp->tmp + (size_t)tid * lp->sh->B * 4 * lp->L.U * lp->gw;
+    REAL *tile = lp->tmp + (size_t)tid * lp->sh->B * FL_CELL_GATES * lp->L.U * lp->gw;
     fl_share my = {0, lp->sh->B, 0, lp->L.groups, 0, lp->sh->P, 0, 0};
     size_t round = 0;
     if (lp->split_batch) {
@@ -687,7 +625,7 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     }
 }
 
-int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
+static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H;
@@ -698,9 +636,9 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     const FL_FN(blob_layout) L = FL_FN(layout)(I, H, P);
     const FL_FN(fwd_plan) plan = FL_FN(forward_plan)(sh, &L);
     const int nt = plan.nt;
-    const size_t need = FL_FN(forward_bytes)(sh, &L, &plan);
-    const int own = !(a->workspace && a->workspace_bytes >= need);
-    char *mem = own ? malloc(need) : a->workspace;
+    const FL_FN(fwd_workspace) wl = FL_FN(forward_workspace_layout)(sh, &L, &plan);
+    const int own = !(a->workspace && a->workspace_bytes >= wl.bytes);
+    char *mem = own ? malloc(wl.bytes) : a->workspace;
     if (!mem)
         return FL_ENOMEM;
     FL_FN(loop) lp;
@@ -719,37 +657,32 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
     fl_barrier_init(&bar, nt);
     lp.bar = &bar;
     fl_chunks ch;
-    size_t *ch_mem = (size_t *)mem + fl_rows_mem(sh);
     if (plan.split_batch) {
-        fl_chunks_init(&ch, &rw, sh->T, plan.chunks, plan.steps, 0, ch_mem);
+        fl_chunks_init(&ch, &rw, sh->T, plan.chunks, plan.steps, 0, (size_t *)mem + wl.chunks);
         lp.ch = &ch;
     }
-    size_t *ctr = ch_mem + fl_chunks_mem(plan.chunks);
     if (plan.steal) {
-        memset(ctr, 0, (size_t)nt * FL_CTR_STRIDE * sizeof(size_t));
-        lp.steal = ctr;
+        lp.steal = (size_t *)mem + wl.steal;
+        memset(lp.steal, 0, (size_t)nt * FL_CTR_STRIDE * sizeof(size_t));
     }
 
-    /* the REAL scratch follows the bookkeeping, 64-byte aligned; none is
-     * allocated inside the loop */
-    const size_t n_xh = 2 * B * K, n_c = B * H, n_r = P ? B * H : 0;
-    const size_t n_tmp = (size_t)nt * B * 4 * U * lp.gw, n_gb = lp.L.groups * 4 * U;
-    uintptr_t at = (uintptr_t)((size_t *)mem + FL_FN(forward_words)(sh, &plan));
+    /* the REAL scratch (none is allocated inside the loop) */
+    uintptr_t at = (uintptr_t)((size_t *)mem + wl.words);
     REAL *ws = (REAL *)((at + 63) & ~(uintptr_t)63);
-    lp.xh = ws;
-    lp.cstate = lp.xh + n_xh;
-    lp.rstep = P ? lp.cstate + n_c : NULL;
-    lp.tmp = lp.cstate + n_c + n_r;
-    REAL *gb = lp.tmp + n_tmp; /* the bias in group layout, 0 in padding */
-    memset(gb, 0, n_gb * sizeof(REAL));
+    lp.xh = ws + wl.xh;
+    lp.cstate = ws + wl.cstate;
+    lp.rstep = P ? ws + wl.rstep : NULL;
+    lp.tmp = ws + wl.tmp;
+    REAL *gb = ws + wl.gbias; /* the bias in group layout, 0 in padding */
+    memset(gb, 0, (wl.xproj - wl.gbias) * sizeof(REAL));
     lp.xb = plan.xb;
     lp.ks = plan.ks;
-    lp.xproj = gb + n_gb;
-    lp.xrows = lp.xproj + plan.xb * B * n_gb;
+    lp.xproj = ws + wl.xproj;
+    lp.xrows = ws + wl.xrows;
     if (a->bias)
         for (size_t g = 0; g < lp.L.groups; g++)
-            for (size_t q = 0; q < 4; q++)
-                memcpy(gb + (g * 4 + q) * U, a->bias + q * H + g * U,
+            for (size_t q = 0; q < FL_CELL_GATES; q++)
+                memcpy(gb + (g * FL_CELL_GATES + q) * U, a->bias + q * H + g * U,
                        (H - g * U < U ? H - g * U : U) * sizeof(REAL));
     lp.gbias = gb;
     /* the first step's input rows [x_0 | h0] */
@@ -774,8 +707,8 @@ int FL_FN(fl_lstm_forward)(const fl_shape *sh, const FWD_ARGS *a)
  * `my` (of its rows, those active at s).  With the unit split (sync) the
  * threads meet at a barrier after the gate gradients (and, with a
  * projection, before them). */
-static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share *my,
-                                 REAL *tile, int tid, int nth, size_t *round)
+static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share *my, REAL *tile,
+                                 int tid, int nth, size_t *round)
 {
     (void)tile; /* the forward's signature (run_chunks) */
     (void)tid;
@@ -783,7 +716,7 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
     const fl_rows *rw = lp->rw;
     const BWD_ARGS *a = lp->ba;
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
-    const size_t Hout = P ? P : H, G4 = 4 * H;
+    const size_t Hout = P ? P : H, GH = FL_CELL_GATES * H;
     const size_t j0 = my->j0, j1 = my->j1, u0 = my->u0, u1 = my->u1;
     const size_t v0 = my->v0, v1 = my->v1, x0 = my->x0, x1 = my->x1;
     const int rev = sh->reverse, sync = !lp->split_batch;
@@ -794,7 +727,7 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
     const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1; /* rows [j0, nb) */
     const REAL *dcur = lp->dhbuf + (k & 1) * B * Hout;
     REAL *dnext = lp->dhbuf + ((k + 1) & 1) * B * Hout;
-    REAL *dg = lp->dgstep + (k & 1) * B * G4;
+    REAL *dg = lp->dgstep + (k & 1) * B * GH;
 
     if (P) { /* dh of this step = upstream + carried, then dr = dh W_hr */
         for (size_t j = j0; j < nb; j++) {
@@ -808,8 +741,8 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
         if (sync)
             fl_barrier_wait(lp->bar, round, nth);
         if (u1 > u0 && nb > j0)
-            GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P,
-                        (REAL)0, lp->drstep + j0 * H + u0, H);
+            GEMM_PACKED(nb - j0, u1 - u0, P, lp->dhp + j0 * P, P, lp->pk_hr + u0 * P, (REAL)0,
+                        lp->drstep + j0 * H + u0, H);
     }
     for (size_t j = j0; j < nb; j++) {
         const size_t t = rev ? rw->len[j] - 1 - s : s;
@@ -821,27 +754,26 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
         const REAL *dyr = P ? lp->drstep + j * H : dy + row * a->lddy;
         const REAL *dcr = P ? lp->zeros : dcur + j * Hout;
         const REAL *cr = cells + row * H;
-        if (P) /* r_t = o * tanh(c_t), for dW_hr after the loop */
-            for (size_t u = u0; u < u1; u++)
-                lp->rstore[row * H + u] = gates[row * G4 + 3 * H + u] * TANH(cr[u]);
+        if (P && u1 > u0) /* the projection's input r_t, for dW_hr after the loop */
+            FL_FN(cell_output)(u1 - u0, H, gates + row * GH + u0, cr + u0,
+                               lp->rstore + row * H + u0);
         if (u1 > u0)
             FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
-                                 gates + row * G4 + u0, dg + j * G4 + u0,
-                                 lp->dcstate + j * H + u0);
+                                 gates + row * GH + u0, dg + j * GH + u0, lp->dcstate + j * H + u0);
     }
     if (sync)
         fl_barrier_wait(lp->bar, round, nth);
     if (v1 > v0 && nb > j0) /* dh_{t-1} = dgates W_hh for my columns */
-        GEMM_PACKED(nb - j0, v1 - v0, G4, dg + j0 * G4, G4, lp->pk_hh + v0 * G4,
-                    (REAL)0, dnext + j0 * Hout + v0, Hout);
+        GEMM_PACKED(nb - j0, v1 - v0, GH, dg + j0 * GH, GH, lp->pk_hh + v0 * GH, (REAL)0,
+                    dnext + j0 * Hout + v0, Hout);
     if (x1 > x0 && nb > j0) { /* dx_t = dgates W_ih for my columns */
-        if (!lp->dxstep) { /* the step's rows are consecutive in dx */
+        if (!lp->dxstep) {    /* the step's rows are consecutive in dx */
             const size_t row0 = fl_step_row(rw, rev, s, j0);
-            GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
-                        beta_dx, a->dx + row0 * a->lddx + x0, a->lddx);
+            GEMM_PACKED(nb - j0, x1 - x0, GH, dg + j0 * GH, GH, lp->pk_ih + x0 * GH, beta_dx,
+                        a->dx + row0 * a->lddx + x0, a->lddx);
         } else { /* ragged reverse: through a buffer, then to each row */
-            GEMM_PACKED(nb - j0, x1 - x0, G4, dg + j0 * G4, G4, lp->pk_ih + x0 * G4,
-                        (REAL)0, lp->dxstep + j0 * I + x0, I);
+            GEMM_PACKED(nb - j0, x1 - x0, GH, dg + j0 * GH, GH, lp->pk_ih + x0 * GH, (REAL)0,
+                        lp->dxstep + j0 * I + x0, I);
             for (size_t j = j0; j < nb; j++) {
                 const REAL *src = lp->dxstep + j * I + x0;
                 REAL *dst = a->dx + fl_step_row(rw, rev, s, j) * a->lddx + x0;
@@ -869,14 +801,31 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     fl_split(H, lp->nr, nth, tid, &my.u0, &my.u1);
     fl_split(Hout, lp->nr, nth, tid, &my.v0, &my.v1);
     fl_split(I, lp->nr, nth, tid, &my.x0, &my.x1);
+    /* No barrier between steps (unlike forward_loop), because what a step
+     * reads first is what this thread wrote:
+     *   - step k+1 starts on dh_t = dhbuf[(k+1) & 1] in its own columns
+     *     only: its units (P == 0; units and dh columns are then the same
+     *     split of H) or its projection columns (P > 0, before the step's
+     *     first barrier), exactly the columns its dh product of step k
+     *     wrote; dcstate and the gates' rows, in its units, likewise;
+     *   - what is read across threads is ordered by the barriers inside a
+     *     step: dgates (dgstep, all 4H columns, read by every thread's dh
+     *     and dx products) after the barrier that follows the gate
+     *     gradients, and dhp (all P columns, read by the dr product) after
+     *     the projection's barrier;
+     *   - the buffers those shared reads use are not overwritten until every
+     *     thread is past them: step k+1 writes the other dgstep buffer, step
+     *     k+2 (which writes this one again) can only start once every thread
+     *     has passed step k+1's barrier, i.e. finished step k; step k+1
+     *     writes dhp only after step k's gate barrier, which every thread
+     *     reaches after its dr product of step k. */
     for (size_t k = 0; k < T; k++)
         FL_FN(backward_step)(lp, k, &my, NULL, tid, nth, &round);
 }
 
 /* dx = dgates W_ih per step needs FL_MIN_DX_ROWS rows per thread and a W_ih
  * of at most FL_MAX_DX_LOOP_BYTES: a larger one comes from L3 every step,
- * and one GEMM after the loop is faster (I = H = 512, B = 16: 2-3% of a
- * training step; I = H = 64..256: per step is 0-5% faster). */
+ * and one GEMM after the loop is faster. */
 #ifndef FL_MIN_DX_ROWS
 #define FL_MIN_DX_ROWS 8
 #endif
@@ -884,10 +833,10 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 #define FL_MAX_DX_LOOP_BYTES (1u << 20)
 #endif
 
-int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
+static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
-    const size_t Hout = P ? P : H, G4 = 4 * H;
+    const size_t Hout = P ? P : H, GH = FL_CELL_GATES * H;
     if (!a->packed || (P && !a->w_hr))
         return FL_EINVAL;
     FL_FN(loop) lp;
@@ -897,27 +846,26 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
         return status;
     lp.ba = a;
     const size_t rows = rw.rows;
-    const int nt = FL_FN(plan_threads)(T, B, H, G4, Hout, (H + lp.nr - 1) / lp.nr,
-                                       &lp.split_batch);
+    const int nt = FL_FN(plan_threads)(T, B, H, GH, Hout, (H + lp.nr - 1) / lp.nr, &lp.split_batch);
     fl_barrier bar;
     fl_barrier_init(&bar, nt);
     lp.bar = &bar;
     /* per step: dh (K = 4H, N = H_out) and maybe dx (N = I); blocks are
      * counted on dh alone */
     size_t steps = 0;
-    const size_t chunks = lp.split_batch ? FL_FN(plan_chunks)(B, nt, G4, Hout, &steps) : 0;
+    const size_t chunks = lp.split_batch ? FL_FN(plan_chunks)(B, nt, GH, Hout, &steps) : 0;
 
-    const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * G4, n_zero = H;
+    const size_t n_dh = 2 * B * Hout, n_dc = B * H, n_dg = 2 * B * GH, n_zero = H;
     const size_t n_dhp = P ? B * P : 0, n_dr = P ? B * H : 0;
     const size_t n_tot = P ? rows * P : 0, n_rs = P ? rows * H : 0;
     /* dx = dgates W_ih: per step, while dgates is in cache, unless each
      * thread's step has too few rows to be worth streaming W_ih again or
      * W_ih does not stay in cache between steps */
     lp.dx_in_loop = a->dx && (lp.split_batch ? B / chunks : B) >= FL_MIN_DX_ROWS &&
-                    G4 * I * sizeof(REAL) <= FL_MAX_DX_LOOP_BYTES;
+                    GH * I * sizeof(REAL) <= FL_MAX_DX_LOOP_BYTES;
     const size_t n_dx = lp.dx_in_loop && sh->reverse && sh->batch_sizes ? B * I : 0;
-    REAL *ws = malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) *
-                      sizeof(REAL));
+    REAL *ws =
+        malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) * sizeof(REAL));
     size_t *ch_mem = malloc(fl_chunks_mem(chunks) * sizeof(size_t));
     if (!ws || !ch_mem) {
         free(ws);
@@ -961,11 +909,11 @@ int FL_FN(fl_lstm_backward)(const fl_shape *sh, const BWD_ARGS *a)
      * packing of dgates: dgates is read once, not three times */
     REAL *dG = a->gates;
     const size_t K = I + Hout;
-    GEMM_SPLIT(1, 0, G4, K, rows, (REAL)1, dG, G4, a->xh, K, (REAL)1, I, a->dw_ih, I,
-               a->dw_hh, Hout, a->dbias);
+    GEMM_SPLIT(1, 0, GH, K, rows, (REAL)1, dG, GH, a->xh, K, (REAL)1, I, a->dw_ih, I, a->dw_hh,
+               Hout, a->dbias);
     if (a->dx && !lp.dx_in_loop)
-        GEMM(0, 0, rows, I, G4, (REAL)1, dG, G4, a->w_ih, I,
-             a->dx_accumulate ? (REAL)1 : (REAL)0, a->dx, a->lddx);
+        GEMM(0, 0, rows, I, GH, (REAL)1, dG, GH, a->w_ih, I, a->dx_accumulate ? (REAL)1 : (REAL)0,
+             a->dx, a->lddx);
     if (P)
         GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
     free(ws);

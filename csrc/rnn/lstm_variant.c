@@ -1,0 +1,48 @@
+/* The LSTM kernel of one ISA variant: the time-loop engine (engine.h) on the
+ * LSTM cell (cell_lstm.h), instantiated for float and double.  setup.py compiles this one file once
+ * per ISA (common/isa.h), with -DFL_ISA=<isa> and that ISA's flags, and the dispatcher
+ * (lstm_dispatch.c) takes the variant matching the GEMM's choice. */
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "activations.h"
+#include "fastlstm.h"
+#include "gemm.h"
+#include "lstm_rows.h"
+#include "lstm_variant.h"
+#include "threads.h"
+
+#ifndef FL_ISA
+#error "compile with -DFL_ISA=<isa> (see common/isa.h)"
+#endif
+
+#define FL_CELL "cell_lstm.h"
+
+#define REAL float
+#define S s
+#define DT f32
+#include "engine.h"
+#undef REAL
+#undef S
+#undef DT
+
+#define REAL double
+#define S d
+#define DT f64
+#include "engine.h"
+#undef REAL
+#undef S
+#undef DT
+
+#define FL_VARIANT_FN_(name, isa) name##_##isa
+#define FL_VARIANT_FN(name, isa) FL_VARIANT_FN_(name, isa)
+#define FL_ENTRIES(s)                                                                    \
+    FL_CAT(packed_size, s, FL_ISA), FL_CAT(pack, s, FL_ISA), FL_CAT(forward, s, FL_ISA), \
+        FL_CAT(forward_workspace, s, FL_ISA), FL_CAT(backward, s, FL_ISA)
+
+static const fl_lstm_variant table = {FL_ENTRIES(s), FL_ENTRIES(d)};
+
+const fl_lstm_variant *FL_VARIANT_FN(fl_lstm_variant, FL_ISA)(void) { return &table; }

@@ -1,0 +1,137 @@
+# The C API of csrc/fastlstm.h, declared once for Cython (kernels.pyx
+# cimports it).  Keep it a field-for-field mirror of the header.
+from libc.stdint cimport int64_t
+
+cdef extern from "fastlstm.h" nogil:
+    enum:
+        FL_OK
+        FL_ENOMEM
+        FL_EINVAL
+        FL_ESHAPE
+        FL_EBATCH_SIZES
+
+    const char *fl_strerror(int status)
+
+    ctypedef struct fl_shape:
+        size_t T, B, I, H, P
+        int reverse
+        const int64_t *batch_sizes
+
+    size_t fl_packed_rows(const fl_shape *sh)
+
+    size_t fl_lstm_packed_size_f32(size_t I, size_t H, size_t P)
+    size_t fl_lstm_packed_size_f64(size_t I, size_t H, size_t P)
+    void fl_lstm_pack_f32(size_t I, size_t H, size_t P, const float *w_ih,
+                          const float *w_hh, const float *w_hr, float *blob)
+    void fl_lstm_pack_f64(size_t I, size_t H, size_t P, const double *w_ih,
+                          const double *w_hh, const double *w_hr, double *blob)
+
+    ctypedef struct fl_forward_f32:
+        const float *x
+        size_t ldx
+        const float *w_ih
+        const float *bias
+        const float *packed
+        const float *h0
+        const float *c0
+        float *y
+        size_t ldy
+        float *h_n
+        float *c_n
+        float *gates
+        float *cells
+        float *xh
+        void *workspace
+        size_t workspace_bytes
+        const int64_t *x_rows
+        const int64_t *y_rows
+
+    ctypedef struct fl_forward_f64:
+        const double *x
+        size_t ldx
+        const double *w_ih
+        const double *bias
+        const double *packed
+        const double *h0
+        const double *c0
+        double *y
+        size_t ldy
+        double *h_n
+        double *c_n
+        double *gates
+        double *cells
+        double *xh
+        void *workspace
+        size_t workspace_bytes
+        const int64_t *x_rows
+        const int64_t *y_rows
+
+    int fl_lstm_forward_f32(const fl_shape *sh, const fl_forward_f32 *a)
+    int fl_lstm_forward_f64(const fl_shape *sh, const fl_forward_f64 *a)
+    size_t fl_lstm_forward_workspace_f32(const fl_shape *sh)
+    size_t fl_lstm_forward_workspace_f64(const fl_shape *sh)
+
+    ctypedef struct fl_backward_f32:
+        const float *w_ih
+        const float *w_hh
+        const float *w_hr
+        const float *packed
+        const float *c0
+        float *gates
+        const float *cells
+        const float *xh
+        const float *dy
+        size_t lddy
+        const float *dh_n
+        const float *dc_n
+        float *dx
+        size_t lddx
+        int dx_accumulate
+        float *dh0
+        float *dc0
+        float *dw_ih
+        float *dw_hh
+        float *dbias
+        float *dw_hr
+
+    ctypedef struct fl_backward_f64:
+        const double *w_ih
+        const double *w_hh
+        const double *w_hr
+        const double *packed
+        const double *c0
+        double *gates
+        const double *cells
+        const double *xh
+        const double *dy
+        size_t lddy
+        const double *dh_n
+        const double *dc_n
+        double *dx
+        size_t lddx
+        int dx_accumulate
+        double *dh0
+        double *dc0
+        double *dw_ih
+        double *dw_hh
+        double *dbias
+        double *dw_hr
+
+    int fl_lstm_backward_f32(const fl_shape *sh, const fl_backward_f32 *a)
+    int fl_lstm_backward_f64(const fl_shape *sh, const fl_backward_f64 *a)
+
+    const char *fl_init()
+
+    int fl_get_num_threads()
+    int fl_set_num_threads(int n)
+    int fl_have_openmp()
+    int fl_max_threads()
+    int fl_env_num_threads()
+    int fl_forked_child()
+
+    void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K,
+                     float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                     float beta, float *C, size_t ldc)
+    void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K,
+                     double alpha, const double *A, size_t lda, const double *B, size_t ldb,
+                     double beta, double *C, size_t ldc)
