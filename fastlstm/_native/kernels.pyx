@@ -17,6 +17,8 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsCo
                              PyBUF_RECORDS_RO, PyBUF_CONTIG, PyBUF_C_CONTIGUOUS)
 from cython cimport floating
 
+import threading
+
 import numpy as np
 
 from fastlstm._native.capi cimport *
@@ -607,7 +609,13 @@ cdef class StreamKernel:
     convert: x -> an array step accepts, or raises; used when x is not
     already a C-contiguous buffer of the dtype.
     All arrays are C-contiguous of one dtype and are kept alive here.
+
+    A stream is one state: step holds ``lock`` (a threading.Lock) while it
+    runs, and anything else that touches the state or the shared scratch
+    (reset, chunked steps) must hold it too.  Two threads stepping one stream
+    then take turns instead of writing the same buffers at once.
     """
+    cdef readonly object lock
     cdef list _keep
     cdef bint _double
     cdef Py_ssize_t L, B, I
@@ -622,6 +630,7 @@ cdef class StreamKernel:
         self.args = NULL
         self.ws = NULL
         self.ws_bytes = 0
+        self.lock = threading.Lock()
 
     def __dealloc__(self):
         PyMem_Free(self.args)
@@ -695,10 +704,23 @@ cdef class StreamKernel:
         """Advance one step with x (B, I); returns the top layer's output
         (B, H_out), a new array.  x that is not a C-contiguous buffer of the
         stack's dtype goes through convert first."""
+        lock = self.lock
+        # uncontended: one C call; else wait with the GIL released
+        if not lock.acquire(False):
+            lock.acquire()
         try:
             return self._step(x)
         except (BufferError, TypeError):
-            return self._step(self._convert(x))
+            pass
+        finally:
+            lock.release()
+        x = self._convert(x)  # outside the lock: it may run the caller's code
+        if not lock.acquire(False):
+            lock.acquire()
+        try:
+            return self._step(x)
+        finally:
+            lock.release()
 
     cdef object _step(self, x):
         cdef Py_buffer view, outview
