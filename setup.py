@@ -11,6 +11,7 @@ Build knobs (environment variables):
   FASTLSTM_NO_OPENMP=1   build without OpenMP (single-threaded kernels)
   FASTLSTM_NATIVE=1      add -march=native (local builds only, never wheels)
   FASTLSTM_DEBUG=1       -O0 -g, assertions on
+  FASTLSTM_SANITIZE=address,undefined   AddressSanitizer + UBSan (.ci/sanitize)
 """
 import os
 import platform
@@ -86,7 +87,7 @@ class BuildExt(build_ext):
                 )
                 ext.extra_objects = list(ext.extra_objects or []) + objs
             ext.extra_compile_args = compile_extra
-            ext.extra_link_args = link_extra
+            ext.extra_link_args = link_extra + ([] if msvc else build_flags.sanitize_flags())
         super().build_extensions()
 
 

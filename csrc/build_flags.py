@@ -14,7 +14,8 @@ same Python.  Standard library only, but for setuptools when it is there
 (without it: sysconfig's values as they are).
 
 Environment knobs (see README): FASTLSTM_DEBUG=1 (-O0 -g), FASTLSTM_NATIVE=1
-(-march=native, local builds only, never wheels).
+(-march=native, local builds only, never wheels), FASTLSTM_SANITIZE=
+address,undefined (sanitizer build for .ci/sanitize; compile and link).
 """
 import os
 import re
@@ -90,7 +91,19 @@ def base_flags(msvc=False):
         flags = [f for f in flags if f != "-O3"] + ["-O0", "-g"]
     if env_flag("FASTLSTM_NATIVE"):
         flags.append("-march=native")
-    return flags
+    return flags + sanitize_flags()
+
+
+def sanitize_flags():
+    """FASTLSTM_SANITIZE=address,undefined (any of gcc/clang's -fsanitize
+    names): instrumented code that stops at the first report, with frames
+    kept for readable stacks.  Given to the compile and to the link."""
+    names = os.environ.get("FASTLSTM_SANITIZE", "").strip()
+    if not names:
+        return []
+    if not re.fullmatch(r"[a-z-]+(,[a-z-]+)*", names):
+        raise SystemExit(f"FASTLSTM_SANITIZE={names!r}: expected names such as address,undefined")
+    return [f"-fsanitize={names}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
 
 
 def isas():

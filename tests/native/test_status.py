@@ -7,6 +7,7 @@ ValueError naming batch_sizes and the call, a failed scratch allocation a
 MemoryError saying so, and a bad shape a ValueError that the boundary raises
 itself, naming the size or the array, before the C call."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -281,6 +282,10 @@ ENOMEM_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"),
     reason="limits the address space through /proc and RLIMIT_AS",
+)
+@pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer's shadow memory does not fit under an address-space cap",
 )
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_failed_allocation_is_memory_error(dtype):
