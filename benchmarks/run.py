@@ -3,10 +3,11 @@
     python benchmarks/run.py [--shapes canon,stream1,...] [--repeat N] [--threads 2]
                              [--peak-gflops X] [--markdown FILE] [--quick]
 
-Same as ``python -m fastlstm bench``; the code lives in fastlstm/bench.py so
+Same as ``python -m fastlstm bench``; the code lives in fastlstm/tools/bench.py so
 that the installed package can run it too.  Uses the fastlstm found on
 sys.path, else the checkout this script sits in (built in place).
 """
+
 import os
 import sys
 

@@ -6,17 +6,27 @@ forward and backward pass.  See the README for the tour.
 
 from . import reference
 from ._native.kernels import get_num_threads, set_num_threads
-from ._native.kernels import isa as _isa
 from ._native.kernels import have_openmp as _have_openmp
-from .layers.cell import LSTMCell
+from ._native.kernels import isa as _isa
 from .io import load, save
+from .layers.cell import LSTMCell
 from .layers.lstm import LSTM
 from .layers.stream import LSTMStream
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "LSTMCell", "LSTMStream", "save", "load", "get_num_threads", "set_num_threads", "show_config", "reference",
-           "__version__"]
+__all__ = [
+    "LSTM",
+    "LSTMCell",
+    "LSTMStream",
+    "save",
+    "load",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "reference",
+    "__version__",
+]
 
 
 def show_config():

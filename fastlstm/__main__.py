@@ -20,15 +20,21 @@ def _add_info(subparsers):
 
     def run(args):
         import fastlstm
+
         fastlstm.show_config()
         return 0
+
     p.set_defaults(run=run)
 
 
 def _add_bench(subparsers):
     from .tools import bench  # light: torch/onnx/onnxruntime are imported when it runs
-    p = subparsers.add_parser("bench", help="benchmark against torch and onnxruntime",
-                              description=bench.__doc__.split("\n\n")[0])
+
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark against torch and onnxruntime",
+        description=bench.__doc__.split("\n\n")[0],
+    )
     bench.add_arguments(p)
     p.set_defaults(run=bench.run)
 
@@ -40,7 +46,9 @@ def _add_demo(subparsers):
 
     def run(args):
         from .tools import demo
+
         return demo.main(args)
+
     p.set_defaults(run=run)
 
 
@@ -49,8 +57,9 @@ COMMANDS = (_add_demo, _add_info, _add_bench)
 
 def main(argv=None):
     """Entry point of ``python -m fastlstm`` and the ``fastlstm`` script."""
-    parser = argparse.ArgumentParser(prog="fastlstm",
-                                     description="fastlstm: a compiled LSTM for numpy.")
+    parser = argparse.ArgumentParser(
+        prog="fastlstm", description="fastlstm: a compiled LSTM for numpy."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="command")
     subparsers.required = True
     for add in COMMANDS:

@@ -95,6 +95,7 @@ __all__ = [
 # Activations
 # ----------------------------------------------------------------------------
 
+
 def _as_float_array(x):
     x = np.asarray(x)
     return x if x.dtype.kind == "f" else x.astype(np.float64)
@@ -109,7 +110,7 @@ def sigmoid(x):
     """
     x = _as_float_array(x)
     with np.errstate(under="ignore"):
-        e = np.exp(-np.abs(x))          # in (0, 1]
+        e = np.exp(-np.abs(x))  # in (0, 1]
         # x >= 0: 1 / (1 + exp(-x));   x < 0: exp(x) / (1 + exp(x))
         return np.where(x >= 0, 1, e) / (1 + e)
 
@@ -129,8 +130,10 @@ def tanh(x):
 # Parameters
 # ----------------------------------------------------------------------------
 
-def parameter_shapes(input_size, hidden_size, num_layers=1, bias=True,
-                     bidirectional=False, proj_size=0):
+
+def parameter_shapes(
+    input_size, hidden_size, num_layers=1, bias=True, bidirectional=False, proj_size=0
+):
     """Return {name: shape} for a stack, in PyTorch's ``state_dict()`` order.
 
     Order per layer k, direction d: weight_ih, weight_hh, [bias_ih, bias_hh],
@@ -168,8 +171,8 @@ def cell_parameter_shapes(input_size, hidden_size, bias=True):
 # One step
 # ----------------------------------------------------------------------------
 
-def cell_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh,
-                 weight_hr=None):
+
+def cell_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=None):
     """One LSTM step.
 
     Parameters
@@ -184,24 +187,35 @@ def cell_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh,
     h : (B, H_out);  c : (B, H);  cache : dict for :func:`cell_backward`
     """
     H = weight_hh.shape[0] // 4
-    gates = x @ weight_ih.T + h_prev @ weight_hh.T          # (B, 4H)
+    gates = x @ weight_ih.T + h_prev @ weight_hh.T  # (B, 4H)
     if bias_ih is not None:
         gates = gates + bias_ih
     if bias_hh is not None:
         gates = gates + bias_hh
-    i = sigmoid(gates[:, 0 * H:1 * H])
-    f = sigmoid(gates[:, 1 * H:2 * H])
-    g = tanh(gates[:, 2 * H:3 * H])
-    o = sigmoid(gates[:, 3 * H:4 * H])
+    i = sigmoid(gates[:, 0 * H : 1 * H])
+    f = sigmoid(gates[:, 1 * H : 2 * H])
+    g = tanh(gates[:, 2 * H : 3 * H])
+    o = sigmoid(gates[:, 3 * H : 4 * H])
     c = f * c_prev + i * g
     tanh_c = tanh(c)
     r = o * tanh_c
     h = r @ weight_hr.T if weight_hr is not None else r
     cache = {
-        "x": x, "h_prev": h_prev, "c_prev": c_prev,
-        "i": i, "f": f, "g": g, "o": o, "c": c, "tanh_c": tanh_c, "r": r,
-        "weight_ih": weight_ih, "weight_hh": weight_hh, "weight_hr": weight_hr,
-        "has_bias_ih": bias_ih is not None, "has_bias_hh": bias_hh is not None,
+        "x": x,
+        "h_prev": h_prev,
+        "c_prev": c_prev,
+        "i": i,
+        "f": f,
+        "g": g,
+        "o": o,
+        "c": c,
+        "tanh_c": tanh_c,
+        "r": r,
+        "weight_ih": weight_ih,
+        "weight_hh": weight_hh,
+        "weight_hr": weight_hr,
+        "has_bias_ih": bias_ih is not None,
+        "has_bias_hh": bias_hh is not None,
     }
     return h, c, cache
 
@@ -226,9 +240,9 @@ def cell_backward(dh, dc, cache):
     weight_hr = cache["weight_hr"]
     grads = {}
 
-    if weight_hr is not None:                   # h = r @ weight_hr.T
-        grads["weight_hr"] = dh.T @ r           # (P, H)
-        dr = dh @ weight_hr                     # (B, H)
+    if weight_hr is not None:  # h = r @ weight_hr.T
+        grads["weight_hr"] = dh.T @ r  # (P, H)
+        dr = dh @ weight_hr  # (B, H)
     else:
         dr = dh
     # r = o * tanh(c);  c also flows on to the next step (dc).
@@ -240,12 +254,15 @@ def cell_backward(dh, dc, cache):
     dg = dc_total * i
     dc_prev = dc_total * f
     # Through the activations, back to the pre-activation gates (B, 4H).
-    dgates = np.concatenate([
-        di * i * (1 - i),
-        df * f * (1 - f),
-        dg * (1 - g * g),
-        do * o * (1 - o),
-    ], axis=1)
+    dgates = np.concatenate(
+        [
+            di * i * (1 - i),
+            df * f * (1 - f),
+            dg * (1 - g * g),
+            do * o * (1 - o),
+        ],
+        axis=1,
+    )
     # gates = x @ weight_ih.T + h_prev @ weight_hh.T + bias_ih + bias_hh
     dx = dgates @ cache["weight_ih"]
     dh_prev = dgates @ cache["weight_hh"]
@@ -262,6 +279,7 @@ def cell_backward(dh, dc, cache):
 # One layer, one direction
 # ----------------------------------------------------------------------------
 
+
 def _check_lengths(lengths, T, B):
     lengths = np.asarray(lengths)
     if lengths.shape != (B,):
@@ -275,8 +293,18 @@ def _check_lengths(lengths, T, B):
     return lengths
 
 
-def layer_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
-                  weight_hr=None, reverse=False, lengths=None):
+def layer_forward(
+    x,
+    h0,
+    c0,
+    weight_ih,
+    weight_hh,
+    bias_ih=None,
+    bias_hh=None,
+    weight_hr=None,
+    reverse=False,
+    lengths=None,
+):
     """Run one layer in one direction over a time-major sequence.
 
     Parameters
@@ -297,7 +325,7 @@ def layer_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     valid = np.ones((T, B), dtype=bool)
     if lengths is not None:
         lengths = _check_lengths(lengths, T, B)
-        valid = np.arange(T)[:, None] < lengths[None, :]       # (T, B)
+        valid = np.arange(T)[:, None] < lengths[None, :]  # (T, B)
 
     h, c = h0, c0
     y = np.zeros((T, B, h0.shape[1]), dtype=dtype)
@@ -305,8 +333,9 @@ def layer_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     time_order = range(T - 1, -1, -1) if reverse else range(T)
     for t in time_order:
         h_new, c_new, step_caches[t] = cell_forward(
-            x[t], h, c, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
-        m = valid[t][:, None]                                    # (B, 1)
+            x[t], h, c, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr
+        )
+        m = valid[t][:, None]  # (B, 1)
         # Valid rows take the new state; padded rows keep the old one.  In the
         # reverse direction this means a sequence starts from h0/c0 at its
         # own last valid step, since every later step left the state alone.
@@ -314,9 +343,15 @@ def layer_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
         c = np.where(m, c_new, c)
         y[t] = np.where(m, h_new, 0)
 
-    cache = {"step_caches": step_caches, "valid": valid, "reverse": reverse,
-             "x_shape": x.shape, "h0_shape": h0.shape, "c0_shape": c0.shape,
-             "dtype": dtype}
+    cache = {
+        "step_caches": step_caches,
+        "valid": valid,
+        "reverse": reverse,
+        "x_shape": x.shape,
+        "h0_shape": h0.shape,
+        "c0_shape": c0.shape,
+        "dtype": dtype,
+    }
     return y, h, c, cache
 
 
@@ -354,8 +389,7 @@ def layer_backward(dy, dh_n, dc_n, cache):
         # valid rows; on padded rows the carried state came from h_prev.
         dh_new = np.where(m, dy[t] + dh, 0)
         dc_new = np.where(m, dc, 0)
-        dx[t], dh_prev, dc_prev, step_grads = cell_backward(
-            dh_new, dc_new, cache["step_caches"][t])
+        dx[t], dh_prev, dc_prev, step_grads = cell_backward(dh_new, dc_new, cache["step_caches"][t])
         dh = dh_prev + np.where(m, 0, dh)
         dc = dc_prev + np.where(m, 0, dc)
         for name, value in step_grads.items():
@@ -367,13 +401,23 @@ def layer_backward(dy, dh_n, dc_n, cache):
 # The whole stack, PyTorch's interface
 # ----------------------------------------------------------------------------
 
+
 def _suffix(layer, direction):
     return f"_l{layer}" + ("_reverse" if direction == 1 else "")
 
 
-def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
-                 batch_first=False, h0=None, c0=None, lengths=None,
-                 dropout_masks=None):
+def lstm_forward(
+    x,
+    params,
+    num_layers,
+    bidirectional=False,
+    proj_size=0,
+    batch_first=False,
+    h0=None,
+    c0=None,
+    lengths=None,
+    dropout_masks=None,
+):
     """Forward of a stacked (optionally bidirectional, projected) LSTM.
 
     Parameters
@@ -402,11 +446,11 @@ def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
     x = x.astype(dtype, copy=False)
     unbatched = x.ndim == 2
     if unbatched:
-        x = x[:, None, :]                       # (T, 1, I); batch_first is moot
+        x = x[:, None, :]  # (T, 1, I); batch_first is moot
     elif x.ndim != 3:
         raise ValueError(f"x must be 2-D or 3-D, got shape {x.shape}")
     elif batch_first:
-        x = x.transpose(1, 0, 2)                # -> (T, B, I)
+        x = x.transpose(1, 0, 2)  # -> (T, B, I)
     T, B, I = x.shape
 
     D = 2 if bidirectional else 1
@@ -418,8 +462,9 @@ def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
         if name not in params:
             raise ValueError(f"params is missing {name!r}")
         if tuple(np.shape(params[name])) != shape:
-            raise ValueError(f"params[{name!r}] has shape {np.shape(params[name])}, "
-                             f"expected {shape}")
+            raise ValueError(
+                f"params[{name!r}] has shape {np.shape(params[name])}, expected {shape}"
+            )
     weights = {name: np.asarray(params[name], dtype=dtype) for name in expected}
 
     def initial_state(state, size, label):
@@ -429,8 +474,10 @@ def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
         if unbatched:
             state = state[:, None, :]
         if state.shape != (num_layers * D, B, size):
-            raise ValueError(f"{label} must have shape {(num_layers * D, B, size)} "
-                             f"(batched form), got {state.shape}")
+            raise ValueError(
+                f"{label} must have shape {(num_layers * D, B, size)} "
+                f"(batched form), got {state.shape}"
+            )
         return state
 
     h0 = initial_state(h0, H_out, "h0")
@@ -442,12 +489,15 @@ def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
     if unbatched:
         dropout_masks = [m[:, None, :] if m.ndim == 2 else m for m in dropout_masks]
     if dropout_masks and len(dropout_masks) != num_layers - 1:
-        raise ValueError(f"dropout_masks must hold num_layers-1 = {num_layers - 1} "
-                         f"arrays, got {len(dropout_masks)}")
+        raise ValueError(
+            f"dropout_masks must hold num_layers-1 = {num_layers - 1} "
+            f"arrays, got {len(dropout_masks)}"
+        )
     for m in dropout_masks:
         if m.shape != (T, B, D * H_out):
-            raise ValueError(f"each dropout mask must have shape {(T, B, D * H_out)}, "
-                             f"got {m.shape}")
+            raise ValueError(
+                f"each dropout mask must have shape {(T, B, D * H_out)}, got {m.shape}"
+            )
 
     h_n = np.zeros_like(h0)
     c_n = np.zeros_like(c0)
@@ -459,15 +509,21 @@ def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
             s = _suffix(layer, direction)
             k = layer * D + direction
             y, h_n[k], c_n[k], cache = layer_forward(
-                layer_input, h0[k], c0[k],
-                weights["weight_ih" + s], weights["weight_hh" + s],
-                weights.get("bias_ih" + s), weights.get("bias_hh" + s),
+                layer_input,
+                h0[k],
+                c0[k],
+                weights["weight_ih" + s],
+                weights["weight_hh" + s],
+                weights.get("bias_ih" + s),
+                weights.get("bias_hh" + s),
                 weights.get("weight_hr" + s),
-                reverse=direction == 1, lengths=lengths)
+                reverse=direction == 1,
+                lengths=lengths,
+            )
             outputs.append(y)
             caches.append(cache)
         layer_caches.append(caches)
-        layer_input = np.concatenate(outputs, axis=2)       # (T, B, D*H_out)
+        layer_input = np.concatenate(outputs, axis=2)  # (T, B, D*H_out)
         if layer < num_layers - 1 and dropout_masks:
             layer_input = layer_input * dropout_masks[layer]
 
@@ -477,10 +533,18 @@ def lstm_forward(x, params, num_layers, bidirectional=False, proj_size=0,
     elif batch_first:
         output = output.transpose(1, 0, 2)
 
-    cache = {"layer_caches": layer_caches, "dropout_masks": dropout_masks,
-             "num_layers": num_layers, "num_directions": D, "H_out": H_out, "H": H,
-             "batch_first": batch_first, "unbatched": unbatched,
-             "shape": (T, B, I), "dtype": dtype}
+    cache = {
+        "layer_caches": layer_caches,
+        "dropout_masks": dropout_masks,
+        "num_layers": num_layers,
+        "num_directions": D,
+        "H_out": H_out,
+        "H": H,
+        "batch_first": batch_first,
+        "unbatched": unbatched,
+        "shape": (T, B, I),
+        "dtype": dtype,
+    }
     return output, (h_n, c_n), cache
 
 
@@ -527,13 +591,14 @@ def lstm_backward(d_output, d_hn, d_cn, cache):
         for direction in range(D):
             s = _suffix(layer, direction)
             k = layer * D + direction
-            dy = d_layer_output[:, :, direction * H_out:(direction + 1) * H_out]
+            dy = d_layer_output[:, :, direction * H_out : (direction + 1) * H_out]
             dx, dh0[k], dc0[k], layer_grads = layer_backward(
-                dy, d_hn[k], d_cn[k], cache["layer_caches"][layer][direction])
+                dy, d_hn[k], d_cn[k], cache["layer_caches"][layer][direction]
+            )
             d_layer_input = d_layer_input + dx
             for name, value in layer_grads.items():
                 grads[name + s] = value
-        d_layer_output = d_layer_input          # the layer below produced our input
+        d_layer_output = d_layer_input  # the layer below produced our input
 
     dx = d_layer_output
     if unbatched:

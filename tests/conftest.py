@@ -12,17 +12,25 @@ The helpers are also plain module-level functions; the fixtures just hand
 them out so test files need not import conftest.
 """
 
+import os
+
 import numpy as np
 import pytest
 
-
-def random_array(rng, shape, dtype=np.float64, scale=1.0):
-    """Uniform(-scale, scale) array of the given shape and dtype."""
-    return rng.uniform(-scale, scale, size=shape).astype(dtype)
+from helpers import random_array, torch_dtype
 
 
-def make_lstm_params(rng, input_size, hidden_size, num_layers=1, bias=True,
-                     bidirectional=False, proj_size=0, dtype=np.float64, scale=None):
+def make_lstm_params(
+    rng,
+    input_size,
+    hidden_size,
+    num_layers=1,
+    bias=True,
+    bidirectional=False,
+    proj_size=0,
+    dtype=np.float64,
+    scale=None,
+):
     """Random parameters under PyTorch's names, in ``state_dict()`` order.
 
     ``scale=None`` uses PyTorch's init bound 1/sqrt(hidden_size).
@@ -32,28 +40,36 @@ def make_lstm_params(rng, input_size, hidden_size, num_layers=1, bias=True,
 
     if scale is None:
         scale = 1.0 / np.sqrt(hidden_size)
-    shapes = parameter_shapes(input_size, hidden_size, num_layers, bias,
-                              bidirectional, proj_size)
+    shapes = parameter_shapes(input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
     return {name: random_array(rng, shape, dtype, scale) for name, shape in shapes.items()}
 
 
-def _torch_dtype(torch, dtype):
-    return {np.dtype(np.float32): torch.float32,
-            np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
-
-
-def torch_lstm_from_params(torch, params, input_size, hidden_size, num_layers=1,
-                           bidirectional=False, proj_size=0, batch_first=False):
+def torch_lstm_from_params(
+    torch,
+    params,
+    input_size,
+    hidden_size,
+    num_layers=1,
+    bidirectional=False,
+    proj_size=0,
+    batch_first=False,
+):
     """A torch.nn.LSTM whose parameters are copies of the numpy ``params``.
 
     ``bias`` is inferred from the presence of ``bias_ih_l0``; the dtype from
     ``weight_ih_l0``.
     """
-    dtype = _torch_dtype(torch, params["weight_ih_l0"].dtype)
-    module = torch.nn.LSTM(input_size, hidden_size, num_layers=num_layers,
-                           bias="bias_ih_l0" in params, batch_first=batch_first,
-                           bidirectional=bidirectional, proj_size=proj_size,
-                           dtype=dtype)
+    dtype = torch_dtype(torch, params["weight_ih_l0"].dtype)
+    module = torch.nn.LSTM(
+        input_size,
+        hidden_size,
+        num_layers=num_layers,
+        bias="bias_ih_l0" in params,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=dtype,
+    )
     own = dict(module.named_parameters())
     if set(own) != set(params):
         raise ValueError(f"parameter names differ: torch {sorted(own)} vs {sorted(params)}")
@@ -74,32 +90,51 @@ def run_torch_lstm(torch, module, x, h0=None, c0=None, lengths=None):
     batch_first = module.batch_first
     T = x.shape[1] if batch_first else x.shape[0]
     packed = rnn_utils.pack_padded_sequence(
-        x, torch.as_tensor(np.asarray(lengths), dtype=torch.int64),
-        batch_first=batch_first, enforce_sorted=False)
+        x,
+        torch.as_tensor(np.asarray(lengths), dtype=torch.int64),
+        batch_first=batch_first,
+        enforce_sorted=False,
+    )
     packed_out, (h_n, c_n) = module(packed, hx)
-    output, _ = rnn_utils.pad_packed_sequence(packed_out, batch_first=batch_first,
-                                              total_length=T)
+    output, _ = rnn_utils.pad_packed_sequence(packed_out, batch_first=batch_first, total_length=T)
     return output, (h_n, c_n)
 
 
-def torch_forward_backward(torch, params, x, h0, c0, input_size, hidden_size,
-                           num_layers=1, bidirectional=False, proj_size=0,
-                           batch_first=False, lengths=None,
-                           d_output=None, d_hn=None, d_cn=None):
+def torch_forward_backward(
+    torch,
+    params,
+    x,
+    h0,
+    c0,
+    input_size,
+    hidden_size,
+    num_layers=1,
+    bidirectional=False,
+    proj_size=0,
+    batch_first=False,
+    lengths=None,
+    d_output=None,
+    d_hn=None,
+    d_cn=None,
+):
     """Forward and (if any upstream gradient is given) backward through torch.
 
     All inputs are numpy arrays.  Returns a dict of numpy arrays: output,
     h_n, c_n, and with gradients dx, dh0, dc0 and grads (a dict keyed by
     parameter name).
     """
-    module = torch_lstm_from_params(torch, params, input_size, hidden_size, num_layers,
-                                    bidirectional, proj_size, batch_first)
+    module = torch_lstm_from_params(
+        torch, params, input_size, hidden_size, num_layers, bidirectional, proj_size, batch_first
+    )
     xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
     h0t = torch.from_numpy(np.ascontiguousarray(h0)).requires_grad_(True)
     c0t = torch.from_numpy(np.ascontiguousarray(c0)).requires_grad_(True)
     output, (h_n, c_n) = run_torch_lstm(torch, module, xt, h0t, c0t, lengths)
-    result = {"output": output.detach().numpy(), "h_n": h_n.detach().numpy(),
-              "c_n": c_n.detach().numpy()}
+    result = {
+        "output": output.detach().numpy(),
+        "h_n": h_n.detach().numpy(),
+        "c_n": c_n.detach().numpy(),
+    }
     upstream = [(output, d_output), (h_n, d_hn), (c_n, d_cn)]
     upstream = [(t, d) for t, d in upstream if d is not None]
     if upstream:
@@ -110,6 +145,20 @@ def torch_forward_backward(torch, params, x, h0, c0, input_size, hidden_size,
         result["dc0"] = c0t.grad.numpy()
         result["grads"] = {name: p.grad.numpy() for name, p in module.named_parameters()}
     return result
+
+
+def pytest_sessionstart(session):
+    """Say where fastlstm is imported from (even with -q): CI checks that it
+    is the installed package (site-packages), not the checkout."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    try:
+        import fastlstm
+    except ImportError as exc:  # the tests will say more
+        reporter.write_line(f"fastlstm not importable: {exc}")
+        return
+    reporter.write_line(f"fastlstm imported from {os.path.dirname(fastlstm.__file__)}")
 
 
 @pytest.fixture
@@ -128,21 +177,12 @@ def torch():
     return torch_module
 
 
-@pytest.fixture(name="make_lstm_params")
-def _make_lstm_params_fixture():
-    return make_lstm_params
+def _handed_out(helper):
+    """A fixture, named like ``helper``, that hands it out."""
+    return pytest.fixture(name=helper.__name__)(lambda: helper)
 
 
-@pytest.fixture(name="torch_lstm_from_params")
-def _torch_lstm_from_params_fixture():
-    return torch_lstm_from_params
-
-
-@pytest.fixture(name="run_torch_lstm")
-def _run_torch_lstm_fixture():
-    return run_torch_lstm
-
-
-@pytest.fixture(name="torch_forward_backward")
-def _torch_forward_backward_fixture():
-    return torch_forward_backward
+_make_lstm_params_fixture = _handed_out(make_lstm_params)
+_torch_lstm_from_params_fixture = _handed_out(torch_lstm_from_params)
+_run_torch_lstm_fixture = _handed_out(run_torch_lstm)
+_torch_forward_backward_fixture = _handed_out(torch_forward_backward)

@@ -10,38 +10,8 @@ import threading
 
 import numpy as np
 
+from .._checks import as_dtype
 from . import kernels
-
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def as_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in _DTYPES:
-        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
-    return dt
-
-
-def check_array(name, a, dtype):
-    """A numpy array of exactly `dtype` (C-contiguous copy only when needed).
-
-    A different dtype is a TypeError: fastlstm never converts silently
-    (a float64 array given to a float32 layer would otherwise lose precision
-    without notice).
-    """
-    if not isinstance(a, np.ndarray):
-        if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
-            a = np.asarray(a)
-        else:
-            raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype.name} (the layer's dtype), got "
-                        f"{a.dtype} with shape {a.shape}; convert with "
-                        f".astype(numpy.{dtype.name})")
-    return np.ascontiguousarray(a)
 
 
 class ParameterModule:
@@ -125,11 +95,13 @@ class ParameterModule:
                 v = v.detach().cpu().numpy()
             a = np.asarray(v)
             if a.shape != tuple(shape):
-                raise ValueError(f"load_state_dict: {k}: expected shape {tuple(shape)}, "
-                                 f"got {a.shape}")
+                raise ValueError(
+                    f"load_state_dict: {k}: expected shape {tuple(shape)}, got {a.shape}"
+                )
             if a.dtype.kind != "f":
-                raise TypeError(f"load_state_dict: {k}: expected floating-point values, "
-                                f"got dtype {a.dtype}")
+                raise TypeError(
+                    f"load_state_dict: {k}: expected floating-point values, got dtype {a.dtype}"
+                )
             new[k] = np.array(a, dtype=self.dtype, order="C", copy=True)
         self._params.update(new)
 
@@ -150,8 +122,10 @@ class ParameterModule:
         cheaper than the forward pass that follows).  The copies are never
         modified (a change replaces the entry), so a backward can keep them
         as the snapshot of what its forward used."""
-        ws = tuple(self._params[n + sfx] if n + sfx in self._params else None
-                   for n in ("weight_ih", "weight_hh", "weight_hr"))
+        ws = tuple(
+            self._params[n + sfx] if n + sfx in self._params else None
+            for n in ("weight_ih", "weight_hh", "weight_hr")
+        )
         entry = self._pack_cache.get(sfx)
         if entry is not None and kernels.same_weights(entry[0], ws):
             return entry
@@ -162,4 +136,3 @@ class ParameterModule:
         entry = (tuple(None if w is None else w.copy() for w in ws), blob)
         self._pack_cache[sfx] = entry
         return entry
-

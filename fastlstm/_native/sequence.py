@@ -31,8 +31,9 @@ class SequencePlan:
             return
         lengths = np.asarray(lengths)
         if lengths.ndim != 1 or lengths.shape[0] != B:
-            raise ValueError(f"lengths: expected shape ({B},) (one length per batch entry), "
-                             f"got {lengths.shape}")
+            raise ValueError(
+                f"lengths: expected shape ({B},) (one length per batch entry), got {lengths.shape}"
+            )
         if lengths.dtype.kind not in "iu":
             if lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths)):
                 lengths = lengths.astype(np.int64)

@@ -6,8 +6,9 @@ parameters are named ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
 
 import numpy as np
 
+from .._checks import check_array, check_int, check_pair, check_state
 from .._native import kernels
-from .._native.params import ParameterModule, check_array
+from .._native.params import ParameterModule
 from ..reference import cell_parameter_shapes
 
 __all__ = ["LSTMCell"]
@@ -30,10 +31,9 @@ class LSTMCell(ParameterModule):
     """
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.bias = bool(bias)
         super().__init__(dtype, seed)
 
     def _parameter_shapes(self):
@@ -43,8 +43,10 @@ class LSTMCell(ParameterModule):
         return 1.0 / np.sqrt(self.hidden_size)
 
     def __repr__(self):
-        return (f"LSTMCell({self.input_size}, {self.hidden_size}"
-                f"{'' if self.bias else ', bias=False'}, dtype={self.dtype.name})")
+        return (
+            f"LSTMCell({self.input_size}, {self.hidden_size}"
+            f"{'' if self.bias else ', bias=False'}, dtype={self.dtype.name})"
+        )
 
     def _inputs(self, x, hx):
         x = check_array("x", x, self.dtype)
@@ -55,17 +57,14 @@ class LSTMCell(ParameterModule):
         if x.ndim != 2 or x.shape[1] != I or x.shape[0] == 0:
             raise ValueError(f"x: expected (B, input_size={I}) or ({I},), got {x.shape}")
         B = x.shape[0]
+        hx = check_pair("hx", hx, "h_prev", "c_prev")
         if hx is None:
             return x, None, None, unbatched
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError("hx: expected a tuple (h_prev, c_prev) or None")
-        states = []
-        for name, s in (("h_prev", hx[0]), ("c_prev", hx[1])):
-            s = check_array(name, s, self.dtype)
-            want = (H,) if unbatched else (B, H)
-            if s.shape != want:
-                raise ValueError(f"{name}: expected shape {want}, got {s.shape}")
-            states.append(np.ascontiguousarray(s.reshape(B, H)))
+        want = (H,) if unbatched else (B, H)
+        states = [
+            np.ascontiguousarray(check_state(name, s, self.dtype, want).reshape(B, H))
+            for name, s in (("h_prev", hx[0]), ("c_prev", hx[1]))
+        ]
         return x, states[0], states[1], unbatched
 
     def _step(self, x, h_prev, c_prev, train):
@@ -77,8 +76,25 @@ class LSTMCell(ParameterModule):
         cells = np.empty((B, H), self.dtype) if train else None
         xh = np.empty((B, self.input_size + H), self.dtype) if train else None
         weights, packed = self._packed("")
-        kernels.forward(x, weights[0], self._bias(""), packed, h_prev, c_prev,
-                         h, 0, h_n, c, gates, cells, xh, None, 1, False, 0)
+        kernels.forward(
+            x,
+            weights[0],
+            self._bias(""),
+            packed,
+            h_prev,
+            c_prev,
+            h,
+            0,
+            h_n,
+            c,
+            gates,
+            cells,
+            xh,
+            None,
+            1,
+            False,
+            0,
+        )
         return h, c, (gates, cells, xh, weights, packed)
 
     def __call__(self, x, hx=None):
@@ -102,38 +118,58 @@ class LSTMCell(ParameterModule):
         def backward(dh, dc=None):
             if used[0]:
                 raise RuntimeError("backward: already called for this forward_train")
-            grads = []
-            for name, g in (("dh", dh), ("dc", dc)):
-                if g is None:
-                    grads.append(None)
-                    continue
-                g = check_array(name, g, self.dtype)
-                want = (H,) if unbatched else (B, H)
-                if g.shape != want:
-                    raise ValueError(f"{name}: expected shape {want}, got {g.shape}")
-                grads.append(np.ascontiguousarray(g.reshape(B, H)))
+            want = (H,) if unbatched else (B, H)
+            grads = [
+                None
+                if g is None
+                else np.ascontiguousarray(check_state(name, g, self.dtype, want).reshape(B, H))
+                for name, g in (("dh", dh), ("dc", dc))
+            ]
             used[0] = True
             dy = grads[0] if grads[0] is not None else np.zeros((B, H), self.dtype)
             dx = np.empty(x.shape, self.dtype)
             dh_prev = np.empty((B, H), self.dtype)
             dc_prev = np.empty((B, H), self.dtype)
             with self._grad_lock:
-                self._backward_kernel(weights, packed, c_prev, gates, cells, xh, dy,
-                                      grads[1], dx, dh_prev, dc_prev)
+                self._backward_kernel(
+                    weights, packed, c_prev, gates, cells, xh, dy, grads[1], dx, dh_prev, dc_prev
+                )
             if unbatched:
                 return dx[0], (dh_prev[0], dc_prev[0])
             return dx, (dh_prev, dc_prev)
 
         return ((h[0], c[0]) if unbatched else (h, c)) + (backward,)
 
-    def _backward_kernel(self, weights, packed, c_prev, gates, cells, xh, dy, dc,
-                         dx, dh_prev, dc_prev):
+    def _backward_kernel(
+        self, weights, packed, c_prev, gates, cells, xh, dy, dc, dx, dh_prev, dc_prev
+    ):
         H = self.hidden_size
         dbias = np.zeros(4 * H, self.dtype) if self.bias else None
-        kernels.backward(weights[0], weights[1], None, packed, c_prev, gates, cells,
-                          xh, dy, 0, None, dc, dx, False, dh_prev, dc_prev,
-                          self.grads["weight_ih"], self.grads["weight_hh"], dbias, None,
-                          None, 1, False)
+        kernels.backward(
+            weights[0],
+            weights[1],
+            None,
+            packed,
+            c_prev,
+            gates,
+            cells,
+            xh,
+            dy,
+            0,
+            None,
+            dc,
+            dx,
+            False,
+            dh_prev,
+            dc_prev,
+            self.grads["weight_ih"],
+            self.grads["weight_hh"],
+            dbias,
+            None,
+            None,
+            1,
+            False,
+        )
         if dbias is not None:
             self.grads["bias_ih"] += dbias
             self.grads["bias_hh"] += dbias

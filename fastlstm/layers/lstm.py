@@ -9,9 +9,10 @@ module validates user input, lays the batch out for the kernel
 
 import numpy as np
 
+from .._checks import check_array, check_int, check_pair, check_state
 from .._native import kernels
 from .._native.buffers import BufferPool
-from .._native.params import ParameterModule, check_array
+from .._native.params import ParameterModule
 from .._native.sequence import SequencePlan
 from ..reference import parameter_shapes
 
@@ -54,20 +55,31 @@ class LSTM(ParameterModule):
         the ``backward`` functions that :meth:`forward_train` returns.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
-                 dtype=np.float32, seed=None):
-        for name, v, lo in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
-                            ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        proj_size=0,
+        dtype=np.float32,
+        seed=None,
+    ):
+        input_size = check_int("input_size", input_size, 1)
+        hidden_size = check_int("hidden_size", hidden_size, 1)
+        num_layers = check_int("num_layers", num_layers, 1)
+        proj_size = check_int("proj_size", proj_size, 0)
         if proj_size >= hidden_size:
-            raise ValueError(f"proj_size ({proj_size}) must be smaller than hidden_size "
-                             f"({hidden_size})")
+            raise ValueError(
+                f"proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})"
+            )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_layers, self.proj_size = int(num_layers), int(proj_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.proj_size = num_layers, proj_size
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
         super().__init__(dtype, seed)
@@ -83,23 +95,34 @@ class LSTM(ParameterModule):
         return self.proj_size or self.hidden_size
 
     def _parameter_shapes(self):
-        return parameter_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias,
-                                self.bidirectional, self.proj_size)
+        return parameter_shapes(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.bidirectional,
+            self.proj_size,
+        )
 
     def _init_scale(self):
         return 1.0 / np.sqrt(self.hidden_size)
 
-    def _suffixes(self):
-        for layer in range(self.num_layers):
-            for d in range(self.num_directions):
-                yield layer, d, f"_l{layer}" + ("_reverse" if d else "")
-
     def __repr__(self):
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k, dflt in (
-            ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-            ("bidirectional", False), ("proj_size", 0)) if getattr(self, k) != dflt)
-        return (f"LSTM({self.input_size}, {self.hidden_size}{extra}, "
-                f"dtype={np.dtype(self.dtype).name})")
+        extra = "".join(
+            f", {k}={getattr(self, k)!r}"
+            for k, dflt in (
+                ("num_layers", 1),
+                ("bias", True),
+                ("batch_first", False),
+                ("dropout", 0.0),
+                ("bidirectional", False),
+                ("proj_size", 0),
+            )
+            if getattr(self, k) != dflt
+        )
+        return (
+            f"LSTM({self.input_size}, {self.hidden_size}{extra}, dtype={np.dtype(self.dtype).name})"
+        )
 
     # ---- input checking ---------------------------------------------------
     def _time_major(self, x):
@@ -112,8 +135,10 @@ class LSTM(ParameterModule):
             return x[:, None, :], True
         if x.ndim != 3:
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-            raise ValueError(f"x: expected a 3-D array {layout} or an unbatched 2-D "
-                             f"(T, input_size), got shape {x.shape}")
+            raise ValueError(
+                f"x: expected a 3-D array {layout} or an unbatched 2-D "
+                f"(T, input_size), got shape {x.shape}"
+            )
         if self.batch_first:
             x = x.transpose(1, 0, 2)
         if x.shape[2] != I:
@@ -124,20 +149,18 @@ class LSTM(ParameterModule):
 
     def _initial_state(self, hx, B, unbatched, plan):
         """hx -> (h0, c0) as sorted, contiguous (L*D, B, .) arrays, or (None, None)."""
+        hx = check_pair("hx", hx, "h0", "c0")
         if hx is None:
             return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError("hx: expected a tuple (h0, c0) or None")
         LD = self.num_layers * self.num_directions
+        batch = "" if unbatched else "batch, "
         out = []
-        for name, s, width in (("h0", hx[0], self._h_out), ("c0", hx[1], self.hidden_size)):
-            s = check_array(name, s, self.dtype)
+        for name, s, width, unit in (
+            ("h0", hx[0], self._h_out, "proj_size or hidden_size"),
+            ("c0", hx[1], self.hidden_size, "hidden_size"),
+        ):
             want = (LD, width) if unbatched else (LD, B, width)
-            if s.shape != want:
-                raise ValueError(f"{name}: expected shape {want} "
-                                 f"(num_layers*num_directions, {'' if unbatched else 'batch, '}"
-                                 f"{'proj_size or hidden_size' if name == 'h0' else 'hidden_size'}), "
-                                 f"got {s.shape}")
+            s = check_state(name, s, self.dtype, want, f"num_layers*num_directions, {batch}{unit}")
             if unbatched:
                 s = s[:, None, :]
             out.append(plan.to_sorted(s))
@@ -165,8 +188,7 @@ class LSTM(ParameterModule):
         -------
         output, (h_n, c_n)  [, cells]
         """
-        out, state, cells, _ = self._forward(x, hx, lengths, train=False,
-                                             return_cells=return_cells)
+        out, state, cells, _ = self._forward(x, hx, lengths, train=False, return_cells=return_cells)
         return (out, state, cells) if return_cells else (out, state)
 
     forward = __call__
@@ -227,18 +249,38 @@ class LSTM(ParameterModule):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 gates = pool.empty((rows, 4 * H), dt) if train else None
-                cells = (pool.empty((rows, H), dt) if train else
-                         np.empty((rows, H), dt) if want_cells else None)
+                cells = (
+                    pool.empty((rows, H), dt)
+                    if train
+                    else np.empty((rows, H), dt)
+                    if want_cells
+                    else None
+                )
                 xh = pool.empty((rows, inp.shape[1] + Ho), dt) if train else None
                 weights, packed = used[sfx] = self._packed(sfx)
                 kernels.forward(
-                    inp, weights[0], self._bias(sfx), packed,
-                    None if h0 is None else h0[k], None if c0 is None else c0[k],
-                    y, d * Ho, h_n[k], c_n[k], gates, cells, xh,
-                    plan.batch_sizes, plan.steps, d == 1, P,
-                    x_map if layer == 0 else None, y_map if last else None)
+                    inp,
+                    weights[0],
+                    self._bias(sfx),
+                    packed,
+                    None if h0 is None else h0[k],
+                    None if c0 is None else c0[k],
+                    y,
+                    d * Ho,
+                    h_n[k],
+                    c_n[k],
+                    gates,
+                    cells,
+                    xh,
+                    plan.batch_sizes,
+                    plan.steps,
+                    d == 1,
+                    P,
+                    x_map if layer == 0 else None,
+                    y_map if last else None,
+                )
                 if cells_out is not None:
-                    cells_out[:, d * H:(d + 1) * H] = cells
+                    cells_out[:, d * H : (d + 1) * H] = cells
                 per_dir.append((gates, cells, xh))
             mask = None
             if train and self.dropout > 0 and layer < self.num_layers - 1:
@@ -253,10 +295,15 @@ class LSTM(ParameterModule):
             output = inp.reshape((B, T, -1) if self.batch_first else (T, B, -1))
         else:
             output = self._output_layout(plan.unpack(inp), unbatched)
-        state = (self._state_layout(plan.from_sorted(h_n), unbatched),
-                 self._state_layout(plan.from_sorted(c_n), unbatched))
-        cells_seq = (self._output_layout(plan.unpack(cells_out), unbatched)
-                     if cells_out is not None else None)
+        state = (
+            self._state_layout(plan.from_sorted(h_n), unbatched),
+            self._state_layout(plan.from_sorted(c_n), unbatched),
+        )
+        cells_seq = (
+            self._output_layout(plan.unpack(cells_out), unbatched)
+            if cells_out is not None
+            else None
+        )
         backward = None
         if train:
             backward = self._make_backward(plan, unbatched, x.shape, c0, saved, used)
@@ -288,40 +335,45 @@ class LSTM(ParameterModule):
 
         def backward(d_output, d_state=None):
             if consumed[0]:
-                raise RuntimeError("backward: this forward_train's backward was already "
-                                   "called (its buffers are consumed); run forward_train again")
-            H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
+                raise RuntimeError(
+                    "backward: this forward_train's backward was already "
+                    "called (its buffers are consumed); run forward_train again"
+                )
+            H, Ho, D = self.hidden_size, self._h_out, self.num_directions
             LD, dt, B = self.num_layers * D, self.dtype, plan.B
             d_out = check_array("d_output", d_output, dt)
-            out_shape = ((x_shape[0], D * Ho) if unbatched else
-                         (x_shape[1], x_shape[0], D * Ho) if self.batch_first else
-                         (x_shape[0], x_shape[1], D * Ho))
+            out_shape = (
+                (x_shape[0], D * Ho)
+                if unbatched
+                else (x_shape[1], x_shape[0], D * Ho)
+                if self.batch_first
+                else (x_shape[0], x_shape[1], D * Ho)
+            )
             if d_out.shape != out_shape:
-                raise ValueError(f"d_output: expected the output's shape {out_shape}, "
-                                 f"got {d_out.shape}")
+                raise ValueError(
+                    f"d_output: expected the output's shape {out_shape}, got {d_out.shape}"
+                )
             if unbatched:
                 d_out = d_out[:, None, :]
             elif self.batch_first:
                 d_out = d_out.transpose(1, 0, 2)
             dh_n = dc_n = None
+            d_state = check_pair("d_state", d_state, "dh_n", "dc_n")
             if d_state is not None:
-                if not isinstance(d_state, (tuple, list)) or len(d_state) != 2:
-                    raise TypeError("d_state: expected a tuple (dh_n, dc_n) or None")
                 conv = []
                 for name, s, width in (("dh_n", d_state[0], Ho), ("dc_n", d_state[1], H)):
                     if s is None:
                         conv.append(None)
                         continue
-                    s = check_array(name, s, dt)
                     want = (LD, width) if unbatched else (LD, B, width)
-                    if s.shape != want:
-                        raise ValueError(f"{name}: expected shape {want}, got {s.shape}")
+                    s = check_state(name, s, dt, want)
                     conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
                 dh_n, dc_n = conv
             consumed[0] = True
             with self._grad_lock:
-                return self._backward(plan, unbatched, c0, saved, weights,
-                                      plan.pack(d_out), dh_n, dc_n)
+                return self._backward(
+                    plan, unbatched, c0, saved, weights, plan.pack(d_out), dh_n, dc_n
+                )
 
         return backward
 
@@ -341,13 +393,30 @@ class LSTM(ParameterModule):
                 (w_ih, w_hh, w_hr), packed = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
                 kernels.backward(
-                    w_ih, w_hh, w_hr, packed,
-                    None if c0 is None else c0[k], gates, cells, xh,
-                    dy, d * Ho, None if dh_n is None else dh_n[k],
+                    w_ih,
+                    w_hh,
+                    w_hr,
+                    packed,
+                    None if c0 is None else c0[k],
+                    gates,
+                    cells,
+                    xh,
+                    dy,
+                    d * Ho,
+                    None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],
-                    dx, d > 0, dh0[k], dc0[k],
-                    self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], dbias,
-                    self.grads.get("weight_hr" + sfx), plan.batch_sizes, plan.steps, d == 1)
+                    dx,
+                    d > 0,
+                    dh0[k],
+                    dc0[k],
+                    self.grads["weight_ih" + sfx],
+                    self.grads["weight_hh" + sfx],
+                    dbias,
+                    self.grads.get("weight_hr" + sfx),
+                    plan.batch_sizes,
+                    plan.steps,
+                    d == 1,
+                )
                 if dbias is not None:
                     self.grads["bias_ih" + sfx] += dbias
                     self.grads["bias_hh" + sfx] += dbias
@@ -360,9 +429,13 @@ class LSTM(ParameterModule):
             dy = dx
         self._train_buffers.give(spent)
         dx_full = plan.unpack(dy)
-        dx_full = (dx_full[:, 0, :] if unbatched else
-                   np.ascontiguousarray(dx_full.transpose(1, 0, 2)) if self.batch_first
-                   else dx_full)
+        dx_full = (
+            dx_full[:, 0, :]
+            if unbatched
+            else np.ascontiguousarray(dx_full.transpose(1, 0, 2))
+            if self.batch_first
+            else dx_full
+        )
         dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)
         dc0 = self._state_layout(plan.from_sorted(dc0), unbatched)
         return dx_full, (dh0, dc0)

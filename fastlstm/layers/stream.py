@@ -11,32 +11,43 @@ import functools
 
 import numpy as np
 
+from .._checks import check_array, check_int, check_pair, check_state
 from .._native import kernels
-from .._native.params import check_array
 
 __all__ = ["LSTMStream"]
 
 
-class LSTMStream:
+class LSTMStream(kernels.StreamKernel):
     """State-carrying step/chunk inference over an :class:`fastlstm.LSTM`.
 
     Use :meth:`step` for one time step ``x_t`` of shape (B, input_size) and
     :meth:`steps` for a chunk (T, B, input_size) (time-major, whatever the
     layer's batch_first); both return the top layer's output and advance the
     state.  :meth:`reset` restarts from zeros or a given ``(h0, c0)``.
+
+    ``step(x)`` is the compiled kernel's own method (this class extends it):
+    x (B, input_size) -> the top layer's h_t, (B, H_out), a new array.  No
+    Python frame runs between the caller and the C step, which matters at a
+    few microseconds a step; an input that is not already a C-contiguous
+    array of the stream's dtype goes through the same checks as everywhere
+    else (a TypeError or ValueError naming ``x``).
     """
 
     def __init__(self, lstm, batch_size, hx=None):
         if lstm.bidirectional:
-            raise ValueError("stream: a bidirectional LSTM needs the whole sequence; "
-                             "streaming supports unidirectional LSTMs only")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        self.batch_size, self.dtype = int(batch_size), lstm.dtype
+            raise ValueError(
+                "stream: a bidirectional LSTM needs the whole sequence; "
+                "streaming supports unidirectional LSTMs only"
+            )
+        self.batch_size, self.dtype = check_int("batch_size", batch_size, 1), lstm.dtype
         self.input_size, self.num_layers = lstm.input_size, lstm.num_layers
         self.hidden_size, self.proj_size = lstm.hidden_size, lstm.proj_size
-        B, H, Ho, dt = self.batch_size, lstm.hidden_size, lstm.proj_size or lstm.hidden_size, lstm.dtype
+        B, H, Ho, dt = (
+            self.batch_size,
+            lstm.hidden_size,
+            lstm.proj_size or lstm.hidden_size,
+            lstm.dtype,
+        )
         self._layers = []
         for layer in range(lstm.num_layers):  # the pack cache's snapshot: never modified
             sfx = f"_l{layer}"
@@ -46,14 +57,15 @@ class LSTMStream:
         self._c = np.zeros((lstm.num_layers, B, H), dt)
         self._ys = [np.empty((B, Ho), dt) for _ in range(lstm.num_layers)]
         # convert: x as the kernel reads it, or a clear TypeError / ValueError
-        # (a partial, not a bound method: no reference cycle through the kernel)
-        self._kernel = kernels.StreamKernel(self._layers, self._h, self._c, self._ys,
-                                             lstm.proj_size,
-                                             functools.partial(check_array, "x", dtype=dt))
-        # the kernel's step is the whole step (it converts unusual inputs
-        # itself): calling it directly saves a Python frame, about a tenth of
-        # a step this small
-        self.step = self._kernel.step
+        # (a partial, not a bound method: no reference cycle through self)
+        super().__init__(
+            self._layers,
+            self._h,
+            self._c,
+            self._ys,
+            lstm.proj_size,
+            functools.partial(check_array, "x", dtype=dt),
+        )
         self.reset(hx)
 
     @property
@@ -63,25 +75,14 @@ class LSTMStream:
 
     def reset(self, hx=None):
         """Start again from zeros, or from ``hx = (h0, c0)`` shaped as :attr:`state`."""
+        hx = check_pair("hx", hx, "h0", "c0")
         if hx is None:
             self._h.fill(0)
             self._c.fill(0)
             return
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError("hx: expected a tuple (h0, c0) or None")
         for name, src, dst in (("h0", hx[0], self._h), ("c0", hx[1], self._c)):
-            src = check_array(name, src, self.dtype)
-            if src.shape != dst.shape:
-                raise ValueError(f"{name}: expected shape {dst.shape}, got {src.shape}")
+            src = check_state(name, src, self.dtype, dst.shape)
             dst[...] = src
-
-    def step(self, x):
-        """One step: x (B, input_size) -> top layer's h_t, (B, H_out), a new array.
-
-        (Each stream binds this to its kernel's step in ``__init__``; the
-        definition here documents it and is what that kernel does.)
-        """
-        return self._kernel.step(x)
 
     def steps(self, x):
         """A chunk: x (T, B, input_size) -> top layer's output (T, B, H_out)."""
@@ -93,8 +94,24 @@ class LSTMStream:
         inp = x.reshape(T * B, I)
         for k, (w_ih, bias, packed) in enumerate(self._layers):
             y = np.empty((T * B, self._h.shape[2]), self.dtype)
-            kernels.forward(inp, w_ih, bias, packed, self._h[k], self._c[k], y, 0,
-                             self._h[k], self._c[k], None, None, None, None, T, False,
-                             self.proj_size)
+            kernels.forward(
+                inp,
+                w_ih,
+                bias,
+                packed,
+                self._h[k],
+                self._c[k],
+                y,
+                0,
+                self._h[k],
+                self._c[k],
+                None,
+                None,
+                None,
+                None,
+                T,
+                False,
+                self.proj_size,
+            )
             inp = y
         return inp.reshape(T, B, -1)

@@ -12,8 +12,8 @@ What is measured (fp32, one layer, one direction, same weights everywhere):
   torch autograd with ``output.backward(d_output)`` (x and the parameters
   require grad; parameter gradients accumulate in both libraries).
 * streaming step (with step1): one time step from Python carrying the state:
-  ``lstm.stream(B).step(x_t)`` where that API exists, else ``lstm(x_t, hx)``;
-  ``torch.nn.LSTMCell``; ONNX Runtime with T=1 and initial_h/initial_c.
+  ``lstm.stream(B).step(x_t)``; ``torch.nn.LSTMCell``; ONNX Runtime with T=1
+  and initial_h/initial_c.
 * lengths: canon shape with ragged lengths summing to T*B/2: fastlstm full vs
   ragged, torch padded vs packed (``pack_padded_sequence``).
 * memory: peak RSS of one training step, each system in a fresh subprocess.
@@ -49,11 +49,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable
 
 import numpy as np
 
 import fastlstm
+from fastlstm.interop.onnx import lstm_model
 
 # name -> (T, B, I, H)
 SHAPES = {
@@ -71,7 +72,7 @@ STREAM_SHAPE = "step1"  # the streaming-step rows go with this shape
 QUICK_SHAPES = ("canon", "step1", "lengths")
 
 FORWARD_TOL = 1e-5  # max |output - fastlstm output| (outputs are in (-1, 1))
-DX_RTOL = 1e-4      # max |dx - fastlstm dx| / max |fastlstm dx|
+DX_RTOL = 1e-4  # max |dx - fastlstm dx| / max |fastlstm dx|
 SEED = 0
 
 
@@ -89,10 +90,12 @@ def _optional(name):
 
 # ---- timing ----------------------------------------------------------------
 
+
 @dataclass
 class Timing:
     """Per-call seconds of every sample of one system."""
-    samples: List[float]
+
+    samples: list[float]
     calls_per_sample: int
 
     @property
@@ -121,8 +124,9 @@ def wait_idle(slice_s=0.01, max_s=1.0):
             return
 
 
-def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: float,
-            settle: float = 0.01) -> Dict[str, Timing]:
+def measure(
+    calls: dict[str, Callable[[], object]], rounds: int, min_sample: float, settle: float = 0.01
+) -> dict[str, Timing]:
     """Time every callable in alternating rounds; the one timing helper of
     the benchmark.
 
@@ -139,7 +143,7 @@ def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: flo
             fastest = min(fastest, time.perf_counter() - t0)
             n += 1
         batch[name] = max(1, int(np.ceil(min_sample / max(fastest, 1e-9))))
-    samples = {name: [] for name in calls}
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
             wait_idle(settle)
@@ -154,6 +158,7 @@ def measure(calls: Dict[str, Callable[[], object]], rounds: int, min_sample: flo
 # ---- the systems -----------------------------------------------------------
 # Each system turns prepared inputs into a no-argument callable (what is
 # timed) that returns the output (forward), dx (train) or h (step).
+
 
 class FastSystem:
     name = "fastlstm"
@@ -171,22 +176,13 @@ class FastSystem:
         def train_step():
             _, _, backward = lstm.forward_train(x, lengths=lengths)
             return backward(d_output)[0]
+
         return train_step
 
     def step_call(self, x_t):
-        """x_t: (1, B, I).  Uses the streaming API when the layer has it
-        (``lstm.stream(batch_size).step(x_t)`` with x_t (B, I)), else the
-        inference call with the state carried through hx."""
-        lstm = self.lstm
-        if hasattr(lstm, "stream"):
-            stream = lstm.stream(x_t.shape[1])
-            return lambda: stream.step(x_t[0])
-        state = [None]
-
-        def step():
-            out, state[0] = lstm(x_t, state[0])
-            return out[0]
-        return step
+        """x_t: (1, B, I): ``lstm.stream(B).step(x_t[0])``, the state carried."""
+        stream = self.lstm.stream(x_t.shape[1])
+        return lambda: stream.step(x_t[0])
 
 
 class TorchSystem:
@@ -213,6 +209,7 @@ class TorchSystem:
         def forward():
             with torch.inference_mode():
                 return self._run(xt, lengths)
+
         return forward
 
     def train_call(self, x, d_output, lengths=None):
@@ -225,6 +222,7 @@ class TorchSystem:
             xt.grad = None  # a fresh dx per call, as fastlstm returns
             self._run(xt, lengths).backward(dy)
             return xt.grad
+
         return train_step
 
     def step_call(self, x_t):
@@ -239,58 +237,23 @@ class TorchSystem:
             with torch.inference_mode():
                 state[0] = cell(xt, state[0])
             return state[0][0]
+
         return step
-
-
-def onnx_lstm_model(onnx, params, input_size, hidden_size):
-    """One ONNX ``LSTM`` node (opset 14) with torch's weights.
-
-    ONNX orders the gate blocks i, o, f, c where torch has i, f, g, o;
-    W (1, 4H, I), R (1, 4H, H), B (1, 8H) = [Wb, Rb].  Inputs X (T, B, I),
-    initial_h and initial_c (1, B, H); outputs Y (T, 1, B, H), Y_h, Y_c.
-    """
-    helper, TP = onnx.helper, onnx.TensorProto
-
-    def iofc(w):
-        i, f, g, o = np.split(w, 4, axis=0)
-        return np.concatenate([i, o, f, g])
-
-    inits = [
-        onnx.numpy_helper.from_array(iofc(params["weight_ih_l0"])[None], "W"),
-        onnx.numpy_helper.from_array(iofc(params["weight_hh_l0"])[None], "R"),
-        onnx.numpy_helper.from_array(np.concatenate(
-            [iofc(params["bias_ih_l0"]), iofc(params["bias_hh_l0"])])[None], "B"),
-    ]
-    H = hidden_size
-    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "initial_h", "initial_c"],
-                            ["Y", "Y_h", "Y_c"], hidden_size=H)
-    graph = helper.make_graph(
-        [node], "fastlstm_bench_lstm",
-        [helper.make_tensor_value_info("X", TP.FLOAT, ["T", "B", input_size]),
-         helper.make_tensor_value_info("initial_h", TP.FLOAT, [1, "B", H]),
-         helper.make_tensor_value_info("initial_c", TP.FLOAT, [1, "B", H])],
-        [helper.make_tensor_value_info("Y", TP.FLOAT, ["T", 1, "B", H]),
-         helper.make_tensor_value_info("Y_h", TP.FLOAT, [1, "B", H]),
-         helper.make_tensor_value_info("Y_c", TP.FLOAT, [1, "B", H])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    model.ir_version = 8  # readable by any onnxruntime >= 1.10
-    onnx.checker.check_model(model)
-    return model
 
 
 class OrtSystem:
     name = "ORT"
 
-    def __init__(self, onnx, ort, params, input_size, hidden_size, threads):
+    def __init__(self, ort, params, input_size, hidden_size, threads):
         self.hidden_size = hidden_size
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        model = onnx_lstm_model(onnx, params, input_size, hidden_size)
-        self.session = ort.InferenceSession(model.SerializeToString(), opts,
-                                            providers=["CPUExecutionProvider"])
+        model = lstm_model(params, input_size, hidden_size)
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
 
     def _feeds(self, x):
         zeros = np.zeros((1, x.shape[1], self.hidden_size), np.float32)
@@ -306,16 +269,20 @@ class OrtSystem:
         def step():
             feeds["initial_h"], feeds["initial_c"] = run(["Y_h", "Y_c"], feeds)
             return feeds["initial_h"][0]
+
         return step
 
 
 # ---- inputs and checks -----------------------------------------------------
 
+
 def make_inputs(T, B, I, H, seed=SEED):
     """x (T, B, I) and d_output (T, B, H), float32, reproducible."""
     rng = np.random.default_rng(seed + 1)
-    return (rng.standard_normal((T, B, I), dtype=np.float32),
-            rng.standard_normal((T, B, H), dtype=np.float32))
+    return (
+        rng.standard_normal((T, B, I), dtype=np.float32),
+        rng.standard_normal((T, B, H), dtype=np.float32),
+    )
 
 
 def half_lengths(T, B, seed=SEED):
@@ -341,9 +308,11 @@ def compare_and_time(calls, what, opts, tol=FORWARD_TOL, relative=False):
     """Check every call's result against fastlstm's call of the same variant
     ('torch ragged' against 'fastlstm ragged', 'ORT' against 'fastlstm'), then
     time them all.  -> {name: Timing}, or the reason they were not timed."""
+
     def reference(name):
         variant = name.partition(" ")[2]
         return f"fastlstm {variant}" if variant else "fastlstm"
+
     try:
         refs = {n: np.asarray(fn()) for n, fn in calls.items() if reference(n) == n}
         for name, fn in calls.items():
@@ -357,9 +326,11 @@ def compare_and_time(calls, what, opts, tol=FORWARD_TOL, relative=False):
 
 # ---- the experiments -------------------------------------------------------
 
+
 @dataclass
 class Peers:
     """The optional peer modules (None when not installed)."""
+
     torch: object = None
     onnx: object = None
     ort: object = None
@@ -383,7 +354,7 @@ def build_systems(shape, peers, threads):
     if peers.torch is not None:
         systems["torch"] = TorchSystem(peers.torch, params, I, H)
     if peers.ort is not None:
-        systems["ORT"] = OrtSystem(peers.onnx, peers.ort, params, I, H, threads)
+        systems["ORT"] = OrtSystem(peers.ort, params, I, H, threads)
     return systems
 
 
@@ -394,14 +365,22 @@ def bench_shape(shape, peers, opts, stream=False):
     T, B, I, H = shape
     systems = build_systems(shape, peers, opts.threads)
     x, dy = make_inputs(T, B, I, H)
-    result = {"forward": compare_and_time(
-        {n: s.forward_call(x) for n, s in systems.items()}, "output", opts)}
+    result = {
+        "forward": compare_and_time(
+            {n: s.forward_call(x) for n, s in systems.items()}, "output", opts
+        )
+    }
     result["train"] = compare_and_time(
         {n: s.train_call(x, dy) for n, s in systems.items() if hasattr(s, "train_call")},
-        "dx", opts, DX_RTOL, relative=True)
+        "dx",
+        opts,
+        DX_RTOL,
+        relative=True,
+    )
     if stream:
         result["step"] = compare_and_time(
-            {n: s.step_call(x[:1]) for n, s in systems.items()}, "streaming step", opts)
+            {n: s.step_call(x[:1]) for n, s in systems.items()}, "streaming step", opts
+        )
     return result
 
 
@@ -414,14 +393,21 @@ def bench_lengths(peers, opts):
     lengths = half_lengths(T, B)
     result = {}
     for mode in ("forward", "train"):
-        def call(system, lens):
-            return (system.forward_call(x, lens) if mode == "forward"
-                    else system.train_call(x, dy, lens))
+
+        def call(system, lens, mode=mode):
+            return (
+                system.forward_call(x, lens)
+                if mode == "forward"
+                else system.train_call(x, dy, lens)
+            )
+
         full = {f"{n} full": call(s, None) for n, s in systems.items()}
         ragged = {f"{n} ragged": call(s, lengths) for n, s in systems.items()}
         result[mode] = (
-            compare_and_time({**full, **ragged}, "output", opts) if mode == "forward" else
-            compare_and_time({**full, **ragged}, "dx", opts, DX_RTOL, relative=True))
+            compare_and_time({**full, **ragged}, "output", opts)
+            if mode == "forward"
+            else compare_and_time({**full, **ragged}, "dx", opts, DX_RTOL, relative=True)
+        )
     return result
 
 
@@ -446,6 +432,7 @@ def memory_child(system, T, B, I, H, threads):
     torch = None
     if system == "torch":  # import only what this system needs: it is in the RSS
         import torch
+
         torch.set_num_threads(threads)
     systems = build_systems((T, B, I, H), Peers(torch=torch), threads)
     x, dy = make_inputs(T, B, I, H)
@@ -462,8 +449,12 @@ def bench_memory(peers, opts):
     if not os.path.exists("/proc/self/status"):
         return {"error": "memory: needs Linux /proc"}
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
     out = {}
     for shape_name in MEMORY_SHAPES:
         out[shape_name] = {}
@@ -471,10 +462,13 @@ def bench_memory(peers, opts):
             if system == "torch" and peers.torch is None:
                 continue
             args = [system, *SHAPES[shape_name], opts.threads]
-            code = ("import sys; from fastlstm.tools.bench import memory_child; "
-                    f"memory_child(*{args!r})")
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                  text=True, env=env)
+            code = (
+                "import sys; from fastlstm.tools.bench import memory_child; "
+                f"memory_child(*{args!r})"
+            )
+            proc = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, env=env
+            )
             if proc.returncode:
                 out[shape_name][system] = "failed: " + proc.stderr.strip().splitlines()[-1]
             else:
@@ -484,12 +478,13 @@ def bench_memory(peers, opts):
 
 # ---- report ----------------------------------------------------------------
 
+
 @dataclass
 class Table:
     title: str
-    header: List[str]
-    rows: List[List[str]] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def forward_flops(T, B, I, H):
@@ -517,13 +512,29 @@ def _speed(flops, timing, peak):
 def shape_tables(results, peers, peak):
     """The forward, forward+backward and streaming-step tables."""
     missing = [n for n, m in (("torch", peers.torch), ("ORT", peers.ort)) if m is None]
-    fwd = Table("Forward (inference), ms", [
-        "shape", "T,B,I,H", "fastlstm", "torch", "ORT", "GFLOP/s", "% peak",
-        "vs torch", "vs ORT", "vs best"])
-    train = Table("Forward+backward (training step), ms", [
-        "shape", "T,B,I,H", "fastlstm", "torch", "GFLOP/s", "% peak", "vs torch"])
-    step = Table("Streaming step from Python (1 step, state carried), µs", [
-        "shape", "B,I,H", "fastlstm", "torch LSTMCell", "ORT (T=1)", "vs torch", "vs ORT"])
+    fwd = Table(
+        "Forward (inference), ms",
+        [
+            "shape",
+            "T,B,I,H",
+            "fastlstm",
+            "torch",
+            "ORT",
+            "GFLOP/s",
+            "% peak",
+            "vs torch",
+            "vs ORT",
+            "vs best",
+        ],
+    )
+    train = Table(
+        "Forward+backward (training step), ms",
+        ["shape", "T,B,I,H", "fastlstm", "torch", "GFLOP/s", "% peak", "vs torch"],
+    )
+    step = Table(
+        "Streaming step from Python (1 step, state carried), µs",
+        ["shape", "B,I,H", "fastlstm", "torch LSTMCell", "ORT (T=1)", "vs torch", "vs ORT"],
+    )
     for name, res in results.items():
         shape = SHAPES[name]
         dims = ",".join(map(str, shape))
@@ -534,55 +545,107 @@ def shape_tables(results, peers, peak):
             fast, tor, ort = f["fastlstm"], f.get("torch"), f.get("ORT")
             peers_t = [t for t in (tor, ort) if t is not None]
             best = min(peers_t, key=lambda t: t.median) if peers_t else None
-            fwd.rows.append([name, dims, _cell(fast), _cell(tor), _cell(ort),
-                             *_speed(forward_flops(*shape), fast, peak),
-                             _ratio(tor, fast), _ratio(ort, fast), _ratio(best, fast)])
+            fwd.rows.append(
+                [
+                    name,
+                    dims,
+                    _cell(fast),
+                    _cell(tor),
+                    _cell(ort),
+                    *_speed(forward_flops(*shape), fast, peak),
+                    _ratio(tor, fast),
+                    _ratio(ort, fast),
+                    _ratio(best, fast),
+                ]
+            )
         t = res["train"]
         if isinstance(t, str):
             train.rows.append([name, dims, t] + [""] * 4)
         else:
-            train.rows.append([name, dims, _cell(t["fastlstm"]), _cell(t.get("torch")),
-                               *_speed(3 * forward_flops(*shape), t["fastlstm"], peak),
-                               _ratio(t.get("torch"), t["fastlstm"])])
+            train.rows.append(
+                [
+                    name,
+                    dims,
+                    _cell(t["fastlstm"]),
+                    _cell(t.get("torch")),
+                    *_speed(3 * forward_flops(*shape), t["fastlstm"], peak),
+                    _ratio(t.get("torch"), t["fastlstm"]),
+                ]
+            )
         s = res.get("step")
         if isinstance(s, str):
             step.rows.append([name, dims.split(",", 1)[1], s] + [""] * 4)
         elif s is not None:
-            step.rows.append([name, dims.split(",", 1)[1], _cell(s["fastlstm"], 1e6),
-                              _cell(s.get("torch"), 1e6), _cell(s.get("ORT"), 1e6),
-                              _ratio(s.get("torch"), s["fastlstm"]),
-                              _ratio(s.get("ORT"), s["fastlstm"])])
+            step.rows.append(
+                [
+                    name,
+                    dims.split(",", 1)[1],
+                    _cell(s["fastlstm"], 1e6),
+                    _cell(s.get("torch"), 1e6),
+                    _cell(s.get("ORT"), 1e6),
+                    _ratio(s.get("torch"), s["fastlstm"]),
+                    _ratio(s.get("ORT"), s["fastlstm"]),
+                ]
+            )
     if missing:
         fwd.notes.append("not installed: " + ", ".join(missing))
-    step.notes.append("fastlstm: " + ("lstm.stream(B).step(x_t)"
-                                      if hasattr(fastlstm.LSTM, "stream")
-                                      else "lstm(x_t, hx) (no streaming API yet)"))
+    step.notes.append("fastlstm: lstm.stream(B).step(x_t)")
     return [t for t in (fwd, train, step) if t.rows]
 
 
 def lengths_table(res):
     T, B, I, H = SHAPES[LENGTHS_SHAPE]
-    tab = Table(f"Ragged lengths ({LENGTHS_SHAPE} {T},{B},{I},{H}; lengths sum to T*B/2), ms", [
-        "pass", "fastlstm full", "fastlstm ragged", "ragged/full", "torch padded",
-        "torch packed", "packed/padded", "torch packed / fastlstm ragged"])
+    tab = Table(
+        f"Ragged lengths ({LENGTHS_SHAPE} {T},{B},{I},{H}; lengths sum to T*B/2), ms",
+        [
+            "pass",
+            "fastlstm full",
+            "fastlstm ragged",
+            "ragged/full",
+            "torch padded",
+            "torch packed",
+            "packed/padded",
+            "torch packed / fastlstm ragged",
+        ],
+    )
     for mode, label in (("forward", "forward"), ("train", "forward+backward")):
         r = res[mode]
         if isinstance(r, str):
             tab.rows.append([label, r] + [""] * 6)
             continue
         fr, tp = r["fastlstm ragged"], r.get("torch ragged")
-        tab.rows.append([label, _cell(r["fastlstm full"]), _cell(fr),
-                         _ratio(fr, r["fastlstm full"]), _cell(r.get("torch full")), _cell(tp),
-                         _ratio(tp, r.get("torch full")), _ratio(tp, fr)])
-    tab.notes.append("torch packed = pack_padded_sequence(enforce_sorted=False) + LSTM + "
-                     "pad_packed_sequence, all timed; torch padded ignores the lengths")
+        tab.rows.append(
+            [
+                label,
+                _cell(r["fastlstm full"]),
+                _cell(fr),
+                _ratio(fr, r["fastlstm full"]),
+                _cell(r.get("torch full")),
+                _cell(tp),
+                _ratio(tp, r.get("torch full")),
+                _ratio(tp, fr),
+            ]
+        )
+    tab.notes.append(
+        "torch packed = pack_padded_sequence(enforce_sorted=False) + LSTM + "
+        "pad_packed_sequence, all timed; torch padded ignores the lengths"
+    )
     return tab
 
 
 def memory_table(res):
-    tab = Table("Memory of one training step (fresh process each), MiB", [
-        "shape", "T,B,I,H", "fastlstm peak RSS", "fastlstm step Δ", "torch peak RSS",
-        "torch step Δ", "torch Δ / fastlstm Δ"])
+    tab = Table(
+        "Memory of one training step (fresh process each), MiB",
+        [
+            "shape",
+            "T,B,I,H",
+            "fastlstm peak RSS",
+            "fastlstm step Δ",
+            "torch peak RSS",
+            "torch step Δ",
+            "torch Δ / fastlstm Δ",
+        ],
+    )
     if "error" in res:
         tab.rows.append(["", res["error"]] + [""] * 5)
         return tab
@@ -590,15 +653,25 @@ def memory_table(res):
         cells = []
         for system in ("fastlstm", "torch"):
             m = per.get(system)
-            cells += ([m, ""] if isinstance(m, str) else ["—", "—"] if m is None
-                      else [f"{m['peak']:.0f}", f"{m['delta']:.1f}"])
+            cells += (
+                [m, ""]
+                if isinstance(m, str)
+                else ["—", "—"]
+                if m is None
+                else [f"{m['peak']:.0f}", f"{m['delta']:.1f}"]
+            )
         f, t = per.get("fastlstm"), per.get("torch")
-        ratio = (f"{t['delta'] / f['delta']:.1f}" if isinstance(f, dict) and isinstance(t, dict)
-                 and f["delta"] > 0 else "—")
+        ratio = (
+            f"{t['delta'] / f['delta']:.1f}"
+            if isinstance(f, dict) and isinstance(t, dict) and f["delta"] > 0
+            else "—"
+        )
         tab.rows.append([name, ",".join(map(str, SHAPES[name])), *cells, ratio])
-    tab.notes.append("peak RSS includes the interpreter and imports (torch's import is "
-                     "large); step Δ = peak RSS during forward_train+backward minus RSS "
-                     "just before it (first step: includes first touch of gradient buffers)")
+    tab.notes.append(
+        "peak RSS includes the interpreter and imports (torch's import is "
+        "large); step Δ = peak RSS during forward_train+backward minus RSS "
+        "just before it (first step: includes first touch of gradient buffers)"
+    )
     return tab
 
 
@@ -621,13 +694,15 @@ def environment(started, peers, threads, peak, peak_note, loads):
     versions = [f"fastlstm {fastlstm.__version__} ({fastlstm._isa()})", f"numpy {np.__version__}"]
     for name, mod in (("torch", peers.torch), ("onnx", peers.onnx), ("onnxruntime", peers.ort)):
         versions.append(f"{name} {mod.__version__}" if mod is not None else f"{name} not installed")
-    return [f"date: {started.isoformat(timespec='seconds')}",
-            f"CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (every system)",
-            f"peak: {peak_note}" if peak else "peak: unknown (use --peak-gflops)",
-            f"python {platform.python_version()}; " + ", ".join(versions),
-            "1-min load average before/after: " + " / ".join(
-                "n/a" if v is None else f"{v:.2f}" for v in loads)
-            + (" (other processes were busy: expect noise)" if (loads[0] or 0) > 0.5 else "")]
+    return [
+        f"date: {started.isoformat(timespec='seconds')}",
+        f"CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (every system)",
+        f"peak: {peak_note}" if peak else "peak: unknown (use --peak-gflops)",
+        f"python {platform.python_version()}; " + ", ".join(versions),
+        "1-min load average before/after: "
+        + " / ".join("n/a" if v is None else f"{v:.2f}" for v in loads)
+        + (" (other processes were busy: expect noise)" if (loads[0] or 0) > 0.5 else ""),
+    ]
 
 
 def default_peak_gflops(threads):
@@ -638,17 +713,23 @@ def default_peak_gflops(threads):
     except OSError:
         return None, "no /proc/cpuinfo"
     mhz = [float(l.split(":")[1]) for l in info.splitlines() if l.startswith("cpu MHz")]
-    flags = next((l.split(":")[1].split() for l in info.splitlines()
-                  if l.startswith("flags")), [])
+    flags = next((l.split(":")[1].split() for l in info.splitlines() if l.startswith("flags")), [])
     if not mhz:
         return None, "no 'cpu MHz' in /proc/cpuinfo"
-    per_cycle, isa = ((64, "AVX-512F") if "avx512f" in flags else
-                      (32, "AVX2+FMA") if "fma" in flags else (16, "no FMA"))
+    per_cycle, isa = (
+        (64, "AVX-512F")
+        if "avx512f" in flags
+        else (32, "AVX2+FMA")
+        if "fma" in flags
+        else (16, "no FMA")
+    )
     cores = min(threads, os.cpu_count() or 1)
     ghz = max(mhz) / 1e3
     peak = cores * per_cycle * ghz
-    return peak, (f"{peak:.0f} GFLOP/s = {cores} cores x {per_cycle} fp32 FLOP/cycle "
-                  f"({isa}) x {ghz:.2f} GHz (/proc/cpuinfo)")
+    return peak, (
+        f"{peak:.0f} GFLOP/s = {cores} cores x {per_cycle} fp32 FLOP/cycle "
+        f"({isa}) x {ghz:.2f} GHz (/proc/cpuinfo)"
+    )
 
 
 def render_text(tables):
@@ -664,8 +745,13 @@ def render_text(tables):
 def render_markdown(tables, env_lines, method):
     out = ["# fastlstm benchmark", ""] + [f"- {l}" for l in env_lines] + ["", method]
     for tab in tables:
-        out += ["", f"### {tab.title}", "", "| " + " | ".join(tab.header) + " |",
-                "|" + "|".join("---" for _ in tab.header) + "|"]
+        out += [
+            "",
+            f"### {tab.title}",
+            "",
+            "| " + " | ".join(tab.header) + " |",
+            "|" + "|".join("---" for _ in tab.header) + "|",
+        ]
         out += ["| " + " | ".join(r) + " |" for r in tab.rows]
         out += [""] + [f"*{n}*  " for n in tab.notes] if tab.notes else []
     return "\n".join(out) + "\n"
@@ -673,43 +759,74 @@ def render_markdown(tables, env_lines, method):
 
 # ---- command line ----------------------------------------------------------
 
+
 def add_arguments(parser):
     """The ``bench`` options (shared by ``python -m fastlstm bench`` and main())."""
     names = ",".join(list(SHAPES) + list(EXTRAS))
-    parser.add_argument("--shapes", default=None,
-                        help=f"comma-separated subset of {names} (default: all; "
-                             f"with --quick: {','.join(QUICK_SHAPES)})")
-    parser.add_argument("--repeat", type=int, default=None, metavar="N",
-                        help="timing rounds per system (default 15; 3 with --quick)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="threads for every system (default 2)")
-    parser.add_argument("--peak-gflops", type=float, default=None,
-                        help="fp32 peak for the %% column (default: from /proc/cpuinfo)")
+    parser.add_argument(
+        "--shapes",
+        default=None,
+        help=f"comma-separated subset of {names} (default: all; "
+        f"with --quick: {','.join(QUICK_SHAPES)})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help="timing rounds per system (default 15; 3 with --quick)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for every system (default 2)"
+    )
+    parser.add_argument(
+        "--peak-gflops",
+        type=float,
+        default=None,
+        help="fp32 peak for the %% column (default: from /proc/cpuinfo)",
+    )
     parser.add_argument("--markdown", metavar="FILE", help="also write the tables as markdown")
-    parser.add_argument("--quick", action="store_true",
-                        help="few rounds, short samples, small shape set (CI smoke test)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few rounds, short samples, small shape set (CI smoke test)",
+    )
     return parser
 
 
 def run(args):
     """Run the benchmark described by parsed ``args``; returns an exit code."""
-    selected = (args.shapes.split(",") if args.shapes else
-                list(QUICK_SHAPES) if args.quick else list(SHAPES) + list(EXTRAS))
+    selected = (
+        args.shapes.split(",")
+        if args.shapes
+        else list(QUICK_SHAPES)
+        if args.quick
+        else list(SHAPES) + list(EXTRAS)
+    )
     unknown = [s for s in selected if s not in SHAPES and s not in EXTRAS]
     if unknown:
-        print(f"--shapes: unknown {', '.join(unknown)}; choose from "
-              f"{', '.join(list(SHAPES) + list(EXTRAS))}", file=sys.stderr)
+        print(
+            f"--shapes: unknown {', '.join(unknown)}; choose from "
+            f"{', '.join(list(SHAPES) + list(EXTRAS))}",
+            file=sys.stderr,
+        )
         return 2
     args.repeat = args.repeat or (3 if args.quick else 15)
     args.min_sample = 0.005 if args.quick else 0.02
     started, load_before = datetime.datetime.now(), load_average()
     if (load_before or 0) > 0.5:
-        print(f"bench: warning: load average {load_before:.2f} before starting; other "
-              "processes compete for the cores and the timings will be noisy", file=sys.stderr)
+        print(
+            f"bench: warning: load average {load_before:.2f} before starting; other "
+            "processes compete for the cores and the timings will be noisy",
+            file=sys.stderr,
+        )
     fastlstm.set_num_threads(args.threads)
     peers = Peers.load(args.threads)
-    peak, peak_note = ((args.peak_gflops, f"{args.peak_gflops:g} GFLOP/s (--peak-gflops)")
-                       if args.peak_gflops else default_peak_gflops(args.threads))
+    peak, peak_note = (
+        (args.peak_gflops, f"{args.peak_gflops:g} GFLOP/s (--peak-gflops)")
+        if args.peak_gflops
+        else default_peak_gflops(args.threads)
+    )
 
     def progress(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -726,12 +843,15 @@ def run(args):
         progress("bench: memory (subprocesses)")
         tables.append(memory_table(bench_memory(peers, args)))
 
-    env_lines = environment(started, peers, args.threads, peak, peak_note,
-                            (load_before, load_average()))
-    method = (f"Median over {args.repeat} alternating rounds, ± half the interquartile range; "
-              "ratios are peer time / fastlstm time (> 1: fastlstm faster); "
-              "GFLOP/s counts 2·T·B·4H·(I+H) per forward, 3x for forward+backward. "
-              "fp32, 1 layer, unidirectional, same weights in every system.")
+    env_lines = environment(
+        started, peers, args.threads, peak, peak_note, (load_before, load_average())
+    )
+    method = (
+        f"Median over {args.repeat} alternating rounds, ± half the interquartile range; "
+        "ratios are peer time / fastlstm time (> 1: fastlstm faster); "
+        "GFLOP/s counts 2·T·B·4H·(I+H) per forward, 3x for forward+backward. "
+        "fp32, 1 layer, unidirectional, same weights in every system."
+    )
     print("\n".join(env_lines) + "\n" + method + "\n" + render_text(tables) + "\n")
     if args.markdown:
         with open(args.markdown, "w") as fh:
@@ -742,8 +862,9 @@ def run(args):
 
 def main(argv=None):
     """``fastlstm bench`` as a stand-alone program (benchmarks/run.py)."""
-    parser = add_arguments(argparse.ArgumentParser(
-        prog="fastlstm bench", description=__doc__.split("\n\n")[0]))
+    parser = add_arguments(
+        argparse.ArgumentParser(prog="fastlstm bench", description=__doc__.split("\n\n")[0])
+    )
     return run(parser.parse_args(argv))
 
 

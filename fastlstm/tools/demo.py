@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from ..layers.lstm import LSTM
+from ..train.optim import Adam, clip_grad_value_, parameter_pairs
 
 
 def adding_problem(rng, T, B, dtype=np.float32):
@@ -29,28 +30,6 @@ def adding_problem(rng, T, B, dtype=np.float32):
     return x, y
 
 
-class Adam:
-    """Adam over a list of (parameter, gradient) array pairs, updated in place."""
-
-    def __init__(self, pairs, lr=1e-2, betas=(0.9, 0.999), eps=1e-8):
-        self.pairs, self.lr, self.betas, self.eps = pairs, lr, betas, eps
-        self.m = [np.zeros_like(p) for p, _ in pairs]
-        self.v = [np.zeros_like(p) for p, _ in pairs]
-        self.t = 0
-
-    def step(self):
-        self.t += 1
-        b1, b2 = self.betas
-        for (p, g), m, v in zip(self.pairs, self.m, self.v):
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            m_hat = m / (1 - b1 ** self.t)
-            v_hat = v / (1 - b2 ** self.t)
-            p -= (self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(p.dtype)
-
-
 def train(T=50, hidden=32, batch=64, steps=1000, seed=0, log_every=100, out=print):
     """Train on the adding problem; returns (test MSE, baseline MSE, seconds)."""
     rng = np.random.default_rng(seed)
@@ -58,7 +37,7 @@ def train(T=50, hidden=32, batch=64, steps=1000, seed=0, log_every=100, out=prin
     w = (rng.standard_normal((hidden,)) / np.sqrt(hidden)).astype(np.float32)
     b = np.zeros(1, np.float32)
     dw, db = np.zeros_like(w), np.zeros_like(b)
-    pairs = [(p, lstm.grads[name]) for name, p in lstm.named_parameters()] + [(w, dw), (b, db)]
+    pairs = parameter_pairs(lstm) + [(w, dw), (b, db)]
     opt = Adam(pairs, lr=1e-2)
     x_test, y_test = adding_problem(np.random.default_rng(seed + 1), T, 1000)
     t0 = time.perf_counter()
@@ -67,15 +46,14 @@ def train(T=50, hidden=32, batch=64, steps=1000, seed=0, log_every=100, out=prin
         out_seq, (h_n, c_n), backward = lstm.forward_train(x)
         pred = h_n[0] @ w + b[0]
         err = pred - y
-        loss = float(np.mean(err ** 2))
+        loss = float(np.mean(err**2))
         d_pred = (2.0 / batch) * err
         lstm.zero_grad()
         dw[...] = h_n[0].T @ d_pred
         db[...] = d_pred.sum()
         dh_n = (d_pred[:, None] * w[None, :])[None].astype(np.float32)
         backward(np.zeros_like(out_seq), (dh_n, None))
-        for p, g in pairs:  # gradient clipping keeps early training stable
-            np.clip(g, -1.0, 1.0, out=g)
+        clip_grad_value_([g for _, g in pairs], 1.0)  # keeps early training stable
         opt.step()
         if log_every and step % log_every == 0:
             out(f"step {step:5d}  train MSE {loss:.5f}")
@@ -91,8 +69,10 @@ def main(args=None):
     steps = getattr(args, "steps", 1000)
     print(f"fastlstm demo: adding problem, T={T}, LSTM(2, 32) + linear head, Adam")
     mse, base, sec = train(T=T, steps=steps)
-    print(f"test MSE {mse:.5f}  (predicting the mean: {base:.5f});  "
-          f"{steps} training steps in {sec:.1f} s")
+    print(
+        f"test MSE {mse:.5f}  (predicting the mean: {base:.5f});  "
+        f"{steps} training steps in {sec:.1f} s"
+    )
     solved = mse < 0.1 * base
     print("solved" if solved else "NOT solved: test MSE is not below 10% of the baseline")
     return 0 if solved else 1

@@ -12,17 +12,14 @@ import pytest
 
 import fastlstm
 
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+from helpers import assert_close, central_difference, torch_dtype
+
 NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def _tdtype(torch, dtype):
-    return torch.float32 if dtype == np.float32 else torch.float64
 
 
 def _torch_cell(torch, I, H, bias, dtype):
     torch.manual_seed(7)
-    return torch.nn.LSTMCell(I, H, bias=bias, dtype=_tdtype(torch, dtype))
+    return torch.nn.LSTMCell(I, H, bias=bias, dtype=torch_dtype(torch, dtype))
 
 
 def _pair(torch, I, H, bias, dtype, direction):
@@ -80,21 +77,18 @@ def test_cell_matches_torch(torch, rng, dtype, direction, batched, hx_given, bia
     hx = (h0, c0) if hx_given else None
     h_inf, c_inf = cell(x, hx)
     h, c, backward = cell.forward_train(x, hx)
-    tol = TOL[dtype]
     for got, ref in ((h_inf, ht), (c_inf, ct), (h, ht), (c, ct)):
-        assert got.shape == tuple(ref.shape) and got.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(got, ref.detach().numpy(), **tol)
+        assert_close(got, ref.detach().numpy(), dtype)
     np.testing.assert_array_equal(h, h_inf)
     np.testing.assert_array_equal(c, c_inf)
 
     dx, (dh_prev, dc_prev) = backward(W_h, W_c if dc_given else None)
     for got, ref in ((dx, xt.grad), (dh_prev, h0t.grad), (dc_prev, c0t.grad)):
-        assert got.shape == tuple(ref.shape) and got.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(got, ref.numpy(), **tol)
+        assert_close(got, ref.numpy(), dtype)
     tparams = dict(tcell.named_parameters())
     assert set(cell.grads) == set(tparams)
     for name, p in tparams.items():
-        np.testing.assert_allclose(cell.grads[name], p.grad.numpy(), err_msg=name, **tol)
+        assert_close(cell.grads[name], p.grad.numpy(), dtype, name)
 
 
 def test_cell_grads_accumulate_and_zero(torch, rng):
@@ -115,17 +109,20 @@ def test_cell_grads_accumulate_and_zero(torch, rng):
 def test_cell_matches_reference(rng):
     """Independent of torch: fastlstm.reference.cell_forward."""
     from fastlstm import reference
+
     cell = fastlstm.LSTMCell(4, 6, dtype=np.float64, seed=1)
     x = rng.standard_normal((3, 4))
     h0, c0 = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
     h, c = cell(x, (h0, c0))
-    out = reference.cell_forward(x, h0, c0, cell.weight_ih, cell.weight_hh,
-                                 cell.bias_ih, cell.bias_hh)
+    out = reference.cell_forward(
+        x, h0, c0, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    )
     np.testing.assert_allclose(h, out[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(c, out[1], rtol=1e-12, atol=1e-14)
 
 
 # ---- finite differences ----------------------------------------------------
+
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
@@ -150,17 +147,12 @@ def test_cell_finite_differences(rng, bias, batched):
     for name, arr, grad in targets:
         num = np.empty_like(arr)
         for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + eps
-            lp = loss()
-            arr[idx] = old - eps
-            lm = loss()
-            arr[idx] = old
-            num[idx] = (lp - lm) / (2 * eps)
+            num[idx] = central_difference(loss, arr, idx, eps)
         np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 # ---- validation --------------------------------------------------------------
+
 
 @pytest.fixture
 def cell32():
@@ -188,8 +180,15 @@ def test_cell_bad_dtypes(cell32):
         cell32("not an array")
 
 
-@pytest.mark.parametrize("hx", [np.zeros((2, 4), np.float32), [np.zeros((2, 4), np.float32)],
-                                (np.zeros((2, 4), np.float32),) * 3, 5])
+@pytest.mark.parametrize(
+    "hx",
+    [
+        np.zeros((2, 4), np.float32),
+        [np.zeros((2, 4), np.float32)],
+        (np.zeros((2, 4), np.float32),) * 3,
+        5,
+    ],
+)
 def test_cell_bad_hx_type(cell32, hx):
     with pytest.raises(TypeError, match="hx"):
         cell32(np.zeros((2, 3), np.float32), hx)
@@ -198,8 +197,11 @@ def test_cell_bad_hx_type(cell32, hx):
 def test_cell_bad_state_shapes(cell32):
     x = np.zeros((2, 3), np.float32)
     ok = np.zeros((2, 4), np.float32)
-    for bad in (np.zeros((3, 4), np.float32), np.zeros((2, 5), np.float32),
-                np.zeros((4,), np.float32)):
+    for bad in (
+        np.zeros((3, 4), np.float32),
+        np.zeros((2, 5), np.float32),
+        np.zeros((4,), np.float32),
+    ):
         with pytest.raises(ValueError, match="h_prev"):
             cell32(x, (bad, ok))
         with pytest.raises(ValueError, match="c_prev"):
@@ -226,10 +228,15 @@ def test_cell_backward_validation(cell32):
         bw(np.ones((2, 4), np.float32))
 
 
-@pytest.mark.parametrize("kwargs", [dict(input_size=0, hidden_size=3),
-                                    dict(input_size=3, hidden_size=0),
-                                    dict(input_size=2.0, hidden_size=3),
-                                    dict(input_size=True, hidden_size=3)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_size=0, hidden_size=3),
+        dict(input_size=3, hidden_size=0),
+        dict(input_size=2.0, hidden_size=3),
+        dict(input_size=True, hidden_size=3),
+    ],
+)
 def test_cell_bad_constructor(kwargs):
     with pytest.raises(ValueError):
         fastlstm.LSTMCell(**kwargs)

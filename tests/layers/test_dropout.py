@@ -17,6 +17,8 @@ import pytest
 import fastlstm
 from fastlstm import reference
 
+from helpers import assert_close, central_difference
+
 
 def _loss_weights(rng, out_shape, LD, B, Ho, H, unbatched=False):
     st = (LD, Ho) if unbatched else (LD, B, Ho)
@@ -25,6 +27,7 @@ def _loss_weights(rng, out_shape, LD, B, Ho, H, unbatched=False):
 
 
 # ---- reproducibility ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_seed_same_result(rng, dtype):
@@ -48,8 +51,9 @@ def test_same_seed_same_result(rng, dtype):
 def test_generator_seed_and_int_seed_agree(rng):
     x = rng.standard_normal((5, 2, 3))
     a = fastlstm.LSTM(3, 4, num_layers=2, dropout=0.5, dtype=np.float64, seed=7)
-    b = fastlstm.LSTM(3, 4, num_layers=2, dropout=0.5, dtype=np.float64,
-                      seed=np.random.default_rng(7))
+    b = fastlstm.LSTM(
+        3, 4, num_layers=2, dropout=0.5, dtype=np.float64, seed=np.random.default_rng(7)
+    )
     assert np.array_equal(a.forward_train(x)[0], b.forward_train(x)[0])
 
 
@@ -75,14 +79,19 @@ def test_inference_never_drops(rng, dtype):
     out2, (h2, c2) = drop(x)
     ref, (rh, rc) = plain(x)
     ref_train = plain.forward_train(x)[0]
-    for a, b in ((out1, ref), (out2, ref), (h1, rh), (c1, rc), (h2, rh), (c2, rc),
-                 (ref_train, ref)):
+    for a, b in (
+        (out1, ref),
+        (out2, ref),
+        (h1, rh),
+        (c1, rc),
+        (h2, rh),
+        (c2, rc),
+        (ref_train, ref),
+    ):
         assert np.array_equal(a, b)
     # and the values are the reference's without masks
-    r, _, _ = reference.lstm_forward(x.astype(np.float64), drop.state_dict(), 3,
-                                     bidirectional=True)
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(out1, r, **tol)
+    r, _, _ = reference.lstm_forward(x.astype(np.float64), drop.state_dict(), 3, bidirectional=True)
+    assert_close(out1, r, dtype, "output", against="reference")
 
 
 def test_single_layer_has_no_dropout(rng):
@@ -93,13 +102,13 @@ def test_single_layer_has_no_dropout(rng):
 
 # ---- keep rate and scaling, observed without knowing how masks are drawn -------
 
+
 def _zero_revealing_lstm(H, p, seed):
     """2 layers, T=1, zero state, no bias, W_hh = 0, and layer 1's unit j reads
     only layer 0's unit j (with weight 3 into every gate).  Then layer 1's
     output j is exactly 0 iff the dropout mask zeroed unit j, and otherwise
     nonzero (o * tanh(i * tanh(3 y / keep)) with y != 0)."""
-    lstm = fastlstm.LSTM(4, H, num_layers=2, bias=False, dropout=p, dtype=np.float64,
-                         seed=seed)
+    lstm = fastlstm.LSTM(4, H, num_layers=2, bias=False, dropout=p, dtype=np.float64, seed=seed)
     lstm.weight_ih_l1 = np.tile(3.0 * np.eye(H), (4, 1))
     lstm.weight_hh_l1 = np.zeros((4 * H, H))
     return lstm
@@ -109,8 +118,9 @@ def test_keep_rate_and_scaling(rng):
     H, B, p = 16, 1000, 0.3
     lstm = _zero_revealing_lstm(H, p, seed=5)
     x = rng.standard_normal((1, B, 4))
-    y0 = reference.lstm_forward(x, {k: v for k, v in lstm.state_dict().items()
-                                    if k.endswith("l0")}, 1)[0]
+    y0 = reference.lstm_forward(
+        x, {k: v for k, v in lstm.state_dict().items() if k.endswith("l0")}, 1
+    )[0]
     assert np.all(y0 != 0)
     out, (h_n, c_n), backward = lstm.forward_train(x)
     dropped = out == 0
@@ -150,6 +160,7 @@ def test_keep_rate_consecutive_calls_independent(rng):
 
 # ---- masks re-drawn from the seed: forward and backward vs the reference -------
 
+
 def _packed_rows(T, B, lengths):
     """(t, b) of every packed row: batch sorted by length (stable, longest
     first), time-major over the valid entries (PyTorch's PackedSequence)."""
@@ -164,8 +175,14 @@ def _packed_rows(T, B, lengths):
 def _redraw_masks(seed, lstm, T, B, lengths):
     g = np.random.default_rng(seed)
     k = 1.0 / np.sqrt(lstm.hidden_size)
-    shapes = reference.parameter_shapes(lstm.input_size, lstm.hidden_size, lstm.num_layers,
-                                        lstm.bias, lstm.bidirectional, lstm.proj_size)
+    shapes = reference.parameter_shapes(
+        lstm.input_size,
+        lstm.hidden_size,
+        lstm.num_layers,
+        lstm.bias,
+        lstm.bidirectional,
+        lstm.proj_size,
+    )
     assert list(shapes) == list(lstm.state_dict())
     for shape in shapes.values():
         g.uniform(-k, k, size=shape)
@@ -185,18 +202,35 @@ CASES = {
     "L2": dict(T=5, B=3, I=3, H=4, num_layers=2),
     "L3-bi-proj": dict(T=4, B=2, I=2, H=5, num_layers=3, bidirectional=True, proj_size=3),
     "L2-lengths": dict(T=6, B=4, I=3, H=4, num_layers=2, lengths=[3, 6, 1, 4]),
-    "L3-bi-lengths-nobias-bf": dict(T=5, B=3, I=2, H=3, num_layers=3, bidirectional=True,
-                                    bias=False, batch_first=True, lengths=[5, 2, 4]),
+    "L3-bi-lengths-nobias-bf": dict(
+        T=5,
+        B=3,
+        I=2,
+        H=3,
+        num_layers=3,
+        bidirectional=True,
+        bias=False,
+        batch_first=True,
+        lengths=[5, 2, 4],
+    ),
     "L2-unbatched": dict(T=5, B=1, I=3, H=4, num_layers=2, unbatched=True),
 }
 
 
 def _build(case, dtype, seed, dropout):
     c = CASES[case]
-    return fastlstm.LSTM(c["I"], c["H"], num_layers=c["num_layers"], bias=c.get("bias", True),
-                         batch_first=c.get("batch_first", False), dropout=dropout,
-                         bidirectional=c.get("bidirectional", False),
-                         proj_size=c.get("proj_size", 0), dtype=dtype, seed=seed)
+    return fastlstm.LSTM(
+        c["I"],
+        c["H"],
+        num_layers=c["num_layers"],
+        bias=c.get("bias", True),
+        batch_first=c.get("batch_first", False),
+        dropout=dropout,
+        bidirectional=c.get("bidirectional", False),
+        proj_size=c.get("proj_size", 0),
+        dtype=dtype,
+        seed=seed,
+    )
 
 
 def _inputs(rng, case, lstm):
@@ -224,13 +258,28 @@ def test_against_reference_with_redrawn_masks(rng, case, p):
         masks = [m[:, 0] for m in masks]
     out, (h_n, c_n), backward = lstm.forward_train(x, (h0, c0), lengths=lengths)
     ref, (rh, rc), cache = reference.lstm_forward(
-        x, lstm.state_dict(), lstm.num_layers, lstm.bidirectional, lstm.proj_size,
-        lstm.batch_first, h0, c0, lengths, dropout_masks=masks)
+        x,
+        lstm.state_dict(),
+        lstm.num_layers,
+        lstm.bidirectional,
+        lstm.proj_size,
+        lstm.batch_first,
+        h0,
+        c0,
+        lengths,
+        dropout_masks=masks,
+    )
     for got, want in ((out, ref), (h_n, rh), (c_n, rc)):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
-    d_out, d_h, d_c = _loss_weights(rng, out.shape, lstm.num_layers * lstm.num_directions,
-                                    c["B"], lstm.proj_size or c["H"], c["H"],
-                                    c.get("unbatched", False))
+    d_out, d_h, d_c = _loss_weights(
+        rng,
+        out.shape,
+        lstm.num_layers * lstm.num_directions,
+        c["B"],
+        lstm.proj_size or c["H"],
+        c["H"],
+        c.get("unbatched", False),
+    )
     dx, (dh0, dc0) = backward(d_out, (d_h, d_c))
     rdx, rdh0, rdc0, rgrads = reference.lstm_backward(d_out, d_h, d_c, cache)
     for name, got, want in (("dx", dx, rdx), ("dh0", dh0, rdh0), ("dc0", dc0, rdc0)):
@@ -241,6 +290,7 @@ def test_against_reference_with_redrawn_masks(rng, case, p):
 
 
 # ---- finite differences, the layer re-created from the seed every time ----------
+
 
 @pytest.mark.parametrize("case", ["L2-lengths", "L3-bi-proj", "L2-unbatched"])
 def test_finite_differences_with_dropout(rng, case):
@@ -270,11 +320,5 @@ def test_finite_differences_with_dropout(rng, case):
         flat = arr.reshape(-1)
         idx = np.unique(np.r_[0, flat.size - 1, pick.integers(0, flat.size, 4)])
         for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            lp = loss()
-            flat[i] = old - eps
-            lm = loss()
-            flat[i] = old
-            num = (lp - lm) / (2 * eps)
+            num = central_difference(loss, flat, i, eps)
             assert abs(grad.reshape(-1)[i] - num) <= 1e-6 * abs(num) + 1e-7, (name, i)

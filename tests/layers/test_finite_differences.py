@@ -27,8 +27,9 @@ CONFIGS = {
     "ragged": dict(T=5, B=3, I=2, H=3, bidirectional=True, lengths=[3, 5, 1]),
     "L2-ragged-proj": dict(T=4, B=3, I=2, H=3, num_layers=2, proj_size=2, lengths=[2, 1, 4]),
     "batch_first": dict(T=4, B=3, I=2, H=3, num_layers=2, batch_first=True),
-    "batch_first-bi-ragged-nobias": dict(T=4, B=3, I=2, H=3, bidirectional=True,
-                                         batch_first=True, bias=False, lengths=[4, 2, 3]),
+    "batch_first-bi-ragged-nobias": dict(
+        T=4, B=3, I=2, H=3, bidirectional=True, batch_first=True, bias=False, lengths=[4, 2, 3]
+    ),
 }
 
 
@@ -38,20 +39,42 @@ def sample_indices(shape, rng):
     if n <= MAX_ENTRIES:
         flat = np.arange(n)
     else:
-        flat = np.unique(np.concatenate([[0, n - 1],
-                                         rng.choice(n, MAX_ENTRIES - 2, replace=False)]))
+        flat = np.unique(
+            np.concatenate([[0, n - 1], rng.choice(n, MAX_ENTRIES - 2, replace=False)])
+        )
     return [np.unravel_index(k, shape) for k in flat]
 
 
 class Problem:
-    def __init__(self, rng, T, B, I, H, num_layers=1, bidirectional=False, proj_size=0,
-                 bias=True, batch_first=False, lengths=None):
-        self.lstm = fastlstm.LSTM(I, H, num_layers=num_layers, bias=bias,
-                                  batch_first=batch_first, bidirectional=bidirectional,
-                                  proj_size=proj_size, dtype=np.float64, seed=rng.integers(1 << 30))
+    def __init__(
+        self,
+        rng,
+        T,
+        B,
+        I,
+        H,
+        num_layers=1,
+        bidirectional=False,
+        proj_size=0,
+        bias=True,
+        batch_first=False,
+        lengths=None,
+    ):
+        self.lstm = fastlstm.LSTM(
+            I,
+            H,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            bidirectional=bidirectional,
+            proj_size=proj_size,
+            dtype=np.float64,
+            seed=rng.integers(1 << 30),
+        )
         # larger-than-default weights so the gates are not all near-linear
-        self.lstm.load_state_dict({k: rng.uniform(-0.8, 0.8, v.shape)
-                                   for k, v in self.lstm.state_dict().items()})
+        self.lstm.load_state_dict(
+            {k: rng.uniform(-0.8, 0.8, v.shape) for k, v in self.lstm.state_dict().items()}
+        )
         D = 2 if bidirectional else 1
         Ho = proj_size or H
         LD = num_layers * D
@@ -65,16 +88,16 @@ class Problem:
         self.w_c = rng.uniform(-1, 1, (LD, B, H))
 
     def loss(self, x=None, h0=None, c0=None):
-        out, (h_n, c_n) = self.lstm(self.x if x is None else x,
-                                    (self.h0 if h0 is None else h0,
-                                     self.c0 if c0 is None else c0),
-                                    lengths=self.lengths)
+        out, (h_n, c_n) = self.lstm(
+            self.x if x is None else x,
+            (self.h0 if h0 is None else h0, self.c0 if c0 is None else c0),
+            lengths=self.lengths,
+        )
         return np.sum(self.w_out * out) + np.sum(self.w_h * h_n) + np.sum(self.w_c * c_n)
 
     def analytic(self):
         self.lstm.zero_grad()
-        _, _, backward = self.lstm.forward_train(self.x, (self.h0, self.c0),
-                                                 lengths=self.lengths)
+        _, _, backward = self.lstm.forward_train(self.x, (self.h0, self.c0), lengths=self.lengths)
         dx, (dh0, dc0) = backward(self.w_out, (self.w_h, self.w_c))
         return dict(x=dx, h0=dh0, c0=dc0), {k: v.copy() for k, v in self.lstm.grads.items()}
 
@@ -82,7 +105,8 @@ class Problem:
 def assert_fd(name, analytic, numeric):
     err = abs(analytic - numeric)
     assert err <= ATOL + RTOL * abs(numeric), (
-        f"{name}: analytic {analytic!r} vs central difference {numeric!r}")
+        f"{name}: analytic {analytic!r} vs central difference {numeric!r}"
+    )
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -117,8 +141,7 @@ def test_parameter_gradients(rng, config):
                 prob.lstm.load_state_dict(moved)
                 losses.append(prob.loss())
             numeric = (losses[0] - losses[1]) / (2 * EPS)
-            assert_fd(f"grads[{name}]{tuple(int(i) for i in idx)}",
-                      param_grads[name][idx], numeric)
+            assert_fd(f"grads[{name}]{tuple(int(i) for i in idx)}", param_grads[name][idx], numeric)
         prob.lstm.load_state_dict(state)
 
 

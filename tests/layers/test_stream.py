@@ -23,16 +23,25 @@ CHUNKS = [2, 1, 4, 2]  # uneven, sums to T
 
 
 def _make(cfg, dtype, seed=5, **extra):
-    return fastlstm.LSTM(cfg["I"], cfg["H"], num_layers=cfg.get("num_layers", 1),
-                         bias=cfg.get("bias", True), proj_size=cfg.get("proj_size", 0),
-                         dtype=dtype, seed=seed, **extra)
+    return fastlstm.LSTM(
+        cfg["I"],
+        cfg["H"],
+        num_layers=cfg.get("num_layers", 1),
+        bias=cfg.get("bias", True),
+        proj_size=cfg.get("proj_size", 0),
+        dtype=dtype,
+        seed=seed,
+        **extra,
+    )
 
 
 def _initial(rng, lstm, B, dtype):
     L, H = lstm.num_layers, lstm.hidden_size
     Ho = lstm.proj_size or H
-    return (rng.standard_normal((L, B, Ho)).astype(dtype),
-            rng.standard_normal((L, B, H)).astype(dtype))
+    return (
+        rng.standard_normal((L, B, Ho)).astype(dtype),
+        rng.standard_normal((L, B, H)).astype(dtype),
+    )
 
 
 def _feed(stream, x, mode):
@@ -41,12 +50,17 @@ def _feed(stream, x, mode):
     if mode == "chunks":
         out, t = [], 0
         for n in CHUNKS:
-            out.append(stream.steps(x[t:t + n]))
+            out.append(stream.steps(x[t : t + n]))
             t += n
         return np.concatenate(out)
     if mode == "mixed":
-        out = [stream.step(x[0]), stream.steps(x[1:4]), stream.step(x[4]),
-               stream.steps(x[5:6]), stream.steps(x[6:])]
+        out = [
+            stream.step(x[0]),
+            stream.steps(x[1:4]),
+            stream.step(x[4]),
+            stream.steps(x[5:6]),
+            stream.steps(x[6:]),
+        ]
         return np.concatenate([o[None] if o.ndim == 2 else o for o in out])
     assert mode == "whole"
     return stream.steps(x)
@@ -89,8 +103,7 @@ def test_stream_matches_reference(rng):
     lstm = _make(CONFIGS["2layers-proj-nobias"], np.float64)
     x = rng.standard_normal((T, 2, 5))
     h0, c0 = _initial(rng, lstm, 2, np.float64)
-    ref, (rh, rc), _ = reference.lstm_forward(x, lstm.state_dict(), 2, proj_size=3,
-                                              h0=h0, c0=c0)
+    ref, (rh, rc), _ = reference.lstm_forward(x, lstm.state_dict(), 2, proj_size=3, h0=h0, c0=c0)
     s = lstm.stream(2)
     s.reset((h0, c0))
     np.testing.assert_allclose(_feed(s, x, "mixed"), ref, rtol=1e-12, atol=1e-14)
@@ -106,7 +119,6 @@ def test_stream_batch_first_layer_is_time_major(rng):
     assert np.array_equal(s.steps(x.transpose(1, 0, 2)), out.transpose(1, 0, 2))
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_step_accepts_any_layout_and_rejects_bad_input(rng, dtype):
     """step reads a C-contiguous array in place and copies anything else
@@ -116,16 +128,27 @@ def test_step_accepts_any_layout_and_rejects_bad_input(rng, dtype):
     x = rng.standard_normal((6, 2, 3)).astype(dtype)
     want = lstm(x)[0]
     s = lstm.stream(2)
-    inputs = [x[0], np.asfortranarray(x[1]), np.repeat(x[2], 2, axis=1)[:, ::2],
-              x[3].tolist() if dtype == np.float64 else x[3], x[4].copy(), x[5]]
+    inputs = [
+        x[0],
+        np.asfortranarray(x[1]),
+        np.repeat(x[2], 2, axis=1)[:, ::2],
+        x[3].tolist() if dtype == np.float64 else x[3],
+        x[4].copy(),
+        x[5],
+    ]
     got = []
     for t, xt in enumerate(inputs):
-        for bad, err in [(x[t].astype(np.float16), TypeError), (x[t][:1], ValueError),
-                         (x[t][0], ValueError), ("x", TypeError)]:
+        for bad, err in [
+            (x[t].astype(np.float16), TypeError),
+            (x[t][:1], ValueError),
+            (x[t][0], ValueError),
+            ("x", TypeError),
+        ]:
             with pytest.raises(err, match="x"):
                 s.step(bad)
         got.append(s.step(xt))
     np.testing.assert_array_equal(np.stack(got), want)
+
 
 def test_state_is_a_copy(rng):
     lstm = _make(CONFIGS["1layer"], np.float64)
@@ -176,8 +199,10 @@ def test_stream_keeps_weight_snapshot(rng, how):
     assert not np.allclose(after, before)
 
     # the old stream still computes with the old weights
-    assert np.array_equal(np.concatenate([s_old.steps(x[3:5]), s_old.step(x[5])[None],
-                                          s_old.steps(x[6:])]), before[3:])
+    assert np.array_equal(
+        np.concatenate([s_old.steps(x[3:5]), s_old.step(x[5])[None], s_old.steps(x[6:])]),
+        before[3:],
+    )
     s_old.reset()
     assert np.array_equal(_feed(s_old, x, "step"), before)
     # a new stream sees the new ones
@@ -206,11 +231,11 @@ def test_thread_count_changed_after_creation(rng):
         lstm = _make(dict(I=64, H=128), np.float32)
         x = rng.standard_normal((T, 1, 64)).astype(np.float32)
         stream = lstm.stream(1)
-        assert stream._kernel.workspace_threads == 1
+        assert stream.workspace_threads == 1
         got = [stream.step(x[0])]
         two = fastlstm.set_num_threads(2)  # 1 without OpenMP
         got += [stream.step(x[t]) for t in range(1, T)]
-        assert stream._kernel.workspace_threads == two
+        assert stream.workspace_threads == two
         assert np.array_equal(np.stack(got), lstm(x)[0])
     finally:
         fastlstm.set_num_threads(before)
@@ -227,6 +252,7 @@ def test_stream_accepts_noncontiguous_and_readonly(rng):
 
 
 # ---- errors -------------------------------------------------------------------
+
 
 def test_bidirectional_rejected():
     lstm = fastlstm.LSTM(3, 4, bidirectional=True, seed=0)
@@ -291,6 +317,7 @@ def test_dropped_stream_is_freed_without_the_garbage_collector():
     them at once, not when a gc pass finds a reference cycle."""
     import gc
     import weakref
+
     lstm = fastlstm.LSTM(4, 5)
     stream = lstm.stream(2)
     stream.step(np.ones((2, 4), np.float32))

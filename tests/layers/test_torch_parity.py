@@ -12,8 +12,8 @@ import pytest
 
 import fastlstm
 
-TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6),
-              np.float64: dict(rtol=1e-10, atol=1e-12)}
+from helpers import assert_close, assert_results_close, layer_options, torch_dtype
+
 T, B, I, H, P = 5, 4, 3, 5, 3
 RAGGED = np.array([3, 1, 5, 2])  # unsorted; a length-1 and a full-length sequence
 
@@ -33,18 +33,28 @@ def torch_single_thread():
     torch.set_num_threads(n)
 
 
-def assert_close(actual, expected, dtype, what):
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
-    np.testing.assert_allclose(actual, expected, err_msg=what, **TOLERANCES[dtype])
+def make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, seed):
+    """A fastlstm.LSTM(I, H) of the test's configuration (the parameters' order)."""
+    return fastlstm.LSTM(
+        I,
+        H,
+        num_layers=num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=dtype,
+        seed=seed,
+    )
 
 
 def torch_module(torch, lstm):
-    return torch.nn.LSTM(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers,
-                         bias=lstm.bias, batch_first=lstm.batch_first,
-                         bidirectional=lstm.bidirectional, proj_size=lstm.proj_size,
-                         dtype={np.dtype(np.float32): torch.float32,
-                                np.dtype(np.float64): torch.float64}[lstm.dtype])
+    return torch.nn.LSTM(
+        lstm.input_size,
+        lstm.hidden_size,
+        dtype=torch_dtype(torch, lstm.dtype),
+        **layer_options(lstm),
+    )
 
 
 def torch_run(torch, run_torch_lstm, module, x, h0, c0, lengths, d_output, dh_n, dc_n):
@@ -52,14 +62,22 @@ def torch_run(torch, run_torch_lstm, module, x, h0, c0, lengths, d_output, dh_n,
     h0t = torch.from_numpy(h0.copy()).requires_grad_(True)
     c0t = torch.from_numpy(c0.copy()).requires_grad_(True)
     out, (h_n, c_n) = run_torch_lstm(torch, module, xt, h0t, c0t, lengths)
-    loss = ((out * torch.from_numpy(d_output)).sum() + (h_n * torch.from_numpy(dh_n)).sum()
-            + (c_n * torch.from_numpy(dc_n)).sum())
+    loss = (
+        (out * torch.from_numpy(d_output)).sum()
+        + (h_n * torch.from_numpy(dh_n)).sum()
+        + (c_n * torch.from_numpy(dc_n)).sum()
+    )
     module.zero_grad()
     loss.backward()
-    return dict(output=out.detach().numpy(), h_n=h_n.detach().numpy(),
-                c_n=c_n.detach().numpy(), dx=xt.grad.numpy(), dh0=h0t.grad.numpy(),
-                dc0=c0t.grad.numpy(),
-                grads={k: p.grad.numpy() for k, p in module.named_parameters()})
+    return dict(
+        output=out.detach().numpy(),
+        h_n=h_n.detach().numpy(),
+        c_n=c_n.detach().numpy(),
+        dx=xt.grad.numpy(),
+        dh0=h0t.grad.numpy(),
+        dc0=c0t.grad.numpy(),
+        grads={k: p.grad.numpy() for k, p in module.named_parameters()},
+    )
 
 
 def compare(torch, run_torch_lstm, lstm, module, rng, lengths, dtype):
@@ -82,21 +100,12 @@ def compare(torch, run_torch_lstm, lstm, module, rng, lengths, dtype):
     expected = torch_run(torch, run_torch_lstm, module, x, h0, c0, lengths, d_out, dh_n, dc_n)
     lstm.zero_grad()
     out, (h_n, c_n), backward = lstm.forward_train(x, (h0, c0), lengths=lengths)
-    assert_close(out, expected["output"], dtype, "output")
-    assert_close(h_n, expected["h_n"], dtype, "h_n")
-    assert_close(c_n, expected["c_n"], dtype, "c_n")
+    assert_results_close(dict(output=out, h_n=h_n, c_n=c_n), expected, dtype)
     dx, (dh0, dc0) = backward(d_out, (dh_n, dc_n))
-    assert_close(dx, expected["dx"], dtype, "dx")
-    assert_close(dh0, expected["dh0"], dtype, "dh0")
-    assert_close(dc0, expected["dc0"], dtype, "dc0")
-    assert set(lstm.grads) == set(expected["grads"])
-    for name, g in expected["grads"].items():
-        assert_close(lstm.grads[name], g, dtype, f"grads[{name}]")
+    assert_results_close(dict(dx=dx, dh0=dh0, dc0=dc0, grads=lstm.grads), expected, dtype)
     # inference path too
     out2, (h_n2, c_n2) = lstm(x, (h0, c0), lengths=lengths)
-    assert_close(out2, expected["output"], dtype, "inference output")
-    assert_close(h_n2, expected["h_n"], dtype, "inference h_n")
-    assert_close(c_n2, expected["c_n"], dtype, "inference c_n")
+    assert_results_close(dict(output=out2, h_n=h_n2, c_n=c_n2), expected, dtype, "inference ")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -106,11 +115,20 @@ def compare(torch, run_torch_lstm, lstm, module, rng, lengths, dtype):
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3], ids=["L1", "L2", "L3"])
-def test_fastlstm_weights_into_torch(torch, rng, run_torch_lstm, num_layers, bidirectional,
-                                     batch_first, proj_size, bias, ragged, dtype):
-    lstm = fastlstm.LSTM(I, H, num_layers=num_layers, bias=bias, batch_first=batch_first,
-                         bidirectional=bidirectional, proj_size=proj_size, dtype=dtype,
-                         seed=int(rng.integers(1 << 30)))
+def test_fastlstm_weights_into_torch(
+    torch,
+    rng,
+    run_torch_lstm,
+    num_layers,
+    bidirectional,
+    batch_first,
+    proj_size,
+    bias,
+    ragged,
+    dtype,
+):
+    seed = int(rng.integers(1 << 30))
+    lstm = make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, seed)
     module = torch_module(torch, lstm)
     sd = lstm.state_dict()
     assert list(sd) == list(module.state_dict())  # same keys, same order
@@ -120,19 +138,39 @@ def test_fastlstm_weights_into_torch(torch, rng, run_torch_lstm, num_layers, bid
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("as_tensors", [False, True], ids=["numpy", "tensors"])
-@pytest.mark.parametrize("num_layers,bidirectional,batch_first,proj_size,bias,ragged", [
-    (1, False, False, 0, True, False),
-    (1, True, True, 0, False, True),
-    (2, True, False, P, True, True),
-    (2, False, True, P, False, False),
-    (3, True, True, 0, True, True),
-    (3, False, False, P, True, True),
-], ids=["L1", "L1-bi-bfirst-nobias-ragged", "L2-bi-proj-ragged", "L2-bfirst-proj-nobias",
-        "L3-bi-bfirst-ragged", "L3-proj-ragged"])
-def test_torch_weights_into_fastlstm(torch, rng, run_torch_lstm, num_layers, bidirectional,
-                                     batch_first, proj_size, bias, ragged, as_tensors, dtype):
-    lstm = fastlstm.LSTM(I, H, num_layers=num_layers, bias=bias, batch_first=batch_first,
-                         bidirectional=bidirectional, proj_size=proj_size, dtype=dtype, seed=0)
+@pytest.mark.parametrize(
+    "num_layers,bidirectional,batch_first,proj_size,bias,ragged",
+    [
+        (1, False, False, 0, True, False),
+        (1, True, True, 0, False, True),
+        (2, True, False, P, True, True),
+        (2, False, True, P, False, False),
+        (3, True, True, 0, True, True),
+        (3, False, False, P, True, True),
+    ],
+    ids=[
+        "L1",
+        "L1-bi-bfirst-nobias-ragged",
+        "L2-bi-proj-ragged",
+        "L2-bfirst-proj-nobias",
+        "L3-bi-bfirst-ragged",
+        "L3-proj-ragged",
+    ],
+)
+def test_torch_weights_into_fastlstm(
+    torch,
+    rng,
+    run_torch_lstm,
+    num_layers,
+    bidirectional,
+    batch_first,
+    proj_size,
+    bias,
+    ragged,
+    as_tensors,
+    dtype,
+):
+    lstm = make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, 0)
     torch.manual_seed(int(rng.integers(1 << 30)))
     module = torch_module(torch, lstm)
     sd = module.state_dict()
@@ -148,8 +186,7 @@ def test_torch_weights_into_fastlstm(torch, rng, run_torch_lstm, num_layers, bid
 def test_default_init_matches_torch_bounds(dtype):
     """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, as torch."""
     Hb = 16
-    lstm = fastlstm.LSTM(3, Hb, num_layers=2, bidirectional=True, proj_size=4, dtype=dtype,
-                         seed=1)
+    lstm = fastlstm.LSTM(3, Hb, num_layers=2, bidirectional=True, proj_size=4, dtype=dtype, seed=1)
     k = 1 / np.sqrt(Hb)
     for name, v in lstm.state_dict().items():
         assert v.dtype == np.dtype(dtype)
@@ -159,8 +196,7 @@ def test_default_init_matches_torch_bounds(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_unbatched_matches_torch(torch, rng, dtype):
-    lstm = fastlstm.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=P, dtype=dtype,
-                         seed=3)
+    lstm = fastlstm.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=P, dtype=dtype, seed=3)
     module = torch_module(torch, lstm)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in lstm.state_dict().items()})
     x = rng.uniform(-1, 1, (T, I)).astype(dtype)

@@ -6,6 +6,7 @@ boundary turns each cause into its own error: a bad batch_sizes is a
 ValueError naming batch_sizes and the call, a failed scratch allocation a
 MemoryError saying so, and a bad shape a ValueError that the boundary raises
 itself, naming the size or the array, before the C call."""
+
 import subprocess
 import sys
 import textwrap
@@ -26,8 +27,7 @@ EXPECTED = {
     "ESHAPE": ["T, B, I and H", "at least 1"],
     "EBATCH_SIZES": ["batch_sizes", "non-increasing", "[1, B]", "batch_sizes[0] == B"],
 }
-BATCH_SIZES_MESSAGE = ("batch_sizes must be non-increasing, in [1, B], with "
-                       "batch_sizes[0] == B")
+BATCH_SIZES_MESSAGE = "batch_sizes must be non-increasing, in [1, B], with batch_sizes[0] == B"
 
 
 def _weights(dtype, rng, I=I, H=H):
@@ -49,8 +49,9 @@ def _forward(batch_sizes, dtype=np.float32, B=2, steps=None):
     y = np.empty((max(rows, 1), H), dtype)
     h_n = np.empty((B, H), dtype)
     c_n = np.empty((B, H), dtype)
-    kernels.forward(x, w_ih, None, packed, None, None, y, 0, h_n, c_n,
-                    None, None, None, bs, steps, False, 0)
+    kernels.forward(
+        x, w_ih, None, packed, None, None, y, 0, h_n, c_n, None, None, None, bs, steps, False, 0
+    )
     return y
 
 
@@ -66,11 +67,35 @@ def _backward(batch_sizes, dtype=np.float32, B=2):
     dy = rng.standard_normal((rows, H)).astype(dtype)
     dh0, dc0 = np.empty((B, H), dtype), np.empty((B, H), dtype)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    kernels.backward(w_ih, w_hh, None, packed, None, gates, cells, xh, dy, 0, None, None,
-                     None, False, dh0, dc0, dw_ih, dw_hh, None, None, bs, len(bs), False)
+    kernels.backward(
+        w_ih,
+        w_hh,
+        None,
+        packed,
+        None,
+        gates,
+        cells,
+        xh,
+        dy,
+        0,
+        None,
+        None,
+        None,
+        False,
+        dh0,
+        dc0,
+        dw_ih,
+        dw_hh,
+        None,
+        None,
+        bs,
+        len(bs),
+        False,
+    )
 
 
 # ---- the messages -----------------------------------------------------------
+
 
 def test_each_status_has_its_own_value_and_message():
     values = kernels.STATUS
@@ -102,15 +127,16 @@ def test_unknown_status(status):
 
 # ---- bad batch_sizes: FL_EBATCH_SIZES from the C call -------------------------
 
+
 def test_good_batch_sizes_run():
     assert np.isfinite(_forward([2, 2, 1])).all()
 
 
 BAD_BATCH_SIZES = [
-    [2, 1, 2],   # increasing
-    [1, 1],      # batch_sizes[0] != B
-    [2, 0],      # an empty step
-    [3, 2],      # more rows than B
+    [2, 1, 2],  # increasing
+    [1, 1],  # batch_sizes[0] != B
+    [2, 0],  # an empty step
+    [3, 2],  # more rows than B
 ]
 
 
@@ -120,8 +146,9 @@ def test_bad_batch_sizes(batch_sizes, dtype):
     with pytest.raises(ValueError) as info:
         _forward(batch_sizes, dtype)
     assert type(info.value) is ValueError
-    assert str(info.value) == (f"fastlstm: forward: {BATCH_SIZES_MESSAGE} "
-                               f"(status {kernels.STATUS['EBATCH_SIZES']})")
+    assert str(info.value) == (
+        f"fastlstm: forward: {BATCH_SIZES_MESSAGE} (status {kernels.STATUS['EBATCH_SIZES']})"
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -129,8 +156,9 @@ def test_bad_batch_sizes(batch_sizes, dtype):
 def test_bad_batch_sizes_backward(batch_sizes, dtype):
     with pytest.raises(ValueError) as info:
         _backward(batch_sizes, dtype)
-    assert str(info.value) == (f"fastlstm: backward: {BATCH_SIZES_MESSAGE} "
-                               f"(status {kernels.STATUS['EBATCH_SIZES']})")
+    assert str(info.value) == (
+        f"fastlstm: backward: {BATCH_SIZES_MESSAGE} (status {kernels.STATUS['EBATCH_SIZES']})"
+    )
 
 
 def test_status_is_not_memory_error():
@@ -142,6 +170,7 @@ def test_status_is_not_memory_error():
 
 
 # ---- bad shapes: refused at the boundary, before the C call ----------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_zero_steps_is_a_size_error(dtype):
@@ -160,8 +189,9 @@ def test_wrong_array_shape_names_the_array():
     y = np.empty((6, H), np.float32)
     h_n, c_n = np.empty((2, H), np.float32), np.empty((2, H), np.float32)
     with pytest.raises(ValueError) as info:
-        kernels.forward(x, w_ih, None, packed, None, None, y, 0, h_n, c_n,
-                        None, None, None, None, 3, False, 0)
+        kernels.forward(
+            x, w_ih, None, packed, None, None, y, 0, h_n, c_n, None, None, None, None, 3, False, 0
+        )
     assert str(info.value) == f"x: expected shape (6, {I}), got (6, {I + 1})"
 
 
@@ -172,8 +202,25 @@ def test_missing_training_array_is_named():
     x, y = np.zeros((4, I)), np.empty((4, H))
     h_n, c_n = np.empty((2, H)), np.empty((2, H))
     with pytest.raises(ValueError, match=r"^gates and xh: give both"):
-        kernels.forward(x, w_ih, None, packed, None, None, y, 0, h_n, c_n,
-                        np.empty((4, 4 * H)), None, None, None, 2, False, 0)
+        kernels.forward(
+            x,
+            w_ih,
+            None,
+            packed,
+            None,
+            None,
+            y,
+            0,
+            h_n,
+            c_n,
+            np.empty((4, 4 * H)),
+            None,
+            None,
+            None,
+            2,
+            False,
+            0,
+        )
 
 
 # ---- a failed allocation: FL_ENOMEM as MemoryError ---------------------------
@@ -231,21 +278,32 @@ ENOMEM_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"),
-                    reason="limits the address space through /proc and RLIMIT_AS")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="limits the address space through /proc and RLIMIT_AS",
+)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_failed_allocation_is_memory_error(dtype):
     """With the address space capped just above what the process holds, the
     kernel's scratch allocation fails: a MemoryError saying so, naming the
     call and the status; once the cap is lifted the same calls run."""
-    run = subprocess.run([sys.executable, "-c", ENOMEM_SCRIPT.format(dtype=dtype)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", ENOMEM_SCRIPT.format(dtype=dtype)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     status = kernels.STATUS["ENOMEM"]
     assert run.stdout.splitlines() == [
-        (f"forward MemoryError fastlstm: forward: out of memory for the kernel's "
-         f"workspace (status {status})"),
-        (f"backward MemoryError fastlstm: backward: out of memory for the kernel's "
-         f"workspace (status {status})"),
+        (
+            f"forward MemoryError fastlstm: forward: out of memory for the kernel's "
+            f"workspace (status {status})"
+        ),
+        (
+            f"backward MemoryError fastlstm: backward: out of memory for the kernel's "
+            f"workspace (status {status})"
+        ),
         "after the limit: ran",
     ]

@@ -17,6 +17,8 @@ import pytest
 import fastlstm
 from fastlstm._native import kernels
 
+from helpers import all_outputs, assert_bitwise, reference_run
+
 DTYPES = [np.float32, np.float64]
 DT_IDS = ["f32", "f64"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
@@ -30,28 +32,18 @@ def restore_threads():
     assert fastlstm.get_num_threads() == n
 
 
-def run_all(lstm, x, hx, lengths, d_out, d_state):
-    """Every output of inference, forward_train and backward, as a dict."""
-    lstm.zero_grad()
-    out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
-    out_t, (h_t, c_t), backward = lstm.forward_train(x, hx, lengths=lengths)
-    dx, (dh0, dc0) = backward(d_out, d_state)
-    res = dict(out=out, h_n=h_n, c_n=c_n, out_t=out_t, h_t=h_t, c_t=c_t, dx=dx, dh0=dh0,
-               dc0=dc0)
-    res.update({"grad_" + k: v.copy() for k, v in lstm.grads.items()})
-    return res
-
-
-def assert_bitwise(a, b, what=""):
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what} {k}")
-
-
-def make_problem(rng, dtype, T, B, I, H, num_layers=1, bidirectional=False, proj_size=0,
-                 lengths=None):
-    lstm = fastlstm.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional,
-                         proj_size=proj_size, dtype=dtype, seed=int(rng.integers(1 << 30)))
+def make_problem(
+    rng, dtype, T, B, I, H, num_layers=1, bidirectional=False, proj_size=0, lengths=None
+):
+    lstm = fastlstm.LSTM(
+        I,
+        H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=dtype,
+        seed=int(rng.integers(1 << 30)),
+    )
     D = 2 if bidirectional else 1
     Ho = proj_size or H
     u = lambda shape: rng.uniform(-1, 1, shape).astype(dtype)  # noqa: E731
@@ -75,10 +67,20 @@ THREAD_SHAPES = {
     # batch split with more row chunks than threads, each run in several
     # blocks of steps by whichever thread is free: ragged lengths (chunks
     # finish at different steps), both directions, a projection
-    "B48-H64-bi-ragged-chunks": (40, 48, 16, 64, dict(
-        bidirectional=True, lengths=[40 - (7 * j) % 37 for j in range(48)])),
-    "B36-H128-proj-ragged-chunks": (40, 36, 32, 128, dict(
-        proj_size=32, lengths=[40] * 20 + [23] * 10 + [5] * 6)),
+    "B48-H64-bi-ragged-chunks": (
+        40,
+        48,
+        16,
+        64,
+        dict(bidirectional=True, lengths=[40 - (7 * j) % 37 for j in range(48)]),
+    ),
+    "B36-H128-proj-ragged-chunks": (
+        40,
+        36,
+        32,
+        128,
+        dict(proj_size=32, lengths=[40] * 20 + [23] * 10 + [5] * 6),
+    ),
     # unit split with weights beyond a core's cache: threads take each
     # other's blocks of groups when they finish early (work stealing)
     "B3-H256-steal": (6, 3, 128, 256, {}),
@@ -87,8 +89,7 @@ THREAD_SHAPES = {
     # partial block; the reverse direction and ragged rows gathered; with
     # stealing, 2 MB of weights); 8 rows beyond 16 MB of weights
     "B1-H256-bi-proj-xproj": (40, 1, 200, 256, dict(bidirectional=True, proj_size=64)),
-    "B2-H256-bi-ragged-xproj-steal": (20, 2, 256, 256, dict(bidirectional=True,
-                                                            lengths=[20, 13])),
+    "B2-H256-bi-ragged-xproj-steal": (20, 2, 256, 256, dict(bidirectional=True, lengths=[20, 13])),
     "B8-H1024-xproj": (3, 8, 1024, 1024, {}),
 }
 
@@ -99,14 +100,14 @@ def test_thread_count_does_not_change_results(rng, restore_threads, shape, dtype
     T, B, I, H, extra = THREAD_SHAPES[shape]
     lstm, args = make_problem(rng, dtype, T, B, I, H, **extra)
     assert fastlstm.set_num_threads(1) == 1
-    one = run_all(lstm, *args)
+    one = all_outputs(lstm, *args)
     if fastlstm.set_num_threads(2) != 2:
         pytest.skip("built without OpenMP: one thread only")
     assert fastlstm.get_num_threads() == 2
-    two = run_all(lstm, *args)
+    two = all_outputs(lstm, *args)
     assert_bitwise(one, two, "1 vs 2 threads:")
     fastlstm.set_num_threads(3)  # more threads than cores
-    assert_bitwise(one, run_all(lstm, *args), "1 vs 3 threads:")
+    assert_bitwise(one, all_outputs(lstm, *args), "1 vs 3 threads:")
 
 
 def test_set_num_threads_reports(restore_threads):
@@ -147,10 +148,10 @@ def run_in_threads(fn, n=4):
 def test_concurrent_inference(rng, dtype):
     """4 Python threads, the same layer, different inputs: each result is
     bitwise the sequential one."""
-    lstm, _ = make_problem(rng, dtype, 1, 1, 6, 24, num_layers=2, bidirectional=True,
-                           proj_size=9)
-    inputs = [(rng.uniform(-1, 1, (8, B, 6)).astype(dtype), np.arange(1, B + 1) + 2)
-              for B in (1, 3, 5, 6)]
+    lstm, _ = make_problem(rng, dtype, 1, 1, 6, 24, num_layers=2, bidirectional=True, proj_size=9)
+    inputs = [
+        (rng.uniform(-1, 1, (8, B, 6)).astype(dtype), np.arange(1, B + 1) + 2) for B in (1, 3, 5, 6)
+    ]
     sequential = [lstm(x, lengths=lengths) for x, lengths in inputs]
     for _ in range(2):
         concurrent = run_in_threads(lambda k: lstm(inputs[k][0], lengths=inputs[k][1]))
@@ -162,8 +163,10 @@ def test_concurrent_inference(rng, dtype):
 
 def training_problem(rng, dtype):
     lstm, _ = make_problem(rng, dtype, 1, 1, 5, 20, bidirectional=True)
-    inputs = [(rng.uniform(-1, 1, (9, B, 5)).astype(dtype),
-               rng.uniform(-1, 1, (9, B, 40)).astype(dtype)) for B in (1, 2, 3, 4)]
+    inputs = [
+        (rng.uniform(-1, 1, (9, B, 5)).astype(dtype), rng.uniform(-1, 1, (9, B, 40)).astype(dtype))
+        for B in (1, 2, 3, 4)
+    ]
 
     def one(k):
         x, d = inputs[k]
@@ -190,13 +193,13 @@ def test_concurrent_backward_accumulates_every_gradient(restore_threads):
     """Parameter gradients that 4 concurrent backward calls add into the
     shared lstm.grads are 4x those of one call (to rounding).
 
-    Guards against lost updates: the C backward accumulates into grads (the
-    final dW_ih / dW_hh / dW_hr GEMMs with beta = 1, csrc/rnn/engine.h) with
-    the GIL released, so the layer must serialise its backward calls (its
-    gradient lock); without that, concurrent calls lose updates.  The
-    shape makes the dW_ih GEMM dominate (T = 1, 1000 rows, I = 512) and a
-    barrier starts the 4 backward calls together, so unserialised additions
-    would overlap; rounds repeat for about 1.5 s."""
+    The C backward adds into grads with the GIL released (the final dW_ih /
+    dW_hh / dW_hr GEMMs with beta = 1), so the layer serialises backward calls
+    on its gradients (ParameterModule._grad_lock); without that, concurrent
+    calls lose updates.  The shape makes the dW_ih GEMM dominate (T = 1, 1000
+    rows, I = 512) and a barrier starts the 4 backward calls together; rounds
+    repeat for ~1.5 s (on a 2-core machine about 40% of the rounds lost
+    updates without the lock)."""
     fastlstm.set_num_threads(1)
     rng = np.random.default_rng(3)
     lstm = fastlstm.LSTM(512, 8, dtype=np.float64, seed=0)
@@ -219,8 +222,9 @@ def test_concurrent_backward_accumulates_every_gradient(restore_threads):
         lstm.zero_grad()
         run_in_threads(one)
         for k, g in single.items():
-            np.testing.assert_allclose(lstm.grads[k], 4 * g, rtol=1e-12, atol=1e-9,
-                                       err_msg=f"round {rounds}: {k}")
+            np.testing.assert_allclose(
+                lstm.grads[k], 4 * g, rtol=1e-12, atol=1e-9, err_msg=f"round {rounds}: {k}"
+            )
 
 
 def test_kernel_releases_the_gil(restore_threads):
@@ -284,8 +288,11 @@ def gemm_triples(sizes):
     the sizes so that every (M, K) and (N, K) pair occurs too (len(sizes)
     prime or not, each size appears in each position)."""
     n = len(sizes)
-    return [(sizes[i], sizes[j], sizes[(i + j) % n], *ALPHA_BETA[(i + 2 * j) % 3])
-            for i in range(n) for j in range(n)]
+    return [
+        (sizes[i], sizes[j], sizes[(i + j) % n], *ALPHA_BETA[(i + 2 * j) % 3])
+        for i in range(n)
+        for j in range(n)
+    ]
 
 
 def check_gemm(dtype, trans_a, trans_b, rng, sizes=GEMM_SIZES):
@@ -304,12 +311,12 @@ def check_gemm(dtype, trans_a, trans_b, rng, sizes=GEMM_SIZES):
         A = a.T.astype(np.float64) if trans_a else a.astype(np.float64)
         Bm = b.T.astype(np.float64) if trans_b else b.astype(np.float64)
         exact = alpha * (A @ Bm) + beta * c0.astype(np.float64)
-        bound = 2 * (K + 2) * eps * (abs(alpha) * (np.abs(A) @ np.abs(Bm))
-                                     + abs(beta) * np.abs(c0))
+        bound = 2 * (K + 2) * eps * (abs(alpha) * (np.abs(A) @ np.abs(Bm)) + abs(beta) * np.abs(c0))
         err = np.abs(c - exact)
         assert np.all(err <= bound), (
             f"gemm ta={trans_a} tb={trans_b} M={M} N={N} K={K} alpha={alpha} "
-            f"beta={beta}: max err {err.max():.3g}")
+            f"beta={beta}: max err {err.max():.3g}"
+        )
 
 
 def test_gemm_triples_cover_all_pairs():
@@ -320,8 +327,9 @@ def test_gemm_triples_cover_all_pairs():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)],
-                         ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize(
+    "trans_a,trans_b", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"]
+)
 def test_gemm_against_numpy(rng, trans_a, trans_b, dtype):
     check_gemm(dtype, trans_a, trans_b, rng)
 
@@ -330,10 +338,10 @@ def test_gemm_against_numpy(rng, trans_a, trans_b, dtype):
 def test_gemm_plain_call_float32(alpha_type):
     """gemm(trans_a, trans_b, alpha, a, b, beta, c) with float32 arrays.
 
-    Guards the fused-type dispatch of the kernels' gemm: it must select the
-    float specialisation from the arrays, whatever the type of the scalars
-    alpha and beta (a Python float or a numpy.float32), so that the float32
-    GEMM is reachable by a plain call and not only as gemm["float"](...)."""
+    The scalars are typed double, so the array arguments alone pick the
+    float specialisation: alpha may be a Python float or a numpy.float32
+    (once, the dispatch keyed on alpha and the float32 GEMM was reachable
+    only as gemm["float"](...))."""
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.arange(6, dtype=np.float32).reshape(3, 2)
     c = np.zeros((2, 2), np.float32)
@@ -381,16 +389,19 @@ def cpu_supports(isa):
     flags = cpu_flags()
     if flags is None:
         return None  # unknown: accept whatever the library reports
-    need = {"generic": set(), "avx2": {"avx2", "fma"},
-            "avx512": {"avx2", "fma", "avx512f", "avx512dq", "avx512vl"}}[isa]
+    need = {
+        "generic": set(),
+        "avx2": {"avx2", "fma"},
+        "avx512": {"avx2", "fma", "avx512f", "avx512dq", "avx512vl"},
+    }[isa]
     return need <= flags
 
 
 VARIANT_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     import numpy as np
     import fastlstm
-    sys.path.insert(0, sys.argv[1])
+    sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]  # tests/native, tests
     from test_threads import check_gemm, variant_lstm_errors
     rng = np.random.default_rng(1)
     isa = fastlstm.show_config()["isa"]
@@ -406,34 +417,35 @@ def variant_lstm_errors():
     """Max error (relative to scale) of forward and every gradient against
     the float64 reference, for a few configurations; and whether 1 and 2
     threads agree bitwise.  Runs inside the variant's subprocess."""
-    from fastlstm import reference as ref
-
     rng = np.random.default_rng(2)
     report = {}
-    configs = [("H17-B1", 5, 1, 3, 17, {}),
-               ("H40-bi-proj-ragged", 6, 4, 5, 40,
-                dict(bidirectional=True, proj_size=7, lengths=[6, 1, 4, 2])),
-               ("H33-L2", 4, 3, 8, 33, dict(num_layers=2))]
+    configs = [
+        ("H17-B1", 5, 1, 3, 17, {}),
+        (
+            "H40-bi-proj-ragged",
+            6,
+            4,
+            5,
+            40,
+            dict(bidirectional=True, proj_size=7, lengths=[6, 1, 4, 2]),
+        ),
+        ("H33-L2", 4, 3, 8, 33, dict(num_layers=2)),
+    ]
     for dtype in DTYPES:
         for name, T, B, I, H, extra in configs:
-            lstm, (x, hx, lengths, d_out, d_state) = make_problem(rng, dtype, T, B, I, H,
-                                                                   **extra)
+            lstm, (x, hx, lengths, d_out, d_state) = make_problem(rng, dtype, T, B, I, H, **extra)
             fastlstm.set_num_threads(1)
-            one = run_all(lstm, x, hx, lengths, d_out, d_state)
+            one = all_outputs(lstm, x, hx, lengths, d_out, d_state)
             fastlstm.set_num_threads(2)
-            two = run_all(lstm, x, hx, lengths, d_out, d_state)
+            two = all_outputs(lstm, x, hx, lengths, d_out, d_state)
             bitwise = all(np.array_equal(one[k], two[k]) for k in one)
-            params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
-            f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
-            out, (h_n, c_n), cache = ref.lstm_forward(
-                f64(x), params, lstm.num_layers, lstm.bidirectional, lstm.proj_size, False,
-                f64(hx[0]), f64(hx[1]), lengths)
-            dx, dh0, dc0, grads = ref.lstm_backward(f64(d_out), f64(d_state[0]),
-                                                    f64(d_state[1]), cache)
-            want = dict(out=out, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0)
-            want.update({"grad_" + k: v for k, v in grads.items()})
-            err = max(float(np.abs(one[k] - v).max()) / max(1.0, float(np.abs(v).max()))
-                      for k, v in want.items())
+            r = reference_run(lstm, x, hx[0], hx[1], lengths, d_out, d_state)
+            want = dict(out=r["output"], **{k: r[k] for k in ("h_n", "c_n", "dx", "dh0", "dc0")})
+            want.update({"grad_" + k: v for k, v in r["grads"].items()})
+            err = max(
+                float(np.abs(one[k] - v).max()) / max(1.0, float(np.abs(v).max()))
+                for k, v in want.items()
+            )
             report[f"{np.dtype(dtype).name}-{name}"] = dict(err=err, bitwise=bitwise)
     return report
 
@@ -442,12 +454,16 @@ def variant_lstm_errors():
 def test_isa_variant(isa):
     env = dict(os.environ, FASTLSTM_ISA=isa)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", VARIANT_SCRIPT,
-                           os.path.dirname(os.path.abspath(__file__))],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", VARIANT_SCRIPT, os.path.dirname(os.path.abspath(__file__))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     supported = cpu_supports(isa)
     if supported is False:
         # a variant the CPU cannot run falls back, and says so

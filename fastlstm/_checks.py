@@ -1,0 +1,71 @@
+"""Checks of user input shared by the layers (internal).
+
+Every failure is a ValueError or TypeError whose message names the argument
+and says what was expected and what came (README: "errors name the
+argument").
+"""
+
+import numpy as np
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype):
+    """numpy.float32 or numpy.float64 as a numpy dtype, else a TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+    return dt
+
+
+def check_int(name, value, minimum):
+    """``value`` as an int >= ``minimum`` (a bool is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_array(name, a, dtype):
+    """A numpy array of exactly `dtype` (C-contiguous copy only when needed).
+
+    A different dtype is a TypeError: fastlstm never converts silently
+    (a float64 array given to a float32 layer would otherwise lose precision
+    without notice).
+    """
+    if not isinstance(a, np.ndarray):
+        if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
+            a = np.asarray(a)
+        else:
+            raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(
+            f"{name}: expected dtype {dtype.name} (the layer's dtype), got "
+            f"{a.dtype} with shape {a.shape}; convert with "
+            f".astype(numpy.{dtype.name})"
+        )
+    return np.ascontiguousarray(a)
+
+
+def check_pair(name, value, first, second):
+    """A state tuple such as ``hx = (h0, c0)`` -> (first, second); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name}: expected a tuple ({first}, {second}) or None")
+    return value[0], value[1]
+
+
+def check_state(name, value, dtype, shape, layout=None):
+    """A state (h0, c0, ...) or state gradient: exactly `dtype` and `shape`.
+
+    ``layout`` names the dimensions for the error message, e.g.
+    ``"num_layers*num_directions, batch, hidden_size"``.
+    """
+    a = check_array(name, value, dtype)
+    if a.shape != tuple(shape):
+        described = f" ({layout})" if layout else ""
+        raise ValueError(f"{name}: expected shape {tuple(shape)}{described}, got {a.shape}")
+    return a
