@@ -17,7 +17,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import random_array
+from helpers import random_array, torch_dtype
 
 
 def make_lstm_params(
@@ -44,12 +44,6 @@ def make_lstm_params(
     return {name: random_array(rng, shape, dtype, scale) for name, shape in shapes.items()}
 
 
-def _torch_dtype(torch, dtype):
-    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
-        np.dtype(dtype)
-    ]
-
-
 def torch_lstm_from_params(
     torch,
     params,
@@ -65,7 +59,7 @@ def torch_lstm_from_params(
     ``bias`` is inferred from the presence of ``bias_ih_l0``; the dtype from
     ``weight_ih_l0``.
     """
-    dtype = _torch_dtype(torch, params["weight_ih_l0"].dtype)
+    dtype = torch_dtype(torch, params["weight_ih_l0"].dtype)
     module = torch.nn.LSTM(
         input_size,
         hidden_size,
@@ -183,21 +177,12 @@ def torch():
     return torch_module
 
 
-@pytest.fixture(name="make_lstm_params")
-def _make_lstm_params_fixture():
-    return make_lstm_params
+def _handed_out(helper):
+    """A fixture, named like ``helper``, that hands it out."""
+    return pytest.fixture(name=helper.__name__)(lambda: helper)
 
 
-@pytest.fixture(name="torch_lstm_from_params")
-def _torch_lstm_from_params_fixture():
-    return torch_lstm_from_params
-
-
-@pytest.fixture(name="run_torch_lstm")
-def _run_torch_lstm_fixture():
-    return run_torch_lstm
-
-
-@pytest.fixture(name="torch_forward_backward")
-def _torch_forward_backward_fixture():
-    return torch_forward_backward
+_make_lstm_params_fixture = _handed_out(make_lstm_params)
+_torch_lstm_from_params_fixture = _handed_out(torch_lstm_from_params)
+_run_torch_lstm_fixture = _handed_out(run_torch_lstm)
+_torch_forward_backward_fixture = _handed_out(torch_forward_backward)

@@ -5,8 +5,14 @@ there.)
 
 TOLERANCES     the one tolerance table, by what is compared and dtype
 assert_close   dtype, shape and values of a result against an expected one
+assert_results_close  assert_close over a dict of results (outputs, gradients)
 random_array   Uniform(-scale, scale) arrays of a dtype
 central_difference  one entry's derivative of a loss, by central differences
+reference_run  fastlstm.reference in float64 for a layer's configuration
+torch_dtype    the torch dtype of a numpy float dtype
+layer_options  the options an LSTM shares with torch.nn.LSTM, read off an object
+all_outputs    every output and gradient of a layer's inference and training step
+assert_bitwise two such dicts are bitwise equal
 """
 
 import numpy as np
@@ -48,6 +54,35 @@ def assert_close(actual, expected, dtype, what="", against="torch", scale=False)
     assert err <= bound, f"{what}: max abs error {err:.3g} > {bound:.3g} (scale {largest:.3g})"
 
 
+def assert_results_close(got, expected, dtype, prefix="", **kw):
+    """assert_close(got[k], expected[k], ...) for every k of ``got`` (output,
+    h_n, c_n, dx, ...); ``got["grads"]``, if there, must have the parameter
+    names of ``expected["grads"]`` and each gradient close to its entry.
+    ``prefix`` starts every message; ``kw`` goes to assert_close."""
+    for k, v in got.items():
+        if k != "grads":
+            assert_close(v, expected[k], dtype, prefix + k, **kw)
+            continue
+        assert set(v) == set(expected["grads"]), f"{prefix}grads: {sorted(v)}"
+        for name, g in expected["grads"].items():
+            assert_close(v[name], g, dtype, f"{prefix}grads[{name}]", **kw)
+
+
+def torch_dtype(torch, dtype):
+    """torch.float32 or torch.float64 for numpy's float32 or float64."""
+    return {F32: torch.float32, F64: torch.float64}[np.dtype(dtype)]
+
+
+# the constructor options of fastlstm.LSTM and torch.nn.LSTM besides the sizes
+LAYER_OPTIONS = ("num_layers", "bias", "batch_first", "bidirectional", "proj_size")
+
+
+def layer_options(obj):
+    """{option: value} of ``LAYER_OPTIONS``, read off a layer (or anything
+    with those attributes), to build another layer configured the same."""
+    return {k: getattr(obj, k) for k in LAYER_OPTIONS}
+
+
 def random_array(rng, shape, dtype=np.float64, scale=1.0):
     """Uniform(-scale, scale) array of the given shape and dtype."""
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
@@ -64,3 +99,59 @@ def central_difference(loss, array, index, eps):
     minus = loss()
     array[index] = saved
     return (plus - minus) / (2 * eps)
+
+
+def reference_run(
+    layer, x, h0=None, c0=None, lengths=None, d_output=None, d_state=(None, None), params=None
+):
+    """fastlstm.reference in float64 on the values given, for ``layer``'s
+    configuration (num_layers, bidirectional, proj_size, batch_first: an LSTM
+    or anything with those attributes) and its current parameters, or
+    ``params``.  Forward, and backward too when ``d_output`` is given
+    (``d_state`` = (dh_n, dc_n), either may be None).
+
+    -> dict of output, h_n, c_n and the reference's cache; with d_output also
+    dx, dh0, dc0 and grads (by parameter name).
+    """
+    from fastlstm import reference  # here: conftest imports helpers before fastlstm
+
+    f64 = lambda a: None if a is None else np.asarray(a, np.float64)  # noqa: E731
+    params = layer.state_dict() if params is None else params
+    out, (h_n, c_n), cache = reference.lstm_forward(
+        f64(x),
+        {k: f64(v) for k, v in params.items()},
+        layer.num_layers,
+        layer.bidirectional,
+        layer.proj_size,
+        layer.batch_first,
+        f64(h0),
+        f64(c0),
+        lengths,
+    )
+    result = dict(output=out, h_n=h_n, c_n=c_n, cache=cache)
+    if d_output is not None:
+        dx, dh0, dc0, grads = reference.lstm_backward(
+            f64(d_output), f64(d_state[0]), f64(d_state[1]), cache
+        )
+        result.update(dx=dx, dh0=dh0, dc0=dc0, grads=grads)
+    return result
+
+
+def all_outputs(lstm, x, hx, lengths, d_output, d_state):
+    """Every output of inference, of forward_train and of its backward, and
+    copies of the parameter gradients, as one dict (gradients zeroed first)."""
+    lstm.zero_grad()
+    out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
+    out_t, (h_t, c_t), backward = lstm.forward_train(x, hx, lengths=lengths)
+    dx, (dh0, dc0) = backward(d_output, d_state)
+    res = dict(out=out, h_n=h_n, c_n=c_n, out_t=out_t, h_t=h_t, c_t=c_t, dx=dx, dh0=dh0, dc0=dc0)
+    res.update({"grad_" + k: v.copy() for k, v in lstm.grads.items()})
+    return res
+
+
+def assert_bitwise(a, b, what=""):
+    """Two dicts of arrays with the same keys and bitwise equal arrays."""
+    assert a.keys() == b.keys(), what
+    for k in a:
+        assert a[k].shape == b[k].shape, f"{what} {k}"
+        np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what} {k}")

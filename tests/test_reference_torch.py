@@ -8,7 +8,7 @@ import pytest
 
 from fastlstm import reference as ref
 
-from helpers import assert_close, central_difference, random_array
+from helpers import assert_close, assert_results_close, central_difference, random_array
 
 # Warnings are errors; torch's notice that it falls back from oneDNN for
 # proj_size > 0 is expected and harmless.
@@ -98,15 +98,8 @@ def test_matches_torch(
     )
     dx, dh0, dc0, grads = ref.lstm_backward(case["d_output"], case["d_hn"], case["d_cn"], cache)
 
-    assert_close(output, expected["output"], dtype, "output")
-    assert_close(h_n, expected["h_n"], dtype, "h_n")
-    assert_close(c_n, expected["c_n"], dtype, "c_n")
-    assert_close(dx, expected["dx"], dtype, "dx")
-    assert_close(dh0, expected["dh0"], dtype, "dh0")
-    assert_close(dc0, expected["dc0"], dtype, "dc0")
-    assert sorted(grads) == sorted(expected["grads"])
-    for name, grad in expected["grads"].items():
-        assert_close(grads[name], grad, dtype, name)
+    got = dict(output=output, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, grads=grads)
+    assert_results_close(got, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

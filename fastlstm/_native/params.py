@@ -60,7 +60,7 @@ class ParameterModule:
         # grads (with the GIL released): one at a time
         self._grad_lock = threading.Lock()
 
-    _TRANSIENT = ("_pack_cache", "_grad_lock")
+    _TRANSIENT: tuple[str, ...] = ("_pack_cache", "_grad_lock")
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}

@@ -5,7 +5,14 @@ i, f, g, o; :func:`onnx_gate_order` converts.  Used by the benchmark to run
 ONNX Runtime on the same weights; the seed of ``fastlstm.onnx.export``.
 """
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    import onnx as _onnx  # for the return type only: onnx is imported when called
 
 __all__ = ["lstm_model", "onnx_gate_order"]
 
@@ -13,14 +20,19 @@ OPSET = 14
 IR_VERSION = 8  # readable by any onnxruntime >= 1.10
 
 
-def onnx_gate_order(w):
+Scalar = TypeVar("Scalar", bound=np.generic)
+
+
+def onnx_gate_order(w: NDArray[Scalar]) -> NDArray[Scalar]:
     """Rows (or entries) of a (4H, ...) weight or (4H,) bias, from i, f, g, o
     blocks to ONNX's i, o, f, c."""
     i, f, g, o = np.split(w, 4, axis=0)
     return np.concatenate([i, o, f, g])
 
 
-def lstm_model(params, input_size, hidden_size):
+def lstm_model(
+    params: Mapping[str, NDArray[np.floating[Any]]], input_size: int, hidden_size: int
+) -> "_onnx.ModelProto":
     """One ONNX ``LSTM`` node (opset 14) holding one layer's weights.
 
     ``params``: a one-layer, unidirectional, float32 ``state_dict()`` with

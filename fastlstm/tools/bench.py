@@ -143,7 +143,7 @@ def measure(
             fastest = min(fastest, time.perf_counter() - t0)
             n += 1
         batch[name] = max(1, int(np.ceil(min_sample / max(fastest, 1e-9))))
-    samples = {name: [] for name in calls}
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
             wait_idle(settle)

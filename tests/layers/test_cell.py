@@ -12,18 +12,14 @@ import pytest
 
 import fastlstm
 
-from helpers import assert_close, central_difference
+from helpers import assert_close, central_difference, torch_dtype
 
 NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def _tdtype(torch, dtype):
-    return torch.float32 if dtype == np.float32 else torch.float64
-
-
 def _torch_cell(torch, I, H, bias, dtype):
     torch.manual_seed(7)
-    return torch.nn.LSTMCell(I, H, bias=bias, dtype=_tdtype(torch, dtype))
+    return torch.nn.LSTMCell(I, H, bias=bias, dtype=torch_dtype(torch, dtype))
 
 
 def _pair(torch, I, H, bias, dtype, direction):

@@ -12,7 +12,7 @@ import pytest
 
 import fastlstm
 
-from helpers import assert_close
+from helpers import assert_close, assert_results_close, layer_options, torch_dtype
 
 T, B, I, H, P = 5, 4, 3, 5, 3
 RAGGED = np.array([3, 1, 5, 2])  # unsorted; a length-1 and a full-length sequence
@@ -33,18 +33,27 @@ def torch_single_thread():
     torch.set_num_threads(n)
 
 
+def make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, seed):
+    """A fastlstm.LSTM(I, H) of the test's configuration (the parameters' order)."""
+    return fastlstm.LSTM(
+        I,
+        H,
+        num_layers=num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        dtype=dtype,
+        seed=seed,
+    )
+
+
 def torch_module(torch, lstm):
     return torch.nn.LSTM(
         lstm.input_size,
         lstm.hidden_size,
-        num_layers=lstm.num_layers,
-        bias=lstm.bias,
-        batch_first=lstm.batch_first,
-        bidirectional=lstm.bidirectional,
-        proj_size=lstm.proj_size,
-        dtype={np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
-            lstm.dtype
-        ],
+        dtype=torch_dtype(torch, lstm.dtype),
+        **layer_options(lstm),
     )
 
 
@@ -91,21 +100,12 @@ def compare(torch, run_torch_lstm, lstm, module, rng, lengths, dtype):
     expected = torch_run(torch, run_torch_lstm, module, x, h0, c0, lengths, d_out, dh_n, dc_n)
     lstm.zero_grad()
     out, (h_n, c_n), backward = lstm.forward_train(x, (h0, c0), lengths=lengths)
-    assert_close(out, expected["output"], dtype, "output")
-    assert_close(h_n, expected["h_n"], dtype, "h_n")
-    assert_close(c_n, expected["c_n"], dtype, "c_n")
+    assert_results_close(dict(output=out, h_n=h_n, c_n=c_n), expected, dtype)
     dx, (dh0, dc0) = backward(d_out, (dh_n, dc_n))
-    assert_close(dx, expected["dx"], dtype, "dx")
-    assert_close(dh0, expected["dh0"], dtype, "dh0")
-    assert_close(dc0, expected["dc0"], dtype, "dc0")
-    assert set(lstm.grads) == set(expected["grads"])
-    for name, g in expected["grads"].items():
-        assert_close(lstm.grads[name], g, dtype, f"grads[{name}]")
+    assert_results_close(dict(dx=dx, dh0=dh0, dc0=dc0, grads=lstm.grads), expected, dtype)
     # inference path too
     out2, (h_n2, c_n2) = lstm(x, (h0, c0), lengths=lengths)
-    assert_close(out2, expected["output"], dtype, "inference output")
-    assert_close(h_n2, expected["h_n"], dtype, "inference h_n")
-    assert_close(c_n2, expected["c_n"], dtype, "inference c_n")
+    assert_results_close(dict(output=out2, h_n=h_n2, c_n=c_n2), expected, dtype, "inference ")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -127,17 +127,8 @@ def test_fastlstm_weights_into_torch(
     ragged,
     dtype,
 ):
-    lstm = fastlstm.LSTM(
-        I,
-        H,
-        num_layers=num_layers,
-        bias=bias,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        dtype=dtype,
-        seed=int(rng.integers(1 << 30)),
-    )
+    seed = int(rng.integers(1 << 30))
+    lstm = make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, seed)
     module = torch_module(torch, lstm)
     sd = lstm.state_dict()
     assert list(sd) == list(module.state_dict())  # same keys, same order
@@ -179,17 +170,7 @@ def test_torch_weights_into_fastlstm(
     as_tensors,
     dtype,
 ):
-    lstm = fastlstm.LSTM(
-        I,
-        H,
-        num_layers=num_layers,
-        bias=bias,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        dtype=dtype,
-        seed=0,
-    )
+    lstm = make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, 0)
     torch.manual_seed(int(rng.integers(1 << 30)))
     module = torch_module(torch, lstm)
     sd = module.state_dict()

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import reference as ref
 
-from helpers import assert_close, random_array
+from helpers import all_outputs, assert_bitwise, assert_close, random_array, reference_run
 
 DTYPES = [np.float32, np.float64]
 DT_IDS = ["f32", "f64"]
@@ -34,30 +33,6 @@ def make(dtype=np.float32, **kw):
 
 def uniform(rng, shape, dtype=np.float32, scale=1.0):
     return random_array(rng, shape, dtype, scale)
-
-
-def reference_run(lstm, x, h0=None, c0=None, lengths=None, d_output=None, d_state=(None, None)):
-    """fastlstm.reference with the layer's current parameters (float64)."""
-    params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
-    f64 = lambda a: None if a is None else np.asarray(a, np.float64)  # noqa: E731
-    out, (h_n, c_n), cache = ref.lstm_forward(
-        f64(x),
-        params,
-        lstm.num_layers,
-        lstm.bidirectional,
-        lstm.proj_size,
-        lstm.batch_first,
-        f64(h0),
-        f64(c0),
-        lengths,
-    )
-    result = dict(output=out, h_n=h_n, c_n=c_n)
-    if d_output is not None:
-        dx, dh0, dc0, grads = ref.lstm_backward(
-            f64(d_output), f64(d_state[0]), f64(d_state[1]), cache
-        )
-        result.update(dx=dx, dh0=dh0, dc0=dc0, grads=grads)
-    return result
 
 
 def raises(exc, *words):
@@ -349,24 +324,6 @@ class TestLoadStateDict:
 # ----------------------------------------------------------------------------
 # read-only and non-contiguous inputs
 # ----------------------------------------------------------------------------
-def all_results(lstm, x, h0, c0, lengths, d_output, d_state):
-    lstm.zero_grad()
-    hx = None if h0 is None else (h0, c0)
-    out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
-    out2, (h_n2, c_n2), backward = lstm.forward_train(x, hx, lengths=lengths)
-    dx, (dh0, dc0) = backward(d_output, d_state)
-    res = dict(out=out, h_n=h_n, c_n=c_n, out2=out2, h_n2=h_n2, c_n2=c_n2, dx=dx, dh0=dh0, dc0=dc0)
-    res.update({"g_" + k: v.copy() for k, v in lstm.grads.items()})
-    return res
-
-
-def assert_bitwise(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].shape == b[k].shape, k
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
-
 def strided(a, how):
     """The same values as `a`, in a non-contiguous / other-order array."""
     if how == "fortran":
@@ -396,7 +353,7 @@ def test_layouts_bitwise(rng, layout, batch_first, dtype):
     d_out = uniform(rng, (B, T, 2 * P) if batch_first else (T, B, 2 * P), dtype)
     dh_n, dc_n = uniform(rng, (4, B, P), dtype), uniform(rng, (4, B, H), dtype)
     lengths = np.array([2, T, 1])
-    expected = all_results(lstm, x, h0, c0, lengths, d_out, (dh_n, dc_n))
+    expected = all_outputs(lstm, x, (h0, c0), lengths, d_out, (dh_n, dc_n))
 
     if layout == "readonly":
         arrays = [a.copy() for a in (x, h0, c0, d_out, dh_n, dc_n, lengths)]
@@ -405,7 +362,7 @@ def test_layouts_bitwise(rng, layout, batch_first, dtype):
     else:
         arrays = [strided(a, layout) for a in (x, h0, c0, d_out, dh_n, dc_n)] + [lengths]
     xs, h0s, c0s, ds, dhs, dcs, ls = arrays
-    got = all_results(lstm, xs, h0s, c0s, ls, ds, (dhs, dcs))
+    got = all_outputs(lstm, xs, (h0s, c0s), ls, ds, (dhs, dcs))
     assert_bitwise(got, expected)
     # nothing was written into the inputs
     for a, b in zip(arrays, (x, h0, c0, d_out, dh_n, dc_n, lengths)):
@@ -429,10 +386,8 @@ def test_transposed_views(rng, dtype):
             np.ascontiguousarray(d_tm.transpose(1, 0, 2)).transpose(1, 0, 2),
         ),
     ]:
-        got = all_results(lstm, x, None, None, None, d, None)
-        want = all_results(
-            lstm, np.ascontiguousarray(x), None, None, None, np.ascontiguousarray(d), None
-        )
+        got = all_outputs(lstm, x, None, None, d, None)
+        want = all_outputs(lstm, np.ascontiguousarray(x), None, None, np.ascontiguousarray(d), None)
         assert_bitwise(got, want)
 
 
@@ -441,8 +396,8 @@ def test_zero_strided_broadcast_input(rng):
     row = uniform(rng, (I,))
     x = np.broadcast_to(row, (T, B, I))
     assert not x.flags.writeable
-    got = all_results(lstm, x, None, None, None, np.ones((T, B, H), np.float32), None)
-    want = all_results(lstm, x.copy(), None, None, None, np.ones((T, B, H), np.float32), None)
+    got = all_outputs(lstm, x, None, None, np.ones((T, B, H), np.float32), None)
+    want = all_outputs(lstm, x.copy(), None, None, np.ones((T, B, H), np.float32), None)
     assert_bitwise(got, want)
 
 

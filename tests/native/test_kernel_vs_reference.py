@@ -16,12 +16,19 @@ import pytest
 import fastlstm
 from fastlstm import reference as ref
 
-from helpers import assert_close, random_array
+from helpers import (
+    assert_close,
+    assert_results_close,
+    layer_options,
+    random_array,
+    reference_run,
+)
 
 DTYPES = [np.float32, np.float64]
 # the kernel against the float64 reference, each error relative to the scale
 # of the compared array
 assert_matches_reference = functools.partial(assert_close, against="reference", scale=True)
+results_match_reference = functools.partial(assert_results_close, against="reference", scale=True)
 
 
 class Case:
@@ -59,38 +66,15 @@ class Case:
         self.dc_n = random_array(rng, (LD, B, H), dtype)
 
     def layer(self):
-        lstm = fastlstm.LSTM(
-            self.I,
-            self.H,
-            num_layers=self.num_layers,
-            bias=self.bias,
-            batch_first=self.batch_first,
-            bidirectional=self.bidirectional,
-            proj_size=self.proj_size,
-            dtype=self.dtype,
-            seed=0,
-        )
+        lstm = fastlstm.LSTM(self.I, self.H, dtype=self.dtype, seed=0, **layer_options(self))
         lstm.load_state_dict(self.params)
         return lstm
 
     def reference(self, d_output, dh_n, dc_n):
         """Forward and backward of the float64 reference on the same values."""
-        f64 = lambda a: None if a is None else np.asarray(a, np.float64)  # noqa: E731
-        x, h0, c0 = f64(self.x), f64(self.h0), f64(self.c0)
-        params = {k: f64(v) for k, v in self.params.items()}
-        out, (h_n, c_n), cache = ref.lstm_forward(
-            x,
-            params,
-            self.num_layers,
-            self.bidirectional,
-            self.proj_size,
-            self.batch_first,
-            h0,
-            c0,
-            self.lengths,
+        return reference_run(
+            self, self.x, self.h0, self.c0, self.lengths, d_output, (dh_n, dc_n), self.params
         )
-        dx, dh0, dc0, grads = ref.lstm_backward(f64(d_output), f64(dh_n), f64(dc_n), cache)
-        return dict(output=out, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, grads=grads, cache=cache)
 
 
 def check_against_reference(case, d_state_mode="both"):
@@ -102,21 +86,13 @@ def check_against_reference(case, d_state_mode="both"):
 
     lstm = case.layer()
     out, (h_n, c_n) = lstm(case.x, (case.h0, case.c0), lengths=case.lengths)
-    assert_matches_reference(out, expected["output"], dt, "inference output")
-    assert_matches_reference(h_n, expected["h_n"], dt, "inference h_n")
-    assert_matches_reference(c_n, expected["c_n"], dt, "inference c_n")
+    results_match_reference(dict(output=out, h_n=h_n, c_n=c_n), expected, dt, "inference ")
 
     out, (h_n, c_n), backward = lstm.forward_train(case.x, (case.h0, case.c0), lengths=case.lengths)
-    assert_matches_reference(out, expected["output"], dt, "output")
-    assert_matches_reference(h_n, expected["h_n"], dt, "h_n")
-    assert_matches_reference(c_n, expected["c_n"], dt, "c_n")
+    results_match_reference(dict(output=out, h_n=h_n, c_n=c_n), expected, dt)
     dx, (dh0, dc0) = backward(case.d_output, d_state)
-    assert_matches_reference(dx, expected["dx"], dt, "dx")
-    assert_matches_reference(dh0, expected["dh0"], dt, "dh0")
-    assert_matches_reference(dc0, expected["dc0"], dt, "dc0")
-    assert set(lstm.grads) == set(case.params) == set(expected["grads"])
-    for name, g in expected["grads"].items():
-        assert_matches_reference(lstm.grads[name], g, dt, f"grads[{name}]")
+    assert set(lstm.grads) == set(case.params)
+    results_match_reference(dict(dx=dx, dh0=dh0, dc0=dc0, grads=lstm.grads), expected, dt)
 
 
 # ----------------------------------------------------------------------------
@@ -232,7 +208,7 @@ def test_padded_outputs_are_exactly_zero(rng, dtype):
 
 
 # Hidden sizes whose forward groups are wider than one register panel
-# (32 and 64 units per gate: group_units in csrc/lstm_impl.h), including a
+# (32 and 64 units per gate: group_units in csrc/rnn/engine.h), including a
 # group count that is not a multiple of the thread count and a projection;
 # B = 3 splits the threads by units, B = 20 by batch rows.
 WIDE_GROUPS = {
@@ -262,7 +238,7 @@ def test_wide_groups(rng, config, dtype):
 
 
 # A few rows: the kernel projects the input of a block of steps up front and
-# each step multiplies only W_hh (xproj_steps in csrc/lstm_impl.h): one or
+# each step multiplies only W_hh (xproj_steps in csrc/rnn/engine.h): one or
 # two rows from 1 MB of weights (blocks of 16 or 8 steps, a partial last one;
 # the reverse direction and ragged rows gather their inputs), eight from
 # 16 MB.
@@ -315,15 +291,9 @@ def test_unbatched(rng, config, dtype):
     lstm = case.layer()
     out, (h_n, c_n), backward = lstm.forward_train(x, (h0, c0))
     assert out.ndim == 2 and h_n.ndim == 2 and c_n.ndim == 2
-    assert_matches_reference(out, expected_case["output"], dtype, "output")
-    assert_matches_reference(h_n, expected_case["h_n"], dtype, "h_n")
-    assert_matches_reference(c_n, expected_case["c_n"], dtype, "c_n")
+    results_match_reference(dict(output=out, h_n=h_n, c_n=c_n), expected_case, dtype)
     dx, (dh0, dc0) = backward(d_out, (dh_n, dc_n))
-    assert_matches_reference(dx, expected_case["dx"], dtype, "dx")
-    assert_matches_reference(dh0, expected_case["dh0"], dtype, "dh0")
-    assert_matches_reference(dc0, expected_case["dc0"], dtype, "dc0")
-    for name, g in expected_case["grads"].items():
-        assert_matches_reference(lstm.grads[name], g, dtype, f"grads[{name}]")
+    results_match_reference(dict(dx=dx, dh0=dh0, dc0=dc0, grads=lstm.grads), expected_case, dtype)
 
 
 # ----------------------------------------------------------------------------

@@ -28,6 +28,36 @@ def numpy_plan(T, B, lengths):
     return perm, batch_sizes, flat
 
 
+def first_layer_forward(lstm, plan, x, y, x_rows, y_rows, bias=None):
+    """The kernel's forward of the layer's first layer over x into y, reading
+    and writing through the row maps (None: packed rows); -> (y, h_n, c_n)."""
+    weights, packed = lstm._packed("_l0")
+    h_n = np.empty((plan.B, lstm.hidden_size), lstm.dtype)
+    c_n = np.empty((plan.B, lstm.hidden_size), lstm.dtype)
+    kernels.forward(
+        x,
+        weights[0],
+        bias,
+        packed,
+        None,
+        None,
+        y,
+        0,
+        h_n,
+        c_n,
+        None,
+        None,
+        None,
+        plan.batch_sizes,
+        plan.steps,
+        False,
+        0,
+        x_rows,
+        y_rows,
+    )
+    return y, h_n, c_n
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_plan_matches_definition(seed):
     rng = np.random.default_rng(seed)
@@ -67,33 +97,10 @@ def test_row_maps_equal_pack_and_scatter(batch_first, dtype):
     plan = SequencePlan(T, B, lengths)
     x = rng.uniform(-1, 1, (B, T, I) if batch_first else (T, B, I)).astype(dtype)
     xt = x.transpose(1, 0, 2) if batch_first else x
-    weights, packed = lstm._packed("_l0")
     bias = lstm._bias("_l0")
 
     def run(inp, y, rows_map):
-        h_n, c_n = np.empty((B, H), dtype), np.empty((B, H), dtype)
-        kernels.forward(
-            inp,
-            weights[0],
-            bias,
-            packed,
-            None,
-            None,
-            y,
-            0,
-            h_n,
-            c_n,
-            None,
-            None,
-            None,
-            plan.batch_sizes,
-            plan.steps,
-            False,
-            0,
-            rows_map,
-            rows_map,
-        )
-        return y, h_n, c_n
+        return first_layer_forward(lstm, plan, inp, y, rows_map, rows_map, bias)
 
     rows = plan.padded_rows(batch_first)
     direct = run(x.reshape(T * B, I), np.zeros((T * B, H), dtype), rows)
@@ -113,10 +120,8 @@ def test_row_map_out_of_range_is_value_error():
     T, B, I, H = 4, 3, 2, 3
     lstm = fastlstm.LSTM(I, H, seed=0)
     plan = SequencePlan(T, B, np.array([4, 2, 1]))
-    weights, packed = lstm._packed("_l0")
     x = np.zeros((T * B, I), np.float32)
     y = np.zeros((T * B, H), np.float32)
-    h_n, c_n = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
     good = plan.padded_rows(False)
     for name, bad in (("x_rows", 0), ("y_rows", 1)):
         for value in (T * B, -1):
@@ -124,45 +129,6 @@ def test_row_map_out_of_range_is_value_error():
             maps[bad] = good.copy()
             maps[bad][-1] = value
             with pytest.raises(ValueError, match=name):
-                kernels.forward(
-                    x,
-                    weights[0],
-                    None,
-                    packed,
-                    None,
-                    None,
-                    y,
-                    0,
-                    h_n,
-                    c_n,
-                    None,
-                    None,
-                    None,
-                    plan.batch_sizes,
-                    plan.steps,
-                    False,
-                    0,
-                    *maps,
-                )
+                first_layer_forward(lstm, plan, x, y, *maps)
     with pytest.raises(ValueError, match="x_rows"):  # one entry per packed row
-        kernels.forward(
-            x,
-            weights[0],
-            None,
-            packed,
-            None,
-            None,
-            y,
-            0,
-            h_n,
-            c_n,
-            None,
-            None,
-            None,
-            plan.batch_sizes,
-            plan.steps,
-            False,
-            0,
-            good[:-1],
-            good,
-        )
+        first_layer_forward(lstm, plan, x, y, good[:-1], good)

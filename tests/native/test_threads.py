@@ -17,6 +17,8 @@ import pytest
 import fastlstm
 from fastlstm._native import kernels
 
+from helpers import all_outputs, assert_bitwise, reference_run
+
 DTYPES = [np.float32, np.float64]
 DT_IDS = ["f32", "f64"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
@@ -28,23 +30,6 @@ def restore_threads():
     yield
     fastlstm.set_num_threads(n)
     assert fastlstm.get_num_threads() == n
-
-
-def run_all(lstm, x, hx, lengths, d_out, d_state):
-    """Every output of inference, forward_train and backward, as a dict."""
-    lstm.zero_grad()
-    out, (h_n, c_n) = lstm(x, hx, lengths=lengths)
-    out_t, (h_t, c_t), backward = lstm.forward_train(x, hx, lengths=lengths)
-    dx, (dh0, dc0) = backward(d_out, d_state)
-    res = dict(out=out, h_n=h_n, c_n=c_n, out_t=out_t, h_t=h_t, c_t=c_t, dx=dx, dh0=dh0, dc0=dc0)
-    res.update({"grad_" + k: v.copy() for k, v in lstm.grads.items()})
-    return res
-
-
-def assert_bitwise(a, b, what=""):
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what} {k}")
 
 
 def make_problem(
@@ -115,14 +100,14 @@ def test_thread_count_does_not_change_results(rng, restore_threads, shape, dtype
     T, B, I, H, extra = THREAD_SHAPES[shape]
     lstm, args = make_problem(rng, dtype, T, B, I, H, **extra)
     assert fastlstm.set_num_threads(1) == 1
-    one = run_all(lstm, *args)
+    one = all_outputs(lstm, *args)
     if fastlstm.set_num_threads(2) != 2:
         pytest.skip("built without OpenMP: one thread only")
     assert fastlstm.get_num_threads() == 2
-    two = run_all(lstm, *args)
+    two = all_outputs(lstm, *args)
     assert_bitwise(one, two, "1 vs 2 threads:")
     fastlstm.set_num_threads(3)  # more threads than cores
-    assert_bitwise(one, run_all(lstm, *args), "1 vs 3 threads:")
+    assert_bitwise(one, all_outputs(lstm, *args), "1 vs 3 threads:")
 
 
 def test_set_num_threads_reports(restore_threads):
@@ -413,10 +398,10 @@ def cpu_supports(isa):
 
 
 VARIANT_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     import numpy as np
     import fastlstm
-    sys.path.insert(0, sys.argv[1])
+    sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]  # tests/native, tests
     from test_threads import check_gemm, variant_lstm_errors
     rng = np.random.default_rng(1)
     isa = fastlstm.show_config()["isa"]
@@ -432,8 +417,6 @@ def variant_lstm_errors():
     """Max error (relative to scale) of forward and every gradient against
     the float64 reference, for a few configurations; and whether 1 and 2
     threads agree bitwise.  Runs inside the variant's subprocess."""
-    from fastlstm import reference as ref
-
     rng = np.random.default_rng(2)
     report = {}
     configs = [
@@ -452,28 +435,13 @@ def variant_lstm_errors():
         for name, T, B, I, H, extra in configs:
             lstm, (x, hx, lengths, d_out, d_state) = make_problem(rng, dtype, T, B, I, H, **extra)
             fastlstm.set_num_threads(1)
-            one = run_all(lstm, x, hx, lengths, d_out, d_state)
+            one = all_outputs(lstm, x, hx, lengths, d_out, d_state)
             fastlstm.set_num_threads(2)
-            two = run_all(lstm, x, hx, lengths, d_out, d_state)
+            two = all_outputs(lstm, x, hx, lengths, d_out, d_state)
             bitwise = all(np.array_equal(one[k], two[k]) for k in one)
-            params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
-            f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
-            out, (h_n, c_n), cache = ref.lstm_forward(
-                f64(x),
-                params,
-                lstm.num_layers,
-                lstm.bidirectional,
-                lstm.proj_size,
-                False,
-                f64(hx[0]),
-                f64(hx[1]),
-                lengths,
-            )
-            dx, dh0, dc0, grads = ref.lstm_backward(
-                f64(d_out), f64(d_state[0]), f64(d_state[1]), cache
-            )
-            want = dict(out=out, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0)
-            want.update({"grad_" + k: v for k, v in grads.items()})
+            r = reference_run(lstm, x, hx[0], hx[1], lengths, d_out, d_state)
+            want = dict(out=r["output"], **{k: r[k] for k in ("h_n", "c_n", "dx", "dh0", "dc0")})
+            want.update({"grad_" + k: v for k, v in r["grads"].items()})
             err = max(
                 float(np.abs(one[k] - v).max()) / max(1.0, float(np.abs(v).max()))
                 for k, v in want.items()

@@ -1,0 +1,182 @@
+# Types of fastlstm's public API.  The layers are plain Python over a compiled
+# kernel whose parameters are dynamic attributes (lstm.weight_ih_l0), so the
+# package says here what type checkers see.  tests/test_stubs.py runs
+# mypy.stubtest against the package as imported, so these cannot drift.
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, BinaryIO, Literal, Protocol, overload, type_check_only
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from . import reference as reference
+
+__version__: str
+__all__ = [
+    "LSTM",
+    "LSTMCell",
+    "LSTMStream",
+    "save",
+    "load",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "reference",
+    "__version__",
+]
+
+# every array a layer returns has the layer's dtype, float32 or float64
+_Array = NDArray[np.floating[Any]]
+# (h, c)
+_State = tuple[_Array, _Array]
+# (h0, c0) given by the caller: arrays of the layer's dtype (a list of two works too)
+_StateIn = tuple[ArrayLike, ArrayLike]
+_Seed = int | np.random.Generator | None
+# a path, or a binary file object open for writing (save) or reading (load)
+_File = str | os.PathLike[str] | BinaryIO
+
+@type_check_only
+class _Backward(Protocol):
+    # d_state: (dh_n, dc_n), either may be None
+    def __call__(
+        self,
+        d_output: ArrayLike,
+        d_state: tuple[ArrayLike | None, ArrayLike | None] | None = None,
+    ) -> tuple[_Array, _State]: ...
+
+@type_check_only
+class _CellBackward(Protocol):
+    def __call__(
+        self, dh: ArrayLike | None, dc: ArrayLike | None = None
+    ) -> tuple[_Array, _State]: ...
+
+@type_check_only
+class _Parameters:
+    """Parameters under PyTorch's names, as attributes and in a state_dict."""
+
+    @property
+    def dtype(self) -> np.dtype[np.floating[Any]]: ...
+    grads: dict[str, _Array]
+    # the parameters: lstm.weight_ih_l0, cell.bias_hh, ... (assignment checks the shape)
+    def __getattr__(self, name: str) -> _Array: ...
+    def __setattr__(self, name: str, value: Any) -> None: ...
+    def named_parameters(self) -> list[tuple[str, _Array]]: ...
+    def parameters(self) -> list[_Array]: ...
+    def zero_grad(self) -> None: ...
+    def state_dict(self) -> dict[str, _Array]: ...
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None: ...
+
+class LSTM(_Parameters):
+    # fixed at construction (they set the parameters' shapes): read-only
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def proj_size(self) -> int: ...
+    @property
+    def bias(self) -> bool: ...
+    @property
+    def bidirectional(self) -> bool: ...
+    # checked when set
+    @property
+    def batch_first(self) -> bool: ...
+    @batch_first.setter
+    def batch_first(self, value: bool) -> None: ...
+    @property
+    def dropout(self) -> float: ...
+    @dropout.setter
+    def dropout(self, value: float) -> None: ...
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype: DTypeLike = ...,
+        seed: _Seed = None,
+    ) -> None: ...
+    @property
+    def num_directions(self) -> int: ...
+    # output, (h_n, c_n); with return_cells=True also every step's cell state
+    @overload
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: _StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        return_cells: Literal[False] = False,
+    ) -> tuple[_Array, _State]: ...
+    @overload
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: _StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        *,
+        return_cells: Literal[True],
+    ) -> tuple[_Array, _State, _Array]: ...
+    @overload
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: _StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        return_cells: bool = False,
+    ) -> tuple[_Array, _State] | tuple[_Array, _State, _Array]: ...
+    forward = __call__
+    def forward_train(
+        self, x: ArrayLike, hx: _StateIn | None = None, lengths: ArrayLike | None = None
+    ) -> tuple[_Array, _State, _Backward]: ...
+    def stream(self, batch_size: int, hx: _StateIn | None = None) -> LSTMStream: ...
+
+class LSTMCell(_Parameters):
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def bias(self) -> bool: ...
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype: DTypeLike = ...,
+        seed: _Seed = None,
+    ) -> None: ...
+    def __call__(self, x: ArrayLike, hx: _StateIn | None = None) -> _State: ...
+    forward = __call__
+    # h, c, backward
+    def forward_train(
+        self, x: ArrayLike, hx: _StateIn | None = None
+    ) -> tuple[_Array, _Array, _CellBackward]: ...
+
+class LSTMStream:
+    batch_size: int
+    dtype: np.dtype[np.floating[Any]]
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    proj_size: int
+    def __init__(self, lstm: LSTM, batch_size: int, hx: _StateIn | None = None) -> None: ...
+    def step(self, x: ArrayLike) -> _Array: ...
+    def steps(self, x: ArrayLike) -> _Array: ...
+    def reset(self, hx: _StateIn | None = None) -> None: ...
+    @property
+    def state(self) -> _State: ...
+    @property
+    def lock(self) -> threading.Lock: ...
+
+def save(path: _File, module: LSTM | LSTMCell) -> None: ...
+def load(path: _File) -> LSTM | LSTMCell: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> int: ...
+def show_config() -> dict[str, Any]: ...
