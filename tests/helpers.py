@@ -15,6 +15,11 @@ all_outputs    every output and gradient of a layer's inference and training ste
 assert_bitwise two such dicts are bitwise equal
 """
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -155,3 +160,19 @@ def assert_bitwise(a, b, what=""):
     for k in a:
         assert a[k].shape == b[k].shape, f"{what} {k}"
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what} {k}")
+
+
+def run_python(code, env=None, timeout=120):
+    """Run `code` (dedented) in a fresh interpreter with FASTLSTM_NUM_THREADS
+    unset (plus `env`), for cases that could crash or hang: a regression then
+    fails the test (or times out) instead of stopping the suite."""
+    full_env = dict(os.environ)
+    full_env.pop("FASTLSTM_NUM_THREADS", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )

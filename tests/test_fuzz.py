@@ -349,13 +349,15 @@ def _corrupt_call(draw, lstm, T, B):
     return what, x, hx, lengths
 
 
+def _time_major_layer(cfg):
+    return fastlstm.LSTM(**dict(cfg, batch_first=False), seed=0)
+
+
 @FUZZ
 @given(lstm_configs(), st.integers(1, 5), st.integers(1, 5), st.data())
 def test_invalid_lstm_calls_raise_documented_errors(cfg, T, B, data):
     _count("invalid-call")
-    dtype = cfg.pop("dtype")
-    cfg["batch_first"] = False
-    lstm = fastlstm.LSTM(**cfg, dtype=dtype, seed=0)
+    lstm = _time_major_layer(cfg)
     what, x, hx, lengths = _corrupt_call(data.draw, lstm, T, B)
     for call in (
         lambda: lstm(x, hx, lengths=lengths),
@@ -369,9 +371,8 @@ def test_invalid_lstm_calls_raise_documented_errors(cfg, T, B, data):
 @given(lstm_configs(), st.integers(1, 4), st.integers(1, 4), st.data())
 def test_invalid_backward_arguments(cfg, T, B, data):
     _count("invalid-backward")
-    dtype = cfg.pop("dtype")
-    cfg["batch_first"] = False
-    lstm = fastlstm.LSTM(**cfg, dtype=dtype, seed=0)
+    lstm = _time_major_layer(cfg)
+    dtype = lstm.dtype
     x = np.ones((T, B, lstm.input_size), dtype)
     out, (h_n, c_n), backward = lstm.forward_train(x)
     other = np.float64 if np.dtype(dtype) == np.float32 else np.float32

@@ -6,6 +6,7 @@ tampered or foreign file must be a ValueError, and nothing in a file may ever
 be unpickled."""
 
 import gc
+import inspect
 import io
 import json
 import os
@@ -36,16 +37,8 @@ LSTM_CONFIGS = {
     "nobias-batchfirst": dict(input_size=3, hidden_size=4, bias=False, batch_first=True),
     "dropout": dict(input_size=3, hidden_size=4, num_layers=2, dropout=0.5),
 }
-CONFIG_KEYS = (
-    "input_size",
-    "hidden_size",
-    "num_layers",
-    "bias",
-    "batch_first",
-    "dropout",
-    "bidirectional",
-    "proj_size",
-)
+# every constructor argument but dtype and seed must survive a round trip
+CONFIG_KEYS = [k for k in inspect.signature(fastlstm.LSTM).parameters if k not in ("dtype", "seed")]
 
 
 def _x(rng, lstm, dtype, T=4, B=3):

@@ -122,8 +122,8 @@ class LSTMCell(ParameterModule):
         ``(dx, (dh_prev, dc_prev))`` and adds the parameter gradients into
         :attr:`grads`.  Each backward can be called once."""
         x, h_prev, c_prev, unbatched = self._inputs(x, hx)
-        # weights: the snapshot the packed blob was made from
-        h, c, (gates, cells, xh, weights, packed) = self._step(x, h_prev, c_prev, train=True)
+        # saved holds the weights snapshot the packed blob was made from
+        h, c, saved = self._step(x, h_prev, c_prev, train=True)
         # taken (never released) by the call that runs, so that two threads
         # cannot both pass the check
         claim = threading.Lock()
@@ -147,28 +147,17 @@ class LSTMCell(ParameterModule):
             dc_prev = np.empty((B, H), self.dtype)
             with self._grad_lock:
                 if B:
-                    self._backward_kernel(
-                        weights,
-                        packed,
-                        c_prev,
-                        gates,
-                        cells,
-                        xh,
-                        dy,
-                        grads[1],
-                        dx,
-                        dh_prev,
-                        dc_prev,
-                    )
+                    self._backward_kernel(saved, c_prev, dy, grads[1], dx, dh_prev, dc_prev)
             if unbatched:
                 return dx[0], (dh_prev[0], dc_prev[0])
             return dx, (dh_prev, dc_prev)
 
         return ((h[0], c[0]) if unbatched else (h, c)) + (backward,)
 
-    def _backward_kernel(
-        self, weights, packed, c_prev, gates, cells, xh, dy, dc, dx, dh_prev, dc_prev
-    ):
+    def _backward_kernel(self, saved, c_prev, dy, dc, dx, dh_prev, dc_prev):
+        """saved: what _step kept for training (gates, cells, xh, and the
+        weights snapshot with its packed blob)."""
+        gates, cells, xh, weights, packed = saved
         H = self.hidden_size
         dbias = np.zeros(4 * H, self.dtype) if self.bias else None
         kernels.backward(

@@ -4,24 +4,13 @@ Stepping a stream from two threads used to corrupt memory (both wrote the
 same state and scratch).  Each case runs in a subprocess with a timeout, so
 a crash or a hang fails the test instead of stopping the suite."""
 
-import os
-import subprocess
-import sys
-import textwrap
+from helpers import run_python
 
 TIMEOUT = 180
 
 
 def _run(code):
-    env = dict(os.environ)
-    env.pop("FASTLSTM_NUM_THREADS", None)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env,
-    )
+    return run_python(code, timeout=TIMEOUT)
 
 
 def _ok(r):

@@ -13,20 +13,13 @@ import pytest
 
 import fastlstm
 
+from helpers import run_python
+
 TIMEOUT = 120
 
 
 def _run(code, env=None, timeout=TIMEOUT):
-    full_env = dict(os.environ)
-    full_env.pop("FASTLSTM_NUM_THREADS", None)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    return run_python(code, env, timeout)
 
 
 _FORK_PRELUDE = """
