@@ -10,6 +10,8 @@ from typing import Any, BinaryIO, Literal, Protocol, overload, type_check_only
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import losses as losses
+from . import optim as optim
 from . import reference as reference
 
 __version__: str
@@ -23,6 +25,8 @@ __all__ = [
     "set_num_threads",
     "show_config",
     "reference",
+    "losses",
+    "optim",
     "__version__",
 ]
 

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from ..layers.lstm import LSTM
-from ..train.optim import Adam, clip_grad_value_, parameter_pairs
+from ..train.losses import mse_loss
+from ..train.optim import Adam, clip_grad_value_
 
 
 def adding_problem(rng, T, B, dtype=np.float32):
@@ -37,23 +38,21 @@ def train(T=50, hidden=32, batch=64, steps=1000, seed=0, log_every=100, out=prin
     w = (rng.standard_normal((hidden,)) / np.sqrt(hidden)).astype(np.float32)
     b = np.zeros(1, np.float32)
     dw, db = np.zeros_like(w), np.zeros_like(b)
-    pairs = parameter_pairs(lstm) + [(w, dw), (b, db)]
-    opt = Adam(pairs, lr=1e-2)
+    head = [(w, dw), (b, db)]  # the linear head: (parameter, gradient) pairs
+    opt = Adam([lstm, *head], lr=1e-2)
     x_test, y_test = adding_problem(np.random.default_rng(seed + 1), T, 1000)
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
         x, y = adding_problem(rng, T, batch)
         out_seq, (h_n, c_n), backward = lstm.forward_train(x)
         pred = h_n[0] @ w + b[0]
-        err = pred - y
-        loss = float(np.mean(err**2))
-        d_pred = (2.0 / batch) * err
-        lstm.zero_grad()
+        loss, d_pred = mse_loss(pred, y)
+        opt.zero_grad()
         dw[...] = h_n[0].T @ d_pred
         db[...] = d_pred.sum()
         dh_n = (d_pred[:, None] * w[None, :])[None].astype(np.float32)
         backward(np.zeros_like(out_seq), (dh_n, None))
-        clip_grad_value_([g for _, g in pairs], 1.0)  # keeps early training stable
+        clip_grad_value_([lstm, *head], 1.0)  # keeps early training stable
         opt.step()
         if log_every and step % log_every == 0:
             out(f"step {step:5d}  train MSE {loss:.5f}")

@@ -1,2 +1,3 @@
-"""Training: optimizers and gradient clipping over numpy parameter arrays
-(losses, schedules and fit/evaluate/predict are to come here)."""
+"""Training over numpy parameter arrays: optimizers and gradient clipping
+(optim), learning-rate schedules (lr_scheduler) and loss functions
+(losses), public as fastlstm.optim and fastlstm.losses."""
