@@ -9,8 +9,11 @@ from ._native.kernels import get_num_threads, set_num_threads
 from ._native.kernels import have_openmp as _have_openmp
 from ._native.kernels import isa as _isa
 from .io import load, save
+from .layers.basic import Dropout, Embedding, Linear
 from .layers.cell import LSTMCell
 from .layers.lstm import LSTM
+from .layers.reducers import LastStep, MaxPool, MeanPool
+from .layers.sequential import Sequential
 from .layers.stream import LSTMStream
 
 __version__ = "0.1.0"
@@ -19,6 +22,13 @@ __all__ = [
     "LSTM",
     "LSTMCell",
     "LSTMStream",
+    "Linear",
+    "Embedding",
+    "Dropout",
+    "LastStep",
+    "MeanPool",
+    "MaxPool",
+    "Sequential",
     "save",
     "load",
     "get_num_threads",

@@ -15,6 +15,12 @@ says.  Every damaged, truncated, tampered or foreign file raises
 ``ValueError`` (a missing or unreadable path raises the ``OSError`` that
 opening it raises); nothing in a file is ever unpickled.  The round trip is
 bit-exact.
+
+A Sequential is saved as one file: its config lists each layer's class and
+config, its arrays carry the Sequential's parameter names ("0.weight",
+"1.weight_ih_l0", ...), and load checks them against the layers' configs as
+for a single layer.  Layers without parameters (Dropout, the reducers) have
+no arrays; a file of such a layer alone has a null dtype.
 """
 
 import inspect
@@ -25,14 +31,18 @@ import zipfile
 
 import numpy as np
 
+from .layers.basic import Dropout, Embedding, Linear
 from .layers.cell import LSTMCell
 from .layers.lstm import LSTM
+from .layers.reducers import LastStep, MaxPool, MeanPool
+from .layers.sequential import Sequential
 from .reference import cell_parameter_shapes, parameter_shapes
 
 __all__ = ["save", "load"]
 
 FORMAT, VERSION = "fastlstm", 1
 _META_KEY = "__fastlstm__"
+# class name -> (class, the constructor arguments saved as its config)
 _CLASSES = {
     "LSTM": (
         LSTM,
@@ -48,7 +58,30 @@ _CLASSES = {
         ),
     ),
     "LSTMCell": (LSTMCell, ("input_size", "hidden_size", "bias")),
+    "Linear": (Linear, ("in_features", "out_features", "bias")),
+    "Embedding": (Embedding, ("num_embeddings", "embedding_dim", "padding_idx")),
+    "Dropout": (Dropout, ("p",)),
+    "LastStep": (LastStep, ("batch_first", "bidirectional")),
+    "MeanPool": (MeanPool, ("batch_first",)),
+    "MaxPool": (MaxPool, ("batch_first",)),
+    # config {"layers": [{"class": name, "config": {...}}, ...]}; no nesting
+    "Sequential": (Sequential, ("layers",)),
 }
+# classes without parameters or a dtype of their own (Dropout's generator is not saved)
+_PARAMETERLESS = ("Dropout", "LastStep", "MeanPool", "MaxPool")
+# what a Sequential in a file may hold
+_IN_SEQUENTIAL = ("LSTM", "Linear", "Embedding") + _PARAMETERLESS
+_MIN_INT = {
+    "input_size": 1,
+    "hidden_size": 1,
+    "num_layers": 1,
+    "proj_size": 0,
+    "in_features": 1,
+    "out_features": 1,
+    "num_embeddings": 1,
+    "embedding_dim": 1,
+}
+_BOOLS = ("bias", "bidirectional", "batch_first")
 # Limits on what load reads before trusting it.
 _MAX_HEADER_BYTES = 1 << 16  # the JSON header (a real one is a few hundred bytes)
 _MAX_NPY_HEADER_BYTES = 1 << 12
@@ -63,24 +96,25 @@ _NPY_HEADER_LIMIT = (
 
 
 def save(path, module):
-    """Write `module` (LSTM or LSTMCell) to `path`.
+    """Write `module` to `path`: its class and constructor arguments (for a
+    Sequential, each layer's) and its parameters.
 
     Parameters
     ----------
     path : str, os.PathLike or binary file object
         Written exactly as given (no suffix is added).  A path is replaced
         atomically; an existing directory is an ``IsADirectoryError``.
-    module : LSTM or LSTMCell
+    module : LSTM, LSTMCell, Linear, Embedding, Dropout, LastStep, MeanPool,
+        MaxPool, or a Sequential of those (not LSTMCell; not nested)
+        A Dropout's generator is not saved: a loaded one draws fresh masks.
     """
-    name = type(module).__name__
-    if name not in _CLASSES or not isinstance(module, _CLASSES[name][0]):
-        raise TypeError(f"save: expected an LSTM or LSTMCell, got {type(module).__name__}")
-    config = {k: getattr(module, k) for k in _CLASSES[name][1]}
+    name, config = _describe(module, "save")
+    dtype = getattr(module, "dtype", None)
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "class": name,
-        "dtype": module.dtype.name,
+        "dtype": None if dtype is None else np.dtype(dtype).name,
         "config": config,
     }
     arrays = module.state_dict()
@@ -89,6 +123,31 @@ def save(path, module):
         np.savez(path, **arrays)
         return
     _atomic_write(os.fspath(path), lambda fh: np.savez(fh, **arrays))
+
+
+def _describe(module, where, inside=False):
+    """-> (class name, config) of a module save can write."""
+    name = type(module).__name__
+    allowed = _IN_SEQUENTIAL if inside else tuple(_CLASSES)
+    if name not in allowed or not isinstance(module, _CLASSES[name][0]):
+        what = "a Sequential's layer" if inside else "module"
+        raise TypeError(
+            f"{where}: cannot write {type(module).__name__} as {what}; expected one of "
+            + ", ".join(allowed)
+        )
+    if name == "Sequential":
+        layers = []
+        for layer in module:
+            layer_name, layer_config = _describe(layer, where, inside=True)
+            layers.append({"class": layer_name, "config": layer_config})
+        return name, {"layers": layers}
+    if name == "Linear":  # (its bias attribute is the parameter, as in torch)
+        return name, {
+            "in_features": module.in_features,
+            "out_features": module.out_features,
+            "bias": module.bias is not None,
+        }
+    return name, {k: getattr(module, k) for k in _CLASSES[name][1]}
 
 
 def _atomic_write(path, write):
@@ -193,13 +252,21 @@ def _load_from(fh, where):
         raise ValueError(
             f"load: {where!s} is not a readable fastlstm file ({type(e).__name__}: {e})"
         ) from None
-    cls = _CLASSES[cls_name][0]
     try:
-        module = cls(**config, dtype=dtype)
+        module = _build(cls_name, config, dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"load: invalid {cls_name} config in {where!s}: {e}") from None
     module.load_state_dict(arrays)
     return module
+
+
+def _build(cls_name, config, dtype):
+    cls = _CLASSES[cls_name][0]
+    if cls_name == "Sequential":
+        return cls(*(_build(la["class"], la["config"], dtype) for la in config["layers"]))
+    if cls_name in _PARAMETERLESS:
+        return cls(**config)
+    return cls(**config, dtype=dtype)
 
 
 def _read_checked(zf):
@@ -272,37 +339,78 @@ def _check_meta(meta):
     if meta.get("version") != VERSION:
         raise _BadFile(f"unsupported fastlstm file version {meta.get('version')!r}")
     cls_name, config = meta.get("class"), meta.get("config")
-    if not isinstance(cls_name, str) or cls_name not in _CLASSES:
-        raise _BadFile(f"unknown module class {cls_name!r}")
-    if not isinstance(config, dict):
-        raise _BadFile(f"the config of {cls_name} is not a JSON object")
-    keys = _CLASSES[cls_name][1]
-    if set(config) != set(keys):
-        raise _BadFile(f"config of {cls_name} must have keys {sorted(keys)}, got {sorted(config)}")
+    _check_config(cls_name, config, tuple(_CLASSES))
+    if cls_name == "Sequential":
+        layers = config["layers"]
+        if not isinstance(layers, list):
+            raise _BadFile("invalid Sequential config: layers must be a list")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, dict) or set(layer) != {"class", "config"}:
+                raise _BadFile(
+                    f"invalid Sequential config: layer {i} must be an object with keys "
+                    "class and config"
+                )
+            _check_config(layer["class"], layer["config"], _IN_SEQUENTIAL, f"layer {i}: ")
     dtype = meta.get("dtype")
+    if dtype is None and _parameter_count(cls_name, config) == 0:
+        return cls_name, config, None
     if dtype not in ("float32", "float64"):
         raise _BadFile(f"unsupported dtype {dtype!r}")
-    for key, lo in (("input_size", 1), ("hidden_size", 1), ("num_layers", 1), ("proj_size", 0)):
+    return cls_name, config, np.dtype(dtype)
+
+
+def _check_config(cls_name, config, allowed, where=""):
+    """The class is one of `allowed` and its config has exactly its keys,
+    each of the right type and range (what the constructors will check
+    again, but before any array is listed or read)."""
+    if not isinstance(cls_name, str) or cls_name not in allowed:
+        raise _BadFile(f"{where}unknown module class {cls_name!r}")
+    if not isinstance(config, dict):
+        raise _BadFile(f"{where}the config of {cls_name} is not a JSON object")
+    keys = _CLASSES[cls_name][1]
+    if set(config) != set(keys):
+        raise _BadFile(
+            f"{where}config of {cls_name} must have keys {sorted(keys)}, got {sorted(config)}"
+        )
+    bad = f"{where}invalid {cls_name} config"
+    for key, lo in _MIN_INT.items():
         v = config.get(key, lo)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise _BadFile(
-                f"invalid {cls_name} config: {key} must be an integer >= {lo}, got {v!r}"
-            )
-    for key in ("bias", "bidirectional", "batch_first"):
+            raise _BadFile(f"{bad}: {key} must be an integer >= {lo}, got {v!r}")
+    for key in _BOOLS:
         if not isinstance(config.get(key, False), bool):
+            raise _BadFile(f"{bad}: {key} must be true or false, got {config[key]!r}")
+    if cls_name == "Dropout":
+        p = config["p"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise _BadFile(f"{bad}: p must be a number in [0, 1), got {p!r}")
+    if cls_name == "Embedding":
+        pad = config["padding_idx"]
+        if pad is not None and (
+            isinstance(pad, bool)
+            or not isinstance(pad, int)
+            or not 0 <= pad < config["num_embeddings"]
+        ):
             raise _BadFile(
-                f"invalid {cls_name} config: {key} must be true or false, got {config[key]!r}"
+                f"{bad}: padding_idx must be null or an integer in [0, num_embeddings), got {pad!r}"
             )
-    if config.get("proj_size", 0) >= config["hidden_size"]:
+    if config.get("proj_size", 0) >= config.get("hidden_size", 1):
         raise _BadFile(
-            f"invalid {cls_name} config: proj_size ({config['proj_size']}) must "
+            f"{bad}: proj_size ({config['proj_size']}) must "
             f"be smaller than hidden_size ({config['hidden_size']})"
         )
-    return cls_name, config, np.dtype(dtype)
 
 
 def _parameter_count(cls_name, config):
     """How many arrays the config implies, without listing them."""
+    if cls_name == "Sequential":
+        return sum(_parameter_count(la["class"], la["config"]) for la in config["layers"])
+    if cls_name in _PARAMETERLESS:
+        return 0
+    if cls_name == "Linear":
+        return 2 if config["bias"] else 1
+    if cls_name == "Embedding":
+        return 1
     per_direction = 2 + (2 if config["bias"] else 0)
     if cls_name == "LSTMCell":
         return per_direction
@@ -311,6 +419,21 @@ def _parameter_count(cls_name, config):
 
 
 def _expected_shapes(cls_name, config):
+    if cls_name == "Sequential":
+        return {
+            f"{i}.{name}": shape
+            for i, la in enumerate(config["layers"])
+            for name, shape in _expected_shapes(la["class"], la["config"]).items()
+        }
+    if cls_name in _PARAMETERLESS:
+        return {}
+    if cls_name == "Linear":
+        shapes = {"weight": (config["out_features"], config["in_features"])}
+        if config["bias"]:
+            shapes["bias"] = (config["out_features"],)
+        return shapes
+    if cls_name == "Embedding":
+        return {"weight": (config["num_embeddings"], config["embedding_dim"])}
     if cls_name == "LSTMCell":
         return cell_parameter_shapes(config["input_size"], config["hidden_size"], config["bias"])
     return parameter_shapes(

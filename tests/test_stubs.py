@@ -77,6 +77,24 @@ buffer.seek(0)
 loaded = fastlstm.load(buffer)
 assert isinstance(loaded, fastlstm.LSTM) and loaded.hidden_size == lstm.hidden_size
 
+model = fastlstm.Sequential(
+    fastlstm.Embedding(10, 3, padding_idx=0, seed=0),
+    fastlstm.LSTM(3, 4, seed=1),
+    fastlstm.Dropout(0.1, seed=2),
+    fastlstm.LastStep(),
+    fastlstm.Linear(4, 2, seed=3),
+)
+tokens = np.array([[1, 2], [3, 0], [4, 0]])
+logits, model_backward = model.forward_train(tokens, lengths=np.array([3, 1]))
+model_backward(np.ones_like(logits))
+model_pairs = [(p, model.grads[name]) for name, p in model.named_parameters()]
+head = fastlstm.Linear(4, 2, bias=False)
+assert head.bias is None and head.weight.shape == (2, 4)
+buffer = io.BytesIO()
+fastlstm.save(buffer, model)
+buffer.seek(0)
+assert isinstance(fastlstm.load(buffer), fastlstm.Sequential) and len(model_pairs) == 7
+
 shapes: dict[str, tuple[int, ...]] = reference.parameter_shapes(3, 4, num_layers=2)
 ref_out, (ref_h, ref_c), cache = reference.lstm_forward(x, lstm.state_dict(), 2)
 ref_dx, ref_dh0, ref_dc0, grads = reference.lstm_backward(ref_out, None, None, cache)

@@ -47,9 +47,8 @@ class ParameterModule:
         self._dtype = as_dtype(dtype)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._transient_state()
-        k = self._init_scale()
         for name, shape in self._parameter_shapes().items():
-            self._params[name] = self._rng.uniform(-k, k, size=shape).astype(self.dtype)
+            self._params[name] = self._initial_value(name, shape)
         self.grads = {}
         self.zero_grad()
 
@@ -70,7 +69,13 @@ class ParameterModule:
         self._transient_state()
 
     # subclasses define _parameter_shapes() -> {name: shape} in PyTorch's order
-    # and _init_scale()
+    # and _init_scale(), or _initial_value() for another initialisation
+
+    def _initial_value(self, name, shape):
+        """A new parameter: U(-k, k) with k = _init_scale(), drawn from the
+        layer's generator in _parameter_shapes() order."""
+        k = self._init_scale()
+        return self._rng.uniform(-k, k, size=shape).astype(self.dtype)
 
     def __getattr__(self, name):
         params = self.__dict__.get("_params")
