@@ -12,7 +12,8 @@ reference_run  fastlstm.reference in float64 for a layer's configuration
 torch_dtype    the torch dtype of a numpy float dtype
 layer_options  the options an LSTM shares with torch.nn.LSTM, read off an object
 LayerProblem   a layer configuration and the shapes of its arrays
-layer_matrix   parametrize ``config`` over every combination of the layer options
+layer_cases    parametrize ``options, ragged`` over rows of layer options
+layer_matrix   layer_cases over every combination of the layer options
 all_outputs    every output and gradient of a layer's inference and training step
 assert_bitwise two such dicts are bitwise equal
 """
@@ -139,30 +140,38 @@ class LayerProblem:
         return fastlstm.LSTM(self.I, self.H, dtype=dtype, seed=seed, **layer_options(self))
 
 
-def layer_matrix(proj_size):
+# the order of a row of layer_cases
+LAYER_CASE_FIELDS = ("num_layers", "bidirectional", "batch_first", "proj_size", "bias", "ragged")
+
+
+def layer_cases(rows):
     """pytest parametrization of ``options`` (a dict of ``LAYER_OPTIONS``)
-    and ``ragged`` over every combination of num_layers 1-3,
-    uni/bidirectional, time-major/batch-first, no projection or
-    ``proj_size``, with/without bias, and full/ragged lengths (the test
-    picks the lengths)."""
+    and ``ragged`` (full or ragged lengths: the test picks them), one case
+    per row of ``LAYER_CASE_FIELDS`` values, with ids such as
+    ``L2-bi-bfirst-proj-nobias-ragged``."""
     cases, ids = [], []
-    for num_layers, bidirectional, batch_first, proj, bias, ragged in itertools.product(
-        (1, 2, 3), (False, True), (False, True), (0, proj_size), (True, False), (False, True)
-    ):
-        options = dict(
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            batch_first=batch_first,
-            proj_size=proj,
-            bias=bias,
-        )
+    for row in rows:
+        options = dict(zip(LAYER_CASE_FIELDS, row))
+        ragged = options.pop("ragged")
         cases.append((options, ragged))
         ids.append(
-            f"L{num_layers}-{'bi' if bidirectional else 'uni'}-"
-            f"{'bfirst' if batch_first else 'tmajor'}-{'proj' if proj else 'noproj'}-"
-            f"{'bias' if bias else 'nobias'}-{'ragged' if ragged else 'full'}"
+            f"L{options['num_layers']}-{'bi' if options['bidirectional'] else 'uni'}-"
+            f"{'bfirst' if options['batch_first'] else 'tmajor'}-"
+            f"{'proj' if options['proj_size'] else 'noproj'}-"
+            f"{'bias' if options['bias'] else 'nobias'}-{'ragged' if ragged else 'full'}"
         )
     return pytest.mark.parametrize("options,ragged", cases, ids=ids)
+
+
+def layer_matrix(proj_size):
+    """layer_cases over every combination of num_layers 1-3,
+    uni/bidirectional, time-major/batch-first, no projection or
+    ``proj_size``, with/without bias, and full/ragged lengths."""
+    return layer_cases(
+        itertools.product(
+            (1, 2, 3), (False, True), (False, True), (0, proj_size), (True, False), (False, True)
+        )
+    )
 
 
 def random_array(rng, shape, dtype=np.float64, scale=1.0):

@@ -16,6 +16,7 @@ from helpers import (
     LayerProblem,
     assert_close,
     assert_results_close,
+    layer_cases,
     layer_matrix,
     layer_options,
     torch_dtype,
@@ -112,8 +113,7 @@ def test_fastlstm_weights_into_torch(torch, rng, run_torch_lstm, options, ragged
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("as_tensors", [False, True], ids=["numpy", "tensors"])
-@pytest.mark.parametrize(
-    "num_layers,bidirectional,batch_first,proj_size,bias,ragged",
+@layer_cases(
     [
         (1, False, False, 0, True, False),
         (1, True, True, 0, False, True),
@@ -121,36 +121,11 @@ def test_fastlstm_weights_into_torch(torch, rng, run_torch_lstm, options, ragged
         (2, False, True, P, False, False),
         (3, True, True, 0, True, True),
         (3, False, False, P, True, True),
-    ],
-    ids=[
-        "L1",
-        "L1-bi-bfirst-nobias-ragged",
-        "L2-bi-proj-ragged",
-        "L2-bfirst-proj-nobias",
-        "L3-bi-bfirst-ragged",
-        "L3-proj-ragged",
-    ],
+    ]
 )
 def test_torch_weights_into_fastlstm(
-    torch,
-    rng,
-    run_torch_lstm,
-    num_layers,
-    bidirectional,
-    batch_first,
-    proj_size,
-    bias,
-    ragged,
-    as_tensors,
-    dtype,
+    torch, rng, run_torch_lstm, options, ragged, as_tensors, dtype
 ):
-    options = dict(
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        batch_first=batch_first,
-        proj_size=proj_size,
-        bias=bias,
-    )
     lstm = LayerProblem(T, B, I, H, **options).make_lstm(dtype, 0)
     torch.manual_seed(int(rng.integers(1 << 30)))
     module = torch_module(torch, lstm)
