@@ -6,7 +6,7 @@ Fixtures
     make_lstm_params      -> make_lstm_params(rng, input_size, hidden_size, ...)
     torch_lstm_from_params -> torch_lstm_from_params(torch, params, ...)
     run_torch_lstm        -> run_torch_lstm(torch, module, x, h0, c0, lengths)
-    torch_forward_backward -> torch_forward_backward(torch, params, x, ...)
+    torch_forward_backward -> torch_forward_backward(torch, params, x, h0, c0, I, H, ...)
 
 The helpers are also plain module-level functions; the fixtures just hand
 them out so test files need not import conftest.
@@ -101,31 +101,17 @@ def run_torch_lstm(torch, module, x, h0=None, c0=None, lengths=None):
 
 
 def torch_forward_backward(
-    torch,
-    params,
-    x,
-    h0,
-    c0,
-    input_size,
-    hidden_size,
-    num_layers=1,
-    bidirectional=False,
-    proj_size=0,
-    batch_first=False,
-    lengths=None,
-    d_output=None,
-    d_hn=None,
-    d_cn=None,
+    torch, params, x, h0, c0, *layer, lengths=None, d_output=None, d_hn=None, d_cn=None, **options
 ):
-    """Forward and (if any upstream gradient is given) backward through torch.
+    """Forward and (if any upstream gradient is given) backward through torch,
+    with the module ``torch_lstm_from_params(torch, params, *layer, **options)``
+    (input_size, hidden_size and the layer options).
 
     All inputs are numpy arrays.  Returns a dict of numpy arrays: output,
     h_n, c_n, and with gradients dx, dh0, dc0 and grads (a dict keyed by
     parameter name).
     """
-    module = torch_lstm_from_params(
-        torch, params, input_size, hidden_size, num_layers, bidirectional, proj_size, batch_first
-    )
+    module = torch_lstm_from_params(torch, params, *layer, **options)
     xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
     h0t = torch.from_numpy(np.ascontiguousarray(h0)).requires_grad_(True)
     c0t = torch.from_numpy(np.ascontiguousarray(c0)).requires_grad_(True)

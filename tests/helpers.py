@@ -11,16 +11,21 @@ central_difference  one entry's derivative of a loss, by central differences
 reference_run  fastlstm.reference in float64 for a layer's configuration
 torch_dtype    the torch dtype of a numpy float dtype
 layer_options  the options an LSTM shares with torch.nn.LSTM, read off an object
+LayerProblem   a layer configuration and the shapes of its arrays
+layer_cases    parametrize ``options, ragged`` over rows of layer options
+layer_matrix   layer_cases over every combination of the layer options
 all_outputs    every output and gradient of a layer's inference and training step
 assert_bitwise two such dicts are bitwise equal
 """
 
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -78,14 +83,95 @@ def torch_dtype(torch, dtype):
     return {F32: torch.float32, F64: torch.float64}[np.dtype(dtype)]
 
 
-# the constructor options of fastlstm.LSTM and torch.nn.LSTM besides the sizes
-LAYER_OPTIONS = ("num_layers", "bias", "batch_first", "bidirectional", "proj_size")
+# the constructor options of fastlstm.LSTM and torch.nn.LSTM besides the
+# sizes, with their defaults
+LAYER_DEFAULTS = dict(num_layers=1, bias=True, batch_first=False, bidirectional=False, proj_size=0)
+LAYER_OPTIONS = tuple(LAYER_DEFAULTS)
 
 
 def layer_options(obj):
     """{option: value} of ``LAYER_OPTIONS``, read off a layer (or anything
     with those attributes), to build another layer configured the same."""
     return {k: getattr(obj, k) for k in LAYER_OPTIONS}
+
+
+class LayerProblem:
+    """A layer configuration: sizes T, B, I, H, the ``LAYER_OPTIONS``
+    (defaults ``LAYER_DEFAULTS``) and ``lengths`` (an int array, or None),
+    with the shapes of the arrays a call of such a layer takes and gives.
+    Test cases subclass it to add their data."""
+
+    def __init__(self, T, B, I, H, lengths=None, **options):
+        unknown = set(options) - set(LAYER_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown layer options {sorted(unknown)}")
+        self.T, self.B, self.I, self.H = T, B, I, H
+        for k, default in LAYER_DEFAULTS.items():
+            setattr(self, k, options.get(k, default))
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.D = 2 if self.bidirectional else 1
+        self.Ho = self.proj_size or H
+        self.LD = self.num_layers * self.D
+
+    def seq_shape(self, width):
+        """A sequence of ``width`` features: (B, T, width) or (T, B, width)."""
+        return (self.B, self.T, width) if self.batch_first else (self.T, self.B, width)
+
+    @property
+    def x_shape(self):
+        return self.seq_shape(self.I)
+
+    @property
+    def output_shape(self):
+        return self.seq_shape(self.D * self.Ho)
+
+    @property
+    def h_shape(self):
+        return (self.LD, self.B, self.Ho)
+
+    @property
+    def c_shape(self):
+        return (self.LD, self.B, self.H)
+
+    def make_lstm(self, dtype, seed):
+        """A fastlstm.LSTM(I, H) of this configuration."""
+        import fastlstm  # here: conftest imports helpers before fastlstm
+
+        return fastlstm.LSTM(self.I, self.H, dtype=dtype, seed=seed, **layer_options(self))
+
+
+# the order of a row of layer_cases
+LAYER_CASE_FIELDS = ("num_layers", "bidirectional", "batch_first", "proj_size", "bias", "ragged")
+
+
+def layer_cases(rows):
+    """pytest parametrization of ``options`` (a dict of ``LAYER_OPTIONS``)
+    and ``ragged`` (full or ragged lengths: the test picks them), one case
+    per row of ``LAYER_CASE_FIELDS`` values, with ids such as
+    ``L2-bi-bfirst-proj-nobias-ragged``."""
+    cases, ids = [], []
+    for row in rows:
+        options = dict(zip(LAYER_CASE_FIELDS, row))
+        ragged = options.pop("ragged")
+        cases.append((options, ragged))
+        ids.append(
+            f"L{options['num_layers']}-{'bi' if options['bidirectional'] else 'uni'}-"
+            f"{'bfirst' if options['batch_first'] else 'tmajor'}-"
+            f"{'proj' if options['proj_size'] else 'noproj'}-"
+            f"{'bias' if options['bias'] else 'nobias'}-{'ragged' if ragged else 'full'}"
+        )
+    return pytest.mark.parametrize("options,ragged", cases, ids=ids)
+
+
+def layer_matrix(proj_size):
+    """layer_cases over every combination of num_layers 1-3,
+    uni/bidirectional, time-major/batch-first, no projection or
+    ``proj_size``, with/without bias, and full/ragged lengths."""
+    return layer_cases(
+        itertools.product(
+            (1, 2, 3), (False, True), (False, True), (0, proj_size), (True, False), (False, True)
+        )
+    )
 
 
 def random_array(rng, shape, dtype=np.float64, scale=1.0):

@@ -15,30 +15,26 @@
 typedef float fl_generic_v4sf __attribute__((vector_size(16)));
 typedef double fl_generic_v2df __attribute__((vector_size(16)));
 
-static inline fl_generic_v4sf fl_generic_load_s(const float *p)
-{
-    fl_generic_v4sf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void fl_generic_store_s(float *p, fl_generic_v4sf v) { memcpy(p, &v, sizeof v); }
-static inline fl_generic_v4sf fl_generic_set1_s(float x)
-{
-    fl_generic_v4sf v = {x, x, x, x};
-    return v;
-}
-static inline fl_generic_v2df fl_generic_load_d(const double *p)
-{
-    fl_generic_v2df v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void fl_generic_store_d(double *p, fl_generic_v2df v) { memcpy(p, &v, sizeof v); }
-static inline fl_generic_v2df fl_generic_set1_d(double x)
-{
-    fl_generic_v2df v = {x, x};
-    return v;
-}
+/* Unaligned load and store (memcpy) and broadcast of one vector type V of T,
+ * as fl_generic_load_<SFX>, fl_generic_store_<SFX>, fl_generic_set1_<SFX>. */
+#define FL_GENERIC_VECTOR_OPS(SFX, T, V)                                              \
+    static inline V fl_generic_load_##SFX(const T *p)                                 \
+    {                                                                                 \
+        V v;                                                                          \
+        memcpy(&v, p, sizeof v);                                                      \
+        return v;                                                                     \
+    }                                                                                 \
+    static inline void fl_generic_store_##SFX(T *p, V v) { memcpy(p, &v, sizeof v); } \
+    static inline V fl_generic_set1_##SFX(T x)                                        \
+    {                                                                                 \
+        V v;                                                                          \
+        size_t lane;                                                                  \
+        for (lane = 0; lane < sizeof v / sizeof x; lane++)                            \
+            v[lane] = x;                                                              \
+        return v;                                                                     \
+    }
+FL_GENERIC_VECTOR_OPS(s, float, fl_generic_v4sf)
+FL_GENERIC_VECTOR_OPS(d, double, fl_generic_v2df)
 
 #define FL_NPMAX 4
 #define FL_SFX s

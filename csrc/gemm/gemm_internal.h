@@ -116,13 +116,15 @@ void fl_gemm_packed_d_with(const fl_gemm_impl *impl, size_t M, size_t N, size_t 
                            double *C, size_t ldc);
 
 /* Plain loops (gemm_ref.c): the specification the variants are tested
- * against.  Same contract as fl_gemm_* (any sizes, beta == 0: C not read). */
-void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
-                   const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
-                   size_t ldc);
-void fl_gemm_ref_d(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
-                   const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
-                   size_t ldc);
+ * against.  Same contract as fl_gemm_* (any sizes, beta == 0: C not read).
+ * One signature for both dtypes: fl_gemm_ref_s (float) and fl_gemm_ref_d
+ * (double). */
+#define FL_GEMM_REF_SIGNATURE(SFX, T)                                                     \
+    void fl_gemm_ref_##SFX(int transA, int transB, size_t M, size_t N, size_t K, T alpha, \
+                           const T *A, size_t lda, const T *B, size_t ldb, T beta, T *C,  \
+                           size_t ldc)
+FL_GEMM_REF_SIGNATURE(s, float);
+FL_GEMM_REF_SIGNATURE(d, double);
 
 #ifdef __cplusplus
 }

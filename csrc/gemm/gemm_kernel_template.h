@@ -67,6 +67,22 @@
 #endif
 
 #define FL_MIN(a, b) ((a) < (b) ? (a) : (b))
+/* The epilogue loops of a tile: STORE once per C vector of the tile, with
+ * cp its address and acc[i][p][h] its accumulator (beta == 0 must not read
+ * cp; the other cases load it). */
+#define FL_TILE_EPILOGUE(STORE)                                         \
+    FL_UNROLL(16)                                                       \
+    for (i = 0; i < mt; i++) {                                          \
+        FL_UNROLL(16)                                                   \
+        for (p = 0; p < np; p++) {                                      \
+            FL_UNROLL(8)                                                \
+            for (h = 0; h < FL_NV; h++) {                               \
+                FL_T *cp = c + (size_t)i * ldc + p * FL_NR + h * FL_VW; \
+                STORE;                                                  \
+            }                                                           \
+        }                                                               \
+    }
+
 /* Rows of the register tile are dispatched by a switch up to this many. */
 #define FL_MR_LIMIT 16
 /* Rows of a transposed A block prefetched ahead while packing. */
@@ -137,41 +153,12 @@ FL_INLINE void FL_FN(tile)(const int mt, const int np, const size_t acs, size_t 
     {
         const FL_V va = FL_VSET1(alpha);
         if (beta == (FL_T)0) {
-            FL_UNROLL(16)
-            for (i = 0; i < mt; i++) {
-                FL_UNROLL(16)
-                for (p = 0; p < np; p++) {
-                    FL_UNROLL(8)
-                    for (h = 0; h < FL_NV; h++)
-                        FL_VSTORE(c + (size_t)i * ldc + p * FL_NR + h * FL_VW,
-                                  FL_VMUL(va, acc[i][p][h]));
-                }
-            }
+            FL_TILE_EPILOGUE(FL_VSTORE(cp, FL_VMUL(va, acc[i][p][h])));
         } else if (beta == (FL_T)1) {
-            FL_UNROLL(16)
-            for (i = 0; i < mt; i++) {
-                FL_UNROLL(16)
-                for (p = 0; p < np; p++) {
-                    FL_UNROLL(8)
-                    for (h = 0; h < FL_NV; h++) {
-                        FL_T *cp = c + (size_t)i * ldc + p * FL_NR + h * FL_VW;
-                        FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h], FL_VLOAD(cp)));
-                    }
-                }
-            }
+            FL_TILE_EPILOGUE(FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h], FL_VLOAD(cp))));
         } else {
             const FL_V vb = FL_VSET1(beta);
-            FL_UNROLL(16)
-            for (i = 0; i < mt; i++) {
-                FL_UNROLL(16)
-                for (p = 0; p < np; p++) {
-                    FL_UNROLL(8)
-                    for (h = 0; h < FL_NV; h++) {
-                        FL_T *cp = c + (size_t)i * ldc + p * FL_NR + h * FL_VW;
-                        FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h], FL_VMUL(vb, FL_VLOAD(cp))));
-                    }
-                }
-            }
+            FL_TILE_EPILOGUE(FL_VSTORE(cp, FL_VFMA(va, acc[i][p][h], FL_VMUL(vb, FL_VLOAD(cp)))));
         }
     }
 }

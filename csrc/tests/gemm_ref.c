@@ -1,45 +1,30 @@
 /* Reference GEMM: the obvious triple loop, the specification every SIMD
  * variant is tested against.  Slow on purpose; never on a hot path.
- * float accumulates in double so that the reference is the more accurate
- * side of every comparison. */
+ * Both dtypes accumulate in double (for float that makes the reference the
+ * more accurate side of every comparison; for double the casts are no-ops)
+ * and round once to T at the end. */
 #include "gemm_internal.h"
 
 #define A_AT(i, k) (transA ? A[(k) * lda + (i)] : A[(i) * lda + (k)])
 #define B_AT(k, j) (transB ? B[(j) * ldb + (k)] : B[(k) * ldb + (j)])
 
-void fl_gemm_ref_s(int transA, int transB, size_t M, size_t N, size_t K, float alpha,
-                   const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
-                   size_t ldc)
-{
-    size_t i, j, k;
-    for (i = 0; i < M; i++) {
-        for (j = 0; j < N; j++) {
-            double sum = 0.0;
-            for (k = 0; k < K; k++)
-                sum += (double)A_AT(i, k) * (double)B_AT(k, j);
-            if (beta == 0.0f)
-                C[i * ldc + j] = (float)((double)alpha * sum);
-            else
-                C[i * ldc + j] =
-                    (float)((double)alpha * sum + (double)beta * (double)C[i * ldc + j]);
-        }
+#define FL_GEMM_REF(SFX, T)                                                               \
+    FL_GEMM_REF_SIGNATURE(SFX, T)                                                         \
+    {                                                                                     \
+        size_t i, j, k;                                                                   \
+        for (i = 0; i < M; i++) {                                                         \
+            for (j = 0; j < N; j++) {                                                     \
+                double sum = 0.0;                                                         \
+                for (k = 0; k < K; k++)                                                   \
+                    sum += (double)A_AT(i, k) * (double)B_AT(k, j);                       \
+                if (beta == (T)0)                                                         \
+                    C[i * ldc + j] = (T)((double)alpha * sum);                            \
+                else                                                                      \
+                    C[i * ldc + j] =                                                      \
+                        (T)((double)alpha * sum + (double)beta * (double)C[i * ldc + j]); \
+            }                                                                             \
+        }                                                                                 \
     }
-}
 
-void fl_gemm_ref_d(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
-                   const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
-                   size_t ldc)
-{
-    size_t i, j, k;
-    for (i = 0; i < M; i++) {
-        for (j = 0; j < N; j++) {
-            double sum = 0.0;
-            for (k = 0; k < K; k++)
-                sum += A_AT(i, k) * B_AT(k, j);
-            if (beta == 0.0)
-                C[i * ldc + j] = alpha * sum;
-            else
-                C[i * ldc + j] = alpha * sum + beta * C[i * ldc + j];
-        }
-    }
-}
+FL_GEMM_REF(s, float)
+FL_GEMM_REF(d, double)

@@ -12,7 +12,7 @@ the last.
 import numpy as np
 import pytest
 
-import fastlstm
+from helpers import LayerProblem
 
 EPS = 1e-6
 # central differences: O(EPS^2) truncation, O(1e-16 * |L| / EPS) rounding
@@ -45,47 +45,20 @@ def sample_indices(shape, rng):
     return [np.unravel_index(k, shape) for k in flat]
 
 
-class Problem:
-    def __init__(
-        self,
-        rng,
-        T,
-        B,
-        I,
-        H,
-        num_layers=1,
-        bidirectional=False,
-        proj_size=0,
-        bias=True,
-        batch_first=False,
-        lengths=None,
-    ):
-        self.lstm = fastlstm.LSTM(
-            I,
-            H,
-            num_layers=num_layers,
-            bias=bias,
-            batch_first=batch_first,
-            bidirectional=bidirectional,
-            proj_size=proj_size,
-            dtype=np.float64,
-            seed=rng.integers(1 << 30),
-        )
+class Problem(LayerProblem):
+    def __init__(self, rng, T, B, I, H, **config):
+        super().__init__(T, B, I, H, **config)
+        self.lstm = self.make_lstm(np.float64, seed=rng.integers(1 << 30))
         # larger-than-default weights so the gates are not all near-linear
         self.lstm.load_state_dict(
             {k: rng.uniform(-0.8, 0.8, v.shape) for k, v in self.lstm.state_dict().items()}
         )
-        D = 2 if bidirectional else 1
-        Ho = proj_size or H
-        LD = num_layers * D
-        self.lengths = None if lengths is None else np.array(lengths)
-        self.x = rng.uniform(-1, 1, (B, T, I) if batch_first else (T, B, I))
-        self.h0 = rng.uniform(-0.8, 0.8, (LD, B, Ho))
-        self.c0 = rng.uniform(-0.8, 0.8, (LD, B, H))
-        out_shape = (B, T, D * Ho) if batch_first else (T, B, D * Ho)
-        self.w_out = rng.uniform(-1, 1, out_shape)
-        self.w_h = rng.uniform(-1, 1, (LD, B, Ho))
-        self.w_c = rng.uniform(-1, 1, (LD, B, H))
+        self.x = rng.uniform(-1, 1, self.x_shape)
+        self.h0 = rng.uniform(-0.8, 0.8, self.h_shape)
+        self.c0 = rng.uniform(-0.8, 0.8, self.c_shape)
+        self.w_out = rng.uniform(-1, 1, self.output_shape)
+        self.w_h = rng.uniform(-1, 1, self.h_shape)
+        self.w_c = rng.uniform(-1, 1, self.c_shape)
 
     def loss(self, x=None, h0=None, c0=None):
         out, (h_n, c_n) = self.lstm(

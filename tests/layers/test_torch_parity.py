@@ -12,7 +12,15 @@ import pytest
 
 import fastlstm
 
-from helpers import assert_close, assert_results_close, layer_options, torch_dtype
+from helpers import (
+    LayerProblem,
+    assert_close,
+    assert_results_close,
+    layer_cases,
+    layer_matrix,
+    layer_options,
+    torch_dtype,
+)
 
 T, B, I, H, P = 5, 4, 3, 5, 3
 RAGGED = np.array([3, 1, 5, 2])  # unsorted; a length-1 and a full-length sequence
@@ -31,21 +39,6 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, seed):
-    """A fastlstm.LSTM(I, H) of the test's configuration (the parameters' order)."""
-    return fastlstm.LSTM(
-        I,
-        H,
-        num_layers=num_layers,
-        bias=bias,
-        batch_first=batch_first,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        dtype=dtype,
-        seed=seed,
-    )
 
 
 def torch_module(torch, lstm):
@@ -81,14 +74,12 @@ def torch_run(torch, run_torch_lstm, module, x, h0, c0, lengths, d_output, dh_n,
 
 
 def compare(torch, run_torch_lstm, lstm, module, rng, lengths, dtype):
-    D = lstm.num_directions
-    Ho = lstm.proj_size or lstm.hidden_size
-    LD = lstm.num_layers * D
+    shapes = LayerProblem(T, B, I, H, lengths, **layer_options(lstm))
     u = lambda shape, s=1.0: rng.uniform(-s, s, shape).astype(dtype)  # noqa: E731
-    x = u((B, T, I) if lstm.batch_first else (T, B, I))
-    h0, c0 = u((LD, B, Ho), 0.8), u((LD, B, H), 0.8)
-    d_out = u((B, T, D * Ho) if lstm.batch_first else (T, B, D * Ho))
-    dh_n, dc_n = u((LD, B, Ho)), u((LD, B, H))
+    x = u(shapes.x_shape)
+    h0, c0 = u(shapes.h_shape, 0.8), u(shapes.c_shape, 0.8)
+    d_out = u(shapes.output_shape)
+    dh_n, dc_n = u(shapes.h_shape), u(shapes.c_shape)
     if lengths is not None:
         # torch's padded output has no gradient path at padded steps either
         for b, n in enumerate(lengths):
@@ -109,26 +100,10 @@ def compare(torch, run_torch_lstm, lstm, module, rng, lengths, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("proj_size", [0, P], ids=["noproj", "proj"])
-@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("num_layers", [1, 2, 3], ids=["L1", "L2", "L3"])
-def test_fastlstm_weights_into_torch(
-    torch,
-    rng,
-    run_torch_lstm,
-    num_layers,
-    bidirectional,
-    batch_first,
-    proj_size,
-    bias,
-    ragged,
-    dtype,
-):
+@layer_matrix(P)
+def test_fastlstm_weights_into_torch(torch, rng, run_torch_lstm, options, ragged, dtype):
     seed = int(rng.integers(1 << 30))
-    lstm = make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, seed)
+    lstm = LayerProblem(T, B, I, H, **options).make_lstm(dtype, seed)
     module = torch_module(torch, lstm)
     sd = lstm.state_dict()
     assert list(sd) == list(module.state_dict())  # same keys, same order
@@ -138,8 +113,7 @@ def test_fastlstm_weights_into_torch(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("as_tensors", [False, True], ids=["numpy", "tensors"])
-@pytest.mark.parametrize(
-    "num_layers,bidirectional,batch_first,proj_size,bias,ragged",
+@layer_cases(
     [
         (1, False, False, 0, True, False),
         (1, True, True, 0, False, True),
@@ -147,30 +121,12 @@ def test_fastlstm_weights_into_torch(
         (2, False, True, P, False, False),
         (3, True, True, 0, True, True),
         (3, False, False, P, True, True),
-    ],
-    ids=[
-        "L1",
-        "L1-bi-bfirst-nobias-ragged",
-        "L2-bi-proj-ragged",
-        "L2-bfirst-proj-nobias",
-        "L3-bi-bfirst-ragged",
-        "L3-proj-ragged",
-    ],
+    ]
 )
 def test_torch_weights_into_fastlstm(
-    torch,
-    rng,
-    run_torch_lstm,
-    num_layers,
-    bidirectional,
-    batch_first,
-    proj_size,
-    bias,
-    ragged,
-    as_tensors,
-    dtype,
+    torch, rng, run_torch_lstm, options, ragged, as_tensors, dtype
 ):
-    lstm = make_lstm(num_layers, bidirectional, batch_first, proj_size, bias, dtype, 0)
+    lstm = LayerProblem(T, B, I, H, **options).make_lstm(dtype, 0)
     torch.manual_seed(int(rng.integers(1 << 30)))
     module = torch_module(torch, lstm)
     sd = module.state_dict()

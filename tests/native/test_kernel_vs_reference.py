@@ -13,13 +13,13 @@ import functools
 import numpy as np
 import pytest
 
-import fastlstm
 from fastlstm import reference as ref
 
 from helpers import (
+    LayerProblem,
     assert_close,
     assert_results_close,
-    layer_options,
+    layer_matrix,
     random_array,
     reference_run,
 )
@@ -31,42 +31,26 @@ assert_matches_reference = functools.partial(assert_close, against="reference", 
 results_match_reference = functools.partial(assert_results_close, against="reference", scale=True)
 
 
-class Case:
+class Case(LayerProblem):
     """One configuration with random parameters, non-zero h0/c0, inputs and
     upstream gradients, all in `dtype`."""
 
-    def __init__(
-        self,
-        rng,
-        dtype,
-        T,
-        B,
-        I,
-        H,
-        num_layers=1,
-        bidirectional=False,
-        proj_size=0,
-        bias=True,
-        batch_first=False,
-        lengths=None,
-    ):
-        self.dtype, self.T, self.B, self.I, self.H = dtype, T, B, I, H
-        self.num_layers, self.bidirectional, self.proj_size = num_layers, bidirectional, proj_size
-        self.bias, self.batch_first, self.lengths = bias, batch_first, lengths
-        D = 2 if bidirectional else 1
-        Ho = proj_size or H
-        LD = num_layers * D
-        shapes = ref.parameter_shapes(I, H, num_layers, bias, bidirectional, proj_size)
+    def __init__(self, rng, dtype, T, B, I, H, **config):
+        super().__init__(T, B, I, H, **config)
+        self.dtype = dtype
+        shapes = ref.parameter_shapes(
+            I, H, self.num_layers, self.bias, self.bidirectional, self.proj_size
+        )
         self.params = {k: random_array(rng, s, dtype, 1 / np.sqrt(H)) for k, s in shapes.items()}
-        self.x = random_array(rng, (B, T, I) if batch_first else (T, B, I), dtype)
-        self.h0 = random_array(rng, (LD, B, Ho), dtype, 0.8)
-        self.c0 = random_array(rng, (LD, B, H), dtype, 0.8)
-        self.d_output = random_array(rng, (B, T, D * Ho) if batch_first else (T, B, D * Ho), dtype)
-        self.dh_n = random_array(rng, (LD, B, Ho), dtype)
-        self.dc_n = random_array(rng, (LD, B, H), dtype)
+        self.x = random_array(rng, self.x_shape, dtype)
+        self.h0 = random_array(rng, self.h_shape, dtype, 0.8)
+        self.c0 = random_array(rng, self.c_shape, dtype, 0.8)
+        self.d_output = random_array(rng, self.output_shape, dtype)
+        self.dh_n = random_array(rng, self.h_shape, dtype)
+        self.dc_n = random_array(rng, self.c_shape, dtype)
 
     def layer(self):
-        lstm = fastlstm.LSTM(self.I, self.H, dtype=self.dtype, seed=0, **layer_options(self))
+        lstm = self.make_lstm(self.dtype, seed=0)
         lstm.load_state_dict(self.params)
         return lstm
 
@@ -164,28 +148,10 @@ RAGGED = np.array([3, 1, 5, 2])  # unsorted; a length-1 and a full-length sequen
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("proj_size", [0, P_M], ids=["noproj", "proj"])
-@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("num_layers", [1, 2, 3], ids=["L1", "L2", "L3"])
-def test_layer_matrix(rng, num_layers, bidirectional, batch_first, proj_size, bias, ragged, dtype):
-    case = Case(
-        rng,
-        dtype,
-        T_M,
-        B_M,
-        I_M,
-        H_M,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        bias=bias,
-        batch_first=batch_first,
-        lengths=RAGGED if ragged else None,
-    )
-    check_against_reference(case)
+@layer_matrix(P_M)
+def test_layer_matrix(rng, options, ragged, dtype):
+    lengths = RAGGED if ragged else None
+    check_against_reference(Case(rng, dtype, T_M, B_M, I_M, H_M, lengths=lengths, **options))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -226,8 +192,6 @@ WIDE_GROUPS = {
 
 
 def check_config(rng, dtype, T, B, I, H, extra):
-    if "lengths" in extra:
-        extra = dict(extra, lengths=np.array(extra["lengths"]))
     check_against_reference(Case(rng, dtype, T, B, I, H, **extra))
 
 
