@@ -4,7 +4,7 @@ PyTorch's parameter names, shapes and numerics; fused C kernels for the
 forward and backward pass.  See the README for the tour.
 """
 
-from . import losses, optim, reference
+from . import callbacks, losses, optim, reference
 from ._native.kernels import get_num_threads, set_num_threads
 from ._native.kernels import have_openmp as _have_openmp
 from ._native.kernels import isa as _isa
@@ -37,6 +37,7 @@ __all__ = [
     "reference",
     "losses",
     "optim",
+    "callbacks",
     "__version__",
 ]
 

@@ -10,9 +10,12 @@ from typing import Any, BinaryIO, Literal, Protocol, TypeAlias, overload, type_c
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import callbacks as callbacks
 from . import losses as losses
 from . import optim as optim
 from . import reference as reference
+from .train.callbacks import Callback as _Callback
+from .train.callbacks import History as _History
 
 __version__: str
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "reference",
     "losses",
     "optim",
+    "callbacks",
     "__version__",
 ]
 
@@ -280,6 +284,17 @@ class LastStep(_Reducer):
 class MeanPool(_Reducer): ...
 class MaxPool(_Reducer): ...
 
+# an (N, T, F) array (or (N, T) tokens), or a list of (T_i, F) / (T_i,) arrays
+_Sequences: TypeAlias = ArrayLike | list[NDArray[Any]]
+_Targets: TypeAlias = ArrayLike | list[NDArray[Any]]
+
+@type_check_only
+class _LossFn(Protocol):
+    # (pred, target, lengths) -> (loss, d loss / d pred)
+    def __call__(
+        self, pred: _Array, target: NDArray[Any], lengths: NDArray[Any] | None, /
+    ) -> tuple[float, _Array]: ...
+
 _Layer: TypeAlias = (
     "LSTM | Linear | Embedding | Dropout | LastStep | MeanPool | MaxPool | Sequential"
 )
@@ -305,6 +320,48 @@ class Sequential:
     def forward_train(
         self, x: ArrayLike, lengths: ArrayLike | None = None
     ) -> tuple[_Array, _SequentialBackward]: ...
+    # Keras-style training (fastlstm.train.fit); data batch first
+    stop_training: bool
+    def compile(
+        self,
+        loss: str | _LossFn = "mse",
+        optimizer: str | optim.Optimizer = "adam",
+        metrics: list[str] | None = None,
+        *,
+        lr: float | None = None,
+        clip_norm: float | None = None,
+    ) -> None: ...
+    @property
+    def optimizer(self) -> optim.Optimizer | None: ...
+    def train_on_batch(
+        self, X: _Sequences, y: _Targets, lengths: ArrayLike | None = None
+    ) -> float: ...
+    def fit(
+        self,
+        X: _Sequences,
+        y: _Targets,
+        lengths: ArrayLike | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        callbacks: list[_Callback] | None = None,
+        verbose: int = 1,
+        seed: _Seed = None,
+        initial_epoch: int = 0,
+    ) -> _History: ...
+    def evaluate(
+        self,
+        X: _Sequences,
+        y: _Targets,
+        lengths: ArrayLike | None = None,
+        batch_size: int = 256,
+        verbose: int = 0,
+    ) -> dict[str, float]: ...
+    def predict(
+        self, X: _Sequences, lengths: ArrayLike | None = None, batch_size: int = 256
+    ) -> _Array: ...
 
 _Saveable = LSTM | LSTMCell | _Layer
 
