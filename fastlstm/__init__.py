@@ -15,6 +15,7 @@ from .layers.lstm import LSTM
 from .layers.reducers import LastStep, MaxPool, MeanPool
 from .layers.sequential import Sequential
 from .layers.stream import LSTMStream
+from .train.estimators import LSTMClassifier, LSTMRegressor
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,8 @@ __all__ = [
     "MeanPool",
     "MaxPool",
     "Sequential",
+    "LSTMClassifier",
+    "LSTMRegressor",
     "save",
     "load",
     "get_num_threads",

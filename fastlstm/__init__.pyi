@@ -9,6 +9,7 @@ from typing import Any, BinaryIO, Literal, Protocol, TypeAlias, overload, type_c
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
+from typing_extensions import Self
 
 from . import callbacks as callbacks
 from . import losses as losses
@@ -29,6 +30,8 @@ __all__ = [
     "MeanPool",
     "MaxPool",
     "Sequential",
+    "LSTMClassifier",
+    "LSTMRegressor",
     "save",
     "load",
     "get_num_threads",
@@ -362,6 +365,72 @@ class Sequential:
     def predict(
         self, X: _Sequences, lengths: ArrayLike | None = None, batch_size: int = 256
     ) -> _Array: ...
+
+# scikit-learn estimators (fastlstm.train.estimators); derive from sklearn's
+# BaseEstimator and mixins when sklearn is importable
+class _LSTMEstimator:
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    dropout: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str
+    weight_decay: float
+    clip_norm: float | None
+    validation_fraction: float
+    early_stopping: bool
+    patience: int
+    random_state: int | np.random.RandomState | None
+    verbose: int
+    # fitted
+    n_features_in_: int
+    model_: Sequential
+    history_: dict[str, list[float]]
+    n_iter_: int
+    loss_: float
+    def __init__(
+        self,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 0.01,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        validation_fraction: float = 0.1,
+        early_stopping: bool = False,
+        patience: int = 5,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None: ...
+    def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+    def set_params(self, **params: Any) -> Self: ...
+    def score(
+        self, X: _Sequences, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> float: ...
+
+class LSTMClassifier(_LSTMEstimator):
+    classes_: NDArray[Any]
+    def fit(self, X: _Sequences, y: ArrayLike) -> Self: ...
+    def partial_fit(
+        self, X: _Sequences, y: ArrayLike, classes: ArrayLike | None = None
+    ) -> Self: ...
+    def predict(self, X: _Sequences) -> NDArray[Any]: ...
+    def predict_proba(self, X: _Sequences) -> NDArray[np.float64]: ...
+    def predict_log_proba(self, X: _Sequences) -> NDArray[np.float64]: ...
+
+class LSTMRegressor(_LSTMEstimator):
+    sequence_output_: bool
+    y_mean_: NDArray[np.float64]
+    y_scale_: NDArray[np.float64]
+    def fit(self, X: _Sequences, y: _Targets) -> Self: ...
+    def partial_fit(self, X: _Sequences, y: _Targets) -> Self: ...
+    def predict(self, X: _Sequences) -> NDArray[np.float64]: ...
 
 _Saveable = LSTM | LSTMCell | _Layer
 
