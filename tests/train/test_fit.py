@@ -4,6 +4,7 @@ callbacks' effects, variable-length input and round trips."""
 
 import io
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -296,3 +297,40 @@ def test_custom_loss_callable():
     model.compile(loss, "adam")
     model.fit(X, y, epochs=1, batch_size=40, verbose=0)
     assert calls == [(40, 2)]
+
+
+def test_verbose_one_uses_tqdm_when_installed(monkeypatch, capsys):
+    import types
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, desc, **kwargs):
+            self.total, self.desc, self.updates, self.post = total, desc, 0, ""
+            bars.append(self)
+
+        def update(self, n):
+            self.updates += n
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def set_postfix_str(self, s):
+            self.post = s
+
+        def close(self):
+            pass
+
+    X, y = sign_task(n=40)
+    model = classifier()
+    model.compile("cross_entropy", "adam")
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    model.fit(X, y, epochs=2, batch_size=16, verbose=1)
+    assert [(b.desc, b.total, b.updates) for b in bars] == [
+        ("Epoch 1/2", 3, 3),
+        ("Epoch 2/2", 3, 3),
+    ]
+    assert bars[0].post.startswith("loss: ") and capsys.readouterr().out == ""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # not installed: a line per epoch
+    model.fit(X, y, epochs=2, verbose=1)
+    assert len(capsys.readouterr().out.splitlines()) == 2
