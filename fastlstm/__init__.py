@@ -4,7 +4,7 @@ PyTorch's parameter names, shapes and numerics; fused C kernels for the
 forward and backward pass.  See the README for the tour.
 """
 
-from . import losses, optim, reference
+from . import callbacks, losses, optim, reference
 from ._native.kernels import get_num_threads, set_num_threads
 from ._native.kernels import have_openmp as _have_openmp
 from ._native.kernels import isa as _isa
@@ -15,6 +15,7 @@ from .layers.lstm import LSTM
 from .layers.reducers import LastStep, MaxPool, MeanPool
 from .layers.sequential import Sequential
 from .layers.stream import LSTMStream
+from .train.estimators import LSTMClassifier, LSTMRegressor
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,8 @@ __all__ = [
     "MeanPool",
     "MaxPool",
     "Sequential",
+    "LSTMClassifier",
+    "LSTMRegressor",
     "save",
     "load",
     "get_num_threads",
@@ -37,6 +40,7 @@ __all__ = [
     "reference",
     "losses",
     "optim",
+    "callbacks",
     "__version__",
 ]
 

@@ -9,10 +9,14 @@ from typing import Any, BinaryIO, Literal, Protocol, TypeAlias, overload, type_c
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
+from typing_extensions import Self
 
+from . import callbacks as callbacks
 from . import losses as losses
 from . import optim as optim
 from . import reference as reference
+from .train.callbacks import Callback as _Callback
+from .train.callbacks import History as _History
 
 __version__: str
 __all__ = [
@@ -26,6 +30,8 @@ __all__ = [
     "MeanPool",
     "MaxPool",
     "Sequential",
+    "LSTMClassifier",
+    "LSTMRegressor",
     "save",
     "load",
     "get_num_threads",
@@ -34,6 +40,7 @@ __all__ = [
     "reference",
     "losses",
     "optim",
+    "callbacks",
     "__version__",
 ]
 
@@ -280,6 +287,17 @@ class LastStep(_Reducer):
 class MeanPool(_Reducer): ...
 class MaxPool(_Reducer): ...
 
+# an (N, T, F) array (or (N, T) tokens), or a list of (T_i, F) / (T_i,) arrays
+_Sequences: TypeAlias = ArrayLike | list[NDArray[Any]]
+_Targets: TypeAlias = ArrayLike | list[NDArray[Any]]
+
+@type_check_only
+class _LossFn(Protocol):
+    # (pred, target, lengths) -> (loss, d loss / d pred)
+    def __call__(
+        self, pred: _Array, target: NDArray[Any], lengths: NDArray[Any] | None, /
+    ) -> tuple[float, _Array]: ...
+
 _Layer: TypeAlias = (
     "LSTM | Linear | Embedding | Dropout | LastStep | MeanPool | MaxPool | Sequential"
 )
@@ -305,6 +323,114 @@ class Sequential:
     def forward_train(
         self, x: ArrayLike, lengths: ArrayLike | None = None
     ) -> tuple[_Array, _SequentialBackward]: ...
+    # Keras-style training (fastlstm.train.fit); data batch first
+    stop_training: bool
+    def compile(
+        self,
+        loss: str | _LossFn = "mse",
+        optimizer: str | optim.Optimizer = "adam",
+        metrics: list[str] | None = None,
+        *,
+        lr: float | None = None,
+        clip_norm: float | None = None,
+    ) -> None: ...
+    @property
+    def optimizer(self) -> optim.Optimizer | None: ...
+    def train_on_batch(
+        self, X: _Sequences, y: _Targets, lengths: ArrayLike | None = None
+    ) -> float: ...
+    def fit(
+        self,
+        X: _Sequences,
+        y: _Targets,
+        lengths: ArrayLike | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        callbacks: list[_Callback] | None = None,
+        verbose: int = 1,
+        seed: _Seed = None,
+        initial_epoch: int = 0,
+    ) -> _History: ...
+    def evaluate(
+        self,
+        X: _Sequences,
+        y: _Targets,
+        lengths: ArrayLike | None = None,
+        batch_size: int = 256,
+        verbose: int = 0,
+    ) -> dict[str, float]: ...
+    def predict(
+        self, X: _Sequences, lengths: ArrayLike | None = None, batch_size: int = 256
+    ) -> _Array: ...
+
+# scikit-learn estimators (fastlstm.train.estimators); derive from sklearn's
+# BaseEstimator and mixins when sklearn is importable
+class _LSTMEstimator:
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    dropout: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str
+    weight_decay: float
+    clip_norm: float | None
+    validation_fraction: float
+    early_stopping: bool
+    patience: int
+    random_state: int | np.random.RandomState | None
+    verbose: int
+    # fitted
+    n_features_in_: int
+    model_: Sequential
+    history_: dict[str, list[float]]
+    n_iter_: int
+    loss_: float
+    def __init__(
+        self,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 0.01,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        validation_fraction: float = 0.1,
+        early_stopping: bool = False,
+        patience: int = 5,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None: ...
+    def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+    def set_params(self, **params: Any) -> Self: ...
+    def score(
+        self, X: _Sequences, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> float: ...
+
+class LSTMClassifier(_LSTMEstimator):
+    classes_: NDArray[Any]
+    def fit(self, X: _Sequences, y: ArrayLike) -> Self: ...
+    def partial_fit(
+        self, X: _Sequences, y: ArrayLike, classes: ArrayLike | None = None
+    ) -> Self: ...
+    def predict(self, X: _Sequences) -> NDArray[Any]: ...
+    def predict_proba(self, X: _Sequences) -> NDArray[np.float64]: ...
+    def predict_log_proba(self, X: _Sequences) -> NDArray[np.float64]: ...
+
+class LSTMRegressor(_LSTMEstimator):
+    sequence_output_: bool
+    y_mean_: NDArray[np.float64]
+    y_scale_: NDArray[np.float64]
+    def fit(self, X: _Sequences, y: _Targets) -> Self: ...
+    def partial_fit(self, X: _Sequences, y: _Targets) -> Self: ...
+    def predict(self, X: _Sequences) -> NDArray[np.float64]: ...
 
 _Saveable = LSTM | LSTMCell | _Layer
 

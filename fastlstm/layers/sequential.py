@@ -4,6 +4,7 @@ protocol, torch's state_dict keys ("0.weight", "1.weight_ih_l0", ...) and
 
 import numpy as np
 
+from ..train.fit import Trainable
 from .base import BackwardClaim, check_gradient
 from .cell import LSTMCell
 from .lstm import LSTM
@@ -19,7 +20,7 @@ def _takes_lengths(layer):
     return isinstance(layer, LSTM) or getattr(layer, "takes_lengths", False)
 
 
-class Sequential:
+class Sequential(Trainable):
     """``Sequential(*layers)``: ``y = layers[-1](...layers[1](layers[0](x)))``.
 
     Layers are fastlstm.LSTM, Linear, Embedding, Dropout, the reducers
@@ -42,6 +43,9 @@ class Sequential:
     parameters, so an optimizer pairs them by name.
 
     Every layer with a dtype must have the same one (a TypeError otherwise).
+
+    Keras-style training: ``compile(loss, optimizer, metrics)``, ``fit``,
+    ``evaluate``, ``predict`` (see fastlstm.train.fit), on batch-first data.
     """
 
     def __init__(self, *layers):
