@@ -163,16 +163,15 @@ class FastClassifier:
 
 
 def _torch_model(torch, cfg, params):
+    """The same model in torch (a ModuleDict: keys emb., lstm., head.)."""
     nn = torch.nn
-
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(cfg["vocab"], cfg["embed"])
-            self.lstm = nn.LSTM(cfg["embed"], cfg["hidden"], cfg["layers"])
-            self.head = nn.Linear(cfg["hidden"], cfg["classes"])
-
-    model = Model()
+    model = nn.ModuleDict(
+        {
+            "emb": nn.Embedding(cfg["vocab"], cfg["embed"]),
+            "lstm": nn.LSTM(cfg["embed"], cfg["hidden"], cfg["layers"]),
+            "head": nn.Linear(cfg["hidden"], cfg["classes"]),
+        }
+    )
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})
     return model
 
@@ -189,9 +188,9 @@ class TorchCharLM:
     def step(self, x, y):
         torch, m = self.torch, self.model
         x, y = torch.from_numpy(x), torch.from_numpy(y)
-        out, state = m.lstm(m.emb(x), self.state)
+        out, state = m["lstm"](m["emb"](x), self.state)
         self.state = tuple(s.detach() for s in state)
-        logits = m.head(out)
+        logits = m["head"](out)
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, self.cfg["classes"]), y.reshape(-1)
         )
@@ -214,10 +213,10 @@ class TorchClassifier:
         torch, m = self.torch, self.model
         rnn = torch.nn.utils.rnn
         packed = rnn.pack_padded_sequence(
-            m.emb(torch.from_numpy(tok)), torch.from_numpy(lens), enforce_sorted=False
+            m["emb"](torch.from_numpy(tok)), torch.from_numpy(lens), enforce_sorted=False
         )
-        _, (h_n, _) = m.lstm(packed)
-        loss = torch.nn.functional.cross_entropy(m.head(h_n[-1]), torch.from_numpy(labels))
+        _, (h_n, _) = m["lstm"](packed)
+        loss = torch.nn.functional.cross_entropy(m["head"](h_n[-1]), torch.from_numpy(labels))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), MAX_NORM)
         self.opt.step()
