@@ -17,6 +17,9 @@ What is measured (fp32, one layer, one direction, same weights everywhere):
 * lengths: canon shape with ragged lengths summing to T*B/2: fastlstm full vs
   ragged, torch padded vs packed (``pack_padded_sequence``).
 * memory: peak RSS of one training step, each system in a fresh subprocess.
+* train_charlm, train_classify: end-to-end training of small models (layers,
+  loss, backward, clipping, Adam) against the same model in torch, time and
+  peak memory; see fastlstm/tools/bench_train.py.
 
 Method.  Outputs (and dx for the backward) are checked against fastlstm
 before anything is timed; a shape whose peer disagrees is not timed and its
@@ -55,6 +58,7 @@ import numpy as np
 
 import fastlstm
 from fastlstm.interop.onnx import lstm_model
+from fastlstm.tools import bench_train
 
 # name -> (T, B, I, H)
 SHAPES = {
@@ -65,7 +69,8 @@ SHAPES = {
     "large": (35, 64, 1024, 1024),
     "step1": (1, 1, 64, 128),
 }
-EXTRAS = ("lengths", "memory")  # selectable with --shapes like the shapes
+TRAIN_SHAPES = tuple(bench_train.TRAIN_SHAPES)  # end-to-end training (bench_train.py)
+EXTRAS = ("lengths", "memory") + TRAIN_SHAPES  # selectable with --shapes like the shapes
 LENGTHS_SHAPE = "canon"
 MEMORY_SHAPES = ("canon", "large")
 STREAM_SHAPE = "step1"  # the streaming-step rows go with this shape
@@ -842,6 +847,14 @@ def run(args):
     if "memory" in selected:
         progress("bench: memory (subprocesses)")
         tables.append(memory_table(bench_memory(peers, args)))
+    train_results = {}
+    for name in (s for s in selected if s in TRAIN_SHAPES):
+        progress(f"bench: {name}")
+        train_results[name] = bench_train.bench_train(name, peers, args, measure)
+        progress(f"bench: {name} memory (subprocesses)")
+        train_results[name]["memory"] = bench_train.bench_train_memory(name, peers, args)
+    if train_results:
+        tables.append(bench_train.train_table(train_results, Table, _cell, _ratio))
 
     env_lines = environment(
         started, peers, args.threads, peak, peak_note, (load_before, load_average())

@@ -24,6 +24,8 @@ from typing import Any, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._native import kernels
+
 __all__ = ["mse_loss", "cross_entropy", "binary_cross_entropy_with_logits"]
 
 Array = NDArray[np.floating[Any]]
@@ -41,6 +43,19 @@ def _float_input(x: ArrayLike, what: str) -> Array:
         else:
             raise TypeError(f"{what}: expected a float32 or float64 array, got dtype {a.dtype}")
     return a
+
+
+def _matvec(a: Array, v: Array) -> Array:
+    """a (N, C) @ v (C,) on fastlstm's own GEMM and threads: numpy's BLAS
+    would wake its thread pool, which keeps spinning on the cores after the
+    call and slows the fastlstm kernels that follow."""
+    out = np.zeros((a.shape[0], 1), a.dtype)
+    if out.size and a.shape[1]:
+        a = np.ascontiguousarray(a)
+        kernels.gemm(
+            False, False, 1.0, a, np.ascontiguousarray(v, a.dtype).reshape(-1, 1), 0.0, out
+        )
+    return out[:, 0]
 
 
 def _check_reduction(reduction: str) -> None:
@@ -197,7 +212,7 @@ def cross_entropy(
     loss = -logp[rows, tc] * wy
     if eps > 0:
         loss *= 1 - eps
-        smooth = -(logp.sum(axis=1) if weight is None else logp @ w) * vf
+        smooth = -(logp.sum(axis=1) if weight is None else _matvec(logp, w)) * vf
         loss += smooth * (eps / C)
     # d loss_i / d x_ic = p_ic * sum_c' a_ic' - a_ic, a_ic the target weights
     a_sum = wy * (1 - eps)
