@@ -18,4 +18,5 @@ learning curve and the predictions with matplotlib, when it is installed.
 EXAMPLES = {
     "adding": ("fastlstm.tools.demo", "the adding problem (the default)"),
     "text": ("fastlstm.examples.text", "character-level language model on Python's sources"),
+    "timeseries": ("fastlstm.examples.timeseries", "forecast the yearly sunspot numbers"),
 }

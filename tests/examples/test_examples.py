@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastlstm.examples import EXAMPLES, text
+from fastlstm.examples import EXAMPLES, text, timeseries
 
 
 def test_demo_lists_every_example():
@@ -50,3 +50,22 @@ def test_text_main_fast_writes_png(tmp_path, capsys):
     assert text.main(args) == 0
     assert png.stat().st_size > 0
     assert "bits/char" in capsys.readouterr().out
+
+
+# ---- time series ------------------------------------------------------------------
+def test_timeseries_forecast_beats_the_baselines():
+    pytest.importorskip("statsmodels", reason="the sunspots data ships with statsmodels")
+    lines = []
+    r = timeseries.run(epochs=25, out=lines.append)
+    for name in ("lstm", "naive", "seasonal_naive"):
+        assert np.isfinite(r[name]["mae"]) and np.isfinite(r[name]["rmse"])
+    assert r["lstm"]["mae"] < min(r["naive"]["mae"], r["seasonal_naive"]["mae"]), r
+    assert len(r["forecast"]) == 40 and any("MAE" in line for line in lines)
+
+
+def test_timeseries_without_statsmodels_says_how_to_get_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "statsmodels", None)  # import fails
+    args = argparse.Namespace(fast=True, png=None, seed=0, epochs=None, test_years=40)
+    assert timeseries.main(args) == 2
+    assert "pip install statsmodels" in capsys.readouterr().err
+
