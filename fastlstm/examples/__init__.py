@@ -19,4 +19,5 @@ EXAMPLES = {
     "adding": ("fastlstm.tools.demo", "the adding problem (the default)"),
     "text": ("fastlstm.examples.text", "character-level language model on Python's sources"),
     "timeseries": ("fastlstm.examples.timeseries", "forecast the yearly sunspot numbers"),
+    "speech": ("fastlstm.examples.speech", "speaker recognition on Japanese Vowels"),
 }

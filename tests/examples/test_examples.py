@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastlstm.examples import EXAMPLES, text, timeseries
+from fastlstm.examples import EXAMPLES, speech, text, timeseries
 
 
 def test_demo_lists_every_example():
@@ -69,3 +69,61 @@ def test_timeseries_without_statsmodels_says_how_to_get_it(monkeypatch, capsys):
     assert timeseries.main(args) == 2
     assert "pip install statsmodels" in capsys.readouterr().err
 
+
+# ---- speech ---------------------------------------------------------------------------
+TS = """# a comment
+@problemName Tiny
+@dimensions 2
+@equalLength false
+@classLabel true a b
+@data
+1,2,3:4,5,6:a
+0.5,?:1e-3,-2:b
+"""
+
+
+def test_ts_parser_reads_variable_length_cases():
+    cases, labels = speech.parse_ts(TS)
+    assert [c.shape for c in cases] == [(3, 2), (2, 2)]
+    np.testing.assert_array_equal(cases[0], [[1, 4], [2, 5], [3, 6]])
+    assert np.isnan(cases[1][1, 0]) and cases[1][0, 1] == 1e-3
+    assert list(labels) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("@data\n1,2:3\n", "different lengths"),
+        ("1,2\n", "header"),
+        ("@classLabel false\n", "@data"),
+        ("@dimensions 3\n@classLabel true a\n@data\n1:2:a\n", "header says 3"),
+    ],
+)
+def test_ts_parser_rejects_what_it_cannot_read(bad, message):
+    with pytest.raises(speech.TsFormatError, match=message):
+        speech.parse_ts(bad)
+
+
+def test_speech_reads_a_directory_and_a_wheel(tmp_path):
+    data = tmp_path / "JapaneseVowels"
+    data.mkdir()
+    for split in ("TRAIN", "TEST"):
+        (data / f"JapaneseVowels_{split}.ts").write_text(TS)
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    import zipfile
+
+    with zipfile.ZipFile(wheel, "w") as z:
+        for split in ("TRAIN", "TEST"):
+            z.writestr(f"pkg/datasets/data/JapaneseVowels/JapaneseVowels_{split}.ts", TS)
+    for source in (data, wheel):
+        X_train, y_train, X_test, y_test = speech.load(source)
+        assert len(X_train) == len(X_test) == 2 and list(y_test) == ["a", "b"]
+
+
+def test_speech_without_the_data_says_how_to_get_it(monkeypatch, capsys):
+    monkeypatch.setattr(speech, "_package_dir", lambda name: None)
+    args = argparse.Namespace(fast=True, png=None, seed=0, epochs=None, data=None)
+    assert speech.main(args) == 2
+    err = capsys.readouterr().err
+    assert "Japanese Vowels data was not found" in err
+    assert "pip install aeon" in err and "--data" in err
