@@ -1,7 +1,8 @@
 """The ``fastlstm`` command line: ``python -m fastlstm <command> [options]``.
 
 Commands
-    demo    train an LSTM on the adding problem and check that it learned
+    demo    train an LSTM on the adding problem and check that it learned;
+            ``demo NAME`` runs an example (adding, text, timeseries, speech)
     info    print the build/runtime configuration (fastlstm.show_config())
     bench   benchmark against torch.nn.LSTM and ONNX Runtime (fastlstm.tools.bench)
 
@@ -40,16 +41,36 @@ def _add_bench(subparsers):
 
 
 def _add_demo(subparsers):
-    p = subparsers.add_parser("demo", help="train an LSTM on the adding problem (the main job)")
+    from .examples import EXAMPLES  # light: a table of names; each runs when chosen
+
+    p = subparsers.add_parser(
+        "demo",
+        help="train an LSTM on the adding problem (the main job), or run an example",
+        description="Without NAME: the adding problem (the main job). "
+        "With NAME: one of the examples, each with --fast and --png PATH.",
+    )
     p.add_argument("--length", type=int, default=50, help="sequence length T (default 50)")
     p.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
+    names = p.add_subparsers(dest="example", metavar="NAME")
+    for name, (module, text) in EXAMPLES.items():
+        sub = names.add_parser(name, help=text, description=text)
+        if name == "adding":
+            sub.add_argument("--length", type=int, default=50, help="sequence length T")
+            sub.add_argument("--steps", type=int, default=1000, help="training steps")
+        else:
+            _example_module(module).add_arguments(sub)
 
     def run(args):
-        from .tools import demo
-
-        return demo.main(args)
+        name = getattr(args, "example", None) or "adding"
+        return _example_module(EXAMPLES[name][0]).main(args)
 
     p.set_defaults(run=run)
+
+
+def _example_module(name):
+    import importlib
+
+    return importlib.import_module(name)
 
 
 COMMANDS = (_add_demo, _add_info, _add_bench)
