@@ -48,6 +48,22 @@ def check_probability(name, value):
     return float(value)
 
 
+def check_lengths(lengths, batch):
+    """Sequence lengths as a C-contiguous int64 array of shape (batch,):
+    integers, or floats with integer values; the range is the caller's check
+    (the LSTM checks it in its compiled row plan)."""
+    lens = np.asarray(lengths)
+    if lens.ndim != 1 or lens.shape[0] != batch:
+        raise ValueError(
+            f"lengths: expected shape ({batch},) (one length per batch entry), got {lens.shape}"
+        )
+    if lens.dtype.kind not in "iu" and not (
+        lens.dtype.kind == "f" and np.all(lens == np.round(lens))
+    ):
+        raise TypeError(f"lengths: expected an integer array, got dtype {lens.dtype}")
+    return np.ascontiguousarray(lens, dtype=np.int64)
+
+
 def check_array(name, a, dtype):
     """A numpy array of exactly `dtype` (C-contiguous copy only when needed).
 

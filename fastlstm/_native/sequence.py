@@ -12,6 +12,7 @@ rest (layers in between, gradients, non-contiguous input).
 
 import numpy as np
 
+from .._checks import check_lengths
 from . import kernels
 
 
@@ -29,17 +30,7 @@ class SequencePlan:
         self.steps, self.rows = T, T * B
         if lengths is None:
             return
-        lengths = np.asarray(lengths)
-        if lengths.ndim != 1 or lengths.shape[0] != B:
-            raise ValueError(
-                f"lengths: expected shape ({B},) (one length per batch entry), got {lengths.shape}"
-            )
-        if lengths.dtype.kind not in "iu":
-            if lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths)):
-                lengths = lengths.astype(np.int64)
-            else:
-                raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
-        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        lengths = check_lengths(lengths, B)
         # validation (ValueError for a length outside [1, T]), sort and row
         # index in one compiled pass: numpy calls cost more than the work here
         perm, inv_perm = np.empty(B, np.int64), np.empty(B, np.int64)

@@ -15,6 +15,7 @@ from .._checks import (
     check_array,
     check_bool,
     check_int,
+    check_lengths,
     check_pair,
     check_probability,
     check_state,
@@ -371,11 +372,7 @@ class LSTM(ParameterModule):
         """A batch of 0 sequences: empty outputs and states, as PyTorch gives
         (the arguments are still checked)."""
         if lengths is not None:
-            lens = np.asarray(lengths)
-            if lens.shape != (0,):
-                raise ValueError(
-                    f"lengths: expected shape (0,) (one length per batch entry), got {lens.shape}"
-                )
+            check_lengths(lengths, 0)
         self._initial_state(hx, 0, False, SequencePlan(T, 0))
         H, Ho, D, dt = self.hidden_size, self._h_out, self.num_directions, self.dtype
         LD = self.num_layers * D

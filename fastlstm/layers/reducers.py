@@ -7,7 +7,7 @@ fastlstm.LastStep, fastlstm.MeanPool, fastlstm.MaxPool; no parameters.
 
 import numpy as np
 
-from .._checks import check_bool
+from .._checks import check_bool, check_lengths
 from .base import BackwardClaim, Stateless, check_float_input, check_gradient
 
 __all__ = ["LastStep", "MeanPool", "MaxPool"]
@@ -54,17 +54,7 @@ class _Reducer(Stateless):
             raise ValueError(f"x: sequence length must be >= 1, got shape {x.shape}")
         if lengths is None:
             return xt, np.full(B, T, np.int64), unbatched
-        lens = np.asarray(lengths)
-        if lens.ndim != 1 or lens.shape[0] != B:
-            raise ValueError(
-                f"lengths: expected shape ({B},) (one length per batch entry), got {lens.shape}"
-            )
-        if lens.dtype.kind not in "iu":
-            if lens.dtype.kind == "f" and np.all(lens == np.round(lens)):
-                lens = lens.astype(np.int64)
-            else:
-                raise TypeError(f"lengths: expected an integer array, got dtype {lens.dtype}")
-        lens = lens.astype(np.int64)
+        lens = check_lengths(lengths, B)
         if B and (lens.min() < 1 or lens.max() > T):
             raise ValueError(
                 f"lengths: every length must be in [1, T={T}], got min {lens.min()}, "
