@@ -75,7 +75,13 @@ Lengths (PyTorch's packed-sequence semantics)
 Every function computes in the dtype of ``x`` (float32 or float64).
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "sigmoid",
@@ -90,6 +96,15 @@ __all__ = [
     "lstm_backward",
 ]
 
+# The annotations describe what callers pass and get; the bodies rebind
+# arguments to arrays as they go (x = np.asarray(x)) and are not type-checked.
+# float32 or float64, the dtype of the input
+_Array = NDArray[np.floating[Any]]
+# what a forward keeps for its backward
+_Cache = dict[str, Any]
+# parameter gradients under the parameters' names
+_Grads = dict[str, _Array]
+
 
 # ----------------------------------------------------------------------------
 # Activations
@@ -101,7 +116,7 @@ def _as_float_array(x):
     return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
-def sigmoid(x):
+def sigmoid(x: ArrayLike) -> _Array:
     """Logistic function 1 / (1 + exp(-x)), stable for any finite x.
 
     exp is only ever taken of -|x| <= 0, so it cannot overflow; for very
@@ -115,7 +130,7 @@ def sigmoid(x):
         return np.where(x >= 0, 1, e) / (1 + e)
 
 
-def tanh(x):
+def tanh(x: ArrayLike) -> _Array:
     """Hyperbolic tangent, stable for any finite x.
 
     numpy's tanh saturates to +-1 without overflowing; underflow for tiny
@@ -132,8 +147,13 @@ def tanh(x):
 
 
 def parameter_shapes(
-    input_size, hidden_size, num_layers=1, bias=True, bidirectional=False, proj_size=0
-):
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bias: bool = True,
+    bidirectional: bool = False,
+    proj_size: int = 0,
+) -> dict[str, tuple[int, ...]]:
     """Return {name: shape} for a stack, in PyTorch's ``state_dict()`` order.
 
     Order per layer k, direction d: weight_ih, weight_hh, [bias_ih, bias_hh],
@@ -157,7 +177,9 @@ def parameter_shapes(
     return shapes
 
 
-def cell_parameter_shapes(input_size, hidden_size, bias=True):
+def cell_parameter_shapes(
+    input_size: int, hidden_size: int, bias: bool = True
+) -> dict[str, tuple[int, ...]]:
     """Return {name: shape} of one cell (``torch.nn.LSTMCell``'s names and order)."""
     H = hidden_size
     shapes = {"weight_ih": (4 * H, input_size), "weight_hh": (4 * H, H)}
@@ -172,7 +194,16 @@ def cell_parameter_shapes(input_size, hidden_size, bias=True):
 # ----------------------------------------------------------------------------
 
 
-def cell_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=None):
+def cell_forward(
+    x: _Array,
+    h_prev: _Array,
+    c_prev: _Array,
+    weight_ih: _Array,
+    weight_hh: _Array,
+    bias_ih: _Array | None,
+    bias_hh: _Array | None,
+    weight_hr: _Array | None = None,
+) -> tuple[_Array, _Array, _Cache]:
     """One LSTM step.
 
     Parameters
@@ -220,7 +251,7 @@ def cell_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh, weig
     return h, c, cache
 
 
-def cell_backward(dh, dc, cache):
+def cell_backward(dh: _Array, dc: _Array, cache: _Cache) -> tuple[_Array, _Array, _Array, _Grads]:
     """Backward of one step.
 
     Parameters
@@ -294,17 +325,17 @@ def _check_lengths(lengths, T, B):
 
 
 def layer_forward(
-    x,
-    h0,
-    c0,
-    weight_ih,
-    weight_hh,
-    bias_ih=None,
-    bias_hh=None,
-    weight_hr=None,
-    reverse=False,
-    lengths=None,
-):
+    x: _Array,
+    h0: _Array,
+    c0: _Array,
+    weight_ih: _Array,
+    weight_hh: _Array,
+    bias_ih: _Array | None = None,
+    bias_hh: _Array | None = None,
+    weight_hr: _Array | None = None,
+    reverse: bool = False,
+    lengths: ArrayLike | None = None,
+) -> tuple[_Array, _Array, _Array, _Cache]:
     """Run one layer in one direction over a time-major sequence.
 
     Parameters
@@ -355,7 +386,9 @@ def layer_forward(
     return y, h, c, cache
 
 
-def layer_backward(dy, dh_n, dc_n, cache):
+def layer_backward(
+    dy: _Array | None, dh_n: _Array | None, dc_n: _Array | None, cache: _Cache
+) -> tuple[_Array, _Array, _Array, _Grads]:
     """Backward of :func:`layer_forward`.
 
     Parameters
@@ -407,17 +440,17 @@ def _suffix(layer, direction):
 
 
 def lstm_forward(
-    x,
-    params,
-    num_layers,
-    bidirectional=False,
-    proj_size=0,
-    batch_first=False,
-    h0=None,
-    c0=None,
-    lengths=None,
-    dropout_masks=None,
-):
+    x: ArrayLike,
+    params: Mapping[str, ArrayLike],
+    num_layers: int,
+    bidirectional: bool = False,
+    proj_size: int = 0,
+    batch_first: bool = False,
+    h0: ArrayLike | None = None,
+    c0: ArrayLike | None = None,
+    lengths: ArrayLike | None = None,
+    dropout_masks: Sequence[ArrayLike] | None = None,
+) -> tuple[_Array, tuple[_Array, _Array], _Cache]:
     """Forward of a stacked (optionally bidirectional, projected) LSTM.
 
     Parameters
@@ -548,7 +581,12 @@ def lstm_forward(
     return output, (h_n, c_n), cache
 
 
-def lstm_backward(d_output, d_hn, d_cn, cache):
+def lstm_backward(
+    d_output: ArrayLike | None,
+    d_hn: ArrayLike | None,
+    d_cn: ArrayLike | None,
+    cache: _Cache,
+) -> tuple[_Array, _Array, _Array, _Grads]:
     """Backward of :func:`lstm_forward`.
 
     Parameters

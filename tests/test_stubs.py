@@ -1,6 +1,6 @@
 """The type stubs fastlstm ships, against the package these tests import.
 
-* mypy.stubtest compares every stub (fastlstm/__init__.pyi, reference.pyi,
+* mypy.stubtest compares every stub (fastlstm/__init__.pyi,
   _native/kernels.pyi, and the annotated modules) with the object Python
   imports: names, signatures, defaults, properties.  Any error fails.
 * A small script that uses the API as the README does must pass
