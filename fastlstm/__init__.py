@@ -4,6 +4,8 @@ PyTorch's parameter names, shapes and numerics; fused C kernels for the
 forward and backward pass.  See the README for the tour.
 """
 
+from typing import Any
+
 from . import callbacks, losses, optim, reference
 from ._native.kernels import get_num_threads, set_num_threads
 from ._native.kernels import have_openmp as _have_openmp
@@ -17,7 +19,7 @@ from .layers.sequential import Sequential
 from .layers.stream import LSTMStream
 from .train.estimators import LSTMClassifier, LSTMRegressor
 
-__version__ = "0.1.0"
+__version__: str = "0.1.0"
 
 __all__ = [
     "LSTM",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-def show_config():
+def show_config() -> dict[str, Any]:
     """Print and return the build/runtime configuration: SIMD variant in use,
     OpenMP on/off and the thread count."""
     import numpy

@@ -5,6 +5,8 @@ and says what was expected and what came (README: "errors name the
 argument").
 """
 
+from typing import Any, Callable
+
 import numpy as np
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -46,6 +48,20 @@ def check_probability(name, value):
     if isinstance(value, np.complexfloating) or not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def checked_setting(name: str, check: Callable[[str, Any], Any], doc: str) -> property:
+    """A settable attribute whose value is ``check(name, value)`` (which
+    refuses what does not fit), stored as ``"_" + name``."""
+    attr = "_" + name
+
+    def get(self: Any) -> Any:
+        return getattr(self, attr)
+
+    def set_(self: Any, value: Any) -> None:
+        setattr(self, attr, check(name, value))
+
+    return property(get, set_, doc=doc)
 
 
 def check_lengths(lengths, batch):

@@ -23,20 +23,29 @@ for a single layer.  Layers without parameters (Dropout, the reducers) have
 no arrays; a file of such a layer alone has a null dtype.
 """
 
+from __future__ import annotations
+
 import inspect
 import json
 import os
 import tempfile
 import zipfile
+from typing import Union
 
 import numpy as np
 
+from ._typing import File
 from .layers.basic import Dropout, Embedding, Linear
 from .layers.cell import LSTMCell
 from .layers.lstm import LSTM
 from .layers.reducers import LastStep, MaxPool, MeanPool
 from .layers.sequential import Sequential
 from .reference import cell_parameter_shapes, parameter_shapes
+
+# what save writes and load returns
+Saveable = Union[
+    LSTM, LSTMCell, Linear, Embedding, Dropout, LastStep, MeanPool, MaxPool, Sequential
+]
 
 __all__ = ["save", "load"]
 
@@ -95,7 +104,7 @@ _NPY_HEADER_LIMIT = (
 )
 
 
-def save(path, module):
+def save(path: File, module: Saveable) -> None:
     """Write `module` to `path`: its class and constructor arguments (for a
     Sequential, each layer's) and its parameters.
 
@@ -206,7 +215,7 @@ class _BadFile(ValueError):
     pass
 
 
-def load(path):
+def load(path: File) -> Saveable:
     """Read a module written by :func:`save`.
 
     Raises

@@ -1,11 +1,12 @@
 """The type stubs fastlstm ships, against the package these tests import.
 
-* mypy.stubtest compares every stub (fastlstm/__init__.pyi,
-  _native/kernels.pyi, and the annotated modules) with the object Python
-  imports: names, signatures, defaults, properties.  Any error fails.
+* mypy.stubtest compares the types fastlstm declares (the annotated
+  modules, and _native/kernels.pyi for the compiled extension) with the
+  object Python imports: names, signatures, defaults, properties.  Any error
+  fails.
 * A small script that uses the API as the README does must pass
   ``mypy --strict`` and run; a script with typical mistakes must be rejected
-  on exactly the lines that hold them (so the stubs are not all ``Any``).
+  on exactly the lines that hold them (so the types are not all ``Any``).
 
 mypy comes with the test extra (pinned in pyproject.toml, which also holds
 the mypy configuration used here); without it these tests are skipped.

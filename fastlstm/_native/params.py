@@ -6,24 +6,29 @@ reachable as attributes (``lstm.weight_ih_l0``) and through
 replaced by assignment; the layers notice either (see ParameterModule._packed).
 """
 
+from __future__ import annotations
+
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .._checks import as_dtype
+from .._typing import Array, ReadOnly
 from . import kernels
 
 
-def fixed_at_construction(name, doc, attr=None):
+def fixed_at_construction(name: str, doc: str, attr: str | None = None) -> property:
     """A read-only attribute for a constructor argument that sets the
     parameters' shapes (changing it later would leave them inconsistent),
     stored as ``attr`` (default ``"_" + name``)."""
     attr = attr or "_" + name
 
-    def get(self):
+    def get(self: Any) -> Any:
         return self.__dict__[attr]
 
-    def refuse(self, value):
+    def refuse(self: Any, value: Any) -> None:
         raise AttributeError(
             f"{name} is fixed when the layer is built (it sets the parameters' shapes); "
             f"build a new {type(self).__name__} instead"
@@ -40,9 +45,13 @@ class ParameterModule:
     rebuilt empty (see _transient_state).
     """
 
-    dtype = fixed_at_construction("dtype", "numpy.float32 or numpy.float64.")
+    dtype: ReadOnly[np.dtype[np.floating[Any]]] = fixed_at_construction(
+        "dtype", "numpy.float32 or numpy.float64."
+    )
+    # gradients under the parameters' names
+    grads: dict[str, Array]
 
-    def __init__(self, dtype, seed):
+    def __init__(self, dtype: Any, seed: Any) -> None:
         object.__setattr__(self, "_params", {})
         self._dtype = as_dtype(dtype)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -77,13 +86,14 @@ class ParameterModule:
         k = self._init_scale()
         return self._rng.uniform(-k, k, size=shape).astype(self.dtype)
 
-    def __getattr__(self, name):
+    # the parameters: lstm.weight_ih_l0, cell.bias_hh, ... (assignment checks the shape)
+    def __getattr__(self, name: str) -> Array:
         params = self.__dict__.get("_params")
         if params is not None and name in params:
             return params[name]
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         params = self.__dict__.get("_params")
         if params is not None and name in params:
             self._set_param(name, value)
@@ -109,14 +119,14 @@ class ParameterModule:
                 f"with dtype=numpy.{a.dtype.name}"
             )
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Array]]:
         """(name, array) pairs in PyTorch's order; the arrays are the live parameters."""
         return list(self._params.items())
 
-    def parameters(self):
+    def parameters(self) -> list[Array]:
         return list(self._params.values())
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient in :attr:`grads` to zero."""
         for name, p in self._params.items():
             g = self.grads.get(name)
@@ -125,11 +135,11 @@ class ParameterModule:
             else:
                 g.fill(0)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Array]:
         """A dict of copies of the parameters, with PyTorch's keys and order."""
         return {k: v.copy() for k, v in self._params.items()}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Load parameters from a dict of arrays (e.g. a converted
         ``torch.nn.LSTM.state_dict()``).  A missing or unexpected key, or a
         wrong shape, is a KeyError/ValueError naming the key, and a dtype

@@ -2,11 +2,16 @@
 backward, the empty parameter protocol of parameter-less layers, and the
 checks of a gradient against the output it belongs to."""
 
+from __future__ import annotations
+
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .._checks import check_array
+from .._typing import Array
 
 __all__ = ["BackwardClaim", "Stateless", "check_float_input", "check_gradient"]
 
@@ -60,23 +65,23 @@ class Stateless:
     list, train or load (a state_dict is empty, as torch's)."""
 
     @property
-    def grads(self):
+    def grads(self) -> dict[str, Array]:
         """Always empty: no parameters."""
         return {}
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Array]]:
         return []
 
-    def parameters(self):
+    def parameters(self) -> list[Array]:
         return []
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         pass
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Array]:
         return {}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Only an empty dict fits (with strict=False, anything is ignored)."""
         if strict and len(state_dict):
             raise KeyError(

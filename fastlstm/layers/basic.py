@@ -3,11 +3,15 @@ around an LSTM in a model, with torch's arguments, parameter names and
 initialisation, and the layer protocol of fastlstm.LSTM (``__call__``,
 ``forward_train`` -> ``(y, backward)``, ``grads``, ``state_dict``)."""
 
-import numpy as np
+from __future__ import annotations
 
-from .._checks import check_array, check_bool, check_int, check_probability
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from .._checks import check_array, check_bool, check_int, check_probability, checked_setting
 from .._native import kernels
 from .._native.params import ParameterModule, fixed_at_construction
+from .._typing import Array, EmbeddingBackward, LayerBackward, ReadOnly, Seed, Setting
 from .base import BackwardClaim, Stateless, check_float_input, check_gradient
 
 __all__ = ["Linear", "Embedding", "Dropout"]
@@ -36,11 +40,20 @@ class Linear(ParameterModule):
     between.
     """
 
-    in_features = fixed_at_construction("in_features", "Features of the input.")
-    out_features = fixed_at_construction("out_features", "Features of the output.")
-    # (``layer.bias`` is the parameter, as in torch: None when bias=False)
+    in_features: ReadOnly[int] = fixed_at_construction("in_features", "Features of the input.")
+    out_features: ReadOnly[int] = fixed_at_construction("out_features", "Features of the output.")
+    # the parameters (as torch's): ``layer.bias`` is None when bias=False
+    weight: Array
+    bias: Array | None
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype: DTypeLike = np.float32,
+        seed: Seed = None,
+    ) -> None:
         self._in_features = check_int("in_features", in_features, 1)
         self._out_features = check_int("out_features", out_features, 1)
         self._bias_term = check_bool("bias", bias)
@@ -85,7 +98,7 @@ class Linear(ParameterModule):
             kernels.gemm(False, True, 1.0, x2, weight, 1.0, y)
         return y
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> Array:
         """Inference: (..., in_features) -> (..., out_features)."""
         x2, lead = self._rows(x)
         y = self._apply(x2, self._params["weight"], self._params.get("bias"))
@@ -93,7 +106,7 @@ class Linear(ParameterModule):
 
     forward = __call__
 
-    def forward_train(self, x):
+    def forward_train(self, x: ArrayLike) -> tuple[Array, LayerBackward]:
         """-> ``(y, backward)``; ``backward(dy)`` returns dx and adds the
         weight (and bias) gradients into :attr:`grads`; one call each."""
         x2, lead = self._rows(x)
@@ -137,13 +150,20 @@ class Embedding(ParameterModule):
     None: indices have no gradient.
     """
 
-    num_embeddings = fixed_at_construction("num_embeddings", "Rows of the table.")
-    embedding_dim = fixed_at_construction("embedding_dim", "Features of each row.")
-    padding_idx = fixed_at_construction("padding_idx", "The row kept out of training, or None.")
+    num_embeddings: ReadOnly[int] = fixed_at_construction("num_embeddings", "Rows of the table.")
+    embedding_dim: ReadOnly[int] = fixed_at_construction("embedding_dim", "Features of each row.")
+    padding_idx: ReadOnly[int | None] = fixed_at_construction(
+        "padding_idx", "The row kept out of training, or None."
+    )
 
     def __init__(
-        self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32, seed=None
-    ):
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        dtype: DTypeLike = np.float32,
+        seed: Seed = None,
+    ) -> None:
         n = self._num_embeddings = check_int("num_embeddings", num_embeddings, 1)
         self._embedding_dim = check_int("embedding_dim", embedding_dim, 1)
         if padding_idx is not None:
@@ -189,14 +209,14 @@ class Embedding(ParameterModule):
             )
         return x
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> Array:
         """Inference: indices of any shape -> (*x.shape, embedding_dim)."""
         x = self._indices(x)
         return self._params["weight"][x]
 
     forward = __call__
 
-    def forward_train(self, x):
+    def forward_train(self, x: ArrayLike) -> tuple[Array, EmbeddingBackward]:
         """-> ``(y, backward)``; ``backward(dy)`` adds dy's rows into the
         gradient of the rows they came from (except padding_idx's) and
         returns None."""
@@ -235,29 +255,24 @@ class Dropout(Stateless):
     output in the same dtype.
     """
 
-    def __init__(self, p=0.5, seed=None):
+    def __init__(self, p: float = 0.5, seed: Seed = None) -> None:
         self.p = p
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
-    @property
-    def p(self):
-        """The probability of zeroing an entry, in [0, 1)."""
-        return self._p
-
-    @p.setter
-    def p(self, value):
-        self._p = check_probability("p", value)
+    p: Setting[float] = checked_setting(
+        "p", check_probability, "The probability of zeroing an entry, in [0, 1)."
+    )
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> Array:
         """Inference: x itself (checked)."""
         return check_float_input("x", x)
 
     forward = __call__
 
-    def forward_train(self, x):
+    def forward_train(self, x: ArrayLike) -> tuple[Array, LayerBackward]:
         """-> ``(y, backward)``; ``backward(dy)`` returns dy times the mask."""
         x = check_float_input("x", x)
         dt = x.dtype

@@ -4,13 +4,17 @@ It runs the same compiled kernel as fastlstm.LSTM with one time step; the
 parameters are named ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
 """
 
+from __future__ import annotations
+
 import threading
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .._checks import check_array, check_bool, check_int, check_pair, check_state
 from .._native import kernels
 from .._native.params import ParameterModule, fixed_at_construction
+from .._typing import Array, CellBackward, ReadOnly, Seed, State, StateIn
 from ..reference import cell_parameter_shapes
 
 __all__ = ["LSTMCell"]
@@ -36,11 +40,22 @@ class LSTMCell(ParameterModule):
     ``copy.deepcopy``.
     """
 
-    input_size = fixed_at_construction("input_size", "Features of the input.")
-    hidden_size = fixed_at_construction("hidden_size", "Features of the cell state (H).")
-    bias = fixed_at_construction("bias", "Whether the bias_* parameters exist.", "_bias_terms")
+    input_size: ReadOnly[int] = fixed_at_construction("input_size", "Features of the input.")
+    hidden_size: ReadOnly[int] = fixed_at_construction(
+        "hidden_size", "Features of the cell state (H)."
+    )
+    bias: ReadOnly[bool] = fixed_at_construction(
+        "bias", "Whether the bias_* parameters exist.", "_bias_terms"
+    )
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype: DTypeLike = np.float32,
+        seed: Seed = None,
+    ) -> None:
         self._input_size = check_int("input_size", input_size, 1)
         self._hidden_size = check_int("hidden_size", hidden_size, 1)
         self._bias_terms = check_bool("bias", bias)
@@ -109,7 +124,7 @@ class LSTMCell(ParameterModule):
         )
         return h, c, (gates, cells, xh, weights, packed)
 
-    def __call__(self, x, hx=None):
+    def __call__(self, x: ArrayLike, hx: StateIn | None = None) -> State:
         """One step: returns (h, c), each (B, H) (or (H,) for unbatched x)."""
         x, h_prev, c_prev, unbatched = self._inputs(x, hx)
         h, c, _ = self._step(x, h_prev, c_prev, train=False)
@@ -117,7 +132,10 @@ class LSTMCell(ParameterModule):
 
     forward = __call__
 
-    def forward_train(self, x, hx=None):
+    # h, c, backward
+    def forward_train(
+        self, x: ArrayLike, hx: StateIn | None = None
+    ) -> tuple[Array, Array, CellBackward]:
         """Returns ``(h, c, backward)``; ``backward(dh, dc=None)`` returns
         ``(dx, (dh_prev, dc_prev))`` and adds the parameter gradients into
         :attr:`grads`.  Each backward can be called once."""

@@ -7,9 +7,13 @@ module validates user input, lays the batch out for the kernel
 (fastlstm._native.sequence), stacks layers and directions, and keeps gradients.
 """
 
+from __future__ import annotations
+
 import threading
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .._checks import (
     check_array,
@@ -19,12 +23,17 @@ from .._checks import (
     check_pair,
     check_probability,
     check_state,
+    checked_setting,
 )
 from .._native import kernels
 from .._native.buffers import BufferPool
 from .._native.params import ParameterModule, fixed_at_construction
 from .._native.sequence import SequencePlan
+from .._typing import Array, Backward, ReadOnly, Seed, Setting, State, StateIn
 from ..reference import parameter_shapes
+
+if TYPE_CHECKING:
+    from .stream import LSTMStream
 
 __all__ = ["LSTM"]
 
@@ -79,17 +88,17 @@ class LSTM(ParameterModule):
 
     def __init__(
         self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        proj_size=0,
-        dtype=np.float32,
-        seed=None,
-    ):
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype: DTypeLike = np.float32,
+        seed: Seed = None,
+    ) -> None:
         input_size = check_int("input_size", input_size, 1)
         hidden_size = check_int("hidden_size", hidden_size, 1)
         num_layers = check_int("num_layers", num_layers, 1)
@@ -112,34 +121,30 @@ class LSTM(ParameterModule):
     _TRANSIENT = ParameterModule._TRANSIENT + ("_train_buffers",)
 
     # ---- configuration ----------------------------------------------------
-    input_size = fixed_at_construction("input_size", "Features of the input.")
-    hidden_size = fixed_at_construction("hidden_size", "Features of the cell state (H).")
-    num_layers = fixed_at_construction("num_layers", "Stacked layers.")
-    proj_size = fixed_at_construction("proj_size", "Size of h with projection, else 0.")
-    bidirectional = fixed_at_construction("bidirectional", "Both directions.")
-    bias = fixed_at_construction("bias", "Whether the bias_* parameters exist.", "_bias_terms")
-
-    @property
-    def batch_first(self):
-        """Input and output laid out (B, T, F) instead of (T, B, F)."""
-        return self._batch_first
-
-    @batch_first.setter
-    def batch_first(self, value):
-        self._batch_first = check_bool("batch_first", value)
-
-    @property
-    def dropout(self):
-        """Dropout rate between layers in forward_train, in [0, 1)."""
-        return self._dropout
-
-    @dropout.setter
-    def dropout(self, value):
-        self._dropout = check_probability("dropout", value)
+    # fixed at construction (they set the parameters' shapes): read-only
+    input_size: ReadOnly[int] = fixed_at_construction("input_size", "Features of the input.")
+    hidden_size: ReadOnly[int] = fixed_at_construction(
+        "hidden_size", "Features of the cell state (H)."
+    )
+    num_layers: ReadOnly[int] = fixed_at_construction("num_layers", "Stacked layers.")
+    proj_size: ReadOnly[int] = fixed_at_construction(
+        "proj_size", "Size of h with projection, else 0."
+    )
+    bidirectional: ReadOnly[bool] = fixed_at_construction("bidirectional", "Both directions.")
+    bias: ReadOnly[bool] = fixed_at_construction(
+        "bias", "Whether the bias_* parameters exist.", "_bias_terms"
+    )
+    # checked when set
+    batch_first: Setting[bool] = checked_setting(
+        "batch_first", check_bool, "Input and output laid out (B, T, F) instead of (T, B, F)."
+    )
+    dropout: Setting[float] = checked_setting(
+        "dropout", check_probability, "Dropout rate between layers in forward_train, in [0, 1)."
+    )
 
     # ---- parameters -------------------------------------------------------
     @property
-    def num_directions(self):
+    def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     @property
@@ -221,7 +226,39 @@ class LSTM(ParameterModule):
         return out[0], out[1]
 
     # ---- forward ----------------------------------------------------------
-    def __call__(self, x, hx=None, lengths=None, return_cells=False):
+    # output, (h_n, c_n); with return_cells=True also every step's cell state
+    @overload
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        return_cells: Literal[False] = False,
+    ) -> tuple[Array, State]: ...
+    @overload
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        *,
+        return_cells: Literal[True],
+    ) -> tuple[Array, State, Array]: ...
+    @overload
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        return_cells: bool = False,
+    ) -> tuple[Array, State] | tuple[Array, State, Array]: ...
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: StateIn | None = None,
+        lengths: ArrayLike | None = None,
+        return_cells: bool = False,
+    ) -> tuple[Array, State] | tuple[Array, State, Array]:
         """Inference.
 
         Parameters
@@ -249,7 +286,9 @@ class LSTM(ParameterModule):
 
     forward = __call__
 
-    def forward_train(self, x, hx=None, lengths=None):
+    def forward_train(
+        self, x: ArrayLike, hx: StateIn | None = None, lengths: ArrayLike | None = None
+    ) -> tuple[Array, State, Backward]:
         """Forward that keeps what backward needs.
 
         Returns ``(output, (h_n, c_n), backward)``; ``backward(d_output,
@@ -411,7 +450,7 @@ class LSTM(ParameterModule):
     def _state_layout(s, unbatched):
         return s[:, 0, :] if unbatched else s
 
-    def stream(self, batch_size, hx=None):
+    def stream(self, batch_size: int, hx: StateIn | None = None) -> LSTMStream:
         """A :class:`fastlstm.stream.LSTMStream` for step-by-step inference
         (unidirectional only): ``y_t = stream.step(x_t)``, ``stream.reset()``."""
         from .stream import LSTMStream

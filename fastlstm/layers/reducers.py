@@ -5,9 +5,13 @@ over each sequence's valid steps (``lengths``, as given to the LSTM).
 fastlstm.LastStep, fastlstm.MeanPool, fastlstm.MaxPool; no parameters.
 """
 
-import numpy as np
+from __future__ import annotations
 
-from .._checks import check_bool, check_lengths
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._checks import check_bool, check_lengths, checked_setting
+from .._typing import Array, LayerBackward, Setting
 from .base import BackwardClaim, Stateless, check_float_input, check_gradient
 
 __all__ = ["LastStep", "MeanPool", "MaxPool"]
@@ -16,17 +20,12 @@ __all__ = ["LastStep", "MeanPool", "MaxPool"]
 class _Reducer(Stateless):
     takes_lengths = True  # fastlstm.Sequential passes lengths on
 
-    def __init__(self, batch_first=False):
+    def __init__(self, batch_first: bool = False) -> None:
         self.batch_first = batch_first
 
-    @property
-    def batch_first(self):
-        """Input laid out (B, T, F) instead of (T, B, F)."""
-        return self._batch_first
-
-    @batch_first.setter
-    def batch_first(self, value):
-        self._batch_first = check_bool("batch_first", value)
+    batch_first: Setting[bool] = checked_setting(
+        "batch_first", check_bool, "Input laid out (B, T, F) instead of (T, B, F)."
+    )
 
     def _config_repr(self):
         return "batch_first=True" if self.batch_first else ""
@@ -62,7 +61,7 @@ class _Reducer(Stateless):
             )
         return xt, lens, unbatched
 
-    def __call__(self, x, lengths=None):
+    def __call__(self, x: ArrayLike, lengths: ArrayLike | None = None) -> Array:
         """Inference: -> (B, F), or (F,) for unbatched input."""
         xt, lens, unbatched = self._inputs(x, lengths)
         y = self._reduce(xt, lens)[0]
@@ -70,7 +69,9 @@ class _Reducer(Stateless):
 
     forward = __call__
 
-    def forward_train(self, x, lengths=None):
+    def forward_train(
+        self, x: ArrayLike, lengths: ArrayLike | None = None
+    ) -> tuple[Array, LayerBackward]:
         """-> ``(y, backward)``; ``backward(dy)`` returns dx shaped as x
         (zero on the padding steps)."""
         xt, lens, unbatched = self._inputs(x, lengths)
@@ -104,12 +105,12 @@ class LastStep(_Reducer):
     ``cat(h_n[-2], h_n[-1])`` of the last layer.  F must then be even.
     """
 
-    def __init__(self, batch_first=False, bidirectional=False):
+    def __init__(self, batch_first: bool = False, bidirectional: bool = False) -> None:
         super().__init__(batch_first)
         self._bidirectional = check_bool("bidirectional", bidirectional)
 
     @property
-    def bidirectional(self):
+    def bidirectional(self) -> bool:
         """Features are [forward | reverse] halves of a bidirectional LSTM."""
         return self._bidirectional
 

@@ -2,14 +2,31 @@
 protocol, torch's state_dict keys ("0.weight", "1.weight_ih_l0", ...) and
 ``lengths`` passed to the layers that take them."""
 
-import numpy as np
+from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import Array, SequentialBackward
 from ..train.fit import Trainable
 from .base import BackwardClaim, check_gradient
 from .cell import LSTMCell
 from .lstm import LSTM
 from .reducers import LastStep, _Reducer
 from .stream import LSTMStream
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias
+
+    from .basic import Dropout, Embedding, Linear
+    from .reducers import MaxPool, MeanPool
+
+    _Layer: TypeAlias = Union[
+        LSTM, Linear, Embedding, Dropout, LastStep, MeanPool, MaxPool, "Sequential"
+    ]
 
 __all__ = ["Sequential"]
 
@@ -48,7 +65,7 @@ class Sequential(Trainable):
     ``evaluate``, ``predict`` (see fastlstm.train.fit), on batch-first data.
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: _Layer) -> None:
         for i, layer in enumerate(layers):
             if isinstance(layer, (LSTMCell, LSTMStream)) or not all(
                 callable(getattr(layer, a, None)) for a in _PROTOCOL
@@ -72,17 +89,17 @@ class Sequential(Trainable):
 
     # ---- the container ------------------------------------------------------
     @property
-    def layers(self):
+    def layers(self) -> list[_Layer]:
         """The layers, in order (a new list; the layers themselves are live)."""
         return list(self._layers)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._layers)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> _Layer:
         return self._layers[i]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[_Layer]:
         return iter(self._layers)
 
     def __repr__(self):
@@ -90,7 +107,7 @@ class Sequential(Trainable):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[np.floating[Any]] | None:
         """The layers' dtype, or None when no layer has one."""
         for layer in self._layers:
             if getattr(layer, "dtype", None):
@@ -120,7 +137,7 @@ class Sequential(Trainable):
                 lstm = None
 
     # ---- parameters ---------------------------------------------------------
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Array]]:
         """(name, array) pairs, names prefixed by the layer index; the
         arrays are the layers' live parameters."""
         return [
@@ -129,11 +146,11 @@ class Sequential(Trainable):
             for name, p in layer.named_parameters()
         ]
 
-    def parameters(self):
+    def parameters(self) -> list[Array]:
         return [p for _, p in self.named_parameters()]
 
     @property
-    def grads(self):
+    def grads(self) -> dict[str, Array]:
         """{prefixed name: the layer's live gradient array}, the keys of
         :meth:`named_parameters` (a new dict; the arrays are live)."""
         return {
@@ -142,11 +159,11 @@ class Sequential(Trainable):
             for name, g in layer.grads.items()
         }
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for layer in self._layers:
             layer.zero_grad()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Array]:
         """Copies of the parameters under prefixed names, in order."""
         return {
             f"{i}.{name}": v
@@ -154,7 +171,7 @@ class Sequential(Trainable):
             for name, v in layer.state_dict().items()
         }
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Load prefixed parameters (e.g. a torch model's ``state_dict()``).
 
         Missing or unexpected keys are a KeyError naming them (with
@@ -198,7 +215,7 @@ class Sequential(Trainable):
         if lengths is not None and not any(_takes_lengths(la) for la in self._layers):
             raise ValueError("lengths: given, but no layer of this Sequential takes lengths")
 
-    def __call__(self, x, lengths=None):
+    def __call__(self, x: ArrayLike, lengths: ArrayLike | None = None) -> Array:
         """Inference through every layer (Dropout is the identity)."""
         self._check_layouts()
         self._lengths_check(lengths)
@@ -213,7 +230,9 @@ class Sequential(Trainable):
 
     forward = __call__
 
-    def forward_train(self, x, lengths=None):
+    def forward_train(
+        self, x: ArrayLike, lengths: ArrayLike | None = None
+    ) -> tuple[Array, SequentialBackward]:
         """-> ``(y, backward)``; ``backward(dy)`` runs the layers' backwards
         in reverse order, adds every parameter gradient into the layers'
         grads and returns dx (None when the first layer is an Embedding)."""

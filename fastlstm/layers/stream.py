@@ -7,11 +7,19 @@ packing and no allocation but its output.  Weights changed on the layer
 afterwards are not seen by an existing stream: make a new one.
 """
 
+from __future__ import annotations
+
 import functools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import check_array, check_int, check_pair, check_state
+from .._typing import Array, State, StateIn
+
+if TYPE_CHECKING:
+    from .lstm import LSTM
 from .._native import kernels
 
 __all__ = ["LSTMStream"]
@@ -38,7 +46,14 @@ class LSTMStream(kernels.StreamKernel):
     the scheduler.
     """
 
-    def __init__(self, lstm, batch_size, hx=None):
+    batch_size: int
+    dtype: np.dtype[np.floating[Any]]
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    proj_size: int
+
+    def __init__(self, lstm: LSTM, batch_size: int, hx: StateIn | None = None) -> None:
         if lstm.bidirectional:
             raise ValueError(
                 "stream: a bidirectional LSTM needs the whole sequence; "
@@ -74,12 +89,12 @@ class LSTMStream(kernels.StreamKernel):
         self.reset(hx)
 
     @property
-    def state(self):
+    def state(self) -> State:
         """(h, c): copies of the current state, (num_layers, B, H_out) and (num_layers, B, H)."""
         with self.lock:
             return self._h.copy(), self._c.copy()
 
-    def reset(self, hx=None):
+    def reset(self, hx: StateIn | None = None) -> None:
         """Start again from zeros, or from ``hx = (h0, c0)`` shaped as :attr:`state`."""
         hx = check_pair("hx", hx, "h0", "c0")
         if hx is None:
@@ -94,7 +109,7 @@ class LSTMStream(kernels.StreamKernel):
             self._h[...] = h0
             self._c[...] = c0
 
-    def steps(self, x):
+    def steps(self, x: ArrayLike) -> Array:
         """A chunk: x (T, B, input_size) -> top layer's output (T, B, H_out)."""
         x = check_array("x", x, self.dtype)
         B, I = self.batch_size, self.input_size

@@ -25,17 +25,25 @@ Hyperparameters are stored by ``__init__`` as given and read only in
 ``fit`` bit-for-bit reproducible.
 """
 
+from __future__ import annotations
+
 import inspect
 import numbers
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from .._typing import Sequences, Targets
 from ..layers.basic import Linear
 from ..layers.lstm import LSTM
 from ..layers.reducers import LastStep
 from ..layers.sequential import Sequential
 from .callbacks import EarlyStopping
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 from .fit import _OPTIMIZERS
 
 __all__ = ["LSTMClassifier", "LSTMRegressor"]
@@ -217,25 +225,31 @@ class _LSTMEstimator(_Base):
     """What both estimators share: the network, the training, the checks."""
 
     _loss = "mse"
+    # fitted
+    n_features_in_: int
+    model_: Sequential
+    history_: dict[str, list[float]]
+    n_iter_: int
+    loss_: float
 
     def __init__(
         self,
-        hidden_size=32,
-        num_layers=1,
-        bidirectional=False,
-        dropout=0.0,
-        epochs=50,
-        batch_size=32,
-        learning_rate=0.01,
-        optimizer="adam",
-        weight_decay=0.0,
-        clip_norm=None,
-        validation_fraction=0.1,
-        early_stopping=False,
-        patience=5,
-        random_state=None,
-        verbose=0,
-    ):
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 0.01,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        validation_fraction: float = 0.1,
+        early_stopping: bool = False,
+        patience: int = 5,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -398,6 +412,7 @@ class LSTMClassifier(_ClassifierMixin, _LSTMEstimator):
     """
 
     _loss = "cross_entropy"
+    classes_: NDArray[Any]
 
     def _encode(self, y):
         y = _column(y)
@@ -409,7 +424,7 @@ class LSTMClassifier(_ClassifierMixin, _LSTMEstimator):
                 raise ValueError("Unknown label type: continuous (y holds non-integer floats)")
         return y
 
-    def fit(self, X, y):
+    def fit(self, X: Sequences, y: ArrayLike) -> Self:
         """Train a new network on (X, y) from scratch; returns self."""
         self._check_params()
         X, lengths = _check_X(self, X, reset=True)
@@ -422,7 +437,7 @@ class LSTMClassifier(_ClassifierMixin, _LSTMEstimator):
         self._train(X, codes.reshape(-1).astype(np.int64), lengths, int(self.epochs))
         return self
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X: Sequences, y: ArrayLike, classes: ArrayLike | None = None) -> Self:
         """One epoch on (X, y), continuing from the current network (built
         on the first call; ``classes`` lists every label then, as in
         scikit-learn, else y's labels are taken)."""
@@ -446,17 +461,17 @@ class LSTMClassifier(_ClassifierMixin, _LSTMEstimator):
         self._train(X, codes, lengths, 1)
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Sequences) -> NDArray[np.float64]:
         """(N, n_classes) class probabilities (the softmax of the logits)."""
         logits, _ = self._output(X)
         z = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Sequences) -> NDArray[np.float64]:
         return np.log(self.predict_proba(X))
 
-    def predict(self, X):
+    def predict(self, X: Sequences) -> NDArray[Any]:
         """The most probable class of each sequence."""
         logits, _ = self._output(X)
         return self.classes_[np.argmax(logits, axis=1)]
@@ -469,6 +484,9 @@ class LSTMRegressor(_RegressorMixin, _LSTMEstimator):
     :class:`LSTMClassifier`'s (without ``classes_``)."""
 
     _loss = "mse"
+    sequence_output_: bool
+    y_mean_: NDArray[np.float64]
+    y_scale_: NDArray[np.float64]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -519,7 +537,7 @@ class LSTMRegressor(_RegressorMixin, _LSTMEstimator):
         scale = flat.std(axis=0)
         self.y_scale_ = np.where(scale > 0, scale, 1.0)
 
-    def fit(self, X, y):
+    def fit(self, X: Sequences, y: Targets) -> Self:
         """Train a new network on (X, y) from scratch; returns self."""
         self._check_params()
         X, lengths = _check_X(self, X, reset=True)
@@ -534,7 +552,7 @@ class LSTMRegressor(_RegressorMixin, _LSTMEstimator):
         self._train(X, (y - self.y_mean_) / self.y_scale_, lengths, int(self.epochs))
         return self
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X: Sequences, y: Targets) -> Self:
         """One epoch on (X, y), continuing from the current network (built,
         with the target scaling, on the first call)."""
         first = not hasattr(self, "model_")
@@ -553,7 +571,7 @@ class LSTMRegressor(_RegressorMixin, _LSTMEstimator):
         self._train(X, (y - self.y_mean_) / self.y_scale_, lengths, 1)
         return self
 
-    def predict(self, X):
+    def predict(self, X: Sequences) -> NDArray[np.float64]:
         """(N,) or (N, k) values per sequence; (N, T[, C]) per step, padded
         steps of variable-length input set to 0."""
         out, lengths = self._output(X)

@@ -15,11 +15,16 @@ one per step ((N, T[, C]) or a list of (T_i[, C])) when it does not; padded
 steps are left out of the loss and the metrics.
 """
 
+from __future__ import annotations
+
 import math
 import sys
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from .._typing import Array, LossFn, Seed, Sequences, Targets
 from ..layers.basic import Embedding
 from ..layers.lstm import LSTM
 from ..layers.reducers import _Reducer
@@ -192,7 +197,15 @@ class Trainable:
     stop_training = False
 
     # ---- setup ----------------------------------------------------------------
-    def compile(self, loss="mse", optimizer="adam", metrics=None, *, lr=None, clip_norm=None):
+    def compile(
+        self,
+        loss: str | LossFn = "mse",
+        optimizer: str | _optim.Optimizer = "adam",
+        metrics: list[str] | None = None,
+        *,
+        lr: float | None = None,
+        clip_norm: float | None = None,
+    ) -> None:
         """Choose the loss, the optimizer and the reported metrics.
 
         loss : "mse", "cross_entropy" (integer class targets, logits last),
@@ -243,7 +256,7 @@ class Trainable:
         self._compiled = c
 
     @property
-    def optimizer(self):
+    def optimizer(self) -> _optim.Optimizer | None:
         """The optimizer set by :meth:`compile` (None before)."""
         c = getattr(self, "_compiled", None)
         return None if c is None else c.optimizer
@@ -304,7 +317,7 @@ class Trainable:
         return np.ascontiguousarray(grad)
 
     # ---- training -----------------------------------------------------------------
-    def train_on_batch(self, X, y, lengths=None):
+    def train_on_batch(self, X: Sequences, y: Targets, lengths: ArrayLike | None = None) -> float:
         """One optimizer step on one batch (batch first); -> the batch loss."""
         c = self._need_compiled("train_on_batch")
         X, y, L = self._prepare(X, y, lengths)
@@ -325,19 +338,19 @@ class Trainable:
 
     def fit(
         self,
-        X,
-        y,
-        lengths=None,
-        epochs=1,
-        batch_size=32,
-        validation_data=None,
-        validation_split=0.0,
-        shuffle=True,
-        callbacks=None,
-        verbose=1,
-        seed=None,
-        initial_epoch=0,
-    ):
+        X: Sequences,
+        y: Targets,
+        lengths: ArrayLike | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Any, ...] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        callbacks: list[Callback] | None = None,
+        verbose: int = 1,
+        seed: Seed = None,
+        initial_epoch: int = 0,
+    ) -> History:
         """Train for ``epochs`` passes over (X, y); -> a :class:`History`.
 
         The epoch's ``loss`` is the mean of its batch losses weighted by the
@@ -456,7 +469,14 @@ class Trainable:
             logs[m] = s / max(n, 1)
         return logs
 
-    def evaluate(self, X, y, lengths=None, batch_size=256, verbose=0):
+    def evaluate(
+        self,
+        X: Sequences,
+        y: Targets,
+        lengths: ArrayLike | None = None,
+        batch_size: int = 256,
+        verbose: int = 0,
+    ) -> dict[str, float]:
         """-> {"loss": ..., metric: ...} over all of (X, y), without dropout
         (the loss over the whole set, not a mean of batch losses)."""
         c = self._need_compiled("evaluate")
@@ -466,7 +486,9 @@ class Trainable:
             print(_format_logs(logs))
         return logs
 
-    def predict(self, X, lengths=None, batch_size=256):
+    def predict(
+        self, X: Sequences, lengths: ArrayLike | None = None, batch_size: int = 256
+    ) -> Array:
         """The model's output for X, batch first, without dropout.  A per-step
         output of variable-length input is padded with zeros to the longest."""
         X, _, L = self._prepare(X, None, lengths)
