@@ -453,13 +453,7 @@ def bench_memory(peers, opts):
     """-> {shape: {system: {"before", "peak", "delta"} or error string}}."""
     if not os.path.exists("/proc/self/status"):
         return {"error": "memory: needs Linux /proc"}
-    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(
-            [pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        ),
-    )
+    env = bench_train.child_env()
     out = {}
     for shape_name in MEMORY_SHAPES:
         out[shape_name] = {}

@@ -176,13 +176,29 @@ def _torch_model(torch, cfg, params):
     return model
 
 
-class TorchCharLM:
+class _TorchTrainer:
+    """torch's side of a training shape: the model with fastlstm's initial
+    weights, its Adam, and the update that ends every step."""
+
     name = "torch"
 
     def __init__(self, torch, cfg, params):
         self.torch, self.cfg = torch, cfg
         self.model = _torch_model(torch, cfg, params)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
+
+    def _update(self, loss):
+        """Backward, clip, Adam step; -> the loss as a float."""
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_NORM)
+        self.opt.step()
+        self.opt.zero_grad()
+        return loss.item()
+
+
+class TorchCharLM(_TorchTrainer):
+    def __init__(self, torch, cfg, params):
+        super().__init__(torch, cfg, params)
         self.state = None
 
     def step(self, x, y):
@@ -194,21 +210,10 @@ class TorchCharLM:
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, self.cfg["classes"]), y.reshape(-1)
         )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), MAX_NORM)
-        self.opt.step()
-        self.opt.zero_grad()
-        return loss.item()
+        return self._update(loss)
 
 
-class TorchClassifier:
-    name = "torch"
-
-    def __init__(self, torch, cfg, params):
-        self.torch, self.cfg = torch, cfg
-        self.model = _torch_model(torch, cfg, params)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
-
+class TorchClassifier(_TorchTrainer):
     def step(self, tok, lens, labels):
         torch, m = self.torch, self.model
         rnn = torch.nn.utils.rnn
@@ -217,26 +222,36 @@ class TorchClassifier:
         )
         _, (h_n, _) = m["lstm"](packed)
         loss = torch.nn.functional.cross_entropy(m["head"](h_n[-1]), torch.from_numpy(labels))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), MAX_NORM)
-        self.opt.step()
-        self.opt.zero_grad()
-        return loss.item()
+        return self._update(loss)
 
 
 # ---- the experiment --------------------------------------------------------
 
 
+# per training shape: fastlstm's model, torch's twin, the batches
+_KINDS = {
+    "train_charlm": (FastCharLM, TorchCharLM, charlm_batches),
+    "train_classify": (FastClassifier, TorchClassifier, classify_batches),
+}
+
+
+def _systems(name, torch):
+    """-> ({"fastlstm": model, "torch": the same model in torch, from the
+    same initial weights (left out when torch is None)}, batches)."""
+    fast_cls, torch_cls, make_batches = _KINDS[name]
+    cfg = TRAIN_SHAPES[name]
+    fast = fast_cls(cfg)
+    systems = {"fastlstm": fast}
+    if torch is not None:
+        systems["torch"] = torch_cls(torch, cfg, fast.state_dict())
+    return systems, make_batches(cfg)
+
+
 def build(name, torch):
     """-> (systems {name: object with .step}, callables {name: one timed call},
     first-step arguments) for a training shape."""
-    cfg = TRAIN_SHAPES[name]
+    systems, batches = _systems(name, torch)
     if name == "train_charlm":
-        fast = FastCharLM(cfg)
-        systems = {"fastlstm": fast}
-        if torch is not None:
-            systems["torch"] = TorchCharLM(torch, cfg, fast.state_dict())
-        batches = charlm_batches(cfg)
 
         def caller(system):
             it = [0]
@@ -250,11 +265,6 @@ def build(name, torch):
 
         calls = {n: caller(s) for n, s in systems.items()}
         return systems, calls
-    fast = FastClassifier(cfg)
-    systems = {"fastlstm": fast}
-    if torch is not None:
-        systems["torch"] = TorchClassifier(torch, cfg, fast.state_dict())
-    batches = classify_batches(cfg)
 
     def epoch_caller(system):
         def epoch():
@@ -308,17 +318,9 @@ def memory_child(name, system, threads, steps=3):
         import torch
 
         torch.set_num_threads(threads)
-    cfg = TRAIN_SHAPES[name]
-    if name == "train_charlm":
-        fast = FastCharLM(cfg)
-        sys_obj = fast if system == "fastlstm" else TorchCharLM(torch, cfg, fast.state_dict())
-        batches = charlm_batches(cfg)
-    else:
-        fast = FastClassifier(cfg)
-        sys_obj = fast if system == "fastlstm" else TorchClassifier(torch, cfg, fast.state_dict())
-        batches = classify_batches(cfg)
-    if system != "fastlstm":
-        del fast
+    systems, batches = _systems(name, torch)
+    sys_obj = systems[system]
+    del systems  # measured alone: fastlstm's model goes when torch's is measured
     gc.collect()
     before, _ = _rss_probe()
     for k in range(steps):
@@ -327,17 +329,23 @@ def memory_child(name, system, threads, steps=3):
     print(json.dumps({"before": before, "peak": peak, "delta": peak - before}))
 
 
-def bench_train_memory(name, peers, opts):
-    """-> {system: {"before", "peak", "delta"} or error string}."""
-    if not os.path.exists("/proc/self/clear_refs"):
-        return {"error": "memory: needs Linux /proc"}
+def child_env():
+    """os.environ with this fastlstm's package root first on PYTHONPATH, so
+    that a child interpreter imports the fastlstm being benchmarked."""
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
-    env = dict(
+    return dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(
             [pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         ),
     )
+
+
+def bench_train_memory(name, peers, opts):
+    """-> {system: {"before", "peak", "delta"} or error string}."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return {"error": "memory: needs Linux /proc"}
+    env = child_env()
     out = {}
     for system in ("fastlstm", "torch"):
         if system == "torch" and peers.torch is None:
