@@ -45,6 +45,18 @@ def _float_input(x: ArrayLike, what: str) -> Array:
     return a
 
 
+def _same_shape_inputs(input: ArrayLike, target: ArrayLike) -> tuple[Array, NDArray[Any]]:
+    """(input as a float array, target as a numeric array of input's shape),
+    for the element-wise losses."""
+    x = _float_input(input, "input")
+    y = np.asarray(target)
+    if y.shape != x.shape:
+        raise ValueError(f"target: expected input's shape {x.shape}, got {y.shape}")
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"target: expected a numeric array, got dtype {y.dtype}")
+    return x, y
+
+
 def _matvec(a: Array, v: Array) -> Array:
     """a (N, C) @ v (C,) on fastlstm's own GEMM and threads: numpy's BLAS
     would wake its thread pool, which keeps spinning on the cores after the
@@ -122,12 +134,7 @@ def mse_loss(
     """Mean squared error (input - target)^2, as ``torch.nn.functional.mse_loss``.
     ``target`` has input's shape."""
     _check_reduction(reduction)
-    x = _float_input(input, "input")
-    y = np.asarray(target)
-    if y.shape != x.shape:
-        raise ValueError(f"target: expected input's shape {x.shape}, got {y.shape}")
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"target: expected a numeric array, got dtype {y.dtype}")
+    x, y = _same_shape_inputs(input, target)
     mask = _step_mask(x.shape, lengths, batch_first, "input")
     diff = x - y.astype(x.dtype, copy=False)
     count: int = x.size
@@ -246,12 +253,7 @@ def binary_cross_entropy_with_logits(
     rescales each element; ``pos_weight`` (broadcast along the last, class
     dimension) weighs the positive term."""
     _check_reduction(reduction)
-    x = _float_input(input, "input")
-    y = np.asarray(target)
-    if y.shape != x.shape:
-        raise ValueError(f"target: expected input's shape {x.shape}, got {y.shape}")
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"target: expected a numeric array, got dtype {y.dtype}")
+    x, y = _same_shape_inputs(input, target)
     y = y.astype(x.dtype, copy=False)
     extra: list[Optional[Array]] = []
     for name, v in (("weight", weight), ("pos_weight", pos_weight)):
