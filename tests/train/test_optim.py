@@ -49,6 +49,15 @@ def _ours(name):
     return getattr(fastlstm.optim, name)
 
 
+def _step_both(torch, rng, grads, tparams, opt, topt):
+    """The same random gradients into both sides, then one step of each."""
+    for g, t in zip(grads, tparams):
+        g[...] = rng.standard_normal(g.shape)
+        t.grad = torch.from_numpy(g.copy())
+    opt.step()
+    topt.step()
+
+
 def _run_both(torch, rng, name, kw, dtype, steps=STEPS, mk=None):
     params = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     grads = [np.zeros_like(p) for p in params]
@@ -56,11 +65,7 @@ def _run_both(torch, rng, name, kw, dtype, steps=STEPS, mk=None):
     opt = (mk or _ours(name))(list(zip(params, grads)), **kw)
     topt = getattr(torch.optim, name)(tparams, **kw)
     for _ in range(steps):
-        for g, t in zip(grads, tparams):
-            g[...] = rng.standard_normal(g.shape)
-            t.grad = torch.from_numpy(g.copy())
-        opt.step()
-        topt.step()
+        _step_both(torch, rng, grads, tparams, opt, topt)
     return params, tparams, opt, topt
 
 
@@ -93,11 +98,7 @@ def test_lr_change_between_steps_follows_torch(torch, rng):
     opt = Adam(list(zip(params, grads)), lr=0.1)
     topt = torch.optim.Adam(tparams, lr=0.1)
     for k in range(6):
-        for g, t in zip(grads, tparams):
-            g[...] = rng.standard_normal(g.shape)
-            t.grad = torch.from_numpy(g.copy())
-        opt.step()
-        topt.step()
+        _step_both(torch, rng, grads, tparams, opt, topt)
         opt.lr = 0.1 / (k + 2)
         topt.param_groups[0]["lr"] = 0.1 / (k + 2)
     assert opt.param_groups[0]["lr"] == opt.lr == 0.1 / 7
@@ -115,11 +116,7 @@ def test_param_groups_with_their_own_hyperparameters(torch, rng):
         [{"params": tparams[:2]}, {"params": tparams[2:], "lr": 0.5}], lr=0.1, momentum=0.9
     )
     for _ in range(4):
-        for g, t in zip(grads, tparams):
-            g[...] = rng.standard_normal(g.shape)
-            t.grad = torch.from_numpy(g.copy())
-        opt.step()
-        topt.step()
+        _step_both(torch, rng, grads, tparams, opt, topt)
     for p, t in zip(params, tparams):
         np.testing.assert_allclose(p, t.detach().numpy(), **TOL[np.float64])
 
