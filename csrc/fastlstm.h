@@ -40,8 +40,10 @@ extern "C" {
 enum {
     FL_OK = 0,
     FL_ENOMEM = 1,      /* a scratch allocation failed */
-    FL_EINVAL = 2,      /* a required pointer is NULL (packed weights, the
-                           gates with xh, w_hr with P > 0) */
+    FL_EINVAL = 2,      /* a required pointer is NULL (forward's packed
+                           weights, the gates with xh, backward's w_ih and
+                           w_hh, w_hr with P > 0, backward's x and y
+                           without xh) */
     FL_ESHAPE = 3,      /* a size is 0: T, B, I and H must be >= 1 */
     FL_EBATCH_SIZES = 4 /* batch_sizes not non-increasing in [1, B] with
                            batch_sizes[0] == B */
@@ -59,8 +61,8 @@ typedef struct fl_shape {
 /* Rows of the packed layout (sum of batch_sizes, or T*B). */
 size_t fl_packed_rows(const fl_shape *sh);
 
-/* Elements of the packed weights blob (its layout depends on the ISA
- * variant chosen at import). */
+/* Elements of the packed weights blob of the forward (its layout depends
+ * on the ISA variant chosen at import). */
 size_t fl_lstm_packed_size_f32(size_t I, size_t H, size_t P);
 size_t fl_lstm_packed_size_f64(size_t I, size_t H, size_t P);
 
@@ -83,14 +85,14 @@ typedef struct fl_forward_f32 {
     float *y;             /* (rows, ldy): H_out columns written */
     size_t ldy;
     float *h_n, *c_n; /* (B, H_out), (B, H) */
-    float *gates;     /* training (xh given): (rows, 4H), gets
-                         the post-activation gates i, f, g, o,
-                         as backward needs them; else unused
-                         (may be NULL) */
+    float *gates;     /* training: (rows, 4H), gets the
+                         post-activation gates i, f, g, o, as
+                         backward needs them; NULL: inference */
     float *cells;     /* (rows, H) c_t of every row, or NULL */
     float *xh;        /* (rows, I + H_out) [x_t | h_{t-1}] of
-                         every row (training: backward needs it),
-                         or NULL (inference) */
+                         every row (training, for a backward given
+                         xh), or NULL: a backward can read the
+                         same rows from x, y and h0 instead */
     void *workspace;  /* optional scratch of workspace_bytes; a
                          call with enough allocates nothing */
     size_t workspace_bytes;
@@ -132,15 +134,24 @@ size_t fl_lstm_forward_workspace_f64(const fl_shape *sh);
 
 /* The arguments of a backward call (start from all zeros, as forward's). */
 typedef struct fl_backward_f32 {
-    const float *w_ih;       /* (4H, I) */
-    const float *w_hh;       /* (4H, H_out) */
-    const float *w_hr;       /* (P, H) or NULL */
-    const float *packed;     /* fl_lstm_pack_f32 blob */
+    const float *w_ih;       /* (4H, I): the weights the forward ran */
+    const float *w_hh;       /* (4H, H_out)   with (backward packs its */
+    const float *w_hr;       /* (P, H) or NULL  own products from them) */
     const float *c0;         /* (B, H) or NULL = zeros */
     float *gates;            /* (rows, 4H) from forward; overwritten
                                 with d(pre-activation gates) */
-    const float *cells, *xh; /* from forward */
-    const float *dy;         /* (rows, lddy): H_out columns read */
+    const float *cells, *xh; /* from forward; xh may be NULL, then
+                                its rows [x_t | h_{t-1}] are read
+                                from the forward's x, y and h0: */
+    const float *x;          /* (xh NULL) the forward's x, ldx, x_rows */
+    size_t ldx;
+    const int64_t *x_rows;
+    const float *y; /* (xh NULL) the forward's output h_t: H_out
+                       columns of y, ldy, y_rows, as forward */
+    size_t ldy;
+    const int64_t *y_rows;
+    const float *h0; /* (xh NULL) (B, H_out), or NULL = zeros */
+    const float *dy; /* (rows, lddy): H_out columns read */
     size_t lddy;
     const float *dh_n, *dc_n; /* (B, H_out), (B, H); NULL = zeros */
     float *dx;                /* (rows, lddx): I columns, or NULL */
@@ -157,10 +168,16 @@ typedef struct fl_backward_f64 {
     const double *w_ih;
     const double *w_hh;
     const double *w_hr;
-    const double *packed;
     const double *c0;
     double *gates;
     const double *cells, *xh;
+    const double *x;
+    size_t ldx;
+    const int64_t *x_rows;
+    const double *y;
+    size_t ldy;
+    const int64_t *y_rows;
+    const double *h0;
     const double *dy;
     size_t lddy;
     const double *dh_n, *dc_n;

@@ -21,16 +21,26 @@ config, its arrays carry the Sequential's parameter names ("0.weight",
 "1.weight_ih_l0", ...), and load checks them against the layers' configs as
 for a single layer.  Layers without parameters (Dropout, the reducers) have
 no arrays; a file of such a layer alone has a null dtype.
+
+A fitted LSTMClassifier or LSTMRegressor is saved the same way: its config
+holds its hyperparameters (``get_params``), its network's layers (arrays
+under "model.<Sequential name>") and its fitted attributes (JSON, and the
+arrays ``classes_`` or ``y_mean_`` / ``y_scale_``); load checks them as
+strictly and returns an estimator that predicts bit for bit as the saved
+one.  Its optimizer state is not saved: a ``partial_fit`` after ``load``
+continues from the weights with a fresh optimizer, and a ``random_state``
+that is a RandomState or Generator is saved as None.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import tempfile
 import zipfile
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -42,9 +52,22 @@ from .layers.reducers import LastStep, MaxPool, MeanPool
 from .layers.sequential import Sequential
 from .reference import cell_parameter_shapes, parameter_shapes
 
+if TYPE_CHECKING:  # imported when used: the estimators import the training code
+    from .train.estimators import LSTMClassifier, LSTMRegressor
+
 # what save writes and load returns
 Saveable = Union[
-    LSTM, LSTMCell, Linear, Embedding, Dropout, LastStep, MeanPool, MaxPool, Sequential
+    LSTM,
+    LSTMCell,
+    Linear,
+    Embedding,
+    Dropout,
+    LastStep,
+    MeanPool,
+    MaxPool,
+    Sequential,
+    "LSTMClassifier",
+    "LSTMRegressor",
 ]
 
 __all__ = ["save", "load"]
@@ -91,6 +114,15 @@ _MIN_INT = {
     "embedding_dim": 1,
 }
 _BOOLS = ("bias", "bidirectional", "batch_first")
+# the scikit-learn estimators (fastlstm.train.estimators, imported when used):
+# class name -> the keys of their fitted attributes in the config
+_ESTIMATORS = {
+    "LSTMClassifier": ("n_features_in_", "n_iter_", "loss_", "history_", "shuffle_seed")
+    + ("classes_dtype",),
+    "LSTMRegressor": ("n_features_in_", "n_iter_", "loss_", "history_", "shuffle_seed")
+    + ("sequence_output_", "multi"),
+}
+_MAX_LABEL_BYTES = 1 << 12  # itemsize of a classes_ dtype (a string label of 1024 characters)
 # Limits on what load reads before trusting it.
 _MAX_HEADER_BYTES = 1 << 16  # the JSON header (a real one is a few hundred bytes)
 _MAX_NPY_HEADER_BYTES = 1 << 12
@@ -114,11 +146,20 @@ def save(path: File, module: Saveable) -> None:
         Written exactly as given (no suffix is added).  A path is replaced
         atomically; an existing directory is an ``IsADirectoryError``.
     module : LSTM, LSTMCell, Linear, Embedding, Dropout, LastStep, MeanPool,
-        MaxPool, or a Sequential of those (not LSTMCell; not nested)
+        MaxPool, or a Sequential of those (not LSTMCell; not nested); or a
+        fitted LSTMClassifier or LSTMRegressor
         A Dropout's generator is not saved: a loaded one draws fresh masks.
+        An estimator's optimizer state is not saved either (see the module's
+        docstring); an unfitted one is refused (NotFittedError).
     """
-    name, config = _describe(module, "save")
-    dtype = getattr(module, "dtype", None)
+    if type(module).__name__ in _ESTIMATORS and isinstance(
+        module, _estimator_class(type(module).__name__)
+    ):
+        name, config, dtype, arrays = _describe_estimator(module)
+    else:
+        name, config = _describe(module, "save")
+        dtype = getattr(module, "dtype", None)
+        arrays = module.state_dict()
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -126,7 +167,6 @@ def save(path: File, module: Saveable) -> None:
         "dtype": None if dtype is None else np.dtype(dtype).name,
         "config": config,
     }
-    arrays = module.state_dict()
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     if hasattr(path, "write"):
         np.savez(path, **arrays)
@@ -157,6 +197,70 @@ def _describe(module, where, inside=False):
             "bias": module.bias is not None,
         }
     return name, {k: getattr(module, k) for k in _CLASSES[name][1]}
+
+
+def _estimator_class(name):
+    from .train import estimators  # here: it imports the training code
+
+    return getattr(estimators, name)
+
+
+def _json_float(v):
+    """A float for JSON: None for NaN or infinity (JSON has neither)."""
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _describe_estimator(est):
+    """-> (class name, config, dtype, arrays) of a fitted estimator."""
+    name = type(est).__name__
+    if not hasattr(est, "model_"):
+        from .train.estimators import _NotFittedError
+
+        raise _NotFittedError(
+            f"save: this {name} instance is not fitted yet; call 'fit' before saving it"
+        )
+    params = {}
+    for key, v in est.get_params(deep=False).items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if key == "random_state" and not (isinstance(v, int) and not isinstance(v, bool)):
+            v = None  # a RandomState or Generator: its state is not saved
+        if not (v is None or isinstance(v, (bool, int, str))) and not (
+            isinstance(v, float) and math.isfinite(v)
+        ):
+            raise TypeError(
+                f"save: {name} parameter {key}={v!r} cannot be saved "
+                "(expected None, a bool, a finite number or a string)"
+            )
+        params[key] = v
+    _, model_config = _describe(est.model_, "save")
+    fitted = {
+        "n_features_in_": int(est.n_features_in_),
+        "n_iter_": int(getattr(est, "n_iter_", 0)),
+        "loss_": _json_float(getattr(est, "loss_", float("nan"))),
+        "history_": {
+            str(k): [_json_float(x) for x in v] for k, v in getattr(est, "history_", {}).items()
+        },
+        "shuffle_seed": int(est._shuffle_seed),
+    }
+    arrays = {f"model.{k}": v for k, v in est.model_.state_dict().items()}
+    if name == "LSTMClassifier":
+        classes = np.asarray(est.classes_)
+        if classes.dtype.kind not in "biufU" or classes.dtype.itemsize > _MAX_LABEL_BYTES:
+            raise TypeError(
+                f"save: {name} classes_ of dtype {classes.dtype} cannot be saved (labels must "
+                "be booleans, numbers or strings, not objects)"
+            )
+        fitted["classes_dtype"] = classes.dtype.str
+        arrays["classes_"] = classes
+    else:
+        fitted["sequence_output_"] = bool(est.sequence_output_)
+        fitted["multi"] = bool(est._multi)
+        arrays["y_mean_"] = np.asarray(est.y_mean_, np.float64)
+        arrays["y_scale_"] = np.asarray(est.y_scale_, np.float64)
+    config = {"params": params, "fitted": fitted, "layers": model_config["layers"]}
+    return name, config, next(iter(est.model_)).dtype, arrays
 
 
 def _atomic_write(path, write):
@@ -262,11 +366,41 @@ def _load_from(fh, where):
             f"load: {where!s} is not a readable fastlstm file ({type(e).__name__}: {e})"
         ) from None
     try:
+        if cls_name in _ESTIMATORS:
+            return _build_estimator(cls_name, config, dtype, arrays)
         module = _build(cls_name, config, dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"load: invalid {cls_name} config in {where!s}: {e}") from None
     module.load_state_dict(arrays)
     return module
+
+
+def _build_estimator(cls_name, config, dtype, arrays):
+    """The estimator a checked file describes: hyperparameters (checked by
+    the estimator), network and fitted attributes; compiled, so that
+    partial_fit can continue (with a fresh optimizer)."""
+    est = _estimator_class(cls_name)(**config["params"])
+    est._check_params()
+    model = _build("Sequential", {"layers": config["layers"]}, dtype)
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    fitted = config["fitted"]
+    est.n_features_in_ = fitted["n_features_in_"]
+    est.n_iter_ = fitted["n_iter_"]
+    est.loss_ = float("nan") if fitted["loss_"] is None else float(fitted["loss_"])
+    est.history_ = {
+        k: [float("nan") if x is None else float(x) for x in v]
+        for k, v in fitted["history_"].items()
+    }
+    est._shuffle_seed = fitted["shuffle_seed"]
+    if cls_name == "LSTMClassifier":
+        est.classes_ = arrays["classes_"]
+    else:
+        est.sequence_output_ = fitted["sequence_output_"]
+        est._multi = fitted["multi"]
+        est.y_mean_, est.y_scale_ = arrays["y_mean_"], arrays["y_scale_"]
+    est._compile(model)
+    est.model_ = model
+    return est
 
 
 def _build(cls_name, config, dtype):
@@ -302,10 +436,14 @@ def _read_checked(zf):
             f"{sorted(set(expected) - set(members))}, unexpected "
             f"{sorted(set(members) - set(expected))}"
         )
+    dtypes = dict.fromkeys(expected, dtype)
+    if cls_name in _ESTIMATORS:  # the fitted attributes' arrays
+        dtypes.update(_estimator_dtypes(cls_name, config))
     for name, info in members.items():
-        _check_member_size(name, info, expected[name], dtype)
+        _check_member_size(name, info, expected[name], dtypes[name])
     arrays = {
-        name: _read_array(zf, info, name, expected[name], dtype) for name, info in members.items()
+        name: _read_array(zf, info, name, expected[name], dtypes[name])
+        for name, info in members.items()
     }
     return cls_name, config, dtype, arrays
 
@@ -348,6 +486,11 @@ def _check_meta(meta):
     if meta.get("version") != VERSION:
         raise _BadFile(f"unsupported fastlstm file version {meta.get('version')!r}")
     cls_name, config = meta.get("class"), meta.get("config")
+    if isinstance(cls_name, str) and cls_name in _ESTIMATORS:
+        _check_estimator_config(cls_name, config)
+        if meta.get("dtype") != "float64":
+            raise _BadFile(f"unsupported {cls_name} dtype {meta.get('dtype')!r}")
+        return cls_name, config, np.dtype(np.float64)
     _check_config(cls_name, config, tuple(_CLASSES))
     if cls_name == "Sequential":
         layers = config["layers"]
@@ -410,8 +553,97 @@ def _check_config(cls_name, config, allowed, where=""):
         )
 
 
+def _check_estimator_config(cls_name, config):
+    """An estimator's config: exactly its hyperparameters (JSON scalars; the
+    estimator checks their values when built), fitted attributes of the
+    right types, and the network the estimator builds (LSTM, LastStep,
+    Linear; or LSTM, Linear for a regressor's per-step output) with sizes
+    that agree with each other."""
+    bad = f"invalid {cls_name} config"
+    if not isinstance(config, dict) or set(config) != {"params", "fitted", "layers"}:
+        raise _BadFile(f"{bad}: expected an object with keys fitted, layers and params")
+    params, fitted, layers = config["params"], config["fitted"], config["layers"]
+    names = set(_estimator_class(cls_name)._get_param_names())
+    if not isinstance(params, dict) or set(params) != names:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise _BadFile(f"{bad}: params must have keys {sorted(names)}, got {got!r}")
+    for key, v in params.items():
+        if not (v is None or isinstance(v, (bool, int, float, str))):
+            raise _BadFile(f"{bad}: parameter {key} is {v!r}, not a JSON scalar")
+    keys = _ESTIMATORS[cls_name]
+    if not isinstance(fitted, dict) or set(fitted) != set(keys):
+        got = sorted(fitted) if isinstance(fitted, dict) else fitted
+        raise _BadFile(f"{bad}: fitted attributes must be {sorted(keys)}, got {got!r}")
+
+    def integer(key, lo):
+        v = fitted[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise _BadFile(f"{bad}: {key} must be an integer >= {lo}, got {v!r}")
+
+    integer("n_features_in_", 1)
+    integer("n_iter_", 0)
+    integer("shuffle_seed", 0)
+    loss = fitted["loss_"]
+    if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float))):
+        raise _BadFile(f"{bad}: loss_ must be a number or null, got {loss!r}")
+    history = fitted["history_"]
+    if not isinstance(history, dict) or not all(
+        isinstance(v, list)
+        and all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)
+        for v in history.values()
+    ):
+        raise _BadFile(f"{bad}: history_ must map names to lists of numbers")
+    if cls_name == "LSTMClassifier":
+        code = fitted["classes_dtype"]
+        try:
+            kind_ok = isinstance(code, str) and len(code) <= 16 and np.dtype(code).kind in "biufU"
+        except TypeError:
+            kind_ok = False
+        if not kind_ok or np.dtype(code).itemsize > _MAX_LABEL_BYTES:
+            raise _BadFile(f"{bad}: classes_dtype {code!r} is not a dtype of labels")
+        sequence = False
+    else:
+        for key in ("sequence_output_", "multi"):
+            if not isinstance(fitted[key], bool):
+                raise _BadFile(f"{bad}: {key} must be true or false, got {fitted[key]!r}")
+        sequence = fitted["sequence_output_"]
+    want = ["LSTM", "Linear"] if sequence else ["LSTM", "LastStep", "Linear"]
+    if (
+        not isinstance(layers, list)
+        or [la.get("class") if isinstance(la, dict) else None for la in layers] != want
+    ):
+        raise _BadFile(f"{bad}: the network must be the layers {want}")
+    for i, layer in enumerate(layers):
+        if set(layer) != {"class", "config"}:
+            raise _BadFile(f"{bad}: layer {i} must be an object with keys class and config")
+        _check_config(layer["class"], layer["config"], _IN_SEQUENTIAL, f"layer {i}: ")
+    lstm, head = layers[0]["config"], layers[-1]["config"]
+    D = 2 if lstm["bidirectional"] else 1
+    if not lstm["batch_first"] or lstm["proj_size"] or not head["bias"]:
+        raise _BadFile(f"{bad}: not the network the estimator builds")
+    if lstm["input_size"] != fitted["n_features_in_"]:
+        raise _BadFile(f"{bad}: n_features_in_ differs from the LSTM's input_size")
+    for key in ("hidden_size", "num_layers", "bidirectional"):
+        if params[key] != lstm[key]:
+            raise _BadFile(f"{bad}: parameter {key} differs from the network's")
+    if head["in_features"] != D * lstm["hidden_size"]:
+        raise _BadFile(f"{bad}: the Linear layer does not fit the LSTM's output")
+    if not sequence and layers[1]["config"] != {"batch_first": True, "bidirectional": D == 2}:
+        raise _BadFile(f"{bad}: the LastStep layer does not fit the LSTM")
+
+
+def _estimator_dtypes(cls_name, config):
+    """The dtypes of an estimator's arrays of fitted attributes."""
+    if cls_name == "LSTMClassifier":
+        return {"classes_": np.dtype(config["fitted"]["classes_dtype"])}
+    return {"y_mean_": np.dtype(np.float64), "y_scale_": np.dtype(np.float64)}
+
+
 def _parameter_count(cls_name, config):
     """How many arrays the config implies, without listing them."""
+    if cls_name in _ESTIMATORS:
+        extra = 1 if cls_name == "LSTMClassifier" else 2
+        return _parameter_count("Sequential", {"layers": config["layers"]}) + extra
     if cls_name == "Sequential":
         return sum(_parameter_count(la["class"], la["config"]) for la in config["layers"])
     if cls_name in _PARAMETERLESS:
@@ -428,6 +660,15 @@ def _parameter_count(cls_name, config):
 
 
 def _expected_shapes(cls_name, config):
+    if cls_name in _ESTIMATORS:
+        shapes = {
+            f"model.{k}": v
+            for k, v in _expected_shapes("Sequential", {"layers": config["layers"]}).items()
+        }
+        n_out = (config["layers"][-1]["config"]["out_features"],)
+        extra = ("classes_",) if cls_name == "LSTMClassifier" else ("y_mean_", "y_scale_")
+        shapes.update(dict.fromkeys(extra, n_out))
+        return shapes
     if cls_name == "Sequential":
         return {
             f"{i}.{name}": shape

@@ -727,3 +727,143 @@ def test_damaged_npy_header_text_is_a_value_error(saved, tmp_path, damage):
     assert hit
     with pytest.raises(ValueError, match="weight_"):
         fastlstm.load(p)
+
+
+# ---- fitted estimators -----------------------------------------------------------
+
+
+def _sequences(rng, n=40):
+    return [rng.standard_normal((int(t), 3)) for t in rng.integers(2, 9, n)]
+
+
+@pytest.mark.parametrize("labels", ["int", "str"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_classifier_round_trip(tmp_path, rng, labels, bidirectional):
+    """A loaded classifier predicts bit for bit as the saved one (labels,
+    probabilities), with the same hyperparameters and fitted attributes,
+    and can go on training."""
+    X = _sequences(rng)
+    y = np.array([int(x[:, 0].sum() > 0) + 2 * int(len(x) > 5) for x in X])
+    if labels == "str":
+        y = np.array(["neg", "pos", "long neg", "long pos"])[y]
+    clf = fastlstm.LSTMClassifier(
+        hidden_size=6, num_layers=2, bidirectional=bidirectional, epochs=2, random_state=0
+    ).fit(X, y)
+    p = tmp_path / "clf.fastlstm"
+    fastlstm.save(p, clf)
+    got = fastlstm.load(p)
+    assert type(got) is fastlstm.LSTMClassifier
+    assert got.get_params() == clf.get_params()
+    assert got.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(got.classes_, clf.classes_)
+    assert (got.n_features_in_, got.n_iter_, got.loss_) == (
+        clf.n_features_in_,
+        clf.n_iter_,
+        clf.loss_,
+    )
+    assert got.history_ == clf.history_
+    Xt = _sequences(np.random.default_rng(5), 17)
+    np.testing.assert_array_equal(got.predict(Xt), clf.predict(Xt))
+    assert_bitwise = np.testing.assert_array_equal
+    assert_bitwise(got.predict_proba(Xt), clf.predict_proba(Xt))
+    assert_bitwise(got.predict_proba(np.zeros((4, 3))), clf.predict_proba(np.zeros((4, 3))))
+    got.partial_fit(X, y)  # compiled on load: training continues
+    assert got.n_iter_ == clf.n_iter_ + 1
+
+
+@pytest.mark.parametrize("target", ["scalar", "multi", "per_step", "per_step_ragged"])
+def test_regressor_round_trip(tmp_path, rng, target):
+    """A loaded regressor predicts bit for bit as the saved one, sequence to
+    value and sequence to sequence (with the target standardisation)."""
+    if target.startswith("per_step"):
+        X = _sequences(rng) if target.endswith("ragged") else rng.standard_normal((30, 7, 3))
+        y = [np.cumsum(x, axis=0)[:, :2] for x in X]
+        if not target.endswith("ragged"):
+            y = np.stack(y)
+    else:
+        X = rng.standard_normal((30, 5, 3))
+        y = X.sum(axis=(1, 2)) * 10 + 3
+        if target == "multi":
+            y = np.stack([y, -2 * y], axis=1)
+    reg = fastlstm.LSTMRegressor(hidden_size=5, epochs=2, random_state=1).fit(X, y)
+    p = tmp_path / "reg.fastlstm"
+    fastlstm.save(p, reg)
+    got = fastlstm.load(p)
+    assert type(got) is fastlstm.LSTMRegressor
+    assert got.get_params() == reg.get_params()
+    assert got.sequence_output_ == reg.sequence_output_ == target.startswith("per_step")
+    np.testing.assert_array_equal(got.y_mean_, reg.y_mean_)
+    np.testing.assert_array_equal(got.y_scale_, reg.y_scale_)
+    for a, b in zip(got.predict(X), reg.predict(X)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unfitted_estimator_is_refused(tmp_path):
+    for est in (fastlstm.LSTMClassifier(), fastlstm.LSTMRegressor()):
+        with pytest.raises(ValueError, match="not fitted yet"):
+            fastlstm.save(tmp_path / "e.fastlstm", est)
+        assert not (tmp_path / "e.fastlstm").exists()
+
+
+@pytest.fixture
+def saved_classifier(tmp_path, rng):
+    X = _sequences(rng, 12)
+    y = np.array([int(x[:, 0].sum() > 0) for x in X])
+    clf = fastlstm.LSTMClassifier(hidden_size=4, epochs=1, random_state=0).fit(X, y)
+    p = tmp_path / "clf.npz"
+    fastlstm.save(p, clf)
+    return p
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["config"]["params"].update(hidden_size=5),  # disagrees with the network
+        lambda m: m["config"]["params"].update(optimizer="nope"),
+        lambda m: m["config"]["params"].update(unknown=1),
+        lambda m: m["config"]["params"].update(epochs=[1]),
+        lambda m: m["config"]["fitted"].update(n_features_in_=4),
+        lambda m: m["config"]["fitted"].update(classes_dtype="O"),
+        lambda m: m["config"]["fitted"].update(classes_dtype="float32"),  # not the array's
+        lambda m: m["config"]["fitted"].update(history_={"loss": ["x"]}),
+        lambda m: m["config"]["fitted"].pop("shuffle_seed"),
+        lambda m: m["config"]["layers"].pop(1),
+        lambda m: m["config"]["layers"][0]["config"].update(batch_first=False),
+        lambda m: m["config"]["layers"][2]["config"].update(out_features=3),
+        lambda m: m.update(dtype="float32"),
+        lambda m: m.update(**{"class": "LSTMRegressor"}),
+    ],
+)
+def test_tampered_estimator_header(saved_classifier, tmp_path, edit):
+    arrays, meta = _read(saved_classifier)
+    edit(meta)
+    with pytest.raises(ValueError, match="load: "):
+        fastlstm.load(_write(tmp_path / "bad.npz", arrays, meta))
+
+
+@pytest.mark.parametrize("how", ["shape", "dtype", "object", "missing"])
+def test_tampered_estimator_arrays(saved_classifier, tmp_path, how):
+    marker = tmp_path / "PWNED"
+    arrays, meta = _read(saved_classifier)
+    if how == "shape":
+        arrays["classes_"] = np.arange(3)
+    elif how == "dtype":
+        arrays["classes_"] = arrays["classes_"].astype(np.float64)
+    elif how == "object":
+        arrays["classes_"] = np.array([_Evil(marker), 1], dtype=object)
+    else:
+        del arrays["classes_"]
+    with pytest.raises(ValueError, match="load: "):
+        fastlstm.load(_write(tmp_path / "bad.npz", arrays, meta))
+    assert not marker.exists()
+
+
+@_ignore_leak[0]
+@_ignore_leak[1]
+@pytest.mark.parametrize("fraction", [0.3, 0.9])
+def test_truncated_estimator_file(saved_classifier, tmp_path, fraction):
+    data = saved_classifier.read_bytes()
+    p = tmp_path / "trunc.npz"
+    p.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(ValueError):
+        fastlstm.load(p)

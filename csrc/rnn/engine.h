@@ -73,17 +73,17 @@ typedef struct fl_share {
 
 #include FL_CELL
 
-/* Where the pieces of the packed-weights blob live (elements). */
+/* Where the pieces of the packed-weights blob live (elements).  The blob
+ * holds the forward's packing only: a backward packs its own products from
+ * the weights (they are needed once per backward, and a blob kept for
+ * inference would otherwise carry them too). */
 typedef struct FL_FN(blob_layout) {
     size_t U;      /* units per group of the forward product */
     size_t groups; /* ceil(H / U) */
     size_t K;      /* I + H_out: rows of the forward product */
     size_t xh_fwd; /* [x | h] [W_ih | W_hh]^T, grouped: [i f g o] x U
                       columns per group, K = I + H_out */
-    size_t hh_bwd; /* dgates W_hh: K = 4H, N = H_out */
-    size_t ih_bwd; /* dgates W_ih: K = 4H, N = I */
     size_t hr_fwd; /* r W_hr^T:    K = H,  N = P */
-    size_t hr_bwd; /* dh W_hr:     K = P,  N = H */
     size_t total;
 } FL_FN(blob_layout);
 
@@ -112,11 +112,8 @@ static FL_FN(blob_layout) FL_FN(layout)(size_t I, size_t H, size_t P)
     L.groups = (H + L.U - 1) / L.U;
     L.K = I + Hout;
     L.xh_fwd = 0;
-    L.hh_bwd = L.xh_fwd + L.groups * FL_CELL_GATES * L.U * L.K;
-    L.ih_bwd = L.hh_bwd + PACKED_SIZE(FL_CELL_GATES * H, Hout);
-    L.hr_fwd = L.ih_bwd + PACKED_SIZE(FL_CELL_GATES * H, I);
-    L.hr_bwd = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
-    L.total = L.hr_bwd + (P ? PACKED_SIZE(P, H) : 0);
+    L.hr_fwd = L.xh_fwd + L.groups * FL_CELL_GATES * L.U * L.K;
+    L.total = L.hr_fwd + (P ? PACKED_SIZE(H, P) : 0);
     return L;
 }
 
@@ -143,12 +140,8 @@ static void FL_FN(pack)(size_t I, size_t H, size_t P, const REAL *w_ih, const RE
                 PACK_B(1, I, n, w_ih + row * I, I, dst);
                 PACK_B(1, Hout, n, w_hh + row * Hout, Hout, dst + I * nr);
             }
-    PACK_B(0, FL_CELL_GATES * H, Hout, w_hh, Hout, blob + L.hh_bwd);
-    PACK_B(0, FL_CELL_GATES * H, I, w_ih, I, blob + L.ih_bwd);
-    if (P) {
+    if (P)
         PACK_B(1, H, P, w_hr, H, blob + L.hr_fwd);
-        PACK_B(0, P, H, w_hr, H, blob + L.hr_bwd);
-    }
 }
 
 /* Everything one time loop needs; shared read-only by the threads (the
@@ -456,7 +449,7 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
     const size_t W = GU * lp->gw;        /* tile row stride */
     const int rev = sh->reverse;
     REAL *gates = a->gates, *y = a->y, *cells = a->cells;
-    const int train = a->xh != NULL;
+    const int train = gates != NULL;
     const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
     const REAL *xc = lp->xh + (s & 1) * B * K;
     REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
@@ -534,14 +527,14 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
     const size_t Hout = P ? P : H, K = lp->L.K;
     const int rev = sh->reverse, sync = !lp->split_batch;
     REAL *y = a->y;
-    const int train = a->xh != NULL;
+    const int keep_xh = a->xh != NULL;
     /* my rows of this step: [j0, nb); the product's input rows
      * [x_t | h_{t-1}] are xc, and h_t goes to the h part of xn */
     const size_t nb = fl_batch(rw, s) < j1 ? fl_batch(rw, s) : j1;
     const size_t nb_next = s + 1 < T ? fl_batch(rw, s + 1) : 0;
     const REAL *xc = lp->xh + (s & 1) * B * K;
     REAL *xn = lp->xh + ((s + 1) & 1) * B * K;
-    if (train) { /* keep the input rows for backward */
+    if (keep_xh) { /* keep the input rows for backward */
         size_t lo, hi;
         fl_copy_rows(lp->split_batch, fl_batch(rw, s), j0, j1, nth, tid, &lo, &hi);
         for (size_t j = lo; j < hi; j++)
@@ -577,7 +570,7 @@ static void FL_FN(forward_step)(const FL_FN(loop) *lp, size_t s, const fl_share 
             }
         }
     }
-    if (nb_next && (train || !lp->xb)) { /* x_{t+1} of the next step's rows */
+    if (nb_next && (keep_xh || !lp->xb)) { /* x_{t+1} of the next step's rows */
         size_t lo, hi;
         fl_copy_rows(lp->split_batch, nb_next, j0, j1, nth, tid, &lo, &hi);
         FL_FN(load_x)(lp, s + 1, lo, hi, xn, K);
@@ -833,17 +826,62 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 #define FL_MAX_DX_LOOP_BYTES (1u << 20)
 #endif
 
+/* Without a stored xh, the weight gradients gather the rows [x_t | h_{t-1}]
+ * from the forward's x, y and h0, FL_DW_ROWS rows at a time, and run one
+ * product per chunk, so the scratch is a chunk, not all rows.  The chunks
+ * start at multiples of the GEMM's K block (KC = 256 in every variant and
+ * dtype, gemm_<isa>.c): each K block of a call sums from zero and is added
+ * to C (alpha = beta = 1), and the bias sums run through the rows in order,
+ * so the chunked products give bitwise the one product over all rows. */
+#ifndef FL_DW_ROWS
+#define FL_DW_ROWS 256
+#endif
+
+/* Rows [r0, r1) of [x_t | h_{t-1}] (K = I + H_out each) into buf: what the
+ * forward's xh would hold.  *t: the step of row r0 or an earlier one (a
+ * cursor that only moves forward, from 0). */
+static void FL_FN(gather_xh)(const FL_FN(loop) *lp, size_t r0, size_t r1, size_t *t, REAL *buf)
+{
+    const fl_shape *sh = lp->sh;
+    const fl_rows *rw = lp->rw;
+    const BWD_ARGS *a = lp->ba;
+    const size_t I = sh->I, Hout = sh->P ? sh->P : sh->H, K = I + Hout;
+    const int rev = sh->reverse;
+    for (size_t r = r0; r < r1; r++) {
+        while (r >= rw->off[*t + 1])
+            (*t)++;
+        const size_t s = *t, j = r - rw->off[s];
+        const int first = rev ? s == rw->len[j] - 1 : s == 0;
+        const REAL *h =
+            first ? (a->h0 ? a->h0 + j * Hout : lp->zeros)
+                  : a->y + FL_ROW_OF(a->y_rows, fl_row(rw, rev ? s + 1 : s - 1, j)) * a->ldy;
+        REAL *dst = buf + (r - r0) * K;
+        memcpy(dst, a->x + FL_ROW_OF(a->x_rows, r) * a->ldx, I * sizeof(REAL));
+        memcpy(dst + I, h, Hout * sizeof(REAL));
+    }
+}
+
 static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, GH = FL_CELL_GATES * H;
-    if (!a->packed || (P && !a->w_hr))
+    if (!a->w_ih || !a->w_hh || (P && !a->w_hr) || (!a->xh && (!a->x || !a->y)))
         return FL_EINVAL;
     FL_FN(loop) lp;
     fl_rows rw;
     int status = FL_FN(loop_init)(&lp, &rw, sh, NULL);
     if (status != FL_OK)
         return status;
+    /* the gathered rows of a chunk of the weight gradients (without xh) */
+    const size_t K = I + Hout, n_chunk = rw.rows < FL_DW_ROWS ? rw.rows : FL_DW_ROWS;
+    REAL *xh_chunk = NULL;
+    if (!a->xh) {
+        if (K > SIZE_MAX / sizeof(REAL) / n_chunk ||
+            !(xh_chunk = malloc(n_chunk * K * sizeof(REAL)))) {
+            fl_rows_free(&rw);
+            return FL_ENOMEM;
+        }
+    }
     lp.ba = a;
     const size_t rows = rw.rows;
     const int nt = FL_FN(plan_threads)(T, B, H, GH, Hout, (H + lp.nr - 1) / lp.nr, &lp.split_batch);
@@ -864,12 +902,22 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
     lp.dx_in_loop = a->dx && (lp.split_batch ? B / chunks : B) >= FL_MIN_DX_ROWS &&
                     GH * I * sizeof(REAL) <= FL_MAX_DX_LOOP_BYTES;
     const size_t n_dx = lp.dx_in_loop && sh->reverse && sh->batch_sizes ? B * I : 0;
+    /* the per-step products' packed weights: dh = dgates W_hh, dx = dgates
+     * W_ih (per step only), dr = dh W_hr (P) */
+    const size_t n_phh = PACKED_SIZE(GH, Hout), n_pih = lp.dx_in_loop ? PACKED_SIZE(GH, I) : 0;
+    const size_t n_phr = P ? PACKED_SIZE(P, H) : 0;
     REAL *ws =
         malloc((n_dh + n_dc + n_dg + n_zero + n_dhp + n_dr + n_tot + n_rs + n_dx) * sizeof(REAL));
     size_t *ch_mem = malloc(fl_chunks_mem(chunks) * sizeof(size_t));
-    if (!ws || !ch_mem) {
+    REAL *pk = NULL;
+    if (n_pih <= SIZE_MAX - n_phh && n_phr <= SIZE_MAX - n_phh - n_pih &&
+        n_phh + n_pih + n_phr <= SIZE_MAX / sizeof(REAL))
+        pk = malloc((n_phh + n_pih + n_phr) * sizeof(REAL));
+    if (!ws || !ch_mem || !pk) {
         free(ws);
         free(ch_mem);
+        free(pk);
+        free(xh_chunk);
         fl_rows_free(&rw);
         return FL_ENOMEM;
     }
@@ -893,9 +941,14 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
         lp.dhbuf[k] = lp.dhbuf[B * Hout + k] = a->dh_n ? a->dh_n[k] : (REAL)0;
     for (size_t k = 0; k < B * H; k++)
         lp.dcstate[k] = a->dc_n ? a->dc_n[k] : (REAL)0;
-    lp.pk_hh = a->packed + lp.L.hh_bwd;
-    lp.pk_ih = a->packed + lp.L.ih_bwd;
-    lp.pk_hr = P ? a->packed + lp.L.hr_bwd : NULL;
+    lp.pk_hh = pk;
+    PACK_B(0, GH, Hout, a->w_hh, Hout, pk);
+    lp.pk_ih = n_pih ? pk + n_phh : NULL;
+    if (n_pih)
+        PACK_B(0, GH, I, a->w_ih, I, pk + n_phh);
+    lp.pk_hr = P ? pk + n_phh + n_pih : NULL;
+    if (P)
+        PACK_B(0, P, H, a->w_hr, H, pk + n_phh + n_pih);
 
     FL_RUN_THREADS(FL_FN(backward_loop), &lp, nt);
 
@@ -908,9 +961,18 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
      * gradient (column sums of dgates, rows ascending) comes from its
      * packing of dgates: dgates is read once, not three times */
     REAL *dG = a->gates;
-    const size_t K = I + Hout;
-    GEMM_SPLIT(1, 0, GH, K, rows, (REAL)1, dG, GH, a->xh, K, (REAL)1, I, a->dw_ih, I, a->dw_hh,
-               Hout, a->dbias);
+    if (a->xh) {
+        GEMM_SPLIT(1, 0, GH, K, rows, (REAL)1, dG, GH, a->xh, K, (REAL)1, I, a->dw_ih, I, a->dw_hh,
+                   Hout, a->dbias);
+    } else { /* the same product in chunks of gathered rows (FL_DW_ROWS) */
+        size_t t = 0;
+        for (size_t r0 = 0; r0 < rows; r0 += n_chunk) {
+            const size_t n = rows - r0 < n_chunk ? rows - r0 : n_chunk;
+            FL_FN(gather_xh)(&lp, r0, r0 + n, &t, xh_chunk);
+            GEMM_SPLIT(1, 0, GH, K, n, (REAL)1, dG + r0 * GH, GH, xh_chunk, K, (REAL)1, I, a->dw_ih,
+                       I, a->dw_hh, Hout, a->dbias);
+        }
+    }
     if (a->dx && !lp.dx_in_loop)
         GEMM(0, 0, rows, I, GH, (REAL)1, dG, GH, a->w_ih, I, a->dx_accumulate ? (REAL)1 : (REAL)0,
              a->dx, a->lddx);
@@ -918,6 +980,8 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
         GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
     free(ws);
     free(ch_mem);
+    free(pk);
+    free(xh_chunk);
     fl_rows_free(&rw);
     return FL_OK;
 }

@@ -1,7 +1,7 @@
 """Reuse of the training step's scratch arrays (internal).
 
-A training forward keeps three arrays per layer and direction for its
-backward (gates, cells and the [x_t | h_{t-1}] rows): for a large layer tens
+A training forward keeps two arrays per layer and direction for its
+backward (gates and cells): for a large layer tens
 of megabytes, which the allocator takes fresh from the operating system and
 the OS must zero page by page before the kernel can write them (a
 measurable part of a large layer's training step; docs/kernel-design.md
@@ -22,7 +22,7 @@ class BufferPool:
     the pool never holds more than one step's buffers, and shapes that change
     from batch to batch simply miss.  The pool does not check references: a
     caller gives back only arrays nothing else holds (the backward gives its
-    forward's gates, cells and xh, which never leave the layer).
+    forward's gates and cells, which never leave the layer).
     """
 
     def __init__(self):

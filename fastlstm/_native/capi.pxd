@@ -75,11 +75,17 @@ cdef extern from "fastlstm.h" nogil:
         const float *w_ih
         const float *w_hh
         const float *w_hr
-        const float *packed
         const float *c0
         float *gates
         const float *cells
         const float *xh
+        const float *x
+        size_t ldx
+        const int64_t *x_rows
+        const float *y
+        size_t ldy
+        const int64_t *y_rows
+        const float *h0
         const float *dy
         size_t lddy
         const float *dh_n
@@ -98,11 +104,17 @@ cdef extern from "fastlstm.h" nogil:
         const double *w_ih
         const double *w_hh
         const double *w_hr
-        const double *packed
         const double *c0
         double *gates
         const double *cells
         const double *xh
+        const double *x
+        size_t ldx
+        const int64_t *x_rows
+        const double *y
+        size_t ldy
+        const int64_t *y_rows
+        const double *h0
         const double *dy
         size_t lddy
         const double *dh_n

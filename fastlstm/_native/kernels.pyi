@@ -56,11 +56,10 @@ def backward(
     w_ih: _Float,
     w_hh: _Float,
     w_hr: _Float | None,
-    packed: _Float,
     c0: _Float | None,
     gates: _Float,
     cells: _Float,
-    xh: _Float,
+    xh: _Float | None,
     dy: _Float,
     dy_col: int,
     dh_n: _Float | None,
@@ -76,6 +75,12 @@ def backward(
     batch_sizes: _Int64 | None,
     steps: int,
     reverse: bool,
+    x: _Float | None = None,
+    x_rows: _Int64 | None = None,
+    y: _Float | None = None,
+    y_col: int = 0,
+    y_rows: _Int64 | None = None,
+    h0: _Float | None = None,
 ) -> None: ...
 def gemm(
     trans_a: bool, trans_b: bool, alpha: float, a: _Float, b: _Float, beta: float, c: _Float

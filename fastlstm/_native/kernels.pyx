@@ -350,7 +350,7 @@ cdef int _fill_forward(forward_args *a, const floating[:, ::1] x, const floating
 
 cdef int _backward_run(const fl_shape *sh, backward_args *a, const floating[:, ::1] w_ih,
                        const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
-                       const floating[::1] packed, const floating[:, ::1] c0,
+                       const floating[:, ::1] c0,
                        floating[:, ::1] gates, const floating[:, ::1] cells,
                        const floating[:, ::1] xh,
                        const floating[:, ::1] dy, Py_ssize_t dy_col,
@@ -358,7 +358,9 @@ cdef int _backward_run(const fl_shape *sh, backward_args *a, const floating[:, :
                        floating[:, ::1] dx, bint dx_accumulate,
                        floating[:, ::1] dh0, floating[:, ::1] dc0,
                        floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
-                       floating[:, ::1] dw_hr) except? -1:
+                       floating[:, ::1] dw_hr, const floating[:, ::1] x,
+                       const int64_t *x_rows, const floating[:, ::1] y, Py_ssize_t y_col,
+                       const int64_t *y_rows, const floating[:, ::1] h0) except? -1:
     """a = the arguments of backward(), then the C call -> its status."""
     if backward_args is fl_backward_f32:
         assert floating is float
@@ -368,11 +370,18 @@ cdef int _backward_run(const fl_shape *sh, backward_args *a, const floating[:, :
     a.w_ih = _in(a.w_ih, &w_ih[0, 0])
     a.w_hh = _in(a.w_hh, &w_hh[0, 0])
     a.w_hr = _in(a.w_hr, _data2(w_hr))
-    a.packed = _in(a.packed, &packed[0])
     a.c0 = _in(a.c0, _data2(c0))
     a.gates = _out(a.gates, &gates[0, 0])
     a.cells = _in(a.cells, &cells[0, 0])
-    a.xh = _in(a.xh, &xh[0, 0])
+    a.xh = _in(a.xh, _data2(xh))
+    a.x = _in(a.x, _data2(x))
+    a.ldx = w_ih.shape[1]
+    a.x_rows = x_rows
+    if y is not None:
+        a.y = _in(a.y, &y[0, y_col])
+        a.ldy = y.shape[1]
+    a.y_rows = y_rows
+    a.h0 = _in(a.h0, _data2(h0))
     a.dy = _in(a.dy, &dy[0, dy_col])
     a.lddy = dy.shape[1]
     a.dh_n = _in(a.dh_n, _data2(dh_n))
@@ -422,9 +431,10 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
     pack(); h0 (B, H_out), c0 (B, H) or None; y (rows, >= y_col + H_out):
     columns [y_col, y_col + H_out) written; h_n, c_n (B, H_out), (B, H)
-    written; cells (rows, H) or None; training only (else both None):
-    gates (rows, 4H) gets the post-activation gates and xh (rows, I + H_out)
-    the input rows [x_t | h_{t-1}].  batch_sizes
+    written; cells (rows, H) or None; training only (else None): gates
+    (rows, 4H) gets the post-activation gates, and xh (rows, I + H_out), if
+    given, the input rows [x_t | h_{t-1}] (else backward reads them from x,
+    y and h0).  batch_sizes
     (steps,) int64 or None (then rows = steps * B).  x_rows, y_rows (rows,)
     int64 or None: packed row r reads row x_rows[r] of x and writes row
     y_rows[r] of y (a padded batch, without packing it), else row r.
@@ -450,10 +460,11 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         raise ValueError(f"y: expected ({rows}, >= {y_col + Hout}), got {(y.shape[0], y.shape[1])}")
     _expect("h_n", (h_n.shape[0], h_n.shape[1]), (B, Hout))
     _expect("c_n", (c_n.shape[0], c_n.shape[1]), (B, H))
-    if (gates is None) != (xh is None):
-        raise ValueError("gates and xh: give both (training) or neither (inference)")
+    if xh is not None and gates is None:
+        raise ValueError("xh: only with gates (training)")
     if gates is not None:
         _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
+    if xh is not None:
         _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
     if cells is not None:
         _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
@@ -476,7 +487,7 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
 
 def backward(const floating[:, ::1] w_ih,
              const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
-             const floating[::1] packed, const floating[:, ::1] c0,
+             const floating[:, ::1] c0,
              floating[:, ::1] gates, const floating[:, ::1] cells,
              const floating[:, ::1] xh,
              const floating[:, ::1] dy, Py_ssize_t dy_col,
@@ -485,12 +496,18 @@ def backward(const floating[:, ::1] w_ih,
              floating[:, ::1] dh0, floating[:, ::1] dc0,
              floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
              floating[:, ::1] dw_hr,
-             const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse):
+             const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse,
+             const floating[:, ::1] x=None, const int64_t[::1] x_rows=None,
+             const floating[:, ::1] y=None, Py_ssize_t y_col=0,
+             const int64_t[::1] y_rows=None, const floating[:, ::1] h0=None):
     """One layer, one direction, backward (BPTT) after forward() kept
-    gates/cells/xh.  gates is overwritten (with the gate gradients).
-    dw_ih, dw_hh, dbias, dw_hr are accumulated (+=); dx (rows, I) is
-    assigned or accumulated; dh0, dc0 written.  dh_n, dc_n, dx, dbias, dw_hr
-    may be None."""
+    gates/cells (and xh, or None); w_ih, w_hh, w_hr: the weights that
+    forward ran with (backward packs its products from them).  gates is overwritten (with the gate
+    gradients).  dw_ih, dw_hh, dbias, dw_hr are accumulated (+=); dx (rows,
+    I) is assigned or accumulated; dh0, dc0 written.  dh_n, dc_n, dx, dbias,
+    dw_hr may be None.  Without xh, the rows [x_t | h_{t-1}] come from the
+    forward's x, x_rows, y, y_col, y_rows (as forward() got them; y holding
+    its output) and h0 (or None: zeros)."""
     cdef Py_ssize_t B = dh0.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
     cdef Py_ssize_t P = 0 if w_hr is None else w_hr.shape[0]
     cdef Py_ssize_t Hout = P if P else H
@@ -504,13 +521,25 @@ def backward(const floating[:, ::1] w_ih,
         if dw_hr is None:
             raise ValueError("dw_hr is required with a projection")
         _expect("dw_hr", (dw_hr.shape[0], dw_hr.shape[1]), (P, H))
-    need = packed_size("f" if floating is float else "d", I, H, P)
-    _expect("packed", (packed.shape[0],), (need,))
     if c0 is not None:
         _expect("c0", (c0.shape[0], c0.shape[1]), (B, H))
     _expect("gates", (gates.shape[0], gates.shape[1]), (rows, 4 * H))
     _expect("cells", (cells.shape[0], cells.shape[1]), (rows, H))
-    _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
+    cdef const int64_t *xr = NULL
+    cdef const int64_t *yr = NULL
+    if xh is not None:
+        _expect("xh", (xh.shape[0], xh.shape[1]), (rows, I + Hout))
+    else:
+        if x is None or y is None:
+            raise ValueError("x and y: required without xh")
+        _expect("x", (x.shape[0], x.shape[1]), (rows if x_rows is None else x.shape[0], I))
+        xr = _row_map("x_rows", x_rows, rows, x.shape[0])
+        yr = _row_map("y_rows", y_rows, rows, y.shape[0])
+        if (yr == NULL and y.shape[0] != rows) or y_col < 0 or y.shape[1] < y_col + Hout:
+            raise ValueError(
+                f"y: expected ({rows}, >= {y_col + Hout}), got {(y.shape[0], y.shape[1])}")
+        if h0 is not None:
+            _expect("h0", (h0.shape[0], h0.shape[1]), (B, Hout))
     if dy.shape[0] != rows or dy_col < 0 or dy.shape[1] < dy_col + Hout:
         raise ValueError(f"dy: expected ({rows}, >= {dy_col + Hout}), got {(dy.shape[0], dy.shape[1])}")
     if dh_n is not None:
@@ -530,13 +559,13 @@ def backward(const floating[:, ::1] w_ih,
     cdef fl_backward_f64 a64
     cdef int status
     if floating is float:
-        status = _backward_run(&sh, &a32, w_ih, w_hh, w_hr, packed, c0, gates, cells, xh, dy,
+        status = _backward_run(&sh, &a32, w_ih, w_hh, w_hr, c0, gates, cells, xh, dy,
                                dy_col, dh_n, dc_n, dx, dx_accumulate, dh0, dc0, dw_ih, dw_hh,
-                               dbias, dw_hr)
+                               dbias, dw_hr, x, xr, y, y_col, yr, h0)
     else:
-        status = _backward_run(&sh, &a64, w_ih, w_hh, w_hr, packed, c0, gates, cells, xh, dy,
+        status = _backward_run(&sh, &a64, w_ih, w_hh, w_hr, c0, gates, cells, xh, dy,
                                dy_col, dh_n, dc_n, dx, dx_accumulate, dh0, dc0, dw_ih, dw_hh,
-                               dbias, dw_hr)
+                               dbias, dw_hr, x, xr, y, y_col, yr, h0)
     _raise_status(status, "backward")
 
 

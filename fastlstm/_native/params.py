@@ -196,8 +196,17 @@ class ParameterModule:
         )
         entry = self._pack_cache.get(sfx)
         if entry is not None and kernels.same_weights(entry[0], ws):
-            return entry
-        snapshot = tuple(None if w is None else w.copy() for w in ws)
+            if entry[1] is not None:
+                return entry
+            snapshot = entry[0]  # the blob was released (release_packed)
+        else:
+            snapshot = None
+        # the stale entry goes first: unless a pending backward still holds
+        # it, its memory is free again before the new one is allocated
+        self._pack_cache.pop(sfx, None)
+        entry = None
+        if snapshot is None:
+            snapshot = tuple(None if w is None else w.copy() for w in ws)
         w_ih, w_hh, w_hr = snapshot
         I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
         blob = np.empty(kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
@@ -205,3 +214,12 @@ class ParameterModule:
         entry = (snapshot, blob)
         self._pack_cache[sfx] = entry
         return entry
+
+    def _release_packed(self, sfx, entry):
+        """Drop the blob of ``entry`` (what _packed returned) from the cache,
+        keeping its snapshot: after a training forward, the next forward
+        usually runs with updated weights and packs anew anyway, and the
+        blob would only add to a training step's peak memory.  If the
+        weights have not changed by then, _packed packs the snapshot again."""
+        if self._pack_cache.get(sfx) is entry:
+            self._pack_cache[sfx] = (entry[0], None)

@@ -182,7 +182,6 @@ class LSTMCell(ParameterModule):
             weights[0],
             weights[1],
             None,
-            packed,
             c_prev,
             gates,
             cells,

@@ -10,6 +10,7 @@ module validates user input, lays the batch out for the kernel
 from __future__ import annotations
 
 import threading
+import zlib
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
@@ -116,7 +117,7 @@ class LSTM(ParameterModule):
 
     def _transient_state(self):
         super()._transient_state()
-        self._train_buffers = BufferPool()  # gates, cells, xh of finished backwards
+        self._train_buffers = BufferPool()  # gates and cells of finished backwards
 
     _TRANSIENT = ParameterModule._TRANSIENT + ("_train_buffers",)
 
@@ -295,10 +296,14 @@ class LSTM(ParameterModule):
         d_state=None)`` returns ``(dx, (dh0, dc0))`` and adds every parameter
         gradient into :attr:`grads`.  ``d_state`` is ``(dh_n, dc_n)``, either
         may be None.  Each ``backward`` can be called once.  Its saved
-        activations (gates, cell states, input rows; about rows x (6H + I)
-        values per layer and direction) then stay with the layer for the next
-        ``forward_train`` of the same shape, which reuses them instead of
-        allocating fresh (zeroed-by-the-OS) memory.
+        activations (gates and cell states, rows x 5H values per layer and
+        direction) then stay with the layer for the next ``forward_train`` of
+        the same shape, which reuses them instead of allocating fresh
+        (zeroed-by-the-OS) memory.
+
+        Backward also reads ``x``, ``hx`` and the output as they were: modified
+        in place before ``backward``, they make it raise a RuntimeError (as
+        PyTorch does for its saved tensors) rather than give wrong gradients.
         """
         out, state, _, backward = self._forward(x, hx, lengths, train=True)
         return out, state, backward
@@ -329,8 +334,12 @@ class LSTM(ParameterModule):
                 x_map, inp = y_map, x_user.reshape(T * B, x.shape[2])
         if x_map is None:
             inp = plan.pack(x)
-        saved = []  # per layer: (input, [per direction: gates, cells, xh], dropout mask)
-        used = {}  # per layer/direction suffix: (weights, packed blob) this call ran with
+        # per layer: (input, its row map, output, its row map, [per direction:
+        # gates, cells], dropout mask); backward reads the rows [x_t | h_{t-1}]
+        # of its weight gradients from the input, the output and h0, so they
+        # are not stored a second time
+        saved = []
+        used = {}  # per layer/direction suffix: the weights this call ran with
         cells_out = None
         pool = self._train_buffers
         for layer in range(self.num_layers):
@@ -354,8 +363,8 @@ class LSTM(ParameterModule):
                     if want_cells
                     else None
                 )
-                xh = pool.empty((rows, inp.shape[1] + Ho), dt) if train else None
-                weights, packed = used[sfx] = self._packed(sfx)
+                entry = self._packed(sfx)
+                weights, packed = entry
                 kernels.forward(
                     inp,
                     weights[0],
@@ -369,7 +378,7 @@ class LSTM(ParameterModule):
                     c_n[k],
                     gates,
                     cells,
-                    xh,
+                    None,
                     plan.batch_sizes,
                     plan.steps,
                     d == 1,
@@ -379,15 +388,29 @@ class LSTM(ParameterModule):
                 )
                 if cells_out is not None:
                     cells_out[:, d * H : (d + 1) * H] = cells
-                per_dir.append((gates, cells, xh))
+                if train:  # backward packs its own products from the weights
+                    used[sfx] = weights
+                    self._release_packed(sfx, entry)
+                entry = packed = None
+                per_dir.append((gates, cells))
             mask = None
+            nxt = y
             if train and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
                 mask = (self._rng.random(y.shape) < keep).astype(dt) / dt.type(keep)
-                y *= mask
+                nxt = y * mask  # y itself stays: backward reads h_{t-1} from it
             if train:
-                saved.append((inp, per_dir, mask))
-            inp = y
+                saved.append(
+                    (
+                        inp,
+                        x_map if layer == 0 else None,
+                        y,
+                        y_map if last else None,
+                        per_dir,
+                        mask,
+                    )
+                )
+            inp = nxt
 
         if y_map is not None:  # y is already the output, in the caller's layout
             output = inp.reshape((B, T, -1) if batch_first else (T, B, -1))
@@ -404,7 +427,13 @@ class LSTM(ParameterModule):
         )
         backward = None
         if train:
-            backward = self._make_backward(plan, unbatched, batch_first, x.shape, c0, saved, used)
+            # what backward reads that the caller can reach (the input, the
+            # output, the initial state): modified in place before backward,
+            # they would give wrong gradients, so backward checks them
+            shared = [saved[0][0], saved[-1][2]] + [s for s in (h0, c0) if s is not None]
+            backward = self._make_backward(
+                plan, unbatched, batch_first, x.shape, h0, c0, saved, used, _Unchanged(shared)
+            )
         return output, state, cells_seq, backward
 
     def _empty_batch(self, T, hx, lengths, train, return_cells, batch_first):
@@ -458,9 +487,9 @@ class LSTM(ParameterModule):
         return LSTMStream(self, batch_size, hx)
 
     # ---- backward ---------------------------------------------------------
-    def _make_backward(self, plan, unbatched, batch_first, x_shape, c0, saved, weights):
-        """weights: per suffix, ((w_ih, w_hh, w_hr), blob) the forward ran with
-        (the pack cache's snapshot): backward must differentiate those."""
+    def _make_backward(self, plan, unbatched, batch_first, x_shape, h0, c0, saved, weights, shared):
+        """weights: per suffix, (w_ih, w_hh, w_hr) the forward ran with (the
+        pack cache's snapshot): backward must differentiate those."""
         # taken (never released) by the call that runs: checking a flag and
         # setting it later would let two threads both pass the check
         claim = threading.Lock()
@@ -498,39 +527,50 @@ class LSTM(ParameterModule):
                     s = check_state(name, s, dt, want)
                     conv.append(plan.to_sorted(s[:, None, :] if unbatched else s))
                 dh_n, dc_n = conv
+            if claim.locked():
+                raise RuntimeError(_BACKWARD_TWICE)
+            shared.check()
             if not claim.acquire(blocking=False):
                 raise RuntimeError(_BACKWARD_TWICE)
             with self._grad_lock:
                 return self._backward(
-                    plan, unbatched, batch_first, c0, saved, weights, plan.pack(d_out), dh_n, dc_n
+                    plan,
+                    unbatched,
+                    batch_first,
+                    h0,
+                    c0,
+                    saved,
+                    weights,
+                    plan.pack(d_out),
+                    dh_n,
+                    dc_n,
                 )
 
         return backward
 
-    def _backward(self, plan, unbatched, batch_first, c0, saved, weights, dy, dh_n, dc_n):
+    def _backward(self, plan, unbatched, batch_first, h0, c0, saved, weights, dy, dh_n, dc_n):
         H, Ho, D = self.hidden_size, self._h_out, self.num_directions
         LD, dt, B = self.num_layers * D, self.dtype, plan.B
         dh0 = np.empty((LD, B, Ho), dt)
         dc0 = np.empty((LD, B, H), dt)
         spent = []  # the forward's buffers, for the next forward_train
         for layer in reversed(range(self.num_layers)):
-            inp, per_dir, _ = saved[layer]
+            inp, x_map, y, y_map, per_dir, _ = saved[layer]
             dx = np.empty((plan.rows, inp.shape[1]), dt)  # inp may be the padded x
             for d in range(D):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                gates, cells, xh = per_dir[d]
-                (w_ih, w_hh, w_hr), packed = weights[sfx]
+                gates, cells = per_dir[d]
+                w_ih, w_hh, w_hr = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
                 kernels.backward(
                     w_ih,
                     w_hh,
                     w_hr,
-                    packed,
                     None if c0 is None else c0[k],
                     gates,
                     cells,
-                    xh,
+                    None,
                     dy,
                     d * Ho,
                     None if dh_n is None else dh_n[k],
@@ -546,6 +586,12 @@ class LSTM(ParameterModule):
                     plan.batch_sizes,
                     plan.steps,
                     d == 1,
+                    x=inp,
+                    x_rows=x_map,
+                    y=y,
+                    y_col=d * Ho,
+                    y_rows=y_map,
+                    h0=None if h0 is None else h0[k],
                 )
                 if dbias is not None:
                     self.grads["bias_ih" + sfx] += dbias
@@ -553,7 +599,7 @@ class LSTM(ParameterModule):
                 spent.extend(per_dir[d])
                 per_dir[d] = None  # consumed
             if layer > 0:
-                mask = saved[layer - 1][2]
+                mask = saved[layer - 1][5]
                 if mask is not None:
                     dx *= mask
             dy = dx
@@ -569,3 +615,26 @@ class LSTM(ParameterModule):
         dh0 = self._state_layout(plan.from_sorted(dh0), unbatched)
         dc0 = self._state_layout(plan.from_sorted(dc0), unbatched)
         return dx_full, (dh0, dc0)
+
+
+class _Unchanged:
+    """Fingerprints (CRC-32) of arrays a backward will read, taken at the
+    forward: ``check()`` raises if one was modified in place since, as
+    PyTorch does for a saved tensor, instead of giving wrong gradients."""
+
+    def __init__(self, arrays):
+        self._arrays = arrays
+        self._crcs = [self._crc(a) for a in arrays]
+
+    @staticmethod
+    def _crc(a):
+        return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"))
+
+    def check(self):
+        for a, crc in zip(self._arrays, self._crcs):
+            if self._crc(a) != crc:
+                raise RuntimeError(
+                    "backward: an array this forward_train read or returned (its input x, "
+                    "output or hx) was modified in place before backward, which needs them "
+                    "as the forward saw them; modify a copy instead"
+                )

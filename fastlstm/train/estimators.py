@@ -313,13 +313,17 @@ class _LSTMEstimator(_Base):
             model = Sequential(lstm, head)
         else:
             model = Sequential(lstm, LastStep(batch_first=True, bidirectional=D == 2), head)
+        self._compile(model)
+        self.model_ = model
+        self._shuffle_seed = seeds[2]
+
+    def _compile(self, model):
+        """The loss and a fresh optimizer, as the hyperparameters say."""
         opt_cls = _OPTIMIZERS[self.optimizer.lower()]
         kwargs = {"lr": float(self.learning_rate)}
         if self.weight_decay:
             kwargs["weight_decay"] = float(self.weight_decay)
         model.compile(self._loss, opt_cls([model], **kwargs), clip_norm=self.clip_norm)
-        self.model_ = model
-        self._shuffle_seed = seeds[2]
 
     def _train(self, X, y, lengths, epochs):
         """Run ``epochs`` epochs of the compiled model_ on encoded targets."""

@@ -729,3 +729,32 @@ def test_parameter_assignment(rng, dtype):
     for k, v in lstm.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
     check_matches_reference(lstm, x)
+
+
+@pytest.mark.parametrize("what", ["output", "x", "h0", "c0"])
+def test_backward_refuses_arrays_modified_in_place(rng, what):
+    """Backward reads the input and the output as the forward saw them (they
+    are not copied), and hx too unless the forward took a copy: modified in
+    place in between, it raises rather than give wrong gradients (the
+    output and x always; hx only when used in place), and once they hold
+    their values again it gives the right ones."""
+    lstm = make(np.float64, num_layers=2, bidirectional=True)
+    x = uniform(rng, (T, B, I), np.float64)
+    hx = (uniform(rng, (4, B, H), np.float64), uniform(rng, (4, B, H), np.float64))
+    out, _, backward = lstm.forward_train(x, hx=hx, lengths=np.array([T, 2, 1]))
+    d = np.ones_like(out)
+    expected = reference_run(lstm, x, h0=hx[0], c0=hx[1], lengths=[T, 2, 1], d_output=d)
+    a = {"output": out, "x": x, "h0": hx[0], "c0": hx[1]}[what]
+    kept = a[0, 0, 0].copy()
+    a[0, 0, 0] += 1.0
+    try:
+        dx, _ = backward(d)
+    except RuntimeError as e:
+        assert "modified in place before backward" in str(e)
+        a[0, 0, 0] = kept
+        dx, _ = backward(d)  # the refused call did not use the backward up
+    else:
+        assert what in ("h0", "c0"), f"a modified {what} was not noticed"
+    assert_matches_reference(dx, expected["dx"], np.float64, "dx")
+    for k, g in expected["grads"].items():
+        assert_matches_reference(lstm.grads[k], g, np.float64, k)

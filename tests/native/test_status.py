@@ -59,7 +59,7 @@ def _forward(batch_sizes, dtype=np.float32, B=2, steps=None):
 def _backward(batch_sizes, dtype=np.float32, B=2):
     """A backward call whose batch_sizes may differ from its forward's."""
     rng = np.random.default_rng(1)
-    w_ih, w_hh, packed = _weights(dtype, rng)
+    w_ih, w_hh, _ = _weights(dtype, rng)
     bs = np.asarray(batch_sizes, np.int64)
     rows = int(bs.sum())
     gates = rng.uniform(0, 1, (rows, 4 * H)).astype(dtype)
@@ -72,7 +72,6 @@ def _backward(batch_sizes, dtype=np.float32, B=2):
         w_ih,
         w_hh,
         None,
-        packed,
         None,
         gates,
         cells,
@@ -197,12 +196,13 @@ def test_wrong_array_shape_names_the_array():
 
 
 def test_missing_training_array_is_named():
-    """gates without xh (C: FL_EINVAL) is refused by the boundary by name."""
+    """xh without gates (C: FL_EINVAL) is refused by the boundary by name
+    (gates without xh is a training forward whose backward reads x and y)."""
     rng = np.random.default_rng(3)
     w_ih, _, packed = _weights(np.float64, rng)
     x, y = np.zeros((4, I)), np.empty((4, H))
     h_n, c_n = np.empty((2, H)), np.empty((2, H))
-    with pytest.raises(ValueError, match=r"^gates and xh: give both"):
+    with pytest.raises(ValueError, match=r"^xh: only with gates"):
         kernels.forward(
             x,
             w_ih,
@@ -214,9 +214,9 @@ def test_missing_training_array_is_named():
             0,
             h_n,
             c_n,
-            np.empty((4, 4 * H)),
             None,
             None,
+            np.empty((4, I + H)),
             None,
             2,
             False,
@@ -253,7 +253,7 @@ ENOMEM_SCRIPT = textwrap.dedent("""
                         gates, cells, xh, None, T, False, 0)
 
     def backward():
-        kernels.backward(w_ih, w_hh, None, packed, None, gates, cells, xh, dy, 0,
+        kernels.backward(w_ih, w_hh, None, None, gates, cells, xh, dy, 0,
                          None, None, None, False, dh0, dc0, dw_ih, dw_hh, None, None,
                          None, T, False)
 
@@ -312,3 +312,38 @@ def test_failed_allocation_is_memory_error(dtype):
         ),
         "after the limit: ran",
     ]
+
+
+def test_backward_without_xh_needs_x_and_y():
+    """A backward given no xh reads its rows from x and y: both required (C:
+    FL_EINVAL), refused by the boundary by name."""
+    rng = np.random.default_rng(4)
+    w_ih, w_hh, _ = _weights(np.float64, rng)
+    B = 2
+    rows = 2 * B
+    with pytest.raises(ValueError, match=r"^x and y: required without xh"):
+        kernels.backward(
+            w_ih,
+            w_hh,
+            None,
+            None,
+            np.zeros((rows, 4 * H)),
+            np.zeros((rows, H)),
+            None,
+            np.zeros((rows, H)),
+            0,
+            None,
+            None,
+            None,
+            False,
+            np.empty((B, H)),
+            np.empty((B, H)),
+            np.zeros_like(w_ih),
+            np.zeros_like(w_hh),
+            None,
+            None,
+            None,
+            2,
+            False,
+            x=np.zeros((rows, I)),
+        )
