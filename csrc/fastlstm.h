@@ -200,9 +200,10 @@ const char *fl_init(void);
 /* Threads the kernels use (>= 1); fl_set_num_threads(n < 1) restores the
  * default (FASTLSTM_NUM_THREADS, else the cores available) and returns the
  * count now in force, or -1 (nothing changed) when n > fl_max_threads().
- * In a process forked after a threaded call the count stays 1: the OpenMP
- * runtime's worker threads did not survive the fork, and GNU libgomp would
- * wait for them forever.  fl_have_openmp: 1 when built with OpenMP. */
+ * In a process forked after a threaded call the count stays 1: the worker
+ * threads did not survive the fork (and in a build whose team is OpenMP's,
+ * GNU libgomp would wait for them forever).  fl_have_openmp: 1 in a threaded
+ * build (built with OpenMP). */
 int fl_get_num_threads(void);
 int fl_set_num_threads(int n);
 int fl_have_openmp(void);

@@ -1,16 +1,30 @@
-/* fastlstm thread count (see threads.h). */
+/* fastlstm's threads (see threads.h). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* syscall() under -std=c99 */
+#endif
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200112L /* sched_yield under -std=c99 */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, pthreads under -std=c99 */
 #endif
 #include "threads.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
-#include <sched.h>
-#define FL_HAVE_SCHED_YIELD 1
+#include <signal.h>
+#include <time.h>
 #define FL_HAVE_ATFORK 1
+#if defined(_OPENMP) && (defined(__GNUC__) || defined(__clang__))
+#define FL_HAVE_TEAM 1
+#endif
+#endif
+#ifdef __linux__
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -59,8 +73,10 @@ static int default_threads(void)
 }
 
 #ifdef FL_HAVE_ATFORK
+static void team_after_fork(void);
 static void after_fork_in_child(void)
 {
+    team_after_fork();
     if (fl_team_maybe_started) {
         fl_in_forked_child = 1;
         fl_threads = 1;
@@ -141,16 +157,80 @@ int fl_have_openmp(void)
 #endif
 }
 
-void fl_yield(void)
+/* ---- sleeping and waking ------------------------------------------------ */
+#if defined(__GNUC__) || defined(__clang__)
+#define FL_LOAD(p) __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define FL_STORE(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+#define FL_ADD(p, v) __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST)
+
+static inline void fl_pause(void)
 {
-#ifdef FL_HAVE_SCHED_YIELD
-    sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
 #endif
 }
+#endif
 
-void fl_barrier_init(fl_barrier *b, int nth)
+#if defined(FL_HAVE_ATFORK)
+static long long fl_now_ns(void)
 {
-    /* the CPUs the process may use, read once (a system call each time) */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#endif
+
+/* fl_sleep_while(word, seen): sleep while *word == seen (maybe waking
+ * spuriously); fl_wake_all(word): wake every thread asleep on word, after
+ * the caller changed it.  A futex on Linux; elsewhere one process-wide
+ * mutex and condition variable (waking every sleeper, each rechecks). */
+#if defined(__linux__) && defined(FL_HAVE_ATFORK)
+static void fl_sleep_while(unsigned *word, unsigned seen)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+static void fl_wake_all(unsigned *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+static void fl_sleep_after_fork(void) {}
+#elif defined(FL_HAVE_ATFORK)
+static pthread_mutex_t fl_sleep_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fl_sleep_cv = PTHREAD_COND_INITIALIZER;
+static void fl_sleep_while(unsigned *word, unsigned seen)
+{
+    pthread_mutex_lock(&fl_sleep_mu);
+    if (__atomic_load_n(word, __ATOMIC_SEQ_CST) == seen)
+        pthread_cond_wait(&fl_sleep_cv, &fl_sleep_mu);
+    pthread_mutex_unlock(&fl_sleep_mu);
+}
+static void fl_wake_all(unsigned *word)
+{
+    (void)word;
+    pthread_mutex_lock(&fl_sleep_mu);
+    pthread_cond_broadcast(&fl_sleep_cv);
+    pthread_mutex_unlock(&fl_sleep_mu);
+}
+static void fl_sleep_after_fork(void)
+{
+    pthread_mutex_init(&fl_sleep_mu, NULL);
+    pthread_cond_init(&fl_sleep_cv, NULL);
+}
+#endif
+
+/* ---- the barrier ---------------------------------------------------------- */
+/* How long a barrier waiter (or a caller waiting for its job's workers)
+ * spins before it sleeps: a few time steps of a small batch, far less than
+ * a scheduler time slice. */
+#ifndef FL_BARRIER_SPIN_NS
+#define FL_BARRIER_SPIN_NS 20000
+#endif
+
+/* The CPUs the process may use, read once (a system call each time). */
+static int fl_cpus(void)
+{
     static int cpus = 0; /* racing first calls store the same value */
 #ifdef _OPENMP
     if (cpus <= 0)
@@ -158,6 +238,373 @@ void fl_barrier_init(fl_barrier *b, int nth)
 #else
     cpus = 1;
 #endif
-    b->count = 0;
-    b->spin = nth <= cpus;
+    return cpus;
 }
+
+void fl_barrier_init(fl_barrier *b, int nth)
+{
+    const int cpus = fl_cpus();
+    b->count = 0;
+    b->wake = 0;
+    b->sleepers = 0;
+    b->spin_ns = nth <= cpus ? FL_BARRIER_SPIN_NS : 0;
+    b->slept = 0;
+}
+
+void fl_barrier_wait(fl_barrier *b, size_t *round, int nth)
+{
+    if (nth <= 1)
+        return;
+#if defined(FL_HAVE_TEAM)
+    const size_t target = (*round += (size_t)nth);
+    if (FL_ADD(&b->count, 1) == target) { /* the last to arrive */
+        if (FL_LOAD(&b->sleepers) > 0) {
+            FL_ADD(&b->wake, 1);
+            fl_wake_all(&b->wake);
+        }
+        return;
+    }
+    if (b->spin_ns > 0) {
+        const long long t0 = fl_now_ns();
+        unsigned spins = 0;
+        while (__atomic_load_n(&b->count, __ATOMIC_ACQUIRE) < target) {
+            fl_pause();
+            if ((++spins & 15) == 0 && fl_now_ns() - t0 > b->spin_ns)
+                break;
+        }
+    }
+    if (FL_LOAD(&b->count) < target)
+        __atomic_add_fetch(&b->slept, 1, __ATOMIC_RELAXED);
+    while (FL_LOAD(&b->count) < target) {
+        /* the last arriver bumps `wake` after it counts itself and sees a
+         * sleeper: either this thread sees its arrival, or it sees this
+         * sleeper (both sequentially consistent) */
+        const unsigned w = FL_LOAD(&b->wake);
+        FL_ADD(&b->sleepers, 1);
+        if (FL_LOAD(&b->count) < target)
+            fl_sleep_while(&b->wake, w);
+        FL_ADD(&b->sleepers, -1);
+    }
+#else
+    (void)b;
+    (void)round;
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+#endif
+}
+
+/* ---- contention --------------------------------------------------------- */
+#ifndef FL_CONTENDED_STEPS
+#define FL_CONTENDED_STEPS 16
+#endif
+#ifndef FL_BACKOFF_NS
+#define FL_BACKOFF_NS 100000000LL
+#endif
+#if defined(FL_HAVE_TEAM)
+static long long fl_backoff_until = 0;
+
+static void fl_back_off(void)
+{
+    __atomic_store_n(&fl_backoff_until, fl_now_ns() + FL_BACKOFF_NS, __ATOMIC_RELAXED);
+}
+
+void fl_note_contention(const fl_barrier *b, size_t steps)
+{
+    if (b->slept > 0 && b->slept * FL_CONTENDED_STEPS > steps && b->spin_ns > 0)
+        fl_back_off();
+}
+
+int fl_backing_off(void)
+{
+    const long long until = __atomic_load_n(&fl_backoff_until, __ATOMIC_RELAXED);
+    return until != 0 && fl_now_ns() < until;
+}
+#else
+void fl_note_contention(const fl_barrier *b, size_t steps)
+{
+    (void)b;
+    (void)steps;
+}
+int fl_backing_off(void) { return 0; }
+#endif
+
+/* ---- the team --------------------------------------------------------------- */
+#if defined(FL_HAVE_TEAM)
+/* How long an idle worker spins for the next job before it sleeps. */
+#ifndef FL_TEAM_SPIN_NS
+#define FL_TEAM_SPIN_NS 100000
+#endif
+#define FL_TEAM_MAX_WORKERS 4095
+
+/* A job is published by storing its fields, then `claim`, then `gen`.
+ * claim = gen << 32 | (nth - 1) << 16 | workers that took a tid so far: a
+ * worker takes tid k + 1 by a compare-and-swap from k, only while the word
+ * still names the job it saw, so a late worker never joins a later job with
+ * an earlier job's view. */
+static struct {
+    unsigned gen; /* futex word: jobs posted (wraps) */
+    uint64_t claim;
+    fl_job_fn fn;
+    void *ctx;
+    unsigned done;     /* futex word: workers finished with the job */
+    int caller_sleeps; /* the caller is asleep on `done` */
+    int sleepers;      /* workers asleep (or about to) on `gen` */
+    int workers;       /* started */
+    int busy;          /* a caller holds the team */
+} team;
+
+/* Each worker stores the time while it spins for a job (0 while it works
+ * or sleeps): a worker whose beat is recent runs on a core now, not merely
+ * awake but descheduled.  (Untouched slots cost no memory.) */
+#define FL_BEAT_NS 20000
+static struct {
+    long long beat;
+    unsigned gen0; /* the gen when the worker was started */
+    char pad[64 - sizeof(long long) - sizeof(unsigned)];
+} slot[FL_TEAM_MAX_WORKERS];
+
+/* Threads of the whole system runnable now, from /proc/loadavg ("a/b":
+ * a runnable of b), read at most every FL_PROBE_NS (a read costs a couple of
+ * microseconds); -1 where it cannot be read. */
+#ifndef FL_PROBE_NS
+#define FL_PROBE_NS 200000
+#endif
+static int fl_loadavg_fd = -2;
+static long long fl_probe_at = 0;
+static int fl_probe_runnable = -1;
+
+static int runnable_threads(long long now)
+{
+#ifdef __linux__
+    char buf[128];
+    ssize_t n;
+    const char *p;
+    if (now - fl_probe_at < FL_PROBE_NS)
+        return fl_probe_runnable;
+    fl_probe_at = now;
+    if (fl_loadavg_fd == -2)
+        fl_loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    fl_probe_runnable = -1;
+    if (fl_loadavg_fd < 0 || (n = pread(fl_loadavg_fd, buf, sizeof buf - 1, 0)) <= 0)
+        return -1;
+    buf[n] = '\0';
+    p = buf; /* "0.50 0.40 0.30 3/512 4242": the fourth field */
+    for (int field = 0; field < 3 && p; field++) {
+        p = strchr(p, ' ');
+        p = p ? p + 1 : NULL;
+    }
+    if (p)
+        fl_probe_runnable = atoi(p);
+    return fl_probe_runnable;
+#else
+    (void)now;
+    return -1;
+#endif
+}
+
+static int workers_running(void)
+{
+    const int n = team.workers;
+    const long long now = fl_now_ns();
+    int running = 0;
+    for (int w = 0; w < n; w++) {
+        const long long b = __atomic_load_n(&slot[w].beat, __ATOMIC_RELAXED);
+        running += b != 0 && now - b < FL_BEAT_NS;
+    }
+    return running;
+}
+static __thread int fl_in_job = 0;
+
+int fl_in_team(void) { return fl_in_job; }
+
+static void team_after_fork(void)
+{
+    /* the child has no workers: the team starts again from none */
+    team.workers = 0;
+    team.sleepers = 0;
+    team.caller_sleeps = 0;
+    team.busy = 0;
+    fl_sleep_after_fork();
+}
+
+static void *worker_main(void *arg)
+{
+    const int w = (int)(intptr_t)arg;
+    long long *beat = &slot[w].beat;
+    unsigned seen = slot[w].gen0;
+    fl_in_job = 1; /* a job's nested calls run alone */
+    for (;;) {
+        unsigned g;
+        long long t0 = fl_now_ns(), now;
+        unsigned spins = 0;
+        while ((g = __atomic_load_n(&team.gen, __ATOMIC_ACQUIRE)) == seen) {
+            fl_pause();
+            if ((++spins & 15) != 0)
+                continue;
+            now = fl_now_ns();
+            __atomic_store_n(beat, now, __ATOMIC_RELAXED);
+            if (now - t0 <= FL_TEAM_SPIN_NS)
+                continue;
+            __atomic_store_n(beat, 0, __ATOMIC_RELAXED);
+            /* the poster bumps gen, then wakes if it sees a sleeper */
+            FL_ADD(&team.sleepers, 1);
+            if (FL_LOAD(&team.gen) == seen)
+                fl_sleep_while(&team.gen, seen);
+            FL_ADD(&team.sleepers, -1);
+            t0 = fl_now_ns(); /* woken: spin again for the calls that follow */
+        }
+        __atomic_store_n(beat, 0, __ATOMIC_RELAXED);
+        seen = g;
+        uint64_t c = __atomic_load_n(&team.claim, __ATOMIC_ACQUIRE);
+        while ((unsigned)(c >> 32) == g) {
+            const int nth = (int)((c >> 16) & 0xffff) + 1, k = (int)(c & 0xffff);
+            if (k + 1 >= nth)
+                break; /* every tid taken */
+            if (__atomic_compare_exchange_n(&team.claim, &c, c + 1, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                /* the job cannot end without this worker: its fields hold */
+                team.fn(team.ctx, k + 1, nth);
+                if (FL_ADD(&team.done, 1) == (unsigned)(nth - 1) && FL_LOAD(&team.caller_sleeps))
+                    fl_wake_all(&team.done);
+                break;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Start workers until there are `want` (or none can be started). */
+static void team_grow(int want)
+{
+    sigset_t all, old;
+    if (want > FL_TEAM_MAX_WORKERS)
+        want = FL_TEAM_MAX_WORKERS;
+    if (team.workers >= want)
+        return;
+    sigfillset(&all); /* signals stay with the process's own threads */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (team.workers < want) {
+        pthread_t t;
+        pthread_attr_t at;
+        int ok = pthread_attr_init(&at) == 0;
+        slot[team.workers].gen0 = team.gen;
+        slot[team.workers].beat = 0;
+        ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+             pthread_create(&t, &at, worker_main, (void *)(intptr_t)team.workers) == 0;
+        pthread_attr_destroy(&at);
+        if (!ok)
+            break;
+        team.workers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Post a job of nth threads (nth - 1 workers) and wake the sleepers. */
+static void team_post(fl_job_fn fn, void *ctx, int nth)
+{
+    const unsigned g = team.gen + 1;
+    team.fn = fn;
+    team.ctx = ctx;
+    team.done = 0;
+    team.caller_sleeps = 0;
+    __atomic_store_n(&team.claim, (uint64_t)g << 32 | (uint64_t)(nth - 1) << 16, __ATOMIC_RELEASE);
+    FL_STORE(&team.gen, g);
+    if (FL_LOAD(&team.sleepers) > 0)
+        fl_wake_all(&team.gen);
+}
+
+/* -> 1 when the caller had to sleep (a worker was late). */
+static int team_join(int nth)
+{
+    const unsigned want = (unsigned)(nth - 1);
+    const long long t0 = fl_now_ns();
+    unsigned spins = 0, d;
+    while (__atomic_load_n(&team.done, __ATOMIC_ACQUIRE) != want) {
+        fl_pause();
+        if ((++spins & 15) == 0 && fl_now_ns() - t0 > FL_BARRIER_SPIN_NS)
+            break;
+    }
+    if (FL_LOAD(&team.done) == want)
+        return 0;
+    FL_STORE(&team.caller_sleeps, 1);
+    while ((d = FL_LOAD(&team.done)) != want)
+        fl_sleep_while(&team.done, d);
+    FL_STORE(&team.caller_sleeps, 0);
+    return 1;
+}
+
+int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
+{
+    int expect = 0;
+    if (nt <= 1 || fl_in_job ||
+        !__atomic_compare_exchange_n(&team.busy, &expect, 1, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)) {
+        fn(ctx, 0, 1);
+        return 1;
+    }
+    team_grow(nt - 1);
+    int nth = nt <= team.workers + 1 ? nt : team.workers + 1;
+    int wake_sleepers = 1;
+    if (small) {
+        /* the workers running now, no more than the cores the system's other
+         * runnable threads leave, none while contended; sleeping workers are
+         * woken for the calls that follow only onto a free core (else the
+         * woken worker would take the caller's core for its spin) */
+        const int running = workers_running();
+        const int runnable = runnable_threads(fl_now_ns());
+        const int others = runnable - 1 - running; /* less the caller */
+        const int free = runnable < 0 ? team.workers : fl_cpus() - 1 - (others > 0 ? others : 0);
+        int use = fl_backing_off() ? 0 : running < free ? running : free;
+        use = use > 0 ? use : 0;
+        nth = nth <= use + 1 ? nth : use + 1;
+        wake_sleepers = free > running;
+    }
+    if (nth <= 1) {
+        fl_in_job = 1;
+        fn(ctx, 0, 1);
+        fl_in_job = 0;
+        if (wake_sleepers && team.workers > 0 && FL_LOAD(&team.sleepers) > 0)
+            team_post(fn, ctx, 1); /* no tid to take: only wakes them */
+        __atomic_store_n(&team.busy, 0, __ATOMIC_RELEASE);
+        return 1;
+    }
+    team_post(fn, ctx, nth);
+    fl_in_job = 1;
+    fn(ctx, 0, nth);
+    fl_in_job = 0;
+    if (team_join(nth) && small)
+        fl_back_off();
+    __atomic_store_n(&team.busy, 0, __ATOMIC_RELEASE);
+    return nth;
+}
+#else
+static void team_after_fork(void) {}
+int fl_in_team(void)
+{
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return 0;
+#endif
+}
+int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
+{
+    (void)small;
+#ifdef _OPENMP
+    if (nt > 1 && !omp_in_parallel()) {
+        int used = 1;
+#pragma omp parallel num_threads(nt)
+        {
+#pragma omp single
+            used = omp_get_num_threads();
+            fn(ctx, omp_get_thread_num(), omp_get_num_threads());
+        }
+        return used;
+    }
+#endif
+    (void)nt;
+    fn(ctx, 0, 1);
+    return 1;
+}
+#endif

@@ -1,5 +1,7 @@
-/* fastlstm thread count: one level of OpenMP parallelism, owned by fastlstm.
- * Without OpenMP (FASTLSTM_NO_OPENMP) everything runs on one thread. */
+/* fastlstm's threads: the thread count, the team that runs the kernels'
+ * parallel jobs, the per-step barrier and work counters.  A build without
+ * OpenMP (FASTLSTM_NO_OPENMP) is the single-threaded build: everything runs
+ * on the calling thread. */
 #ifndef FASTLSTM_THREADS_H
 #define FASTLSTM_THREADS_H
 
@@ -18,54 +20,66 @@ extern "C" {
 enum { FL_SPLIT_BATCH = 1, FL_SPLIT_UNITS = 2 };
 int fl_forced_split(void);
 
+/* The thread team.  fl_team_run(fn, ctx, nt, small) runs fn(ctx, tid, nth)
+ * once for each tid in [0, nth), the caller as tid 0, and returns when all
+ * have returned; nth <= nt.  Where the team is fastlstm's own (FL_HAVE_TEAM:
+ * POSIX threads and GCC/Clang atomics in a threaded build) its workers are
+ * created on first use and live for the process:
+ *   - between jobs a worker spins for FL_TEAM_SPIN_NS, then sleeps (a futex
+ *     on Linux, a condition variable elsewhere); so nothing keeps spinning
+ *     after a call and takes the cores from numpy's or another pool's
+ *     threads, while a call that follows closely (a stream's next step)
+ *     finds the workers awake;
+ *   - a `small` job (too short to repay waiting for a worker that is not on
+ *     a core: a sleeping one takes from tens of microseconds to milliseconds
+ *     to be scheduled again in a virtual machine, a descheduled one a time
+ *     slice) runs on the workers spinning on a core now (maybe none: then on
+ *     the caller alone) and wakes the sleeping ones for the calls that
+ *     follow, without waiting for them; while the cores are contended
+ *     (fl_backing_off) it runs on the caller alone;
+ *   - one caller at a time: a call made while the team runs another
+ *     caller's job, or from inside a job, runs on its own thread (nth = 1).
+ * Results never depend on nth (the kernels' splits fix each element's
+ * summation order), so the team's size may vary from call to call.
+ * Without FL_HAVE_TEAM: an OpenMP parallel region (MSVC), or one thread.
+ * Returns nth. */
+typedef void (*fl_job_fn)(void *ctx, int tid, int nth);
+int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small);
+/* 1 on a thread running a team job (the caller's included). */
+int fl_in_team(void);
+
 /* The per-step barrier of the kernels' time loops: all nth threads of the
- * current parallel region wait until each has arrived.  An OpenMP barrier
- * is a sizeable part of a small batch's time step, so with GCC/Clang
- * atomics it is a shared arrival counter that only grows:
- * every thread counts its own rounds and waits for round * nth arrivals
- * (release/acquire: what a thread wrote before arriving is visible to every
- * thread after the wait).  A waiter spins with a pause, then yields.
- * Spinning only pays while every thread has a core: with more threads than
- * the process's CPUs (counted at the first call; fl_barrier_init decides)
- * it is the OpenMP barrier, which sleeps (a spinning waiter would hold the
- * CPU of a thread it waits for).  One fl_barrier per parallel region,
- * initialised by fl_barrier_init before it; each thread's `round` starts
- * at 0. */
+ * current job wait until each has arrived.  A shared arrival counter that
+ * only grows: every thread counts its own rounds and waits for round * nth
+ * arrivals (release/acquire: what a thread wrote before arriving is visible
+ * to every thread after the wait).  A waiter spins with a pause for at most
+ * FL_BARRIER_SPIN_NS, then sleeps until the round completes; with more
+ * threads than the process's CPUs (fl_barrier_init decides) it sleeps at
+ * once.  A thread that is descheduled mid-step then costs its partners a
+ * sleep and a wake-up, not their time slices, and gives the scheduler a
+ * free core to run it on.  One fl_barrier per job, initialised by
+ * fl_barrier_init before it; each thread's `round` starts at 0. */
 typedef struct fl_barrier {
-    size_t count;
-    int spin;
+    size_t count;  /* arrivals, only grows */
+    unsigned wake; /* bumped when a round completes while a thread sleeps */
+    int sleepers;  /* threads asleep (or about to sleep) on `wake` */
+    long spin_ns;  /* how long a waiter spins before it sleeps */
+    size_t slept;  /* waits that ran out of spinning (a partner was late) */
 } fl_barrier;
 void fl_barrier_init(fl_barrier *b, int nth);
-void fl_yield(void);
-#define FL_SPIN_BEFORE_YIELD 20000
-static inline void fl_barrier_wait(fl_barrier *b, size_t *round, int nth)
-{
-    if (nth <= 1)
-        return;
-#if defined(__GNUC__) || defined(__clang__)
-    if (b->spin) {
-        const size_t target = (*round += (size_t)nth);
-        unsigned spins = 0;
-        __atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL);
-        while (__atomic_load_n(&b->count, __ATOMIC_ACQUIRE) < target) {
-            if (spins < FL_SPIN_BEFORE_YIELD) {
-                spins++;
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else {
-                fl_yield();
-            }
-        }
-        return;
-    }
-#endif
-    (void)b;
-    (void)round;
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-}
+void fl_barrier_wait(fl_barrier *b, size_t *round, int nth);
+
+/* Contention: when the cores are shared with other busy threads, a team
+ * whose time loop meets at a barrier every few microseconds loses a
+ * scheduler wake-up whenever one of its threads is descheduled, and runs
+ * slower than one thread would.  A time loop reports, after a call, how
+ * many of its barrier waits found a partner late (b.slept) out of its
+ * steps; when that is more than one step in FL_CONTENDED_STEPS (or when the
+ * caller of a small job had to wait for a late worker), calls of short
+ * steps and small jobs run on one thread for the next FL_BACKOFF_NS, then
+ * try the team again (fl_backing_off() -> 1 meanwhile). */
+void fl_note_contention(const fl_barrier *b, size_t steps);
+int fl_backing_off(void);
 
 /* Work items of a time loop's steps, taken by several threads: a counter
  * that runs through s n .. (s + 1) n - 1 during step s (n items per step;

@@ -10,7 +10,7 @@
  * Two entry kinds:
  *   1. fl_gemm_f32/f64: C = alpha * op(A) * op(B) + beta * C for large problems
  *      (input projection over all T*B rows, weight gradients, dx).  May use
- *      OpenMP threads internally when called outside a parallel region; the
+ *      the thread team (threads.h) when called outside a team job; the
  *      summation order of every C element is fixed (independent of the thread
  *      count), so results are bitwise identical for any number of threads.
  *   2. The packed path for the per-step recurrent product: op(B) is packed

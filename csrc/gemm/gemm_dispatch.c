@@ -1,5 +1,5 @@
 /* The public GEMM functions (gemm.h): pick one ISA variant once, and split
- * fl_gemm_* over OpenMP threads.
+ * fl_gemm_* over the thread team (threads.h).
  *
  * The split is over rows (M) or columns (N) of C, never over K, so every
  * element keeps the summation order fixed by the variant's K blocking and
@@ -11,12 +11,12 @@
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-/* Below this many multiply-adds one thread is faster than waking others. */
+/* Below this many multiply-adds one thread is faster than waking others;
+ * below FL_SMALL_GEMM_WORK a product is a small job for the team (it runs
+ * on the workers that are awake: see fl_team_run in threads.h). */
 #define FL_PARALLEL_MIN_WORK (1.0 * (1 << 20))
+#define FL_SMALL_GEMM_WORK (1.0 * (1 << 22))
 #define FL_MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
 
 /* ---- variant choice ----------------------------------------------------- */
@@ -113,62 +113,94 @@ size_t fl_packed_size_d(size_t K, size_t N) { return packed_size(K, N, fl_gemm_n
  * of rows takes its rows of both C matrices and of the sums; a chunk of
  * columns its columns of C1 and / or C2, and only the first chunk the sums
  * (every chunk reads all of A). */
-#ifdef _OPENMP
 /* clang-format off */
+#define FL_DEFINE_SPLIT_JOB(SFX, T)                                          \
+    typedef struct split_job_##SFX {                                         \
+        const fl_gemm_impl *impl;                                            \
+        int transA, transB, split_m;                                         \
+        size_t M, N, K, lda, ldb, tiles, unit, extent, nch;                  \
+        T alpha, beta;                                                       \
+        const T *A, *B;                                                      \
+        const fl_cout_##SFX *c;                                              \
+    } split_job_##SFX;                                                       \
+    static void split_part_##SFX(void *job, int tid, int nth)                \
+    {                                                                        \
+        const split_job_##SFX *j = (const split_job_##SFX *)job;             \
+        const fl_cout_##SFX *c = j->c;                                       \
+        size_t ch;                                                           \
+        for (ch = (size_t)tid; ch < j->nch; ch += (size_t)nth) {             \
+            const size_t x0 = j->tiles * ch / j->nch * j->unit;              \
+            const size_t x1 = FL_MIN_SIZE(                                   \
+                j->tiles * (ch + 1) / j->nch * j->unit, j->extent);          \
+            fl_cout_##SFX cc = *c;                                           \
+            if (x1 <= x0)                                                    \
+                continue;                                                    \
+            if (j->split_m) {                                                \
+                if (c->n1 > 0)                                               \
+                    cc.c1 = c->c1 + x0 * c->ldc1;                            \
+                if (c->n1 < j->N)                                            \
+                    cc.c2 = c->c2 + x0 * c->ldc2;                            \
+                if (c->sums)                                                 \
+                    cc.sums = c->sums + x0;                                  \
+                j->impl->gemm_##SFX(j->transA, j->transB, x1 - x0, j->N,     \
+                                    j->K, j->alpha,                          \
+                                    j->transA ? j->A + x0                    \
+                                              : j->A + x0 * j->lda,          \
+                                    j->lda, j->B, j->ldb, j->beta, &cc);     \
+            } else {                                                         \
+                cc.n1 = x0 >= c->n1 ? 0 : FL_MIN_SIZE(c->n1, x1) - x0;       \
+                cc.c1 = x0 < c->n1 ? c->c1 + x0 : NULL;                      \
+                cc.c2 = x1 > c->n1                                           \
+                            ? c->c2 + (x0 > c->n1 ? x0 - c->n1 : 0)          \
+                            : NULL;                                          \
+                cc.sums = x0 == 0 ? c->sums : NULL;                          \
+                j->impl->gemm_##SFX(j->transA, j->transB, j->M, x1 - x0,     \
+                                    j->K, j->alpha, j->A, j->lda,            \
+                                    j->transB ? j->B + x0 * j->ldb           \
+                                              : j->B + x0,                   \
+                                    j->ldb, j->beta, &cc);                   \
+            }                                                                \
+        }                                                                    \
+    }
+
 #define FL_PARALLEL_GEMM(SFX, T)                                             \
-    if (nt > 1 && !omp_in_parallel() &&                                      \
+    if (nt > 1 && !fl_in_team() &&                                          \
         (double)M * (double)N * (double)K >= FL_PARALLEL_MIN_WORK) {         \
         const size_t mr = impl->mr_##SFX, nr = impl->nr_##SFX;               \
         const size_t mtiles = (M + mr - 1) / mr, ntiles = (N + nr - 1) / nr; \
         const int split_m = mtiles >= ntiles;                                \
         const size_t tiles = split_m ? mtiles : ntiles;                      \
-        const size_t unit = split_m ? mr : nr, extent = split_m ? M : N;     \
+        const int small =                                                    \
+            (double)M * (double)N * (double)K < FL_SMALL_GEMM_WORK;          \
         if (tiles >= 2 && split_m &&                                         \
             impl->team_##SFX(transA, transB, M, N, K, alpha, A, lda, B, ldb, \
-                             beta, c, nt) == 0)                              \
+                             beta, c, nt, small) == 0)                       \
             return;                                                          \
         if (tiles >= 2) {                                                    \
-            const size_t nch = FL_MIN_SIZE(tiles, (size_t)nt);               \
-            long ch;                                                         \
-            if ((size_t)nt > tiles)                                          \
-                nt = (int)tiles;                                             \
-            _Pragma("omp parallel for num_threads(nt) schedule(dynamic, 1)") \
-            for (ch = 0; ch < (long)nch; ch++) {                             \
-                const size_t x0 = tiles * (size_t)ch / nch * unit;           \
-                const size_t x1 = FL_MIN_SIZE(                               \
-                    tiles * ((size_t)ch + 1) / nch * unit, extent);          \
-                fl_cout_##SFX cc = *c;                                       \
-                if (x1 <= x0)                                                \
-                    continue;                                                \
-                if (split_m) {                                               \
-                    if (c->n1 > 0)                                           \
-                        cc.c1 = c->c1 + x0 * c->ldc1;                        \
-                    if (c->n1 < N)                                           \
-                        cc.c2 = c->c2 + x0 * c->ldc2;                        \
-                    if (c->sums)                                             \
-                        cc.sums = c->sums + x0;                              \
-                    impl->gemm_##SFX(transA, transB, x1 - x0, N, K, alpha,   \
-                                     transA ? A + x0 : A + x0 * lda, lda, B, \
-                                     ldb, beta, &cc);                        \
-                } else {                                                     \
-                    cc.n1 = x0 >= c->n1 ? 0 : FL_MIN_SIZE(c->n1, x1) - x0;   \
-                    cc.c1 = x0 < c->n1 ? c->c1 + x0 : NULL;                  \
-                    cc.c2 = x1 > c->n1                                       \
-                                ? c->c2 + (x0 > c->n1 ? x0 - c->n1 : 0)      \
-                                : NULL;                                      \
-                    cc.sums = x0 == 0 ? c->sums : NULL;                      \
-                    impl->gemm_##SFX(transA, transB, M, x1 - x0, K, alpha,   \
-                                     A, lda, transB ? B + x0 * ldb : B + x0, \
-                                     ldb, beta, &cc);                        \
-                }                                                            \
-            }                                                                \
+            split_job_##SFX j;                                               \
+            j.impl = impl;                                                   \
+            j.transA = transA;                                               \
+            j.transB = transB;                                               \
+            j.split_m = split_m;                                             \
+            j.M = M;                                                         \
+            j.N = N;                                                         \
+            j.K = K;                                                         \
+            j.lda = lda;                                                     \
+            j.ldb = ldb;                                                     \
+            j.tiles = tiles;                                                 \
+            j.unit = split_m ? mr : nr;                                      \
+            j.extent = split_m ? M : N;                                      \
+            j.nch = FL_MIN_SIZE(tiles, (size_t)nt);                          \
+            j.alpha = alpha;                                                 \
+            j.beta = beta;                                                   \
+            j.A = A;                                                         \
+            j.B = B;                                                         \
+            j.c = c;                                                         \
+            fl_team_run(split_part_##SFX, &j, (int)j.nch, small);            \
             return;                                                          \
         }                                                                    \
     }
 /* clang-format on */
-#else
-#define FL_PARALLEL_GEMM(SFX, T) (void)nt;
-#endif
 
 #define FL_DEFINE_GEMM(SFX, T)                                                                     \
     FL_DEFINE_SCALE(SFX, T)                                                                        \
@@ -240,6 +272,8 @@ size_t fl_packed_size_d(size_t K, size_t N) { return packed_size(K, N, fl_gemm_n
                                     ldc);                                                          \
     }
 
+FL_DEFINE_SPLIT_JOB(s, float)
+FL_DEFINE_SPLIT_JOB(d, double)
 FL_DEFINE_GEMM(s, float)
 FL_DEFINE_GEMM(d, double)
 

@@ -4,8 +4,8 @@
  *
  * Each ISA variant (generic, avx2, avx512) is one instantiation of
  * gemm_kernel_template.h and exports a table of serial entry points; the
- * dispatcher (gemm_dispatch.c) picks one table once and adds the OpenMP
- * split of fl_gemm_* over M or N.
+ * dispatcher (gemm_dispatch.c) picks one table once and adds the
+ * thread team's split of fl_gemm_* over M or N.
  *
  * Numerics shared by all variants (this is what makes results independent of
  * the thread count and of where an element sits in a tile):
@@ -73,10 +73,11 @@ typedef struct fl_gemm_impl {
      * (M, N, K >= 1); -> 0, or -1 when it did nothing (then the caller
      * splits the product itself). */
     int (*team_s)(int transA, int transB, size_t M, size_t N, size_t K, float alpha, const float *A,
-                  size_t lda, const float *B, size_t ldb, float beta, const fl_cout_s *c, int nt);
+                  size_t lda, const float *B, size_t ldb, float beta, const fl_cout_s *c, int nt,
+                  int small);
     int (*team_d)(int transA, int transB, size_t M, size_t N, size_t K, double alpha,
                   const double *A, size_t lda, const double *B, size_t ldb, double beta,
-                  const fl_cout_d *c, int nt);
+                  const fl_cout_d *c, int nt, int small);
 } fl_gemm_impl;
 
 /* Variant tables.  A function returns NULL when its file was compiled

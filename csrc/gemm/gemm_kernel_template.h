@@ -37,9 +37,6 @@
 #include <string.h>
 #include <stdint.h>
 #include "threads.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define FL_CAT3_(a, b, c, d, e) a##b##c##d##e
 #define FL_CAT3(a, b, c, d, e) FL_CAT3_(a, b, c, d, e)
@@ -436,55 +433,80 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K, FL
  * on a shared or hybrid CPU one core is often much slower for a whole call,
  * and a fixed half each would wait for it), and meet again before the next
  * block is packed.  Each C element still gets its K chunks in order, each
- * from one thread, so the result is bitwise the serial one.  -> 0, or -1
- * (nothing done) when the buffers cannot be allocated or the build has no
- * OpenMP or atomics. */
-static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K, FL_T alpha,
-                            const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
-                            const FL_COUT *c, int nt)
-{
-#if defined(_OPENMP) && FL_HAVE_TAKE
-    const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
-    const size_t mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
-    const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
-    const size_t nblk = (M + mc_cap - 1) / mc_cap;
-    size_t nb, na;
+ * from one thread, so the result is bitwise the serial one.  The threads are
+ * the team's (threads.h; `small`: see fl_team_run).  -> 0, or -1 (nothing
+ * done) when the buffers cannot be allocated or the build has no atomics. */
+/* What the threads of one gemm_team call share. */
+typedef struct FL_FN(team_job) {
+    int transA, transB;
+    size_t M, N, K, lda, ldb, mc_cap, nc_cap, nblk, nb, na;
+    FL_T alpha, beta;
+    const FL_T *A, *B;
+    const FL_COUT *c;
     FL_T *bbuf;
-    void *raw = FL_FN(pack_buffers)(K, mc_cap, nc_cap, nt, &bbuf, &nb, &na);
     fl_barrier bar;
-    size_t ctr = 0;
-    if (raw == NULL)
-        return -1;
-    fl_barrier_init(&bar, nt);
-#pragma omp parallel num_threads(nt)
-    {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        FL_T *abuf = bbuf + nb + (size_t)tid * na;
-        FL_T edge[FL_MR * FL_NR];
-        size_t jc, pc, b, it = 0, round = 0;
-        memset(edge, 0, sizeof edge);
-        for (jc = 0; jc < N; jc += nc_cap) {
-            const size_t nc = FL_MIN(nc_cap, N - jc);
-            const size_t npan = (nc + FL_NR - 1) / FL_NR;
-            const size_t p0 = npan * (size_t)tid / (size_t)nth;
-            const size_t p1 = npan * (size_t)(tid + 1) / (size_t)nth;
-            for (pc = 0; pc < K; pc += FL_KC, it++) {
-                const size_t kc = FL_MIN((size_t)FL_KC, K - pc);
-                const FL_T beta_k = pc == 0 ? beta : (FL_T)1;
-                if (p1 > p0) { /* my panels of the shared B block */
-                    const size_t j0 = jc + p0 * FL_NR;
-                    FL_FN(pack_b)(transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
-                                  transB ? B + j0 * ldb + pc : B + pc * ldb + j0, ldb,
-                                  bbuf + p0 * FL_NR * kc);
-                }
-                fl_barrier_wait(&bar, &round, nth);
-                while (fl_take(&ctr, it, nblk, &b))
-                    FL_FN(gemm_rows)(transA, b * mc_cap, FL_MIN(mc_cap, M - b * mc_cap), jc, nc, pc,
-                                     kc, alpha, beta_k, A, lda, c, abuf, bbuf, edge);
-                fl_barrier_wait(&bar, &round, nth); /* before B is packed again */
+    size_t ctr;
+} FL_FN(team_job);
+
+static void FL_FN(team_part)(void *job, int tid, int nth)
+{
+    FL_FN(team_job) *j = (FL_FN(team_job) *)job;
+    const size_t M = j->M, N = j->N, K = j->K, mc_cap = j->mc_cap, nc_cap = j->nc_cap;
+    FL_T *bbuf = j->bbuf, *abuf = j->bbuf + j->nb + (size_t)tid * j->na;
+    FL_T edge[FL_MR * FL_NR];
+    size_t jc, pc, b, it = 0, round = 0;
+    memset(edge, 0, sizeof edge);
+    for (jc = 0; jc < N; jc += nc_cap) {
+        const size_t nc = FL_MIN(nc_cap, N - jc);
+        const size_t npan = (nc + FL_NR - 1) / FL_NR;
+        const size_t p0 = npan * (size_t)tid / (size_t)nth;
+        const size_t p1 = npan * (size_t)(tid + 1) / (size_t)nth;
+        for (pc = 0; pc < K; pc += FL_KC, it++) {
+            const size_t kc = FL_MIN((size_t)FL_KC, K - pc);
+            const FL_T beta_k = pc == 0 ? j->beta : (FL_T)1;
+            if (p1 > p0) { /* my panels of the shared B block */
+                const size_t j0 = jc + p0 * FL_NR;
+                FL_FN(pack_b)(j->transB, kc, FL_MIN(p1 * FL_NR, nc) - p0 * FL_NR,
+                              j->transB ? j->B + j0 * j->ldb + pc : j->B + pc * j->ldb + j0, j->ldb,
+                              bbuf + p0 * FL_NR * kc);
             }
+            fl_barrier_wait(&j->bar, &round, nth);
+            while (fl_take(&j->ctr, it, j->nblk, &b))
+                FL_FN(gemm_rows)(j->transA, b * mc_cap, FL_MIN(mc_cap, M - b * mc_cap), jc, nc, pc,
+                                 kc, j->alpha, beta_k, j->A, j->lda, j->c, abuf, bbuf, edge);
+            fl_barrier_wait(&j->bar, &round, nth); /* before B is packed again */
         }
     }
+}
+
+static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K, FL_T alpha,
+                            const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
+                            const FL_COUT *c, int nt, int small)
+{
+#if FL_HAVE_TAKE
+    FL_FN(team_job) j;
+    const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
+    j.mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
+    j.nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
+    j.nblk = (M + j.mc_cap - 1) / j.mc_cap;
+    void *raw = FL_FN(pack_buffers)(K, j.mc_cap, j.nc_cap, nt, &j.bbuf, &j.nb, &j.na);
+    if (raw == NULL)
+        return -1;
+    j.transA = transA;
+    j.transB = transB;
+    j.M = M;
+    j.N = N;
+    j.K = K;
+    j.lda = lda;
+    j.ldb = ldb;
+    j.alpha = alpha;
+    j.beta = beta;
+    j.A = A;
+    j.B = B;
+    j.c = c;
+    j.ctr = 0;
+    fl_barrier_init(&j.bar, nt);
+    fl_team_run(FL_FN(team_part), &j, nt, small);
     free(raw);
     return 0;
 #else
@@ -501,6 +523,7 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
     (void)beta;
     (void)c;
     (void)nt;
+    (void)small;
     return -1;
 #endif
 }

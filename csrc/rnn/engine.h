@@ -8,8 +8,8 @@
  * types).  Notation and the packed row layout are
  * described in fastlstm.h; fastlstm/reference.py is the specification.
  *
- * Structure of a call (forward): one OpenMP region for the whole time loop
- * (none at all for a call too small to share).  A thread's share of the
+ * Structure of a call (forward): one job of the thread team (threads.h) for
+ * the whole time loop (none at all for a call too small to share).  A thread's share of the
  * work is either
  *   - batch rows, for all hidden units (split_batch: rows are independent
  *     sequences, so no barrier at all): the batch is cut into row chunks,
@@ -181,7 +181,9 @@ typedef struct FL_FN(loop) {
  *     H <= FL_BATCH_SPLIT_MAX_H and FL_MIN_ROWS_PER_THREAD rows per thread;
  *   - else split by hidden units (weights split between the cores' caches, a
  *     barrier per step): as many threads as have FL_MIN_STEP_MACS of work per
- *     step (about the cost of a barrier), at most `chunks`.
+ *     step (about the cost of a barrier), at most `chunks`; one thread for
+ *     steps under FL_SHORT_STEP_MACS while a recent call found the
+ *     cores contended (fl_backing_off, threads.h).
  * FASTLSTM_SPLIT=batch|units forces the split (for measurements). */
 #ifndef FL_MIN_STEP_MACS
 #define FL_MIN_STEP_MACS 32768
@@ -194,6 +196,12 @@ typedef struct FL_FN(loop) {
 #endif
 #ifndef FL_BATCH_SPLIT_MAX_H
 #define FL_BATCH_SPLIT_MAX_H 256
+#endif
+/* A unit-split step of fewer multiply-adds takes a few microseconds: its
+ * loop meets at a barrier that often, and a partner that is not on a core
+ * stalls it for longer than the whole call would take on one thread. */
+#ifndef FL_SHORT_STEP_MACS
+#define FL_SHORT_STEP_MACS (1u << 20)
 #endif
 static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N, size_t chunks,
                                int *split_batch)
@@ -209,6 +217,8 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
         const size_t most = forced ? B : B / FL_MIN_ROWS_PER_THREAD;
         nt = want < most ? want : most;
         *split_batch = nt > 1;
+    } else if (B * K * N < FL_SHORT_STEP_MACS && fl_backing_off()) {
+        nt = 1; /* short steps while the cores are contended (threads.h) */
     } else {
         const size_t by_work = B * K * N / FL_MIN_STEP_MACS;
         nt = want < by_work ? want : by_work;
@@ -217,21 +227,11 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
     return nt < 1 ? 1 : (int)nt;
 }
 
-/* Runs fn(ctx, tid, nth) on nt threads (no OpenMP region at all for 1). */
-#ifdef _OPENMP
-/* clang-format off */
-#define FL_RUN_THREADS(fn, ctx, nt)                                            \
-    do {                                                                       \
-        if ((nt) > 1) {                                                        \
-            _Pragma("omp parallel num_threads(nt)")                            \
-            fn(ctx, omp_get_thread_num(), omp_get_num_threads());              \
-        } else {                                                               \
-            fn(ctx, 0, 1);                                                     \
-        }                                                                      \
-    } while (0)
-/* clang-format on */
-#else
-#define FL_RUN_THREADS(fn, ctx, nt) fn(ctx, 0, 1)
+/* A call of fewer multiply-adds than this is a small job for the team
+ * (threads.h): it runs on the workers that are awake, never waiting for a
+ * sleeping one (on one thread, it takes about as long as waking one). */
+#ifndef FL_SMALL_CALL_MACS
+#define FL_SMALL_CALL_MACS (1u << 22)
 #endif
 
 /* The part of a loop context every call shares; rw is freed by the caller
@@ -618,6 +618,11 @@ static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
     }
 }
 
+static void FL_FN(forward_job)(void *lp, int tid, int nth)
+{
+    FL_FN(forward_loop)((const FL_FN(loop) *)lp, tid, nth);
+}
+
 static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
@@ -688,7 +693,14 @@ static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
     lp.pk_xh = a->packed + lp.L.xh_fwd;
     lp.pk_hr = P ? a->packed + lp.L.hr_fwd : NULL;
 
-    FL_RUN_THREADS(FL_FN(forward_loop), &lp, nt);
+    /* a small job (threads.h): a short call, or a loop of short steps
+     * that meets at a barrier every step */
+    fl_team_run(FL_FN(forward_job), &lp, nt,
+                (double)sh->T * (double)B * (double)K * (double)(FL_CELL_GATES * H) <
+                        FL_SMALL_CALL_MACS ||
+                    (!plan.split_batch && B * K * FL_CELL_GATES * H < FL_SHORT_STEP_MACS));
+    if (!plan.split_batch)
+        fl_note_contention(&bar, sh->T);
 
     fl_rows_free(&rw);
     if (own)
@@ -861,6 +873,11 @@ static void FL_FN(gather_xh)(const FL_FN(loop) *lp, size_t r0, size_t r1, size_t
     }
 }
 
+static void FL_FN(backward_job)(void *lp, int tid, int nth)
+{
+    FL_FN(backward_loop)((const FL_FN(loop) *)lp, tid, nth);
+}
+
 static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
@@ -950,7 +967,12 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
     if (P)
         PACK_B(0, P, H, a->w_hr, H, pk + n_phh + n_pih);
 
-    FL_RUN_THREADS(FL_FN(backward_loop), &lp, nt);
+    fl_team_run(FL_FN(backward_job), &lp, nt,
+                (double)T * (double)B * (double)GH * (double)(Hout + (lp.dx_in_loop ? I : 0)) <
+                        FL_SMALL_CALL_MACS ||
+                    (!lp.split_batch && B * GH * Hout < FL_SHORT_STEP_MACS));
+    if (!lp.split_batch)
+        fl_note_contention(&bar, T);
 
     memcpy(a->dh0, lp.dhbuf + (T & 1) * B * Hout, B * Hout * sizeof(REAL));
     memcpy(a->dc0, lp.dcstate, B * H * sizeof(REAL));

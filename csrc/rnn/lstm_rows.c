@@ -94,6 +94,7 @@ void fl_chunks_init(fl_chunks *ch, const fl_rows *rw, size_t T, size_t n, size_t
     ch->next = mem + n + 1;
     ch->end = ch->next + n;
     ch->busy = ch->end + n;
+    ch->lock = 0;
     for (size_t c = 0; c < n; c++) {
         size_t hi;
         fl_split_rows(rw, (int)n, (int)c, &ch->lo[c], &hi);
@@ -106,12 +107,39 @@ void fl_chunks_init(fl_chunks *ch, const fl_rows *rw, size_t T, size_t n, size_t
     }
 }
 
-int fl_chunks_claim(fl_chunks *ch, size_t *c, size_t *s0, size_t *s1)
+/* The chunks' table is read and changed under one short lock. */
+#if defined(__GNUC__) || defined(__clang__)
+static void chunks_lock(fl_chunks *ch)
+{
+    while (__atomic_exchange_n(&ch->lock, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&ch->lock, __ATOMIC_RELAXED)) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+}
+static void chunks_unlock(fl_chunks *ch) { __atomic_store_n(&ch->lock, 0, __ATOMIC_RELEASE); }
+#define FL_CHUNKS_LOCKED(ch, body) \
+    do {                           \
+        chunks_lock(ch);           \
+        body;                      \
+        chunks_unlock(ch);         \
+    } while (0)
+#elif defined(_OPENMP) /* the OpenMP team of builds without GCC atomics */
+#define FL_CHUNKS_LOCKED(ch, body)                   \
+    do {                                             \
+        _Pragma("omp critical(fl_chunks)") { body; } \
+    } while (0)
+#else
+#define FL_CHUNKS_LOCKED(ch, body) \
+    do {                           \
+        body;                      \
+    } while (0)
+#endif
+
+static int chunks_take(fl_chunks *ch, size_t *c, size_t *s0, size_t *s1)
 {
     int got = 0;
-#ifdef _OPENMP
-#pragma omp critical(fl_chunks)
-#endif
     {
         size_t best = ch->n, left = 0;
         for (size_t k = 0; k < ch->n; k++) {
@@ -133,10 +161,11 @@ int fl_chunks_claim(fl_chunks *ch, size_t *c, size_t *s0, size_t *s1)
     return got;
 }
 
-void fl_chunks_release(fl_chunks *ch, size_t c)
+int fl_chunks_claim(fl_chunks *ch, size_t *c, size_t *s0, size_t *s1)
 {
-#ifdef _OPENMP
-#pragma omp critical(fl_chunks)
-#endif
-    ch->busy[c] = 0;
+    int got;
+    FL_CHUNKS_LOCKED(ch, got = chunks_take(ch, c, s0, s1));
+    return got;
 }
+
+void fl_chunks_release(fl_chunks *ch, size_t c) { FL_CHUNKS_LOCKED(ch, ch->busy[c] = 0); }

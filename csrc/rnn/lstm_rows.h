@@ -92,7 +92,7 @@ static inline void fl_copy_rows(int own_rows, size_t n, size_t j0, size_t j1, in
  * the chunks finish together.  A row's results do not depend on which thread
  * ran it or on the tile it was in, so they do not depend on the schedule.
  * Claims and releases (one per block, far apart) go through one
- * OpenMP critical section, which also makes an owner's writes of a chunk's
+ * lock, which also makes an owner's writes of a chunk's
  * state visible to its next owner. */
 typedef struct fl_chunks {
     size_t n;     /* chunks */
@@ -101,6 +101,7 @@ typedef struct fl_chunks {
     size_t *next; /* (n) first step of the loop not yet taken */
     size_t *end;  /* (n) the loop's steps end here for chunk c */
     size_t *busy; /* (n) 1 while a thread holds chunk c */
+    int lock;     /* held while the table is read or changed */
 } fl_chunks;
 
 /* size_t's of caller memory fl_chunks_init needs for n chunks. */

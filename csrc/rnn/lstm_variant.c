@@ -4,9 +4,6 @@
  * (lstm_dispatch.c) takes the variant matching the GEMM's choice. */
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "activations.h"
 #include "fastlstm.h"

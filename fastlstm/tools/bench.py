@@ -58,7 +58,7 @@ import numpy as np
 
 import fastlstm
 from fastlstm.interop.onnx import lstm_model
-from fastlstm.tools import bench_train
+from fastlstm.tools import bench_conditions, bench_train
 
 # name -> (T, B, I, H)
 SHAPES = {
@@ -70,7 +70,8 @@ SHAPES = {
     "step1": (1, 1, 64, 128),
 }
 TRAIN_SHAPES = tuple(bench_train.TRAIN_SHAPES)  # end-to-end training (bench_train.py)
-EXTRAS = ("lengths", "memory") + TRAIN_SHAPES  # selectable with --shapes like the shapes
+# selectable with --shapes like the shapes
+EXTRAS = ("lengths", "memory", "conditions") + TRAIN_SHAPES
 LENGTHS_SHAPE = "canon"
 MEMORY_SHAPES = ("canon", "large")
 STREAM_SHAPE = "step1"  # the streaming-step rows go with this shape
@@ -682,14 +683,18 @@ def load_average():
         return None
 
 
-def environment(started, peers, threads, peak, peak_note, loads):
-    """Lines describing the run, the machine, its load and the libraries."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), else what platform tells."""
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
+            return next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def environment(started, peers, threads, peak, peak_note, loads):
+    """Lines describing the run, the machine, its load and the libraries."""
+    cpu = cpu_model()
     versions = [f"fastlstm {fastlstm.__version__} ({fastlstm._isa()})", f"numpy {np.__version__}"]
     for name, mod in (("torch", peers.torch), ("onnx", peers.onnx), ("onnxruntime", peers.ort)):
         versions.append(f"{name} {mod.__version__}" if mod is not None else f"{name} not installed")
@@ -841,6 +846,12 @@ def run(args):
     if "memory" in selected:
         progress("bench: memory (subprocesses)")
         tables.append(memory_table(bench_memory(peers, args)))
+    if "conditions" in selected:
+        names = [s for s in selected if s in SHAPES] or list(SHAPES)
+        res = bench_conditions.bench_conditions(
+            [(n, SHAPES[n]) for n in names], peers, args, build_systems, make_inputs, measure
+        )
+        tables += bench_conditions.conditions_tables(res, Table, cpu_model())
     train_results = {}
     for name in (s for s in selected if s in TRAIN_SHAPES):
         progress(f"bench: {name}")
