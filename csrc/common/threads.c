@@ -173,7 +173,7 @@ static inline void fl_pause(void)
 }
 #endif
 
-#if defined(FL_HAVE_ATFORK)
+#if defined(FL_HAVE_TEAM)
 static long long fl_now_ns(void)
 {
     struct timespec ts;
@@ -186,7 +186,7 @@ static long long fl_now_ns(void)
  * spuriously); fl_wake_all(word): wake every thread asleep on word, after
  * the caller changed it.  A futex on Linux; elsewhere one process-wide
  * mutex and condition variable (waking every sleeper, each rechecks). */
-#if defined(__linux__) && defined(FL_HAVE_ATFORK)
+#if defined(__linux__) && defined(FL_HAVE_TEAM)
 static void fl_sleep_while(unsigned *word, unsigned seen)
 {
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
@@ -196,7 +196,7 @@ static void fl_wake_all(unsigned *word)
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 static void fl_sleep_after_fork(void) {}
-#elif defined(FL_HAVE_ATFORK)
+#elif defined(FL_HAVE_TEAM)
 static pthread_mutex_t fl_sleep_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fl_sleep_cv = PTHREAD_COND_INITIALIZER;
 static void fl_sleep_while(unsigned *word, unsigned seen)
@@ -579,7 +579,9 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
     return nth;
 }
 #else
+#if defined(_OPENMP) && defined(FL_HAVE_ATFORK)
 static void team_after_fork(void) {}
+#endif
 int fl_in_team(void)
 {
 #ifdef _OPENMP

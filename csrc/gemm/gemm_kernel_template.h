@@ -483,8 +483,9 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
                             const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
                             const FL_COUT *c, int nt, int small)
 {
-#if FL_HAVE_TAKE
     FL_FN(team_job) j;
+    if (!FL_HAVE_TAKE) /* its threads take blocks through fl_take */
+        return -1;
     const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
     j.mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
     j.nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
@@ -509,23 +510,6 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
     fl_team_run(FL_FN(team_part), &j, nt, small);
     free(raw);
     return 0;
-#else
-    (void)transA;
-    (void)transB;
-    (void)M;
-    (void)N;
-    (void)K;
-    (void)alpha;
-    (void)A;
-    (void)lda;
-    (void)B;
-    (void)ldb;
-    (void)beta;
-    (void)c;
-    (void)nt;
-    (void)small;
-    return -1;
-#endif
 }
 
 /* Rows of the K chunk that starts at k0: chunks of FL_KC rows from 0, and
