@@ -16,6 +16,7 @@ layer_cases    parametrize ``options, ragged`` over rows of layer options
 layer_matrix   layer_cases over every combination of the layer options
 all_outputs    every output and gradient of a layer's inference and training step
 assert_bitwise two such dicts are bitwise equal
+kernel_forward the compiled kernel's forward, its optional arrays None unless given
 """
 
 import itertools
@@ -246,6 +247,31 @@ def assert_bitwise(a, b, what=""):
     for k in a:
         assert a[k].shape == b[k].shape, f"{what} {k}"
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what} {k}")
+
+
+# the optional arguments of the compiled kernel's forward, as an inference
+# call without a state, batch_sizes or row maps passes them
+KERNEL_FORWARD_OPTIONS = dict(
+    bias=None,
+    h0=None,
+    c0=None,
+    y_col=0,
+    gates=None,
+    cells=None,
+    xh=None,
+    batch_sizes=None,
+    reverse=False,
+    proj_size=0,
+)
+
+
+def kernel_forward(x, w_ih, packed, y, h_n, c_n, steps, **options):
+    """fastlstm._native.kernels.forward over ``steps`` steps; any other
+    argument by name (``KERNEL_FORWARD_OPTIONS`` unless given)."""
+    from fastlstm._native import kernels
+
+    options = {**KERNEL_FORWARD_OPTIONS, **options}
+    kernels.forward(x=x, w_ih=w_ih, packed=packed, y=y, h_n=h_n, c_n=c_n, steps=steps, **options)
 
 
 def run_python(code, env=None, timeout=120):

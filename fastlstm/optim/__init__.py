@@ -6,27 +6,15 @@ face of fastlstm.train.optim and fastlstm.train.lr_scheduler)::
 """
 
 from ..train.lr_scheduler import CosineAnnealingLR, LRScheduler, ReduceLROnPlateau, StepLR
-from ..train.optim import (
-    SGD,
-    Adam,
-    AdamW,
-    Optimizer,
-    RMSprop,
-    clip_grad_norm_,
-    clip_grad_value_,
-    parameter_pairs,
-)
+
+# every public name of train.optim, with its __all__ (imported as itself so
+# that type checkers count those names as exported here too)
+from ..train.optim import *  # noqa: F403
+from ..train.optim import __all__ as __all__
 from . import lr_scheduler
 
 __all__ = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "RMSprop",
-    "Optimizer",
-    "clip_grad_norm_",
-    "clip_grad_value_",
-    "parameter_pairs",
+    *__all__,
     "lr_scheduler",
     "LRScheduler",
     "StepLR",

@@ -32,6 +32,12 @@ def _check_optimizer(optimizer: Any) -> None:
         )
 
 
+def _check_period(name: str, value: Any) -> None:
+    """A schedule's period in epochs: a positive int (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
 class LRScheduler:
     """Base of the epoch-driven schedules: ``get_lr()`` gives each group's
     next learning rate from ``last_epoch`` and the current ones."""
@@ -84,8 +90,7 @@ class StepLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
-        if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
-            raise ValueError(f"step_size: expected a positive integer, got {step_size!r}")
+        _check_period("step_size", step_size)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -104,8 +109,7 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ) -> None:
-        if not isinstance(T_max, int) or isinstance(T_max, bool) or T_max < 1:
-            raise ValueError(f"T_max: expected a positive integer, got {T_max!r}")
+        _check_period("T_max", T_max)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm._native import kernels
 from fastlstm._native.sequence import SequencePlan
+
+from helpers import kernel_forward
 
 
 def numpy_plan(T, B, lengths):
@@ -34,26 +35,18 @@ def first_layer_forward(lstm, plan, x, y, x_rows, y_rows, bias=None):
     weights, packed = lstm._packed("_l0")
     h_n = np.empty((plan.B, lstm.hidden_size), lstm.dtype)
     c_n = np.empty((plan.B, lstm.hidden_size), lstm.dtype)
-    kernels.forward(
+    kernel_forward(
         x,
         weights[0],
-        bias,
         packed,
-        None,
-        None,
         y,
-        0,
         h_n,
         c_n,
-        None,
-        None,
-        None,
-        plan.batch_sizes,
         plan.steps,
-        False,
-        0,
-        x_rows,
-        y_rows,
+        bias=bias,
+        batch_sizes=plan.batch_sizes,
+        x_rows=x_rows,
+        y_rows=y_rows,
     )
     return y, h_n, c_n
 

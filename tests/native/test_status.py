@@ -17,6 +17,8 @@ import pytest
 
 from fastlstm._native import kernels
 
+from helpers import kernel_forward
+
 I, H = 3, 4
 DTYPES = [np.float32, np.float64]
 
@@ -50,9 +52,7 @@ def _forward(batch_sizes, dtype=np.float32, B=2, steps=None):
     y = np.empty((max(rows, 1), H), dtype)
     h_n = np.empty((B, H), dtype)
     c_n = np.empty((B, H), dtype)
-    kernels.forward(
-        x, w_ih, None, packed, None, None, y, 0, h_n, c_n, None, None, None, bs, steps, False, 0
-    )
+    kernel_forward(x, w_ih, packed, y, h_n, c_n, steps, batch_sizes=bs)
     return y
 
 
@@ -189,9 +189,7 @@ def test_wrong_array_shape_names_the_array():
     y = np.empty((6, H), np.float32)
     h_n, c_n = np.empty((2, H), np.float32), np.empty((2, H), np.float32)
     with pytest.raises(ValueError) as info:
-        kernels.forward(
-            x, w_ih, None, packed, None, None, y, 0, h_n, c_n, None, None, None, None, 3, False, 0
-        )
+        kernel_forward(x, w_ih, packed, y, h_n, c_n, 3)
     assert str(info.value) == f"x: expected shape (6, {I}), got (6, {I + 1})"
 
 
@@ -203,25 +201,7 @@ def test_missing_training_array_is_named():
     x, y = np.zeros((4, I)), np.empty((4, H))
     h_n, c_n = np.empty((2, H)), np.empty((2, H))
     with pytest.raises(ValueError, match=r"^xh: only with gates"):
-        kernels.forward(
-            x,
-            w_ih,
-            None,
-            packed,
-            None,
-            None,
-            y,
-            0,
-            h_n,
-            c_n,
-            None,
-            None,
-            np.empty((4, I + H)),
-            None,
-            2,
-            False,
-            0,
-        )
+        kernel_forward(x, w_ih, packed, y, h_n, c_n, 2, xh=np.empty((4, I + H)))
 
 
 # ---- a failed allocation: FL_ENOMEM as MemoryError ---------------------------
