@@ -177,25 +177,13 @@ size_t fl_packed_size_d(size_t K, size_t N) { return packed_size(K, N, fl_gemm_n
                              beta, c, nt, small) == 0)                       \
             return;                                                          \
         if (tiles >= 2) {                                                    \
-            split_job_##SFX j;                                               \
-            j.impl = impl;                                                   \
-            j.transA = transA;                                               \
-            j.transB = transB;                                               \
-            j.split_m = split_m;                                             \
-            j.M = M;                                                         \
-            j.N = N;                                                         \
-            j.K = K;                                                         \
-            j.lda = lda;                                                     \
-            j.ldb = ldb;                                                     \
-            j.tiles = tiles;                                                 \
-            j.unit = split_m ? mr : nr;                                      \
-            j.extent = split_m ? M : N;                                      \
-            j.nch = FL_MIN_SIZE(tiles, (size_t)nt);                          \
-            j.alpha = alpha;                                                 \
-            j.beta = beta;                                                   \
-            j.A = A;                                                         \
-            j.B = B;                                                         \
-            j.c = c;                                                         \
+            split_job_##SFX j = {                                            \
+                .impl = impl, .transA = transA, .transB = transB,            \
+                .split_m = split_m, .M = M, .N = N, .K = K, .lda = lda,      \
+                .ldb = ldb, .tiles = tiles, .unit = split_m ? mr : nr,       \
+                .extent = split_m ? M : N,                                   \
+                .nch = FL_MIN_SIZE(tiles, (size_t)nt), .alpha = alpha,       \
+                .beta = beta, .A = A, .B = B, .c = c};                       \
             fl_team_run(split_part_##SFX, &j, (int)j.nch, small);            \
             return;                                                          \
         }                                                                    \

@@ -483,8 +483,19 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
                             const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
                             const FL_COUT *c, int nt, int small)
 {
-    FL_FN(team_job) j;
-    if (!FL_HAVE_TAKE) /* its threads take blocks through fl_take */
+    FL_FN(team_job) j = {.transA = transA,
+                         .transB = transB,
+                         .M = M,
+                         .N = N,
+                         .K = K,
+                         .lda = lda,
+                         .ldb = ldb,
+                         .alpha = alpha,
+                         .beta = beta,
+                         .A = A,
+                         .B = B,
+                         .c = c}; /* the rest zero */
+    if (!FL_HAVE_TAKE)            /* its threads take blocks through fl_take */
         return -1;
     const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
     j.mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
@@ -493,19 +504,6 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
     void *raw = FL_FN(pack_buffers)(K, j.mc_cap, j.nc_cap, nt, &j.bbuf, &j.nb, &j.na);
     if (raw == NULL)
         return -1;
-    j.transA = transA;
-    j.transB = transB;
-    j.M = M;
-    j.N = N;
-    j.K = K;
-    j.lda = lda;
-    j.ldb = ldb;
-    j.alpha = alpha;
-    j.beta = beta;
-    j.A = A;
-    j.B = B;
-    j.c = c;
-    j.ctr = 0;
     fl_barrier_init(&j.bar, nt);
     fl_team_run(FL_FN(team_part), &j, nt, small);
     free(raw);

@@ -39,21 +39,14 @@ import fastlstm
 SEED = 0
 LOSS_RTOL = 1e-4  # first-step loss, fastlstm vs torch
 
-# name -> configuration
+# name -> configuration, one per row
+# fmt: off
 TRAIN_SHAPES = {
     "train_charlm": dict(vocab=118, embed=64, hidden=256, layers=2, T=64, B=32, classes=118),
-    "train_classify": dict(
-        vocab=118,
-        embed=64,
-        hidden=256,
-        layers=1,
-        B=32,
-        classes=10,
-        sequences=128,
-        min_len=8,
-        max_len=100,
-    ),
+    "train_classify": dict(vocab=118, embed=64, hidden=256, layers=1, B=32, classes=10,
+                           sequences=128, min_len=8, max_len=100),
 }
+# fmt: on
 LR, MAX_NORM = 2e-3, 5.0
 
 

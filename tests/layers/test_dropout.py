@@ -198,23 +198,17 @@ def _redraw_masks(seed, lstm, T, B, lengths):
     return masks
 
 
+# one case per row
+# fmt: off
 CASES = {
     "L2": dict(T=5, B=3, I=3, H=4, num_layers=2),
     "L3-bi-proj": dict(T=4, B=2, I=2, H=5, num_layers=3, bidirectional=True, proj_size=3),
     "L2-lengths": dict(T=6, B=4, I=3, H=4, num_layers=2, lengths=[3, 6, 1, 4]),
-    "L3-bi-lengths-nobias-bf": dict(
-        T=5,
-        B=3,
-        I=2,
-        H=3,
-        num_layers=3,
-        bidirectional=True,
-        bias=False,
-        batch_first=True,
-        lengths=[5, 2, 4],
-    ),
+    "L3-bi-lengths-nobias-bf": dict(T=5, B=3, I=2, H=3, num_layers=3, bidirectional=True,
+                                    bias=False, batch_first=True, lengths=[5, 2, 4]),
     "L2-unbatched": dict(T=5, B=1, I=3, H=4, num_layers=2, unbatched=True),
 }
+# fmt: on
 
 
 def _build(case, dtype, seed, dropout):

@@ -117,19 +117,14 @@ def test_size_grid_covers_every_value_in_every_position():
 # ----------------------------------------------------------------------------
 # d_state: given, None, and partially None
 # ----------------------------------------------------------------------------
+# one configuration per row
+# fmt: off
 D_STATE_CONFIGS = {
     "1layer": dict(T=6, B=3, I=4, H=7),
-    "2layer-bi-proj-ragged": dict(
-        T=6,
-        B=4,
-        I=3,
-        H=7,
-        num_layers=2,
-        bidirectional=True,
-        proj_size=3,
-        lengths=np.array([4, 1, 6, 2]),
-    ),
+    "2layer-bi-proj-ragged": dict(T=6, B=4, I=3, H=7, num_layers=2, bidirectional=True,
+                                  proj_size=3, lengths=np.array([4, 1, 6, 2])),
 }
+# fmt: on
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
