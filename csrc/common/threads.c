@@ -506,8 +506,10 @@ static void team_post(fl_job_fn fn, void *ctx, int nth)
     const unsigned g = team.gen + 1;
     team.fn = fn;
     team.ctx = ctx;
-    team.done = 0;
-    team.caller_sleeps = 0;
+    /* atomic: a worker of the previous job may still read them (a stale
+     * read costs a spurious wake-up at most) */
+    __atomic_store_n(&team.done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.caller_sleeps, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&team.claim, (uint64_t)g << 32 | (uint64_t)(nth - 1) << 16, __ATOMIC_RELEASE);
     FL_STORE(&team.gen, g);
     if (FL_LOAD(&team.sleepers) > 0)
