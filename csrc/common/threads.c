@@ -403,10 +403,9 @@ static int runnable_threads(long long now)
 #endif
 }
 
-static int workers_running(void)
+static int workers_running(long long now)
 {
     const int n = team.workers;
-    const long long now = fl_now_ns();
     int running = 0;
     for (int w = 0; w < n; w++) {
         const long long b = __atomic_load_n(&slot[w].beat, __ATOMIC_RELAXED);
@@ -553,8 +552,9 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
          * runnable threads leave, none while contended; sleeping workers are
          * woken for the calls that follow only onto a free core (else the
          * woken worker would take the caller's core for its spin) */
-        const int running = workers_running();
-        const int runnable = runnable_threads(fl_now_ns());
+        const long long now = fl_now_ns();
+        const int running = workers_running(now);
+        const int runnable = runnable_threads(now);
         const int others = runnable - 1 - running; /* less the caller */
         const int free = runnable < 0 ? team.workers : fl_cpus() - 1 - (others > 0 ? others : 0);
         int use = fl_backing_off() ? 0 : running < free ? running : free;
