@@ -225,6 +225,12 @@ void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K, double al
                  const double *A, size_t lda, const double *B, size_t ldb, double beta, double *C,
                  size_t ldc);
 
+/* A 64-bit digest of nbytes bytes at data (any alignment): equal buffers
+ * give equal digests, and a buffer modified in place almost surely a
+ * different one.  The layers use it to refuse a backward whose saved
+ * arrays were modified since the forward; not a cryptographic hash. */
+uint64_t fl_fingerprint(const void *data, size_t nbytes);
+
 #ifdef __cplusplus
 }
 #endif

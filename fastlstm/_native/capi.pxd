@@ -1,6 +1,6 @@
 # The C API of csrc/fastlstm.h, declared once for Cython (kernels.pyx
 # cimports it).  Keep it a field-for-field mirror of the header.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "fastlstm.h" nogil:
     enum:
@@ -147,3 +147,5 @@ cdef extern from "fastlstm.h" nogil:
     void fl_gemm_f64(int transA, int transB, size_t M, size_t N, size_t K,
                      double alpha, const double *A, size_t lda, const double *B, size_t ldb,
                      double beta, double *C, size_t ldc)
+
+    uint64_t fl_fingerprint(const void *data, size_t nbytes)

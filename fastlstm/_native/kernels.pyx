@@ -10,7 +10,7 @@ turns the C status into an exception.  Arrays are allocated by the caller
 Notation as in fastlstm/reference.py: packed rows (see fastlstm.h), I input
 size, H hidden size, P projection size (0 = none), H_out = P or H.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memset
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous,
@@ -174,6 +174,22 @@ def pack(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
             fl_lstm_pack_f32(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
         else:
             fl_lstm_pack_f64(I, H, P, &w_ih[0, 0], &w_hh[0, 0], hr, &blob[0])
+
+
+def fingerprint(object a):
+    """A 64-bit digest (fl_fingerprint) of the bytes of a C-contiguous buffer:
+    the layers' check that an array a backward reads was not modified in
+    place since its forward.  A buffer that is not C-contiguous is a
+    ValueError (numpy's own message)."""
+    cdef Py_buffer v
+    cdef uint64_t h
+    PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS)
+    try:
+        with nogil:
+            h = fl_fingerprint(v.buf, <size_t>v.len)
+    finally:
+        PyBuffer_Release(&v)
+    return h
 
 
 def same_weights(tuple saved, tuple current):

@@ -181,8 +181,7 @@ class ParameterModule:
         whether replaced or updated in place (an optimizer step): the cache
         keeps a copy of the bytes it packed and compares them (memcmp, far
         cheaper than the forward pass that follows).  The copies are never
-        modified (a change replaces the entry), so a backward can keep them
-        as the snapshot of what its forward used.
+        modified (a change replaces the entry).
 
         The weights are copied first and packed from the copy: another thread
         may be updating them in place meanwhile, and packing the live arrays
@@ -190,36 +189,45 @@ class ParameterModule:
         cache would then keep a stale blob that compares equal forever).
         Packed from the copy, the blob matches its snapshot by construction,
         and any later change shows up in the next comparison."""
-        ws = tuple(
-            self._params[n + sfx] if n + sfx in self._params else None
-            for n in ("weight_ih", "weight_hh", "weight_hr")
-        )
+        ws = self._weights(sfx)
         entry = self._pack_cache.get(sfx)
         if entry is not None and kernels.same_weights(entry[0], ws):
-            if entry[1] is not None:
-                return entry
-            snapshot = entry[0]  # the blob was released (release_packed)
-        else:
-            snapshot = None
-        # the stale entry goes first: unless a pending backward still holds
-        # it, its memory is free again before the new one is allocated
+            return entry
+        # the stale entry goes first: its memory is free again before the
+        # new one is allocated
         self._pack_cache.pop(sfx, None)
         entry = None
-        if snapshot is None:
-            snapshot = tuple(None if w is None else w.copy() for w in ws)
-        w_ih, w_hh, w_hr = snapshot
-        I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
-        blob = np.empty(kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
-        kernels.pack(w_ih, w_hh, w_hr, blob)
-        entry = (snapshot, blob)
+        snapshot = tuple(None if w is None else w.copy() for w in ws)
+        entry = (snapshot, self._pack(snapshot))
         self._pack_cache[sfx] = entry
         return entry
 
-    def _release_packed(self, sfx, entry):
-        """Drop the blob of ``entry`` (what _packed returned) from the cache,
-        keeping its snapshot: after a training forward, the next forward
-        usually runs with updated weights and packs anew anyway, and the
-        blob would only add to a training step's peak memory.  If the
-        weights have not changed by then, _packed packs the snapshot again."""
-        if self._pack_cache.get(sfx) is entry:
-            self._pack_cache[sfx] = (entry[0], None)
+    def _packed_once(self, sfx):
+        """(weights, blob) of one layer/direction for one training forward:
+        the live weights, and a blob packed from them (the cached one when it
+        still matches them).  Nothing stays cached and no copy is kept: the
+        optimizer step that follows changes the weights anyway, and a copy
+        would add to a training step's peak memory.  The backward reads the
+        live arrays and refuses to run if they were modified in place since
+        (the layer fingerprints them)."""
+        ws = self._weights(sfx)
+        entry = self._pack_cache.pop(sfx, None)
+        if entry is not None and kernels.same_weights(entry[0], ws):
+            return ws, entry[1]
+        entry = None  # freed before the new blob is allocated
+        return ws, self._pack(ws)
+
+    def _weights(self, sfx):
+        """(w_ih, w_hh, w_hr or None) of one layer/direction: the live arrays."""
+        return tuple(
+            self._params[n + sfx] if n + sfx in self._params else None
+            for n in ("weight_ih", "weight_hh", "weight_hr")
+        )
+
+    def _pack(self, ws):
+        """A new packed blob of the weights ws = (w_ih, w_hh, w_hr or None)."""
+        w_ih, w_hh, w_hr = ws
+        I, H, P = w_ih.shape[1], w_hh.shape[0] // 4, 0 if w_hr is None else w_hr.shape[0]
+        blob = np.empty(kernels.packed_size(self.dtype.char, I, H, P), self.dtype)
+        kernels.pack(w_ih, w_hh, w_hr, blob)
+        return blob

@@ -10,7 +10,6 @@ module validates user input, lays the batch out for the kernel
 from __future__ import annotations
 
 import threading
-import zlib
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
@@ -363,8 +362,7 @@ class LSTM(ParameterModule):
                     if want_cells
                     else None
                 )
-                entry = self._packed(sfx)
-                weights, packed = entry
+                weights, packed = self._packed_once(sfx) if train else self._packed(sfx)
                 kernels.forward(
                     inp,
                     weights[0],
@@ -390,8 +388,7 @@ class LSTM(ParameterModule):
                     cells_out[:, d * H : (d + 1) * H] = cells
                 if train:  # backward packs its own products from the weights
                     used[sfx] = weights
-                    self._release_packed(sfx, entry)
-                entry = packed = None
+                packed = None
                 per_dir.append((gates, cells))
             mask = None
             nxt = y
@@ -428,9 +425,11 @@ class LSTM(ParameterModule):
         backward = None
         if train:
             # what backward reads that the caller can reach (the input, the
-            # output, the initial state): modified in place before backward,
-            # they would give wrong gradients, so backward checks them
+            # output, the initial state, the weights): modified in place
+            # before backward, they would give wrong gradients, so backward
+            # checks them
             shared = [saved[0][0], saved[-1][2]] + [s for s in (h0, c0) if s is not None]
+            shared += [w for ws in used.values() for w in ws if w is not None]
             backward = self._make_backward(
                 plan, unbatched, batch_first, x.shape, h0, c0, saved, used, _Unchanged(shared)
             )
@@ -489,7 +488,8 @@ class LSTM(ParameterModule):
     # ---- backward ---------------------------------------------------------
     def _make_backward(self, plan, unbatched, batch_first, x_shape, h0, c0, saved, weights, shared):
         """weights: per suffix, (w_ih, w_hh, w_hr) the forward ran with (the
-        pack cache's snapshot): backward must differentiate those."""
+        live arrays, which ``shared`` checks are unchanged): backward must
+        differentiate those."""
         # taken (never released) by the call that runs: checking a flag and
         # setting it later would let two threads both pass the check
         claim = threading.Lock()
@@ -618,23 +618,24 @@ class LSTM(ParameterModule):
 
 
 class _Unchanged:
-    """Fingerprints (CRC-32) of arrays a backward will read, taken at the
-    forward: ``check()`` raises if one was modified in place since, as
-    PyTorch does for a saved tensor, instead of giving wrong gradients."""
+    """Fingerprints of arrays a backward will read, taken at the forward:
+    ``check()`` raises if one was modified in place since, as PyTorch does
+    for a saved tensor, instead of giving wrong gradients."""
 
     def __init__(self, arrays):
         self._arrays = arrays
-        self._crcs = [self._crc(a) for a in arrays]
+        self._prints = [self._print(a) for a in arrays]
 
     @staticmethod
-    def _crc(a):
-        return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"))
+    def _print(a):
+        return kernels.fingerprint(np.ascontiguousarray(a))
 
     def check(self):
-        for a, crc in zip(self._arrays, self._crcs):
-            if self._crc(a) != crc:
+        for a, fp in zip(self._arrays, self._prints):
+            if self._print(a) != fp:
                 raise RuntimeError(
                     "backward: an array this forward_train read or returned (its input x, "
-                    "output or hx) was modified in place before backward, which needs them "
-                    "as the forward saw them; modify a copy instead"
+                    "output, hx or the layer's weights) was modified in place before "
+                    "backward, which needs them as the forward saw them; update the "
+                    "weights after backward, and modify a copy of the others"
                 )

@@ -642,20 +642,43 @@ def test_pack_cache_check_compares_every_byte():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_backward_uses_the_weights_of_its_forward(rng, dtype):
-    """Weights changed between forward_train and backward (an optimizer step
-    on another batch): backward still differentiates the forward it belongs to."""
+    """Weights replaced by assignment between forward_train and backward:
+    backward still differentiates the forward it belongs to."""
     lstm = make(dtype, num_layers=2, proj_size=P)
     x = uniform(rng, (T, B, I), dtype)
     d = uniform(rng, (T, B, P), dtype)
     expected = reference_run(lstm, x, d_output=d)
     out, _, backward = lstm.forward_train(x)
-    lstm.weight_hh_l0[...] *= 0.25
-    lstm.weight_hr_l1[...] = 0
+    lstm.weight_hh_l0 = lstm.weight_hh_l0 * 0.25
+    lstm.weight_hr_l1 = np.zeros_like(lstm.weight_hr_l1)
     lstm.weight_ih_l1 = np.zeros_like(lstm.weight_ih_l1)
     dx, _ = backward(d)
     assert_matches_reference(dx, expected["dx"], dtype, "dx")
     for k, g in expected["grads"].items():
         assert_matches_reference(lstm.grads[k], g, dtype, k)
+
+
+@pytest.mark.parametrize("name", ["weight_hh_l0", "weight_ih_l1", "weight_hr_l1"])
+def test_backward_refuses_weights_modified_in_place(rng, name):
+    """A weight modified in place between forward_train and backward (an
+    optimizer step before backward): backward raises, as PyTorch does,
+    instead of differentiating other weights than the forward used, and
+    leaves the gradients untouched."""
+    dtype = np.float64
+    lstm = make(dtype, num_layers=2, proj_size=P)
+    x = uniform(rng, (T, B, I), dtype)
+    d = uniform(rng, (T, B, P), dtype)
+    expected = reference_run(lstm, x, d_output=d)
+    out, _, backward = lstm.forward_train(x)
+    w = getattr(lstm, name)
+    kept = w[0, 0].copy()
+    w[0, 0] = kept + 1  # one element
+    with pytest.raises(RuntimeError, match="modified in place before backward"):
+        backward(d)
+    assert all(not g.any() for g in lstm.grads.values())
+    w[0, 0] = kept  # the forward's weights again: backward runs
+    dx, _ = backward(d)
+    assert_matches_reference(dx, expected["dx"], dtype, "dx")
 
 
 @pytest.mark.parametrize("lengths", [None, [2, T, 1]], ids=["full", "ragged"])
