@@ -155,7 +155,7 @@ class Optimizer:
             self._slots.append(slots)
         # per parameter index: its state (step count, moment estimates)
         self.state: dict[int, dict[str, Any]] = {}
-        self._scratch: dict[tuple[tuple[int, ...], str], list[Array]] = {}
+        self._scratch: dict[tuple[str, int], Array] = {}
 
     # ---- hyperparameters --------------------------------------------------
     def _validate(self, group: Mapping[str, Any]) -> None:
@@ -174,13 +174,16 @@ class Optimizer:
 
     # ---- stepping ---------------------------------------------------------
     def _tmp(self, p: Array, k: int) -> Array:
-        """Scratch array ``k`` shaped and typed like ``p`` (shared by all
-        parameters of that shape: they are updated one after another)."""
-        key = (p.shape, p.dtype.str)
-        bufs = self._scratch.setdefault(key, [])
-        while len(bufs) <= k:
-            bufs.append(np.empty_like(p))
-        return bufs[k]
+        """Scratch array ``k`` shaped and typed like ``p``: a view of one flat
+        buffer per dtype and ``k``, as large as the largest parameter, shared
+        by all parameters (they are updated one after another).  Only the
+        ``k`` an update uses exists, so the scratch adds one parameter's
+        worth to a training step's memory, not one per shape."""
+        key = (p.dtype.str, k)
+        buf = self._scratch.get(key)
+        if buf is None or buf.size < p.size:
+            buf = self._scratch[key] = np.empty(p.size, p.dtype)
+        return buf[: p.size].reshape(p.shape)
 
     def step(self) -> None:
         """Update every parameter in place from its gradient's current value

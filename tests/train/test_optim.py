@@ -238,10 +238,30 @@ def test_updates_allocate_no_parameter_sized_arrays_per_step(rng):
     opt = Adam(list(zip(params, grads)), weight_decay=0.1, amsgrad=True)
     opt.step()
     ids = {k: id(v) for k, v in opt.state[0].items() if isinstance(v, np.ndarray)}
-    scratch = [id(a) for bufs in opt._scratch.values() for a in bufs]
+    scratch = {k: id(a) for k, a in opt._scratch.items()}
     opt.step()
     assert ids == {k: id(v) for k, v in opt.state[0].items() if isinstance(v, np.ndarray)}
-    assert scratch == [id(a) for bufs in opt._scratch.values() for a in bufs]
+    assert scratch == {k: id(a) for k, a in opt._scratch.items()}
+
+
+def test_scratch_is_one_buffer_the_size_of_the_largest_parameter(rng):
+    """Parameters of several shapes share one scratch buffer per use (not one
+    per shape): it adds one parameter's worth to a training step's memory.
+    The updates through it equal those of optimizers stepping each
+    parameter alone."""
+    shapes = [(7,), (30, 20), (3, 5), (40, 40), (2,)]
+    params = [rng.standard_normal(s) for s in shapes]
+    grads = [rng.standard_normal(s) for s in shapes]
+    alone = [(p.copy(), g) for p, g in zip(params, grads)]
+    opt = Adam(list(zip(params, grads)), lr=0.1)
+    singles = [Adam([pg], lr=0.1) for pg in alone]
+    for _ in range(3):
+        opt.step()
+        for o in singles:
+            o.step()
+    for p, (q, _) in zip(params, alone):
+        np.testing.assert_array_equal(p, q)
+    assert [a.size for a in opt._scratch.values()] == [40 * 40]
 
 
 @pytest.mark.parametrize(
