@@ -300,9 +300,12 @@ class LSTM(ParameterModule):
         the same shape, which reuses them instead of allocating fresh
         (zeroed-by-the-OS) memory.
 
-        Backward also reads ``x``, ``hx`` and the output as they were: modified
-        in place before ``backward``, they make it raise a RuntimeError (as
-        PyTorch does for its saved tensors) rather than give wrong gradients.
+        Backward also reads ``x``, ``hx``, the output and the layer's weights
+        as they were: modified in place before ``backward``, they make it
+        raise a RuntimeError (as PyTorch does for its saved tensors) rather
+        than give wrong gradients.  So step the optimizer after ``backward``;
+        weights replaced by assignment are fine (backward keeps the forward's
+        arrays).
         """
         out, state, _, backward = self._forward(x, hx, lengths, train=True)
         return out, state, backward
