@@ -23,7 +23,7 @@ import os
 import re
 import zipfile
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -118,7 +118,9 @@ def _activation_options(cfg: Mapping[str, Any], directions: int) -> dict[str, An
     gate, act = cfg.get("recurrent_activation", "sigmoid"), cfg.get("activation", "tanh")
     if (gate, act) == ("sigmoid", "tanh"):
         return {}
-    names, alpha, beta = [], [], []
+    names: list[str] = []
+    alpha: list[float] = []
+    beta: list[float] = []
     for which, a in (("recurrent_activation", gate), ("activation", act), ("activation", act)):
         if not isinstance(a, str) or a not in _ACTIVATIONS:
             raise ValueError(
@@ -289,13 +291,11 @@ def _open_h5(source: Any) -> Any:
     try:
         import h5py  # optional dependency: imported when called
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading Keras weights needs h5py: pip install 'fastlstm[keras]'"
-        ) from e
+        raise ImportError("reading Keras weights needs h5py: pip install 'fastlstm[keras]'") from e
     return h5py.File(source, "r")
 
 
-def load(path: PathLike, *, config: Optional[Config] = None) -> Sequential:
+def load(path: PathLike, *, config: Config | None = None) -> Sequential:
     """A Keras 3 model (``.keras`` file, or ``.weights.h5`` with its config)
     as a fastlstm Sequential that computes the same function, batch-first.
 
@@ -319,7 +319,9 @@ def load(path: PathLike, *, config: Optional[Config] = None) -> Sequential:
         with zipfile.ZipFile(p) as z:
             names = z.namelist()
             if "config.json" not in names or "model.weights.h5" not in names:
-                raise ValueError(f"path: {p!r} is not a .keras file (config.json, model.weights.h5)")
+                raise ValueError(
+                    f"path: {p!r} is not a .keras file (config.json, model.weights.h5)"
+                )
             cfg = json.loads(z.read("config.json"))
             blob = io.BytesIO(z.read("model.weights.h5"))
         if config is not None:

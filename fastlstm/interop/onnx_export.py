@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence as _Seq
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -34,7 +34,7 @@ __all__ = ["export"]
 
 Exportable = Union[LSTM, Sequential, "LSTMClassifier", "LSTMRegressor"]
 
-_IO_NAMES = ("x", "lengths", "h0", "c0", "output", "h_n", "c_n")
+_IO_NAMES: tuple[str, ...] = ("x", "lengths", "h0", "c0", "output", "h_n", "c_n")
 _IO_NAMES += ("predictions", "logits", "probabilities")
 # ONNX's defaults, which need no attribute
 _DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "tanh")
@@ -70,7 +70,9 @@ class _Graph:
         """Add a node; returns its output name (a list of them when n_out > 1)."""
         outs = [self.name(f"{hint}_{k}" if n_out > 1 else hint) for k in range(n_out)]
         self.nodes.append(
-            self.onnx.helper.make_node(op, list(inputs), outs, name=self.name(f"{op}_{hint}"), **attrs)
+            self.onnx.helper.make_node(
+                op, list(inputs), outs, name=self.name(f"{op}_{hint}"), **attrs
+            )
         )
         return outs if n_out > 1 else outs[0]
 
@@ -132,7 +134,10 @@ def _emit_lstm(
             b = np.stack(
                 [
                     np.concatenate(
-                        [onnx_gate_order(params["bias_ih" + s]), onnx_gate_order(params["bias_hh" + s])]
+                        [
+                            onnx_gate_order(params["bias_ih" + s]),
+                            onnx_gate_order(params["bias_hh" + s]),
+                        ]
                     )
                     for s in sfx
                 ]
@@ -145,7 +150,11 @@ def _emit_lstm(
             if state is None:
                 inputs.append("")
             else:  # this layer's rows of the (L*D, B, H) state
-                bounds = [g.ints("start", [k * D]), g.ints("end", [k * D + D]), g.ints("axis0", [0])]
+                bounds = [
+                    g.ints("start", [k * D]),
+                    g.ints("end", [k * D + D]),
+                    g.ints("axis0", [0]),
+                ]
                 inputs.append(g.node("Slice", [state, *bounds], f"{hint}_l{k}"))
         if peepholes:  # fastlstm's blocks i, f, o -> ONNX's i, o, f
             p = np.stack(
@@ -270,12 +279,12 @@ def _as_dtype(model_dtype: Any, dtype: DTypeLike | None) -> np.dtype:
 
 def export(
     model: Exportable,
-    path: Union[str, "os.PathLike[str]", None] = None,
+    path: str | os.PathLike[str] | None = None,
     *,
     lengths: bool = False,
     initial_states: bool = False,
-    dtype: Optional[DTypeLike] = None,
-) -> "_onnx.ModelProto":
+    dtype: DTypeLike | None = None,
+) -> _onnx.ModelProto:
     """Export a fastlstm model to an ONNX graph (opset 14), checked by
     ``onnx.checker``, and write it to ``path`` when given.
 
@@ -407,7 +416,9 @@ def _emit_sequential(
     x = "x"
     for i, layer in enumerate(layers):
         if isinstance(layer, Embedding):
-            x = g.node("Gather", [g.const(f"embedding_{i}", layer.weight), x], f"embedded_{i}", axis=0)
+            x = g.node(
+                "Gather", [g.const(f"embedding_{i}", layer.weight), x], f"embedded_{i}", axis=0
+            )
             shape = shape + [layer.embedding_dim]
         elif isinstance(layer, LSTM):
             if len(shape) != 3:

@@ -42,7 +42,7 @@ import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -101,7 +101,7 @@ class _Input:
     name: str
     elem_type: int
     rank: int
-    last: Optional[int]
+    last: int | None
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class _State:
 
     name: str
     r0: int
-    r1: Optional[int]
+    r1: int | None
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class _Picked:
     which: str  # "last" or "first"
     f0: int
     f1: int
-    lens: Optional[str]
+    lens: str | None
 
 
 # the program: stages, each an immutable record turned into a module at the end
@@ -175,7 +175,7 @@ class _LayerSpec:
     options: dict[str, Any]
     h0: Any  # _State or None
     c0: Any
-    lengths: Optional[str]
+    lengths: str | None
     reverse_only: bool = False
 
 
@@ -199,7 +199,7 @@ class _Stage:
     arrays: tuple[Any, ...] = ()
     batch_first: bool = False
     bidirectional: bool = False
-    lengths: Optional[str] = None
+    lengths: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def _atoms(layout: Layout) -> list[Atom]:
     return [a for ax in layout for a in ax]
 
 
-def _size(axis: Axis) -> Optional[int]:
+def _size(axis: Axis) -> int | None:
     n = 1
     for _, s in axis:
         if s is None:
@@ -235,7 +235,7 @@ class _Result:
     module: Any
     stack_only: bool
     data_input: str
-    lengths_input: Optional[str]
+    lengths_input: str | None
     state_layers: list[tuple[Any, Any]]  # per layer: (h0 _State|None, c0 _State|None)
     outputs: dict[str, _Data]
     data_native: Layout
@@ -249,8 +249,8 @@ class _Reader:
         self.onnx = onnx
         self.model = model
         self.values: dict[str, Any] = {}
-        self.data_input: Optional[str] = None
-        self.lengths_input: Optional[str] = None
+        self.data_input: str | None = None
+        self.lengths_input: str | None = None
         self.node_desc = ""
         self.time_labels: set[str] = {"T"}  # atom labels an LSTM read as its time axis
         g = model.graph
@@ -339,9 +339,7 @@ class _Reader:
             handler = getattr(self, f"op_{node.op_type}", None)
             args = [self.get(n) for n in node.input]
             attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type != "LSTM" and all(
-                a is None or isinstance(a, _Const) for a in args
-            ):
+            if node.op_type != "LSTM" and all(a is None or isinstance(a, _Const) for a in args):
                 outs = self.fold(node, args)
             elif handler is None:
                 raise self.fail(
@@ -356,7 +354,7 @@ class _Reader:
                 if name:
                     self.values[name] = v
         self.node_desc = "graph outputs"
-        outs = {}
+        results: dict[str, _Data] = {}
         for o in self.model.graph.output:
             v = self.values.get(o.name)
             if isinstance(v, _Picked):
@@ -366,8 +364,8 @@ class _Reader:
                     f"output {o.name!r} does not depend on the data input "
                     f"({type(v).__name__.strip('_')})"
                 )
-            outs[o.name] = v
-        return self.assemble(outs)
+            results[o.name] = v
+        return self.assemble(results)
 
     def fold(self, node: Any, args: list[Any]) -> list[Any]:
         if node.op_type == "Constant":
@@ -386,17 +384,19 @@ class _Reader:
         return [_Const(np.asarray(r)) for r in res]
 
     # ---- operators ------------------------------------------------------------
-    def op_Identity(self, args, attrs, node):
+    def op_Identity(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         return args[0]
 
-    def op_Dropout(self, args, attrs, node):
+    def op_Dropout(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         if len(node.output) > 1 and node.output[1]:
             raise self.fail("its mask output is not supported (inference: identity)")
         return self.data(args[0])
 
-    def op_Cast(self, args, attrs, node):
+    def op_Cast(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         v, to = args[0], attrs["to"]
-        if isinstance(v, _Lens) or (isinstance(v, _Input) and v.elem_type in (6, 7) and v.rank == 1):
+        if isinstance(v, _Lens) or (
+            isinstance(v, _Input) and v.elem_type in (6, 7) and v.rank == 1
+        ):
             lens = self.lens(v)
             return replace(lens, as_float=to in (1, 10, 11, 16)) if to not in (6, 7) else lens
         if isinstance(v, _Dims):
@@ -406,9 +406,9 @@ class _Reader:
             raise self.fail("a cast between integer and float data is not supported")
         return d
 
-    def op_Shape(self, args, attrs, node):
+    def op_Shape(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
-        entries = []
+        entries: list[Any] = []  # sizes, or the labels of the batch and time axes
         for ax in d.view:
             n = _size(ax)
             if n is not None:
@@ -420,7 +420,7 @@ class _Reader:
         start, end = attrs.get("start", 0), attrs.get("end", len(entries))
         return _Dims(tuple(entries[start:end]))
 
-    def op_Gather(self, args, attrs, node):
+    def op_Gather(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         src, idx = args[0], args[1]
         axis = attrs.get("axis", 0)
         if isinstance(src, _Dims):
@@ -446,7 +446,9 @@ class _Reader:
         axis = axis % len(d.view)
         role = self.role(d, axis)
         if role != "T" or i.ndim != 0:
-            raise self.fail("only a single step along the time axis is read (the last or the first)")
+            raise self.fail(
+                "only a single step along the time axis is read (the last or the first)"
+            )
         which = "last" if int(i) == -1 else "first" if int(i) == 0 else None
         if which is None:
             raise self.fail(f"step {int(i)} of the time axis (only the first or last step)")
@@ -473,17 +475,19 @@ class _Reader:
             self.stack_native(stack),
         )
         H = stack.H
-        return _Picked(y, "last" if direction == 0 else "first", direction * H, (direction + 1) * H, lens)
+        return _Picked(
+            y, "last" if direction == 0 else "first", direction * H, (direction + 1) * H, lens
+        )
 
     def role(self, d: _Data, axis: int, native: bool = False) -> str:
-        """"T" (time), "B" (batch) or "F" (features) of an axis of d's view
+        """ "T" (time), "B" (batch) or "F" (features) of an axis of d's view
         (or native layout).  Time is what an LSTM read as time."""
         ax = (d.native if native else d.view)[axis]
         if len(ax) == 1 and ax[0][1] is None and ax[0][0] != "I":
             return "T" if ax[0][0] in self.time_labels else "B"
         return "F"
 
-    def op_Unsqueeze(self, args, attrs, node):
+    def op_Unsqueeze(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         v = args[0]
         axes = attrs.get("axes")
         if axes is None:
@@ -508,7 +512,7 @@ class _Reader:
             view.insert(a, ())
         return d.with_view(tuple(view))
 
-    def op_Squeeze(self, args, attrs, node):
+    def op_Squeeze(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
         axes = attrs.get("axes")
         if axes is None and len(args) > 1 and args[1] is not None:
@@ -522,12 +526,12 @@ class _Reader:
                 raise self.fail(f"axis {a} is not of size 1")
         return d.with_view(tuple(ax for k, ax in enumerate(d.view) if k not in axes))
 
-    def op_Transpose(self, args, attrs, node):
+    def op_Transpose(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
         perm = attrs.get("perm", list(reversed(range(len(d.view)))))
         return d.with_view(tuple(d.view[p] for p in perm))
 
-    def op_Reshape(self, args, attrs, node):
+    def op_Reshape(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
         shape = args[1]
         if isinstance(shape, _Dims):
@@ -544,7 +548,7 @@ class _Reader:
         size 1), a size, or a symbolic size."""
         atoms = _atoms(view)
         starts = np.cumsum([0] + [len(ax) for ax in view]).tolist()
-        out: list[Optional[Axis]] = [None] * len(entries)
+        out: list[Axis | None] = [None] * len(entries)
 
         def take(entry: Any, pos: int, k: int, step: int) -> int:
             if entry == 0:
@@ -591,12 +595,14 @@ class _Reader:
             raise self.fail("a reshape that drops axes")
         return tuple(ax for ax in out if ax is not None)
 
-    def op_Concat(self, args, attrs, node):
+    def op_Concat(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         axis = attrs["axis"]
         if all(isinstance(a, (_Dims, _Const)) for a in args):
             entries: list[Any] = []
             for a in args:
-                entries.extend(a.entries if isinstance(a, _Dims) else self.const(a, "").ravel().tolist())
+                entries.extend(
+                    a.entries if isinstance(a, _Dims) else self.const(a, "").ravel().tolist()
+                )
             return _Dims(tuple(entries))
         if all(isinstance(a, _Data) and a.tap[0] in ("h", "c") for a in args):
             return self.concat_states(args, axis)
@@ -638,7 +644,7 @@ class _Reader:
             raise self.fail("a bidirectional last step of something else than a bidirectional LSTM")
         return self.reduce_stage(a.data, "laststep", a.lens, bidirectional=True)
 
-    def op_Slice(self, args, attrs, node):
+    def op_Slice(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         v = args[0]
         starts = self.const(args[1], "starts").ravel().tolist()
         ends = self.const(args[2], "ends").ravel().tolist()
@@ -670,16 +676,18 @@ class _Reader:
             if len(axes) != 1 or axes[0] not in (-1, len(v.data.view) - 2):
                 raise self.fail("a step sliced along another axis than the features")
             width = v.f1 - v.f0
-            s, e = max(0, min(starts[0], width)), max(0, min(ends[0], width))
-            return replace(v, f0=v.f0 + s, f1=v.f0 + e)
+            lo, hi = max(0, min(int(starts[0]), width)), max(0, min(int(ends[0]), width))
+            return replace(v, f0=v.f0 + lo, f1=v.f0 + hi)
         raise self.fail("slices of the data (only of final steps' features and initial states)")
 
-    def op_ConstantOfShape(self, args, attrs, node):
+    def op_ConstantOfShape(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         value = attrs.get("value")
-        fill = float(self.onnx.numpy_helper.to_array(value).ravel()[0]) if value is not None else 0.0
+        fill = (
+            float(self.onnx.numpy_helper.to_array(value).ravel()[0]) if value is not None else 0.0
+        )
         return _Fill(fill)
 
-    def op_Expand(self, args, attrs, node):
+    def op_Expand(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         v = args[0]
         if isinstance(v, _Fill):
             return v
@@ -687,7 +695,7 @@ class _Reader:
             return _Fill(float(v.value.ravel()[0]))
         raise self.fail("expanding anything but a constant value")
 
-    def op_Range(self, args, attrs, node):
+    def op_Range(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         start, limit, delta = args
         if not (isinstance(limit, _Dims) and limit.scalar and isinstance(limit.entries[0], str)):
             raise self.fail("a range up to anything but the time size")
@@ -695,17 +703,17 @@ class _Reader:
             raise self.fail("a range other than 0, 1, ..., T-1")
         return _Steps(limit.entries[0])
 
-    def op_Sub(self, args, attrs, node):
+    def op_Sub(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         a, b = args
         if isinstance(a, (_Input, _Lens)) and isinstance(b, _Const):
             lens = self.lens(a)
             return replace(lens, offset=lens.offset - int(b.value))
         raise self.fail("subtraction on the data path (only lengths - 1)")
 
-    def op_Less(self, args, attrs, node):
+    def op_Less(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         return self.mask(args, "valid", 0)
 
-    def op_Equal(self, args, attrs, node):
+    def op_Equal(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         return self.mask(args, "last", -1)
 
     def mask(self, args: list[Any], kind: str, offset: int) -> _Mask:
@@ -726,7 +734,7 @@ class _Reader:
                 raise self.fail("steps and lengths that do not broadcast to (time, batch)")
         return _Mask(kind, lens.name, tuple(axes))
 
-    def op_Where(self, args, attrs, node):
+    def op_Where(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         mask, x, fill = args
         if not isinstance(mask, _Mask):
             raise self.fail("a condition other than a mask of valid steps")
@@ -738,7 +746,11 @@ class _Reader:
             raise self.fail("a mask of another rank than the data")
         for m, k in zip(mask.axes, range(len(d.view))):
             role = self.role(d, k)
-            if (m == "T" and role != "T") or (m == "B" and role != "B") or (m == "1" and role != "F"):
+            if (
+                (m == "T" and role != "T")
+                or (m == "B" and role != "B")
+                or (m == "1" and role != "F")
+            ):
                 raise self.fail("a mask whose time and batch axes are not the data's")
         return _Masked(d, mask, float(f.ravel()[0]))
 
@@ -757,7 +769,7 @@ class _Reader:
             return self.const(args[1], "axes").ravel().tolist()
         raise self.fail("a reduction over all axes")
 
-    def op_ReduceSum(self, args, attrs, node):
+    def op_ReduceSum(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         v = args[0]
         axes = self.reduce_axes(args, attrs)
         if not isinstance(v, _Masked) or v.fill != 0:
@@ -768,12 +780,12 @@ class _Reader:
             return _Picked(v.data, "last", 0, f, v.mask.lens)
         return _MaskedSum(v.data, v.mask.lens)
 
-    def op_ReduceMean(self, args, attrs, node):
+    def op_ReduceMean(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
         self.time_axis(d, self.reduce_axes(args, attrs), attrs.get("keepdims", 1))
         return self.reduce_stage(d, "meanpool", None)
 
-    def op_ReduceMax(self, args, attrs, node):
+    def op_ReduceMax(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         v = args[0]
         axes = self.reduce_axes(args, attrs)
         if isinstance(v, _Masked):
@@ -785,7 +797,7 @@ class _Reader:
         self.time_axis(d, axes, attrs.get("keepdims", 1))
         return self.reduce_stage(d, "maxpool", None)
 
-    def op_Div(self, args, attrs, node):
+    def op_Div(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         a, b = args
         if isinstance(a, _MaskedSum) and isinstance(b, _Lens) and b.as_float:
             if b.name != a.lens or b.offset != 0 or b.axes != ("B", "1"):
@@ -794,7 +806,7 @@ class _Reader:
         raise self.fail("division on the data path (only a masked sum by the lengths)")
 
     def reduce_stage(
-        self, d: _Data, kind: str, lens: Optional[str], bidirectional: bool = False
+        self, d: _Data, kind: str, lens: str | None, bidirectional: bool = False
     ) -> _Data:
         """A reducer stage reading ``d``'s native layout."""
         native = d.native
@@ -825,12 +837,12 @@ class _Reader:
             )
         return self.reduce_stage(p.data, "laststep", p.lens)
 
-    def op_MatMul(self, args, attrs, node):
+    def op_MatMul(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
         w = self.const(args[1], "the weight")
         return self.linear(d, w.T, None)
 
-    def op_Gemm(self, args, attrs, node):
+    def op_Gemm(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         d = self.data(args[0])
         if attrs.get("transA", 0):
             raise self.fail("transA=1")
@@ -843,7 +855,7 @@ class _Reader:
             b = b * attrs.get("beta", 1.0) if attrs.get("beta", 1.0) != 1.0 else b
         return self.linear(d, w, b)
 
-    def linear(self, d: _Data, weight: np.ndarray, bias: Optional[np.ndarray]) -> _Data:
+    def linear(self, d: _Data, weight: np.ndarray, bias: np.ndarray | None) -> _Data:
         """weight (out, in) as torch's."""
         if weight.ndim != 2:
             raise self.fail("a weight that is not a matrix")
@@ -859,7 +871,7 @@ class _Reader:
         stage = _Stage("linear", (np.ascontiguousarray(weight), bias))
         return _Data(d.program + (stage,), ("seq",), d.native[:-1] + (out,), d.view[:-1] + (out,))
 
-    def op_Add(self, args, attrs, node):
+    def op_Add(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         a, b = args
         if isinstance(b, _Data) and isinstance(a, _Const):
             a, b = b, a
@@ -875,7 +887,7 @@ class _Reader:
         raise self.fail("addition on the data path (only a bias after a product)")
 
     # ---- LSTM -----------------------------------------------------------------
-    def op_LSTM(self, args, attrs, node):
+    def op_LSTM(self, args: list[Any], attrs: dict[str, Any], node: Any) -> Any:
         args = list(args) + [None] * (8 - len(args))
         x = self.data(args[0], "X")
         W = self.const(args[1], "W")
@@ -889,7 +901,7 @@ class _Reader:
             raise self.fail(f"direction={direction!r}")
         if (direction == "bidirectional") != (D == 2):
             raise self.fail(f"direction={direction!r} with W of {D} directions")
-        H = int(attrs.get("hidden_size", R.shape[-1]))
+        H = int(attrs["hidden_size"]) if "hidden_size" in attrs else int(R.shape[-1])
         I = W.shape[2]
         layout = int(attrs.get("layout", 0))
         # X: (T, B, I) with layout 0, (B, T, I) with layout 1
@@ -934,7 +946,7 @@ class _Reader:
             if lv.offset or lv.axes != ("B",):
                 raise self.fail("sequence_lens other than the lengths input")
             lens = lv.name
-        states = []
+        states: list[_State | None] = []
         for s, what in ((args[5], "initial_h"), (args[6], "initial_c")):
             if s is None or (isinstance(s, _Fill) and s.value == 0):
                 states.append(None)
@@ -950,12 +962,23 @@ class _Reader:
             if layout and states[-1] is not None:
                 raise self.fail(f"{what} given with layout=1 (read: with layout 0)")
         spec = _LayerSpec(
-            node.name, params, I, H, D, args[3] is not None, options, states[0], states[1], lens,
+            node.name,
+            params,
+            I,
+            H,
+            D,
+            args[3] is not None,
+            options,
+            states[0],
+            states[1],
+            lens,
             reverse_only,
         )
         joins = self.extends(x, spec)
-        stack = _Stack(x.program[-1].layers + (spec,), x.program[-1].batch_first) if joins else (
-            _Stack((spec,), batch_first)
+        stack = (
+            _Stack(x.program[-1].layers + (spec,), x.program[-1].batch_first)
+            if joins
+            else (_Stack((spec,), batch_first))
         )
         prog = (x.program[:-1] if joins else x.program) + (stack,)
         k = len(stack.layers) - 1
@@ -999,7 +1022,7 @@ class _Reader:
         Hax: Axis = (("H", stack.H),) if stack.H != 1 else ()
         return (rows, (("B", None),), Hax)
 
-    def lstm_options(self, attrs: dict[str, Any], D: int, P: Optional[np.ndarray]) -> dict[str, Any]:
+    def lstm_options(self, attrs: dict[str, Any], D: int, P: np.ndarray | None) -> dict[str, Any]:
         """The ONNX-only cell attributes as fastlstm.LSTM keyword arguments."""
         opts: dict[str, Any] = {}
         if P is not None and np.any(P):
@@ -1035,10 +1058,15 @@ class _Reader:
         if self.data_input is None:
             raise self.fail("no output depends on a data input")
         progs = [d.program for d in outs.values()]
-        final = max(progs, key=lambda p: (len(p), len(p[-1].layers) if p and isinstance(p[-1], _Stack) else 0))
+        final = max(
+            progs,
+            key=lambda p: (len(p), len(p[-1].layers) if p and isinstance(p[-1], _Stack) else 0),
+        )
         for name, d in outs.items():
             if not self.prefix_of(d.program, final):
-                raise self.fail(f"output {name!r} is on another branch of the graph than the others")
+                raise self.fail(
+                    f"output {name!r} is on another branch of the graph than the others"
+                )
         modules = [self.build(st) for st in final]
         stack_only = len(final) == 1 and isinstance(final[0], _Stack)
         for name, d in outs.items():
@@ -1137,7 +1165,9 @@ class _Reader:
                 if base.startswith("bias") and not bias:
                     continue
                 if a.dtype != dtype:
-                    raise self.fail(f"node {sp.node!r}: weights of another dtype than the first layer's")
+                    raise self.fail(
+                        f"node {sp.node!r}: weights of another dtype than the first layer's"
+                    )
                 if sp.reverse_only and k and base == "weight_ih":
                     # the layer below's zero forward half comes first in its output
                     state[key][:, H:] = a
@@ -1163,7 +1193,7 @@ def _model_proto(onnx: Any, path_or_model: Any) -> Any:
     )
 
 
-def _read(path_or_model: Any, constants: Optional[Mapping[str, ArrayLike]]) -> _Result:
+def _read(path_or_model: Any, constants: Mapping[str, ArrayLike] | None) -> _Result:
     import onnx  # optional dependency: imported when called
 
     model = _model_proto(onnx, path_or_model)
@@ -1172,10 +1202,10 @@ def _read(path_or_model: Any, constants: Optional[Mapping[str, ArrayLike]]) -> _
 
 
 def load(
-    path_or_model: Union[str, "os.PathLike[str]", bytes, "_onnx.ModelProto"],
+    path_or_model: str | os.PathLike[str] | bytes | _onnx.ModelProto,
     *,
-    constants: Optional[Mapping[str, ArrayLike]] = None,
-) -> Union[LSTM, Sequential]:
+    constants: Mapping[str, ArrayLike] | None = None,
+) -> LSTM | Sequential:
     """Read an ONNX graph into fastlstm modules that compute the same function.
 
     Parameters
@@ -1216,12 +1246,12 @@ class InferenceSession:
 
     def __init__(
         self,
-        path_or_model: Union[str, "os.PathLike[str]", bytes, "_onnx.ModelProto"],
+        path_or_model: str | os.PathLike[str] | bytes | _onnx.ModelProto,
         *,
-        constants: Optional[Mapping[str, ArrayLike]] = None,
+        constants: Mapping[str, ArrayLike] | None = None,
     ) -> None:
         self._r = _read(path_or_model, constants)
-        self.module: Union[LSTM, Sequential] = self._r.module
+        self.module: LSTM | Sequential = self._r.module
 
     @property
     def output_names(self) -> list[str]:
@@ -1240,20 +1270,26 @@ class InferenceSession:
         return names
 
     def run(
-        self, output_names: Optional[Sequence[str]], feeds: Mapping[str, ArrayLike]
+        self, output_names: Sequence[str] | None, feeds: Mapping[str, ArrayLike]
     ) -> list[np.ndarray]:
         r = self._r
         if not isinstance(feeds, Mapping):
-            raise TypeError(f"feeds: expected a mapping of input names to arrays, got {type(feeds).__name__}")
+            raise TypeError(
+                f"feeds: expected a mapping of input names to arrays, got {type(feeds).__name__}"
+            )
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
-            raise ValueError(f"feeds: missing inputs {missing} (the graph reads {self.input_names})")
+            raise ValueError(
+                f"feeds: missing inputs {missing} (the graph reads {self.input_names})"
+            )
         x = np.asarray(feeds[r.data_input])
         lengths = None if r.lengths_input is None else np.asarray(feeds[r.lengths_input])
         names = list(r.outputs) if output_names is None else list(output_names)
         for n in names:
             if n not in r.outputs:
-                raise ValueError(f"output_names: {n!r} is not an output (outputs: {list(r.outputs)})")
+                raise ValueError(
+                    f"output_names: {n!r} is not an output (outputs: {list(r.outputs)})"
+                )
         if r.stack_only:
             lstm = r.module
             hx = self._initial_states(feeds, x)

@@ -64,7 +64,8 @@ def from_torch(module: _torch.nn.Module) -> Converted:
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
     if isinstance(module, nn.Sequential):
-        return Sequential(*(from_torch(m) for m in module))
+        # an LSTMCell in it is refused by Sequential itself
+        return Sequential(*(from_torch(m) for m in module))  # type: ignore[arg-type]
     state = _numpy_state(module)
     dt = _dtype_of(state)
     out: Converted
@@ -85,7 +86,9 @@ def from_torch(module: _torch.nn.Module) -> Converted:
     elif type(module) is nn.LSTMCell:
         out = LSTMCell(module.input_size, module.hidden_size, bias=module.bias, dtype=dt)
     elif type(module) is nn.Linear:
-        out = Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dt)
+        out = Linear(
+            module.in_features, module.out_features, bias=module.bias is not None, dtype=dt
+        )
     elif type(module) is nn.Embedding:
         if module.max_norm is not None or module.sparse or module.scale_grad_by_freq:
             raise ValueError(
@@ -119,7 +122,8 @@ def to_torch(model: Converted) -> _torch.nn.Module:
 
     nn = torch.nn
     if isinstance(model, Sequential):
-        return nn.Sequential(*(to_torch(m) for m in model))
+        # a reducer in the Sequential is refused by the call on it
+        return nn.Sequential(*(to_torch(m) for m in model))  # type: ignore[arg-type]
     if isinstance(model, Dropout):
         return nn.Dropout(model.p)
     if not isinstance(model, (LSTM, LSTMCell, Linear, Embedding)):
@@ -149,7 +153,9 @@ def to_torch(model: Converted) -> _torch.nn.Module:
     elif isinstance(model, LSTMCell):
         out = nn.LSTMCell(model.input_size, model.hidden_size, bias=model.bias, dtype=dt)
     elif isinstance(model, Linear):
-        out = nn.Linear(model.in_features, model.out_features, bias=model.bias is not None, dtype=dt)
+        out = nn.Linear(
+            model.in_features, model.out_features, bias=model.bias is not None, dtype=dt
+        )
     else:
         out = nn.Embedding(
             model.num_embeddings, model.embedding_dim, padding_idx=model.padding_idx, dtype=dt

@@ -131,7 +131,9 @@ def test_unsupported_layers_are_named(tmp_path, layer, match):
 
 
 def test_dense_activation_is_a_clear_error(tmp_path):
-    model = keras.Sequential([keras.Input((None, 3)), layers.LSTM(3), layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((None, 3)), layers.LSTM(3), layers.Dense(2, activation="softmax")]
+    )
     model.save(tmp_path / "m.keras")
     with pytest.raises(ValueError, match="softmax"):
         fastlstm.keras.load(tmp_path / "m.keras")
@@ -145,7 +147,9 @@ def test_dense_activation_is_a_clear_error(tmp_path):
     "activation, recurrent_activation",
     [("relu", "sigmoid"), ("tanh", "hard_sigmoid"), ("softsign", "sigmoid")],
 )
-def test_other_activations_map_to_the_kernel_option(tmp_path, rng, activation, recurrent_activation):
+def test_other_activations_map_to_the_kernel_option(
+    tmp_path, rng, activation, recurrent_activation
+):
     model = keras.Sequential(
         [
             keras.Input((None, 3)),

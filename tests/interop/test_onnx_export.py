@@ -93,7 +93,9 @@ def test_sequential_with_embedding_reducer_and_head(rng, kind, bidirectional, ba
     D = 2 if bidirectional else 1
     model = fastlstm.Sequential(
         fastlstm.Embedding(13, 4, seed=0),
-        fastlstm.LSTM(4, 5, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, seed=1),
+        fastlstm.LSTM(
+            4, 5, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, seed=1
+        ),
         fastlstm.Dropout(0.3),
         _reducer(kind, batch_first, bidirectional),
         fastlstm.Linear(D * 5, 3, seed=2),
@@ -161,9 +163,9 @@ def test_fitted_classifier_exports_logits_and_probabilities(rng):
     y = np.array([int(x[:, 0].sum() > 0) for x in X])
     clf = fastlstm.LSTMClassifier(hidden_size=6, epochs=2, random_state=0).fit(X, y)
     padded, lens = _padded(X)
-    got_logits, got_proba = session(
-        fastlstm.onnx.export(clf, lengths=True, dtype=np.float32)
-    ).run(None, {"x": padded, "lengths": lens})
+    got_logits, got_proba = session(fastlstm.onnx.export(clf, lengths=True, dtype=np.float32)).run(
+        None, {"x": padded, "lengths": lens}
+    )
     np.testing.assert_allclose(got_proba, clf.predict_proba(X), rtol=1e-4, atol=1e-5)
     assert np.array_equal(clf.classes_[got_logits.argmax(1)], clf.predict(X))
 
@@ -226,8 +228,11 @@ def _kernel_option(kwarg):
         pytest.param({"input_forget": True}, marks=_kernel_option("input_forget")),
         pytest.param({"peepholes": True}, marks=_kernel_option("peepholes")),
         pytest.param(
-            {"activations": ["HardSigmoid", "Tanh", "Softsign"] * 2, "activation_alpha": [0.2] * 2,
-             "activation_beta": [0.5] * 2},
+            {
+                "activations": ["HardSigmoid", "Tanh", "Softsign"] * 2,
+                "activation_alpha": [0.2] * 2,
+                "activation_beta": [0.5] * 2,
+            },
             marks=_kernel_option("activations"),
         ),
     ],
@@ -237,7 +242,10 @@ def test_kernel_options_export_to_onnxruntime(rng, options):
     lstm = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=5, **options)
     if options.get("peepholes"):  # random, not the init's, so a wrong i/f/o order shows
         lstm.load_state_dict(
-            {k: rng.uniform(-0.5, 0.5, v.shape).astype(np.float32) for k, v in lstm.state_dict().items()}
+            {
+                k: rng.uniform(-0.5, 0.5, v.shape).astype(np.float32)
+                for k, v in lstm.state_dict().items()
+            }
         )
     x, h0, c0, lens = lstm_inputs(rng, lstm, 6, 3)
     got = session(fastlstm.onnx.export(lstm, lengths=True, initial_states=True)).run(

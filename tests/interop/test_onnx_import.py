@@ -86,7 +86,9 @@ def lstm_node_model(
         attrs["direction"] = direction
     if layout:
         attrs["layout"] = 1
-    node = helper.make_node("LSTM", inputs, ["Y", "Y_h", "Y_c"], name="the_lstm", hidden_size=H, **attrs)
+    node = helper.make_node(
+        "LSTM", inputs, ["Y", "Y_h", "Y_c"], name="the_lstm", hidden_size=H, **attrs
+    )
     y = ["B", "T", D, H] if layout else ["T", D, "B", H]
     graph = helper.make_graph(
         [node],
@@ -162,7 +164,9 @@ def test_clip_matches_onnxruntime(rng, direction):
     model = lstm_node_model(rng, 3, 4, direction, sequence_lens=True, clip=0.7)
     assert fastlstm.onnx.load(model).clip == pytest.approx(0.7)
     feeds = node_feeds(rng, 6, 3, 3, 4, 2 if direction == "bidirectional" else 1, True, False)
-    for got, want in zip(fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)):
+    for got, want in zip(
+        fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)
+    ):
         np.testing.assert_allclose(got, want, **TOL32)
 
 
@@ -170,7 +174,9 @@ def test_clip_matches_onnxruntime(rng, direction):
 def test_input_forget_matches_onnxruntime(rng):
     model = lstm_node_model(rng, 3, 4, "bidirectional", input_forget=1, initial=True)
     feeds = node_feeds(rng, 6, 3, 3, 4, 2, False, True)
-    for got, want in zip(fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)):
+    for got, want in zip(
+        fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)
+    ):
         np.testing.assert_allclose(got, want, **TOL32)
 
 
@@ -181,7 +187,9 @@ def test_peepholes_match_onnxruntime(rng, direction):
     lstm = fastlstm.onnx.load(model)
     assert lstm.peepholes
     feeds = node_feeds(rng, 6, 3, 3, 4, 2 if direction == "bidirectional" else 1, True, True)
-    for got, want in zip(fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)):
+    for got, want in zip(
+        fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)
+    ):
         np.testing.assert_allclose(got, want, **TOL32)
 
 
@@ -203,7 +211,9 @@ def test_activations_match_onnxruntime(rng, activations, alpha, beta):
         extra["activation_beta"] = beta
     model = lstm_node_model(rng, 3, 4, "forward", activations=activations, **extra)
     feeds = node_feeds(rng, 6, 3, 3, 4, 1, False, False)
-    for got, want in zip(fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)):
+    for got, want in zip(
+        fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -305,10 +315,18 @@ def _torch_models(torch):
 
 
 @pytest.mark.parametrize("kind", ["full", "last_hidden", "per_step"])
-@pytest.mark.parametrize("batch_first, bidirectional, num_layers", [
-    (False, False, 1), (True, True, 2), (True, False, 3), (False, True, 1),
-])
-def test_torch_onnx_export_imports_and_matches_torch(torch, kind, batch_first, bidirectional, num_layers):
+@pytest.mark.parametrize(
+    "batch_first, bidirectional, num_layers",
+    [
+        (False, False, 1),
+        (True, True, 2),
+        (True, False, 3),
+        (False, True, 1),
+    ],
+)
+def test_torch_onnx_export_imports_and_matches_torch(
+    torch, kind, batch_first, bidirectional, num_layers
+):
     torch.manual_seed(0)
     module = _torch_models(torch)[kind](batch_first, bidirectional, num_layers).eval()
     with torch.no_grad():  # random biases too: torch's init draws them, but make sure
@@ -333,12 +351,16 @@ def test_torch_onnx_export_imports_and_matches_torch(torch, kind, batch_first, b
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_export_then_load_gives_the_same_lstm(rng, bidirectional, batch_first):
-    lstm = fastlstm.LSTM(4, 5, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, seed=0)
+    lstm = fastlstm.LSTM(
+        4, 5, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, seed=0
+    )
     loaded = fastlstm.onnx.load(fastlstm.onnx.export(lstm, lengths=True, initial_states=True))
     assert repr(loaded) == repr(lstm)
     for k, v in lstm.state_dict().items():
         assert np.array_equal(loaded.state_dict()[k], v), k  # the gate order round-trips exactly
-    sess = fastlstm.onnx.InferenceSession(fastlstm.onnx.export(lstm, lengths=True, initial_states=True))
+    sess = fastlstm.onnx.InferenceSession(
+        fastlstm.onnx.export(lstm, lengths=True, initial_states=True)
+    )
     assert sess.input_names == ["x", "lengths", "h0", "c0"]
     D = lstm.num_directions
     x = rng.standard_normal((3, 6, 4) if batch_first else (6, 3, 4)).astype(np.float32)
@@ -368,7 +390,9 @@ def test_export_then_load_gives_the_same_sequential(rng, kind, bidirectional, le
         fastlstm.Linear(5 * D, 2, seed=2),
     )
     loaded = fastlstm.onnx.load(fastlstm.onnx.export(model, lengths=lengths))
-    assert [type(la) for la in loaded] == [type(la) for la in model if not isinstance(la, fastlstm.Dropout)]
+    assert [type(la) for la in loaded] == [
+        type(la) for la in model if not isinstance(la, fastlstm.Dropout)
+    ]
     tokens = rng.integers(0, 9, (4, 6))
     lens = np.array([6, 1, 3, 5]) if lengths else None
     assert np.array_equal(loaded(tokens, lengths=lens), model(tokens, lengths=lens))

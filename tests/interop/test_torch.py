@@ -56,7 +56,11 @@ def test_lstm_both_ways(torch, rng, dtype, options):
     assert type(back) is torch.nn.LSTM and back.weight_ih_l0.dtype == tdt
     for k, v in module.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k
-    assert (back.batch_first, back.dropout, back.proj_size) == (bf, module.dropout, module.proj_size)
+    assert (back.batch_first, back.dropout, back.proj_size) == (
+        bf,
+        module.dropout,
+        module.proj_size,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
