@@ -925,9 +925,15 @@ class _Reader:
         P = self.const(args[7], "P") if args[7] is not None else None
         options = self.lstm_options(attrs, D, P)
         # a reverse-only node is the reverse half of a bidirectional fastlstm
-        # layer whose forward half has zero weights: its output is exactly 0
-        # (i = f = o = 1/2, g = 0, so c and h stay 0), dropped by the session
+        # layer whose forward half has zero weights (with the default
+        # activations its output is exactly 0: i = f = o = 1/2, g = 0, so c
+        # and h stay 0); the session drops that half, and a layer above has
+        # zero weights for it
         reverse_only = direction == "reverse"
+        if reverse_only:  # the same activations for the (unused) forward half
+            for key in ("activations", "activation_alpha", "activation_beta"):
+                if key in options:
+                    options[key] = list(options[key]) * 2
         params: dict[str, np.ndarray] = {}
         for d in range(D):
             sfx = "_reverse" if (d or reverse_only) else ""
