@@ -6,10 +6,11 @@ forward and backward pass.  See the README for the tour.
 
 from typing import Any
 
-from . import callbacks, losses, optim, reference
+from . import callbacks, keras, losses, onnx, optim, reference
 from ._native.kernels import get_num_threads, set_num_threads
 from ._native.kernels import have_openmp as _have_openmp
 from ._native.kernels import isa as _isa
+from .interop.torch import from_torch, to_torch
 from .io import load, save
 from .layers.basic import Dropout, Embedding, Linear
 from .layers.cell import LSTMCell
@@ -36,6 +37,10 @@ __all__ = [
     "LSTMRegressor",
     "save",
     "load",
+    "from_torch",
+    "to_torch",
+    "onnx",
+    "keras",
     "get_num_threads",
     "set_num_threads",
     "show_config",

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     import onnx as _onnx  # for the return type only: onnx is imported when called
 
-__all__ = ["lstm_model", "onnx_gate_order"]
+__all__ = ["lstm_model", "onnx_gate_order", "torch_gate_order"]
 
 OPSET = 14
 IR_VERSION = 8  # readable by any onnxruntime >= 1.10
@@ -81,3 +81,10 @@ def lstm_model(
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def torch_gate_order(w: NDArray[Scalar]) -> NDArray[Scalar]:
+    """The inverse of :func:`onnx_gate_order`: rows (or entries) of a (4H, ...)
+    weight or (4H,) bias from ONNX's i, o, f, c blocks to i, f, g, o."""
+    i, o, f, c = np.split(w, 4, axis=0)
+    return np.concatenate([i, f, c, o])
