@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
@@ -31,7 +32,7 @@ from .._native.buffers import BufferPool
 from .._native.params import ParameterModule, fixed_at_construction
 from .._native.sequence import SequencePlan
 from .._typing import Array, Backward, ReadOnly, Seed, Setting, State, StateIn
-from ..reference import parameter_shapes
+from ..reference import CellOptions, parameter_shapes, resolve_activations
 
 if TYPE_CHECKING:
     from .stream import LSTMStream
@@ -68,6 +69,33 @@ class LSTM(ParameterModule):
     seed : int, numpy.random.Generator or None
         Initialisation and dropout: U(-1/sqrt(H), 1/sqrt(H)) for every
         parameter, as PyTorch.
+    peepholes, clip, input_forget, activations, activation_alpha, activation_beta
+        The cell options of the ONNX ``LSTM`` operator (fastlstm/reference.py
+        states the arithmetic), the same for every layer, forward and
+        backward; not with ``proj_size``:
+
+        - ``peepholes=True``: parameters ``weight_peephole_l{k}`` (and
+          ``..._reverse``), shape (3H,), blocks p_i, p_f, p_o (ONNX's P is
+          i, o, f), initialised like the others; i and f add p * c_{t-1}, o
+          adds p * c_t to their pre-activations.
+        - ``clip``: a number > 0, or None; the gate pre-activations (after
+          bias and peepholes) are clamped to [-clip, clip] (as ONNX Runtime
+          does), with zero gradient where clamped.
+        - ``input_forget=True``: f = 1 - i (f's weights, bias and peephole
+          are then unused).
+        - ``activations``: None (Sigmoid, Tanh, Tanh) or ONNX's list of 3
+          names per direction (f for the gates, g for the candidate, h for
+          the output; 6 for bidirectional, forward first), any case:
+          Sigmoid, Tanh, Relu, HardSigmoid, Affine, LeakyRelu,
+          ThresholdedRelu, ScaledTanh, Elu, Softsign, Softplus.
+          ``activation_alpha`` / ``activation_beta``: ONNX's lists, consumed
+          in order by the activations that take an alpha / a beta (as ONNX
+          Runtime reads them); ONNX's defaults where they run out
+          (fastlstm.reference.ACTIVATIONS).
+
+        Layers with any of them run a slower (generic) cell of the kernel;
+        the default LSTM keeps its own.  Bad values are a ValueError naming
+        the argument.
 
     Inputs must have the layer's dtype (a TypeError says so otherwise: no
     silent conversion).  Non-contiguous and read-only arrays are accepted
@@ -99,6 +127,12 @@ class LSTM(ParameterModule):
         proj_size: int = 0,
         dtype: DTypeLike = np.float32,
         seed: Seed = None,
+        peepholes: bool = False,
+        clip: float | None = None,
+        input_forget: bool = False,
+        activations: Sequence[str] | None = None,
+        activation_alpha: Sequence[float] | None = None,
+        activation_beta: Sequence[float] | None = None,
     ) -> None:
         input_size = check_int("input_size", input_size, 1)
         hidden_size = check_int("hidden_size", hidden_size, 1)
@@ -112,8 +146,53 @@ class LSTM(ParameterModule):
         self._num_layers, self._proj_size = num_layers, proj_size
         self._bias_terms = check_bool("bias", bias)
         self._bidirectional = check_bool("bidirectional", bidirectional)
+        self._set_cell_options(
+            peepholes, clip, input_forget, activations, activation_alpha, activation_beta
+        )
         self.batch_first, self.dropout = batch_first, dropout
         super().__init__(dtype, seed)
+
+    def _set_cell_options(self, peepholes, clip, input_forget, acts, alpha, beta):
+        """Checks and keeps the ONNX cell options; _cell_opts: per direction,
+        the kernel's options (clip, input_forget, activations), or None for
+        the plain LSTM."""
+        flags = []
+        for name, v in (("peepholes", peepholes), ("input_forget", input_forget)):
+            if isinstance(v, (bool, np.bool_)) or (
+                isinstance(v, (int, np.integer)) and int(v) in (0, 1)
+            ):
+                flags.append(bool(v))
+            else:
+                raise ValueError(f"{name}: expected True or False, got {v!r}")
+        if clip is not None:
+            if isinstance(clip, (bool, np.bool_)) or not isinstance(
+                clip, (int, float, np.integer, np.floating)
+            ):
+                raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
+            if not float(clip) > 0:
+                raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
+            clip = float(clip)
+        D = 2 if self._bidirectional else 1
+        per_dir = resolve_activations(acts, alpha, beta, D)
+        self._peepholes, self._input_forget = flags
+        self._clip = clip
+        self._activations = None if acts is None else tuple(a[0] for d in per_dir for a in d)
+        self._activation_alpha = None if alpha is None else tuple(float(v) for v in alpha)
+        self._activation_beta = None if beta is None else tuple(float(v) for v in beta)
+        plain = (
+            not self._peepholes
+            and clip is None
+            and not self._input_forget
+            and all(d == CellOptions().activations for d in per_dir)
+        )
+        if not plain and self._proj_size:
+            raise ValueError(
+                "proj_size: the ONNX cell options (peepholes, clip, input_forget, "
+                "activations) do not combine with a projection"
+            )
+        self._cell_opts = (
+            [None] * D if plain else [(clip, self._input_forget, d) for d in per_dir]
+        )
 
     def _transient_state(self):
         super()._transient_state()
@@ -134,6 +213,24 @@ class LSTM(ParameterModule):
     bidirectional: ReadOnly[bool] = fixed_at_construction("bidirectional", "Both directions.")
     bias: ReadOnly[bool] = fixed_at_construction(
         "bias", "Whether the bias_* parameters exist.", "_bias_terms"
+    )
+    peepholes: ReadOnly[bool] = fixed_at_construction(
+        "peepholes", "Whether the weight_peephole_* parameters exist (ONNX's P)."
+    )
+    clip: ReadOnly[float | None] = fixed_at_construction(
+        "clip", "Clamp of the gate pre-activations to [-clip, clip], or None."
+    )
+    input_forget: ReadOnly[bool] = fixed_at_construction(
+        "input_forget", "Coupled input and forget gates: f = 1 - i."
+    )
+    activations: ReadOnly[tuple[str, ...] | None] = fixed_at_construction(
+        "activations", "ONNX's activation names (f, g, h per direction), or None."
+    )
+    activation_alpha: ReadOnly[tuple[float, ...] | None] = fixed_at_construction(
+        "activation_alpha", "ONNX's activation_alpha as given, or None."
+    )
+    activation_beta: ReadOnly[tuple[float, ...] | None] = fixed_at_construction(
+        "activation_beta", "ONNX's activation_beta as given, or None."
     )
     # checked when set
     batch_first: Setting[bool] = checked_setting(
@@ -160,6 +257,7 @@ class LSTM(ParameterModule):
             self.bias,
             self.bidirectional,
             self.proj_size,
+            self.peepholes,
         )
 
     def _init_scale(self):
@@ -175,6 +273,12 @@ class LSTM(ParameterModule):
                 ("dropout", 0.0),
                 ("bidirectional", False),
                 ("proj_size", 0),
+                ("peepholes", False),
+                ("clip", None),
+                ("input_forget", False),
+                ("activations", None),
+                ("activation_alpha", None),
+                ("activation_beta", None),
             )
             if getattr(self, k) != dflt
         )
@@ -339,7 +443,9 @@ class LSTM(ParameterModule):
         # of its weight gradients from the input, the output and h0, so they
         # are not stored a second time
         saved = []
-        used = {}  # per layer/direction suffix: the weights this call ran with
+        # per layer/direction suffix: the weights this call ran with (and
+        # under "peephole" + suffix, a copy of the peepholes it ran with)
+        used = {}
         cells_out = None
         pool = self._train_buffers
         for layer in range(self.num_layers):
@@ -365,6 +471,9 @@ class LSTM(ParameterModule):
                 )
                 entry = self._packed(sfx)
                 weights, packed = entry
+                peephole = self._params.get("weight_peephole" + sfx)
+                if train and peephole is not None:  # backward differentiates these
+                    peephole = used["peephole" + sfx] = peephole.copy()
                 kernels.forward(
                     inp,
                     weights[0],
@@ -385,6 +494,8 @@ class LSTM(ParameterModule):
                     P,
                     x_map if layer == 0 else None,
                     y_map if last else None,
+                    opts=self._cell_opts[d],
+                    peephole=peephole,
                 )
                 if cells_out is not None:
                     cells_out[:, d * H : (d + 1) * H] = cells
@@ -592,6 +703,9 @@ class LSTM(ParameterModule):
                     y_col=d * Ho,
                     y_rows=y_map,
                     h0=None if h0 is None else h0[k],
+                    opts=self._cell_opts[d],
+                    peephole=weights.get("peephole" + sfx),
+                    d_peephole=self.grads.get("weight_peephole" + sfx),
                 )
                 if dbias is not None:
                     self.grads["bias_ih" + sfx] += dbias
