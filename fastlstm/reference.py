@@ -86,7 +86,10 @@ Lengths (PyTorch's packed-sequence semantics)
     in any order.  Sequence b is valid for t < lengths[b] and padded after.
     * At padded steps (t >= lengths[b]) the output is exactly 0 and the state
       is frozen (no update); gradients arriving at padded outputs are ignored.
-    * h_n / c_n hold each sequence's state after its last valid step.
+    * h_n / c_n hold each sequence's state after its last valid step; a
+      sequence of length 0 has h_n = c_n = 0 (ONNX Runtime's semantics for
+      sequence_lens; PyTorch refuses length 0), so nothing flows back to its
+      h0 and c0.
     * The reverse direction runs over each sequence's valid prefix only:
       it starts from h0/c0 at t = lengths[b] - 1 and ends at t = 0.
     ``lengths=None`` means every sequence has length T.
@@ -669,6 +672,9 @@ def layer_forward(
         h = np.where(m, h_new, h)
         c = np.where(m, c_new, c)
         y[t] = np.where(m, h_new, 0)
+    empty = ~valid.any(axis=0)[:, None]  # (B, 1): sequences of length 0
+    h = np.where(empty, 0, h).astype(dtype)
+    c = np.where(empty, 0, c).astype(dtype)
 
     cache = {
         "step_caches": step_caches,
@@ -706,6 +712,8 @@ def layer_backward(
     dx = np.zeros(cache["x_shape"], dtype=dtype)
     dh = np.zeros(cache["h0_shape"], dtype=dtype) if dh_n is None else dh_n
     dc = np.zeros(cache["c0_shape"], dtype=dtype) if dc_n is None else dc_n
+    empty = ~valid.any(axis=0)[:, None]  # length 0: h_n, c_n are constant zeros
+    dh, dc = np.where(empty, 0, dh), np.where(empty, 0, dc)
     if dy is None:
         dy = np.zeros((T,) + tuple(cache["h0_shape"]), dtype=dtype)
 

@@ -373,11 +373,12 @@ class LSTM(ParameterModule):
         hx : tuple (h0, c0) or None
             h0 (num_layers*D, B, H_out), c0 (num_layers*D, B, H); zeros when None.
         lengths : int array (B,) or None
-            Valid steps of each sequence (1 <= length <= T), any order: the
+            Valid steps of each sequence (0 <= length <= T), any order: the
             output is 0 past each length, h_n/c_n are the states at each
             sequence's last valid step (PyTorch packed-sequence semantics).
-            A length of 0 is a ValueError, as in PyTorch (drop empty
-            sequences from the batch instead).
+            A sequence of length 0 has zero output and zero h_n and c_n
+            (ONNX Runtime's semantics for sequence_lens; PyTorch refuses
+            length 0).
         return_cells : bool
             Also return the cell state of every step of the last layer,
             shaped like the output with H per direction.
@@ -412,14 +413,21 @@ class LSTM(ParameterModule):
         out, state, _, backward = self._forward(x, hx, lengths, train=True)
         return out, state, backward
 
-    def _forward(self, x, hx, lengths, train, return_cells=False):
-        batch_first = self.batch_first  # once: the call must not see it change midway
+    def _forward(self, x, hx, lengths, train, return_cells=False, layout=None):
+        # once: the call must not see it change midway (layout: the caller's reading)
+        batch_first = self.batch_first if layout is None else layout
         x, unbatched = self._time_major(x, batch_first)
         T, B = x.shape[0], x.shape[1]
         if unbatched and lengths is not None:
             raise ValueError("lengths: not supported with unbatched (2-D) input")
         if B == 0:
             return self._empty_batch(T, hx, lengths, train, return_cells, batch_first)
+        if lengths is not None:
+            lengths = check_lengths(lengths, B)
+            if (lengths == 0).any() and (lengths >= 0).all():
+                return self._forward_with_empty(
+                    x, hx, lengths, train, return_cells, batch_first
+                )
         plan = SequencePlan(T, B, lengths)
         h0, c0 = self._initial_state(hx, B, unbatched, plan)
         H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
@@ -546,6 +554,78 @@ class LSTM(ParameterModule):
                 plan, unbatched, batch_first, x.shape, h0, c0, saved, used, _Unchanged(shared)
             )
         return output, state, cells_seq, backward
+
+    def _forward_with_empty(self, x, hx, lengths, train, return_cells, batch_first):
+        """A batch with sequences of length 0 (x time-major): the others run
+        as a batch of their own; the empty ones get zero output, zero h_n and
+        c_n (ONNX Runtime's semantics), and zero gradients."""
+        T, B = x.shape[0], x.shape[1]
+        H, Ho, D, dt = self.hidden_size, self._h_out, self.num_directions, self.dtype
+        LD = self.num_layers * D
+        keep = np.flatnonzero(lengths)
+        hx = check_pair("hx", hx, "h0", "c0")
+        if hx is not None:
+            hx = tuple(
+                check_state(n, s, dt, (LD, B, w), f"num_layers*num_directions, batch, {u}")
+                for n, s, w, u in (
+                    ("h0", hx[0], Ho, "proj_size or hidden_size"),
+                    ("c0", hx[1], H, "hidden_size"),
+                )
+            )
+        sub_x = x[:, keep]
+        sub_hx = None if hx is None else (hx[0][:, keep], hx[1][:, keep])
+        out_s, (h_s, c_s), cells_s, back_s = self._forward(
+            sub_x.transpose(1, 0, 2) if batch_first else sub_x,
+            sub_hx,
+            lengths[keep],
+            train,
+            return_cells,
+            layout=batch_first,
+        )
+
+        def widen(sub, width, time_major):
+            """sub over the kept sequences -> zeros over all B, sub where kept."""
+            if time_major:  # (T, B', w), or (B', T, w) with batch_first
+                full = np.zeros(((B, T) if batch_first else (T, B)) + (width,), dt)
+                if batch_first:
+                    full[keep] = sub
+                else:
+                    full[:, keep] = sub
+            else:  # states (LD, B', w)
+                full = np.zeros((LD, B, width), dt)
+                full[:, keep] = sub
+            return full
+
+        output = widen(out_s, D * Ho, True)
+        state = (widen(h_s, Ho, False), widen(c_s, H, False))
+        cells = widen(cells_s, D * H, True) if return_cells else None
+        if not train:
+            return output, state, cells, None
+        shared = _Unchanged([x, output] + ([] if hx is None else list(hx)))
+
+        def backward(d_output, d_state=None):
+            d_out = check_array("d_output", d_output, dt)
+            if d_out.shape != output.shape:
+                raise ValueError(
+                    f"d_output: expected the output's shape {output.shape}, got {d_out.shape}"
+                )
+            d_state = check_pair("d_state", d_state, "dh_n", "dc_n")
+            sub_state = None
+            if d_state is not None:
+                sub_state = tuple(
+                    None if s is None else check_state(n, s, dt, want.shape)[:, keep]
+                    for n, s, want in zip(("dh_n", "dc_n"), d_state, state)
+                )
+            shared.check()
+            dx_s, (dh0_s, dc0_s) = back_s(
+                d_out[keep] if batch_first else d_out[:, keep], sub_state
+            )
+            return widen(dx_s, self.input_size, True), (
+                widen(dh0_s, Ho, False),
+                widen(dc0_s, H, False),
+            )
+
+        return output, state, cells, backward
 
     def _empty_batch(self, T, hx, lengths, train, return_cells, batch_first):
         """A batch of 0 sequences: empty outputs and states, as PyTorch gives
