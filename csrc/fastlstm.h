@@ -39,12 +39,12 @@ extern "C" {
 /* Status of every int-returning function (fl_strerror says it in words). */
 enum {
     FL_OK = 0,
-    FL_ENOMEM = 1,      /* a scratch allocation failed */
-    FL_EINVAL = 2,      /* a required pointer is NULL (forward's packed
-                           weights, the gates with xh, backward's w_ih and
-                           w_hh, w_hr with P > 0, backward's x and y
-                           without xh) */
-    FL_ESHAPE = 3,      /* a size is 0: T, B, I and H must be >= 1 */
+    FL_ENOMEM = 1,       /* a scratch allocation failed */
+    FL_EINVAL = 2,       /* a required pointer is NULL (forward's packed
+                            weights, the gates with xh, backward's w_ih and
+                            w_hh, w_hr with P > 0, backward's x and y
+                            without xh) */
+    FL_ESHAPE = 3,       /* a size is 0: T, B, I and H must be >= 1 */
     FL_EBATCH_SIZES = 4, /* batch_sizes not non-increasing in [1, B] with
                            batch_sizes[0] == B */
     FL_EOPTIONS = 5      /* cell options (fl_cell_opts_*) invalid: an

@@ -549,11 +549,31 @@ def _options_cell_forward(x, h_prev, c_prev, gates, options, args):
     hc = activation(hn, ha, hb, c)
     r = o * hc
     cache = dict(
-        x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, c=c, r=r, hc=hc,
-        ai=ai, af=af, ag=ag, ao=ao, mi=mi, mf=mf, mg=mg, mo=mo, options=options,
-        weight_ih=args["weight_ih"], weight_hh=args["weight_hh"], weight_hr=None,
-        has_bias_ih=args["bias_ih"] is not None, has_bias_hh=args["bias_hh"] is not None,
-    )  # fmt: skip
+        x=x,
+        h_prev=h_prev,
+        c_prev=c_prev,
+        i=i,
+        f=f,
+        g=g,
+        o=o,
+        c=c,
+        r=r,
+        hc=hc,
+        ai=ai,
+        af=af,
+        ag=ag,
+        ao=ao,
+        mi=mi,
+        mf=mf,
+        mg=mg,
+        mo=mo,
+        options=options,
+        weight_ih=args["weight_ih"],
+        weight_hh=args["weight_hh"],
+        weight_hr=None,
+        has_bias_ih=args["bias_ih"] is not None,
+        has_bias_hh=args["bias_hh"] is not None,
+    )
     return r, c, cache
 
 
@@ -816,8 +836,11 @@ def lstm_forward(
     acts = resolve_activations(activations, activation_alpha, activation_beta, D)
     if clip is not None and not clip > 0:
         raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
-    plain = not peepholes and clip is None and not input_forget and all(
-        a == CellOptions().activations for a in acts
+    plain = (
+        not peepholes
+        and clip is None
+        and not input_forget
+        and all(a == CellOptions().activations for a in acts)
     )
     if not plain and proj_size > 0:
         raise ValueError("the ONNX cell options do not combine with proj_size")

@@ -121,8 +121,7 @@ static inline int FL_FN(opt_passes)(REAL z, REAL clip)
 
 /* F, G or Hc (k = 0, 1, 2) of the options at x, and its derivative. */
 #define OPT_ACT(op, k, x) FL_FN(opt_act)((op)->act[k], (op)->alpha[k], (op)->beta[k], x)
-#define OPT_GRAD(op, k, x, y) \
-    FL_FN(opt_act_grad)((op)->act[k], (op)->alpha[k], (op)->beta[k], x, y)
+#define OPT_GRAD(op, k, x, y) FL_FN(opt_act_grad)((op)->act[k], (op)->alpha[k], (op)->beta[k], x, y)
 
 /* The gate loop of one batch row over nu units (cell_lstm.h's
  * gate_forward, with the options): acc holds the product in group layout

@@ -482,8 +482,7 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
             REAL *yout = P ? NULL : y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0;
             REAL *cs = lp->cstate + j * H + u0;
             FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * GU, lp->gbias + gg * GU,
-                                train ? gates + row * GH + u0 : NULL, cs, rout, yout, lp->opts,
-                                u0);
+                                train ? gates + row * GH + u0 : NULL, cs, rout, yout, lp->opts, u0);
             if (cells)
                 memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
             if (last)

@@ -114,15 +114,15 @@ int fl_lstm_backward_f64(const fl_shape *sh, const fl_backward_f64 *a)
 /* The options' checks, for either dtype: FL_EINVAL without them, FL_EOPTIONS
  * for an activation outside FL_ACT_*, clip < 0 or NaN, or a projection (the
  * options cell has none). */
-#define FL_CHECK_OPTS(sh, opts)                                       \
-    do {                                                              \
-        if (!(opts))                                                  \
-            return FL_EINVAL;                                         \
-        if ((sh)->P || !((opts)->clip >= 0))                          \
-            return FL_EOPTIONS;                                       \
-        for (int k_ = 0; k_ < 3; k_++)                                \
+#define FL_CHECK_OPTS(sh, opts)                                         \
+    do {                                                                \
+        if (!(opts))                                                    \
+            return FL_EINVAL;                                           \
+        if ((sh)->P || !((opts)->clip >= 0))                            \
+            return FL_EOPTIONS;                                         \
+        for (int k_ = 0; k_ < 3; k_++)                                  \
             if ((opts)->act[k_] < 0 || (opts)->act[k_] >= FL_ACT_COUNT) \
-                return FL_EOPTIONS;                                   \
+                return FL_EOPTIONS;                                     \
     } while (0)
 
 int fl_lstm_opts_forward_f32(const fl_shape *sh, const fl_forward_f32 *a,

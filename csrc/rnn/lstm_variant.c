@@ -89,7 +89,7 @@ static int FL_CAT(opts_backward, d, FL_ISA)(const fl_shape *sh, const fl_backwar
 #define FL_VARIANT_FN(name, isa) FL_VARIANT_FN_(name, isa)
 #define FL_ENTRIES(s)                                                                    \
     FL_CAT(packed_size, s, FL_ISA), FL_CAT(pack, s, FL_ISA), FL_CAT(forward, s, FL_ISA), \
-        FL_CAT(forward_workspace, s, FL_ISA), FL_CAT(backward, s, FL_ISA),         \
+        FL_CAT(forward_workspace, s, FL_ISA), FL_CAT(backward, s, FL_ISA),               \
         FL_CAT(opts_forward, s, FL_ISA), FL_CAT(opts_backward, s, FL_ISA)
 
 static const fl_lstm_variant table = {FL_ENTRIES(s), FL_ENTRIES(d)};

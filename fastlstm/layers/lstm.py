@@ -190,9 +190,7 @@ class LSTM(ParameterModule):
                 "proj_size: the ONNX cell options (peepholes, clip, input_forget, "
                 "activations) do not combine with a projection"
             )
-        self._cell_opts = (
-            [None] * D if plain else [(clip, self._input_forget, d) for d in per_dir]
-        )
+        self._cell_opts = [None] * D if plain else [(clip, self._input_forget, d) for d in per_dir]
 
     def _transient_state(self):
         super()._transient_state()
@@ -425,9 +423,7 @@ class LSTM(ParameterModule):
         if lengths is not None:
             lengths = check_lengths(lengths, B)
             if (lengths == 0).any() and (lengths >= 0).all():
-                return self._forward_with_empty(
-                    x, hx, lengths, train, return_cells, batch_first
-                )
+                return self._forward_with_empty(x, hx, lengths, train, return_cells, batch_first)
         plan = SequencePlan(T, B, lengths)
         h0, c0 = self._initial_state(hx, B, unbatched, plan)
         H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
@@ -617,9 +613,7 @@ class LSTM(ParameterModule):
                     for n, s, want in zip(("dh_n", "dc_n"), d_state, state)
                 )
             shared.check()
-            dx_s, (dh0_s, dc0_s) = back_s(
-                d_out[keep] if batch_first else d_out[:, keep], sub_state
-            )
+            dx_s, (dh0_s, dc0_s) = back_s(d_out[keep] if batch_first else d_out[:, keep], sub_state)
             return widen(dx_s, self.input_size, True), (
                 widen(dh0_s, Ho, False),
                 widen(dc0_s, H, False),

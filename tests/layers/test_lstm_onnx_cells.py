@@ -22,6 +22,7 @@ import pytest
 import fastlstm
 from fastlstm import reference
 from fastlstm._native import kernels
+
 from helpers import all_outputs, assert_bitwise, assert_close, reference_run
 
 ACTS = list(reference.ACTIVATIONS)
@@ -55,8 +56,10 @@ def _ort_run(lstm, x, h0, c0, lens, direction, attrs):
     arrays = {
         "W": np.stack([_iofc(p["weight_ih" + s]) for s in sfx]),
         "R": np.stack([_iofc(p["weight_hh" + s]) for s in sfx]),
-        "B": np.stack([np.concatenate([_iofc(p["bias_ih" + s]), _iofc(p["bias_hh" + s])]) for s in sfx]),
-    }  # fmt: skip
+        "B": np.stack(
+            [np.concatenate([_iofc(p["bias_ih" + s]), _iofc(p["bias_hh" + s])]) for s in sfx]
+        ),
+    }
     if lens is not None:
         arrays["seq"] = np.asarray(lens, np.int32)
     if h0 is not None:  # "reverse": the layer's second direction
@@ -64,8 +67,11 @@ def _ort_run(lstm, x, h0, c0, lens, direction, attrs):
         arrays["h0"], arrays["c0"] = h0[first:], c0[first:]
     if lstm.peepholes:  # ONNX's P is i, o, f
         arrays["P"] = np.stack(
-            [np.concatenate([np.split(p["weight_peephole" + s], 3)[k] for k in (0, 2, 1)]) for s in sfx]
-        )  # fmt: skip
+            [
+                np.concatenate([np.split(p["weight_peephole" + s], 3)[k] for k in (0, 2, 1)])
+                for s in sfx
+            ]
+        )
     names = ["X", "W", "R", "B", "seq", "h0", "c0", "P"]
     inputs = [n if n in arrays or n == "X" else "" for n in names]
     while inputs[-1] == "":
@@ -83,8 +89,12 @@ def _ort_run(lstm, x, h0, c0, lens, direction, attrs):
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
         [
             helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
-            for n, shape in (("Y", [T, len(sfx), B, H]), ("Y_h", [len(sfx), B, H]), ("Y_c", [len(sfx), B, H]))
-        ],  # fmt: skip
+            for n, shape in (
+                ("Y", [T, len(sfx), B, H]),
+                ("Y_h", [len(sfx), B, H]),
+                ("Y_c", [len(sfx), B, H]),
+            )
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
@@ -162,8 +172,16 @@ def test_ort_parity_options(rng, direction, options):
 def _activation_case(rng, f, g, h, most=1.5):
     """activations (f, g, h) with random alpha (at most `most`) / beta for
     each that takes one."""
-    alpha = [round(float(rng.uniform(0.1, most)), 3) for n in (f, g, h) if reference.ACTIVATIONS[n][0] is not None]  # fmt: skip
-    beta = [round(float(rng.uniform(0.1, 1.0)), 3) for n in (f, g, h) if reference.ACTIVATIONS[n][1] is not None]  # fmt: skip
+    alpha = [
+        round(float(rng.uniform(0.1, most)), 3)
+        for n in (f, g, h)
+        if reference.ACTIVATIONS[n][0] is not None
+    ]
+    beta = [
+        round(float(rng.uniform(0.1, 1.0)), 3)
+        for n in (f, g, h)
+        if reference.ACTIVATIONS[n][1] is not None
+    ]
     opts = {"activations": [f, g, h]}
     if alpha:
         opts["activation_alpha"] = alpha
@@ -190,7 +208,9 @@ def test_ort_parity_activation_mix(rng):
     consumed in order by the activations that take them."""
     for _ in range(12):
         opts = _activation_case(rng, *rng.choice(ACTS, 3))
-        opts.update(peepholes=True, clip=float(rng.uniform(0.5, 3)), input_forget=bool(rng.integers(2)))  # fmt: skip
+        opts.update(
+            peepholes=True, clip=float(rng.uniform(0.5, 3)), input_forget=bool(rng.integers(2))
+        )
         _ort_case(rng, DIRECTIONS[int(rng.integers(3))], opts, [6, 1, 0, 4], True, scale=0.5)
 
 
@@ -222,22 +242,34 @@ KERNEL_CASES = {
     "clip": dict(clip=0.5),
     "input_forget": dict(input_forget=True),
     "acts": dict(
-        activations=["HardSigmoid", "Elu", "Softsign"], activation_alpha=[0.3, 0.8],
+        activations=["HardSigmoid", "Elu", "Softsign"],
+        activation_alpha=[0.3, 0.8],
         activation_beta=[0.45],
-    ),  # fmt: skip
+    ),
     "all": dict(
-        peepholes=True, clip=1.2, input_forget=True,
-        activations=["Sigmoid", "ScaledTanh", "Softplus"], activation_alpha=[1.3],
+        peepholes=True,
+        clip=1.2,
+        input_forget=True,
+        activations=["Sigmoid", "ScaledTanh", "Softplus"],
+        activation_alpha=[1.3],
         activation_beta=[0.7],
-    ),  # fmt: skip
+    ),
 }
 LAYOUTS = {
     "L1": dict(T=5, B=3, I=4, H=6),
     "L2-bi-ragged0-bf": dict(
-        T=6, B=5, I=3, H=5, num_layers=2, bidirectional=True, batch_first=True,
+        T=6,
+        B=5,
+        I=3,
+        H=5,
+        num_layers=2,
+        bidirectional=True,
+        batch_first=True,
         lengths=[6, 0, 2, 5, 1],
-    ),  # fmt: skip
-    "bi-ragged-nobias": dict(T=7, B=4, I=3, H=9, bidirectional=True, bias=False, lengths=[3, 7, 7, 1]),  # fmt: skip
+    ),
+    "bi-ragged-nobias": dict(
+        T=7, B=4, I=3, H=9, bidirectional=True, bias=False, lengths=[3, 7, 7, 1]
+    ),
     "unbatched-L2": dict(T=4, B=None, I=3, H=4, num_layers=2),
 }
 
@@ -255,7 +287,9 @@ def _problem(rng, dtype, layout, opts, scale=0.9):
     T, B, I, H = (cfg.pop(k) for k in ("T", "B", "I", "H"))
     lengths = cfg.pop("lengths", None)
     D = 2 if cfg.get("bidirectional") else 1
-    lstm = fastlstm.LSTM(I, H, dtype=dtype, seed=int(rng.integers(1 << 30)), **cfg, **_bidir_acts(opts, D))  # fmt: skip
+    lstm = fastlstm.LSTM(
+        I, H, dtype=dtype, seed=int(rng.integers(1 << 30)), **cfg, **_bidir_acts(opts, D)
+    )
     lstm.load_state_dict(
         {k: rng.uniform(-scale, scale, v.shape).astype(dtype) for k, v in lstm.state_dict().items()}
     )
@@ -285,15 +319,26 @@ def test_kernel_vs_reference(rng, dtype, layout, case):
     dx, (dh0, dc0) = backward(d_out, d_state)
     ref = reference_run(lstm, x, hx[0], hx[1], lengths, d_out, d_state)
     for name, got, want in (
-        ("output", out, ref["output"]), ("h_n", h_n, ref["h_n"]), ("c_n", c_n, ref["c_n"]),
-        ("dx", dx, ref["dx"]), ("dh0", dh0, ref["dh0"]), ("dc0", dc0, ref["dc0"]),
-    ):  # fmt: skip
+        ("output", out, ref["output"]),
+        ("h_n", h_n, ref["h_n"]),
+        ("c_n", c_n, ref["c_n"]),
+        ("dx", dx, ref["dx"]),
+        ("dh0", dh0, ref["dh0"]),
+        ("dc0", dc0, ref["dc0"]),
+    ):
         assert_close(got, want, dtype, f"{case} {layout} {name}", against="reference")
     for a, b in ((out, out_t), (h_n, h_t), (c_n, c_t)):
         np.testing.assert_array_equal(a, b)
     assert set(lstm.grads) == set(ref["grads"])
     for name, g in ref["grads"].items():
-        assert_close(lstm.grads[name], g, dtype, f"{case} {layout} grads[{name}]", against="reference", scale=True)  # fmt: skip
+        assert_close(
+            lstm.grads[name],
+            g,
+            dtype,
+            f"{case} {layout} grads[{name}]",
+            against="reference",
+            scale=True,
+        )
     if lstm.input_forget:  # f's weights are unused
         H = lstm.hidden_size
         assert not lstm.grads["weight_ih_l0"][H : 2 * H].any()
@@ -306,18 +351,27 @@ def test_every_activation_kernel_vs_reference(rng):
     for name in ACTS:
         opts = _activation_case(rng, name, name, name, most=0.9)
         for dtype in (np.float64, np.float32):
-            lstm, x, hx, lengths, d_out, d_state = _problem(rng, dtype, "L1", dict(opts, peepholes=True), 0.3)  # fmt: skip
+            lstm, x, hx, lengths, d_out, d_state = _problem(
+                rng, dtype, "L1", dict(opts, peepholes=True), 0.3
+            )
             lstm.zero_grad()
             out, (h_n, c_n), backward = lstm.forward_train(x, hx)
             dx, (dh0, dc0) = backward(d_out, d_state)
             ref = reference_run(lstm, x, hx[0], hx[1], None, d_out, d_state)
-            for what, got, want in (("output", out, ref["output"]), ("c_n", c_n, ref["c_n"]), ("dx", dx, ref["dx"]), ("dc0", dc0, ref["dc0"])):  # fmt: skip
+            for what, got, want in (
+                ("output", out, ref["output"]),
+                ("c_n", c_n, ref["c_n"]),
+                ("dx", dx, ref["dx"]),
+                ("dc0", dc0, ref["dc0"]),
+            ):
                 # (errors relative to the largest value: with one activation
                 # everywhere, Affine or Relu let values grow by orders of
                 # magnitude over the steps)
                 assert_close(got, want, dtype, f"{name} {what}", against="reference", scale=True)
             for k, g in ref["grads"].items():
-                assert_close(lstm.grads[k], g, dtype, f"{name} grads[{k}]", against="reference", scale=True)  # fmt: skip
+                assert_close(
+                    lstm.grads[k], g, dtype, f"{name} grads[{k}]", against="reference", scale=True
+                )
 
 
 # ---- finite differences (float64) ------------------------------------------------
@@ -390,7 +444,15 @@ def test_threads_bitwise(rng, restore_threads, shape, case):
     threads; the peepholes' gradient summed on one thread)."""
     T, B, I, H = shape["T"], shape["B"], shape["I"], shape["H"]
     for dtype in (np.float32, np.float64):
-        lstm = fastlstm.LSTM(I, H, num_layers=2, bidirectional=True, dtype=dtype, seed=3, **_bidir_acts(KERNEL_CASES[case], 2))  # fmt: skip
+        lstm = fastlstm.LSTM(
+            I,
+            H,
+            num_layers=2,
+            bidirectional=True,
+            dtype=dtype,
+            seed=3,
+            **_bidir_acts(KERNEL_CASES[case], 2),
+        )
         x = rng.standard_normal((T, B, I)).astype(dtype)
         hx = tuple(rng.standard_normal((4, B, H)).astype(dtype) for _ in range(2))
         lens = rng.integers(0, T + 1, B)
@@ -409,11 +471,14 @@ def test_plain_options_run_the_plain_kernel(rng):
     """Sigmoid, Tanh, Tanh given explicitly is the default LSTM: the same
     (plain) kernel, bitwise the same results."""
     a = fastlstm.LSTM(3, 5, bidirectional=True, seed=1)
-    b = fastlstm.LSTM(3, 5, bidirectional=True, seed=1, activations=["sigmoid", "TANH", "Tanh"] * 2)  # fmt: skip
+    b = fastlstm.LSTM(3, 5, bidirectional=True, seed=1, activations=["sigmoid", "TANH", "Tanh"] * 2)
     assert b._cell_opts == [None, None] and b.activations == ("Sigmoid", "Tanh", "Tanh") * 2
     x = rng.standard_normal((4, 2, 3)).astype(np.float32)
     d = rng.standard_normal((4, 2, 10)).astype(np.float32)
-    assert_bitwise(all_outputs(a, x, None, None, d, (None, None)), all_outputs(b, x, None, None, d, (None, None)))  # fmt: skip
+    assert_bitwise(
+        all_outputs(a, x, None, None, d, (None, None)),
+        all_outputs(b, x, None, None, d, (None, None)),
+    )
 
 
 def test_parameters(rng):
@@ -421,9 +486,11 @@ def test_parameters(rng):
     names = [k for k, _ in lstm.named_parameters()]
     peeps = [k for k in names if "peephole" in k]
     assert peeps == [
-        "weight_peephole_l0", "weight_peephole_l0_reverse",
-        "weight_peephole_l1", "weight_peephole_l1_reverse",
-    ]  # fmt: skip
+        "weight_peephole_l0",
+        "weight_peephole_l0_reverse",
+        "weight_peephole_l1",
+        "weight_peephole_l1_reverse",
+    ]
     assert names.index("weight_peephole_l0") == names.index("bias_hh_l0") + 1
     for k in peeps:
         p = getattr(lstm, k)
@@ -433,19 +500,34 @@ def test_parameters(rng):
 
 def test_copies_and_files(rng, tmp_path):
     opts = dict(
-        peepholes=True, clip=2.5, input_forget=True, activations=["HardSigmoid", "LeakyRelu", "Elu"] * 2,
-        activation_alpha=[0.25, 0.05, 0.7, 0.3, 0.02, 1.1], activation_beta=[0.4, 0.6],
-    )  # fmt: skip
+        peepholes=True,
+        clip=2.5,
+        input_forget=True,
+        activations=["HardSigmoid", "LeakyRelu", "Elu"] * 2,
+        activation_alpha=[0.25, 0.05, 0.7, 0.3, 0.02, 1.1],
+        activation_beta=[0.4, 0.6],
+    )
     lstm = fastlstm.LSTM(3, 4, bidirectional=True, batch_first=True, seed=0, **opts)
     x = rng.standard_normal((2, 5, 3)).astype(np.float32)
     want = lstm(x, lengths=[5, 0])[0]
     fastlstm.save(tmp_path / "m.fastlstm", lstm)
     seq = fastlstm.Sequential(lstm, fastlstm.LastStep(batch_first=True, bidirectional=True))
     fastlstm.save(tmp_path / "s.fastlstm", seq)
-    clones = [pickle.loads(pickle.dumps(lstm)), copy.deepcopy(lstm), fastlstm.load(tmp_path / "m.fastlstm")]  # fmt: skip
+    clones = [
+        pickle.loads(pickle.dumps(lstm)),
+        copy.deepcopy(lstm),
+        fastlstm.load(tmp_path / "m.fastlstm"),
+    ]
     clones.append(fastlstm.load(tmp_path / "s.fastlstm")[0])
     for clone in clones:
-        for k in ("peepholes", "clip", "input_forget", "activations", "activation_alpha", "activation_beta"):  # fmt: skip
+        for k in (
+            "peepholes",
+            "clip",
+            "input_forget",
+            "activations",
+            "activation_alpha",
+            "activation_beta",
+        ):
             assert getattr(clone, k) == getattr(lstm, k), k
         np.testing.assert_array_equal(clone(x, lengths=[5, 0])[0], want)
     assert "0.weight_peephole_l0_reverse" in seq.state_dict()
@@ -467,7 +549,10 @@ def test_copies_and_files(rng, tmp_path):
         (dict(activations=["Sigmoid", "Tanh"]), "activations"),
         (dict(activations=["Sigmoid", "Tanh", "Swish"]), "activations"),
         (dict(activations="Sigmoid"), "activations"),
-        (dict(activations=["Sigmoid", "LeakyRelu", "Tanh"], activation_alpha=[0.1, 0.2]), "activation_alpha"),  # fmt: skip
+        (
+            dict(activations=["Sigmoid", "LeakyRelu", "Tanh"], activation_alpha=[0.1, 0.2]),
+            "activation_alpha",
+        ),
         (dict(activations=["Sigmoid", "Tanh", "Tanh"], activation_beta=[0.1]), "activation_beta"),
         (dict(activation_alpha=[0.1]), "activation_alpha"),
         (dict(activations=["Sigmoid", "Elu", "Tanh"], activation_alpha=["x"]), "activation_alpha"),
@@ -507,10 +592,33 @@ def test_c_refuses_options_with_projection(rng):
     blob = np.empty(kernels.packed_size("f", I, H, P), np.float32)
     kernels.pack(w_ih, w_hh, w_hr, blob)
     x = rng.standard_normal((T * B, I)).astype(np.float32)
-    y, h_n, c_n = np.empty((T * B, P), np.float32), np.empty((B, P), np.float32), np.empty((B, H), np.float32)  # fmt: skip
+    y, h_n, c_n = (
+        np.empty((T * B, P), np.float32),
+        np.empty((B, P), np.float32),
+        np.empty((B, H), np.float32),
+    )
     opts = (None, True, reference.CellOptions().activations)
     with pytest.raises(ValueError, match=f"cell options.*status {kernels.STATUS['EOPTIONS']}"):
-        kernels.forward(x, w_ih, None, blob, None, None, y, 0, h_n, c_n, None, None, None, None, T, False, P, opts=opts)  # fmt: skip
+        kernels.forward(
+            x,
+            w_ih,
+            None,
+            blob,
+            None,
+            None,
+            y,
+            0,
+            h_n,
+            c_n,
+            None,
+            None,
+            None,
+            None,
+            T,
+            False,
+            P,
+            opts=opts,
+        )
 
 
 def test_length_zero_everywhere(rng):
