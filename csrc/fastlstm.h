@@ -39,14 +39,17 @@ extern "C" {
 /* Status of every int-returning function (fl_strerror says it in words). */
 enum {
     FL_OK = 0,
-    FL_ENOMEM = 1,      /* a scratch allocation failed */
-    FL_EINVAL = 2,      /* a required pointer is NULL (forward's packed
-                           weights, the gates with xh, backward's w_ih and
-                           w_hh, w_hr with P > 0, backward's x and y
-                           without xh) */
-    FL_ESHAPE = 3,      /* a size is 0: T, B, I and H must be >= 1 */
-    FL_EBATCH_SIZES = 4 /* batch_sizes not non-increasing in [1, B] with
+    FL_ENOMEM = 1,       /* a scratch allocation failed */
+    FL_EINVAL = 2,       /* a required pointer is NULL (forward's packed
+                            weights, the gates with xh, backward's w_ih and
+                            w_hh, w_hr with P > 0, backward's x and y
+                            without xh) */
+    FL_ESHAPE = 3,       /* a size is 0: T, B, I and H must be >= 1 */
+    FL_EBATCH_SIZES = 4, /* batch_sizes not non-increasing in [1, B] with
                            batch_sizes[0] == B */
+    FL_EOPTIONS = 5      /* cell options (fl_cell_opts_*) invalid: an
+                           unknown activation, clip < 0 or NaN, or with a
+                           projection (P > 0) */
 };
 
 /* A static message for a status (an unknown one included). */
@@ -192,6 +195,67 @@ typedef struct fl_backward_f64 {
 
 int fl_lstm_backward_f32(const fl_shape *sh, const fl_backward_f32 *a);
 int fl_lstm_backward_f64(const fl_shape *sh, const fl_backward_f64 *a);
+
+/* The cell options of the ONNX LSTM operator (fastlstm/reference.py is the
+ * specification), for a layer without projection (P == 0):
+ *
+ *   zi = gates_i + p_i c_{t-1}     zf = gates_f + p_f c_{t-1}     zg = gates_g
+ *   i = F(clip(zi))   f = input_forget ? 1 - i : F(clip(zf))   g = G(clip(zg))
+ *   c_t = f c_{t-1} + i g
+ *   zo = gates_o + p_o c_t         o = F(clip(zo))             r_t = o Hc(c_t)
+ *
+ * gates_* = the blocks of x_t W_ih^T + h_{t-1} W_hh^T + bias (order i, f,
+ * g, o as everywhere); clip(z) = min(max(z, -clip), clip), whose gradient is
+ * 0 where it clamps.  F, G, Hc are act[0], act[1], act[2], each an FL_ACT_*
+ * with its alpha and beta (ignored by those that take none): */
+enum {
+    FL_ACT_SIGMOID = 0,
+    FL_ACT_TANH = 1,
+    FL_ACT_RELU = 2,             /* max(x, 0) */
+    FL_ACT_HARD_SIGMOID = 3,     /* min(max(alpha x + beta, 0), 1) */
+    FL_ACT_AFFINE = 4,           /* alpha x + beta */
+    FL_ACT_LEAKY_RELU = 5,       /* x >= 0 ? x : alpha x */
+    FL_ACT_THRESHOLDED_RELU = 6, /* x > alpha ? x : 0 */
+    FL_ACT_SCALED_TANH = 7,      /* alpha tanh(beta x) */
+    FL_ACT_ELU = 8,              /* x >= 0 ? x : alpha (exp(x) - 1) */
+    FL_ACT_SOFTSIGN = 9,         /* x / (1 + |x|) */
+    FL_ACT_SOFTPLUS = 10,        /* log(1 + exp(x)) */
+    FL_ACT_COUNT = 11
+};
+
+typedef struct fl_cell_opts_f32 {
+    const float *peephole; /* (3H) blocks p_i, p_f, p_o, or NULL: none */
+    float *d_peephole;     /* backward: (3H) accumulated (+=), or NULL */
+    float clip;            /* > 0: clip as above; 0: no clipping */
+    int input_forget;      /* 1: f = 1 - i (gates_f and p_f unused) */
+    int act[3];            /* F, G, Hc: FL_ACT_* */
+    float alpha[3], beta[3];
+} fl_cell_opts_f32;
+
+/* fl_cell_opts_f32 with double data. */
+typedef struct fl_cell_opts_f64 {
+    const double *peephole;
+    double *d_peephole;
+    double clip;
+    int input_forget;
+    int act[3];
+    double alpha[3], beta[3];
+} fl_cell_opts_f64;
+
+/* Forward and backward with the cell options: as fl_lstm_forward_* and
+ * fl_lstm_backward_* (the same packed weights, workspace size and
+ * arguments), except that a training forward keeps the pre-activations
+ * zi, zf, zg, zo (unclipped) in `gates`, which its backward (given the same
+ * options) reads, and that backward adds the peepholes' gradient to
+ * opts->d_peephole.  FL_EINVAL without opts, FL_EOPTIONS for invalid ones. */
+int fl_lstm_opts_forward_f32(const fl_shape *sh, const fl_forward_f32 *a,
+                             const fl_cell_opts_f32 *opts);
+int fl_lstm_opts_forward_f64(const fl_shape *sh, const fl_forward_f64 *a,
+                             const fl_cell_opts_f64 *opts);
+int fl_lstm_opts_backward_f32(const fl_shape *sh, const fl_backward_f32 *a,
+                              const fl_cell_opts_f32 *opts);
+int fl_lstm_opts_backward_f64(const fl_shape *sh, const fl_backward_f64 *a,
+                              const fl_cell_opts_f64 *opts);
 
 /* Chooses the ISA variant (once; FASTLSTM_ISA forces one) and returns its
  * name: "generic", "avx2" or "avx512". */

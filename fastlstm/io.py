@@ -50,7 +50,12 @@ from .layers.cell import LSTMCell
 from .layers.lstm import LSTM
 from .layers.reducers import LastStep, MaxPool, MeanPool
 from .layers.sequential import Sequential
-from .reference import cell_parameter_shapes, parameter_shapes
+from .reference import (
+    CellOptions,
+    cell_parameter_shapes,
+    parameter_shapes,
+    resolve_activations,
+)
 
 if TYPE_CHECKING:  # imported when used: the estimators import the training code
     from .train.estimators import LSTMClassifier, LSTMRegressor
@@ -98,6 +103,19 @@ _CLASSES = {
     "MaxPool": (MaxPool, ("batch_first",)),
     # config {"layers": [{"class": name, "config": {...}}, ...]}; no nesting
     "Sequential": (Sequential, ("layers",)),
+}
+# constructor arguments a config holds only when they differ from these
+# defaults (the LSTM's ONNX cell options), so that a file of a layer without
+# them is what it was before they existed
+_OPTIONAL = {
+    "LSTM": {
+        "peepholes": False,
+        "clip": None,
+        "input_forget": False,
+        "activations": None,
+        "activation_alpha": None,
+        "activation_beta": None,
+    }
 }
 # classes without parameters or a dtype of their own (Dropout's generator is not saved)
 _PARAMETERLESS = ("Dropout", "LastStep", "MeanPool", "MaxPool")
@@ -196,7 +214,12 @@ def _describe(module, where, inside=False):
             "out_features": module.out_features,
             "bias": module.bias is not None,
         }
-    return name, {k: getattr(module, k) for k in _CLASSES[name][1]}
+    config = {k: getattr(module, k) for k in _CLASSES[name][1]}
+    for k, default in _OPTIONAL.get(name, {}).items():
+        v = getattr(module, k)
+        if v != default:
+            config[k] = list(v) if isinstance(v, tuple) else v
+    return name, config
 
 
 def _estimator_class(name):
@@ -520,11 +543,16 @@ def _check_config(cls_name, config, allowed, where=""):
     if not isinstance(config, dict):
         raise _BadFile(f"{where}the config of {cls_name} is not a JSON object")
     keys = _CLASSES[cls_name][1]
-    if set(config) != set(keys):
+    optional = _OPTIONAL.get(cls_name, {})
+    if not set(keys) <= set(config) <= set(keys) | set(optional):
+        extra = f" (and optionally {sorted(optional)})" if optional else ""
         raise _BadFile(
-            f"{where}config of {cls_name} must have keys {sorted(keys)}, got {sorted(config)}"
+            f"{where}config of {cls_name} must have keys {sorted(keys)}{extra}, "
+            f"got {sorted(config)}"
         )
     bad = f"{where}invalid {cls_name} config"
+    if optional:
+        _check_cell_options(config, bad)
     for key, lo in _MIN_INT.items():
         v = config.get(key, lo)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -551,6 +579,33 @@ def _check_config(cls_name, config, allowed, where=""):
             f"{bad}: proj_size ({config['proj_size']}) must "
             f"be smaller than hidden_size ({config['hidden_size']})"
         )
+
+
+def _check_cell_options(config, bad):
+    """The LSTM's ONNX cell options in a config, as the constructor would
+    check them (a bad one is a _BadFile, not the constructor's error)."""
+    for key in ("peepholes", "input_forget"):
+        if not isinstance(config.get(key, False), bool):
+            raise _BadFile(f"{bad}: {key} must be true or false, got {config[key]!r}")
+    clip = config.get("clip")
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0
+    ):
+        raise _BadFile(f"{bad}: clip must be null or a number > 0, got {clip!r}")
+    try:
+        acts = resolve_activations(
+            config.get("activations"),
+            config.get("activation_alpha"),
+            config.get("activation_beta"),
+            2 if config.get("bidirectional") else 1,
+        )
+    except ValueError as e:
+        raise _BadFile(f"{bad}: {e}") from None
+    plain = not any(config.get(k) for k in ("peepholes", "clip", "input_forget")) and all(
+        a == CellOptions().activations for a in acts
+    )
+    if not plain and config.get("proj_size"):
+        raise _BadFile(f"{bad}: the cell options do not combine with proj_size")
 
 
 def _check_estimator_config(cls_name, config):
@@ -656,6 +711,7 @@ def _parameter_count(cls_name, config):
     if cls_name == "LSTMCell":
         return per_direction
     per_direction += 1 if config["proj_size"] else 0
+    per_direction += 1 if config.get("peepholes") else 0
     return config["num_layers"] * (2 if config["bidirectional"] else 1) * per_direction
 
 
@@ -693,6 +749,7 @@ def _expected_shapes(cls_name, config):
         config["bias"],
         config["bidirectional"],
         config["proj_size"],
+        config.get("peepholes", False),
     )
 
 

@@ -40,6 +40,7 @@ Parameters (PyTorch's shapes; per layer and direction)
     bias_ih    (4H,)         optional (bias=False drops both biases)
     bias_hh    (4H,)         optional
     weight_hr  (P, H)        only when P > 0
+    weight_peephole (3H,)    only with peepholes: blocks p_i, p_f, p_o (ONNX's P is i, o, f)
 
 Equations of one step::
 
@@ -49,6 +50,23 @@ Equations of one step::
     c = f * c_prev + i * g
     r = o * tanh(c)
     h = r @ weight_hr.T   if P > 0   else   r
+
+The cell options of the ONNX ``LSTM`` operator (``peepholes``, ``clip``,
+``input_forget``, ``activations``; see :func:`cell_forward`) change one step
+to::
+
+    zi = gates[:, 0:H]  + p_i * c_prev        zf = gates[:, H:2H] + p_f * c_prev
+    zg = gates[:, 2H:3H]
+    i = F(clip(zi))     f = 1 - i if input_forget else F(clip(zf))     g = G(clip(zg))
+    c = f * c_prev + i * g
+    zo = gates[:, 3H:4H] + p_o * c            o = F(clip(zo))
+    r = o * Hc(c)
+
+with F, G, Hc the three activations (default Sigmoid, Tanh, Tanh: the
+equations above), clip(z) = min(max(z, -clip), clip) (none without clip; its
+gradient is 0 where it clamps) and p = weight_peephole (3H,), blocks i, f, o
+(0 without peepholes).  With input_forget the f pre-activation, and so the
+weights and bias rows of f and p_f, are unused (their gradients are 0).
 
 A stack of L layers feeds each layer's output, the concatenation
 [forward, reverse] of its directions along the feature axis, to the next
@@ -60,14 +78,18 @@ Shapes of the whole stack (PyTorch's)
     c0, c_n (L*D, B, H)
     output  (T, B, D*H_out), or (B, T, D*H_out) with batch_first, or (T, D*H_out)
     Parameter names: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k},
-    weight_hr_l{k}, with the suffix "_reverse" for direction 1.
+    weight_hr_l{k}, weight_peephole_l{k}, with the suffix "_reverse" for
+    direction 1.
 
 Lengths (PyTorch's packed-sequence semantics)
     ``lengths`` is an integer array of shape (B,) with 0 <= lengths[b] <= T,
     in any order.  Sequence b is valid for t < lengths[b] and padded after.
     * At padded steps (t >= lengths[b]) the output is exactly 0 and the state
       is frozen (no update); gradients arriving at padded outputs are ignored.
-    * h_n / c_n hold each sequence's state after its last valid step.
+    * h_n / c_n hold each sequence's state after its last valid step; a
+      sequence of length 0 has h_n = c_n = 0 (ONNX Runtime's semantics for
+      sequence_lens; PyTorch refuses length 0), so nothing flows back to its
+      h0 and c0.
     * The reverse direction runs over each sequence's valid prefix only:
       it starts from h0/c0 at t = lengths[b] - 1 and ends at t = 0.
     ``lengths=None`` means every sequence has length T.
@@ -78,7 +100,7 @@ Every function computes in the dtype of ``x`` (float32 or float64).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -86,6 +108,11 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "sigmoid",
     "tanh",
+    "ACTIVATIONS",
+    "CellOptions",
+    "activation",
+    "activation_grad",
+    "resolve_activations",
     "parameter_shapes",
     "cell_parameter_shapes",
     "cell_forward",
@@ -141,6 +168,178 @@ def tanh(x: ArrayLike) -> _Array:
         return np.tanh(x)
 
 
+# The activations of the ONNX LSTM cell options, by ONNX's name: the
+# parameters each takes (alpha, beta) with ONNX's defaults (those of the ONNX
+# operators of the same name; ScaledTanh's, which ONNX leaves unset, are 1, 1:
+# plain tanh).  activation_alpha / activation_beta lists are consumed in
+# order by the activations that take that parameter, as ONNX Runtime does.
+ACTIVATIONS: dict[str, tuple[float | None, float | None]] = {
+    "Sigmoid": (None, None),
+    "Tanh": (None, None),
+    "Relu": (None, None),
+    "HardSigmoid": (0.2, 0.5),  # min(max(alpha x + beta, 0), 1)
+    "Affine": (1.0, 0.0),  # alpha x + beta
+    "LeakyRelu": (0.01, None),  # x if x >= 0 else alpha x
+    "ThresholdedRelu": (1.0, None),  # x if x > alpha else 0
+    "ScaledTanh": (1.0, 1.0),  # alpha tanh(beta x)
+    "Elu": (1.0, None),  # x if x >= 0 else alpha (exp(x) - 1)
+    "Softsign": (None, None),  # x / (1 + |x|)
+    "Softplus": (None, None),  # log(1 + exp(x))
+}
+
+
+class CellOptions(NamedTuple):
+    """The ONNX cell options of one layer and direction (see the module
+    docstring): peephole (3H,) or None, clip (> 0) or None, input_forget,
+    and activations: three (name, alpha, beta) for F (gates i, f, o), G (the
+    candidate g) and Hc (the output's squash of c), alpha/beta 0.0 where the
+    activation takes none."""
+
+    peephole: Any = None
+    clip: float | None = None
+    input_forget: bool = False
+    activations: tuple[tuple[str, float, float], ...] = (
+        ("Sigmoid", 0.0, 0.0),
+        ("Tanh", 0.0, 0.0),
+        ("Tanh", 0.0, 0.0),
+    )
+
+
+def resolve_activations(
+    activations: Sequence[str] | None,
+    activation_alpha: Sequence[float] | None,
+    activation_beta: Sequence[float] | None,
+    num_directions: int,
+) -> list[tuple[tuple[str, float, float], ...]]:
+    """ONNX's ``activations`` / ``activation_alpha`` / ``activation_beta``
+    -> per direction, the three (name, alpha, beta) of F, G, Hc.
+
+    activations: None (Sigmoid, Tanh, Tanh) or 3 names per direction
+    (forward first), case-insensitive.  The alpha (beta) list is consumed in
+    order by the activations that take an alpha (a beta); where it runs out,
+    ONNX's defaults.  Anything else is a ValueError naming the argument."""
+    if activations is None:
+        if activation_alpha or activation_beta:
+            which = "activation_alpha" if activation_alpha else "activation_beta"
+            raise ValueError(f"{which}: given without activations")
+        return [CellOptions().activations] * num_directions
+    if isinstance(activations, str) or not isinstance(activations, Sequence):
+        raise ValueError(
+            f"activations: expected a list of {3 * num_directions} names, got {activations!r}"
+        )
+    if len(activations) != 3 * num_directions:
+        raise ValueError(
+            f"activations: expected {3 * num_directions} names (f, g, h per direction), "
+            f"got {len(activations)}"
+        )
+    by_lower = {k.lower(): k for k in ACTIVATIONS}
+    names = []
+    for a in activations:
+        if not isinstance(a, str) or a.lower() not in by_lower:
+            raise ValueError(
+                f"activations: unknown activation {a!r}; expected one of {', '.join(ACTIVATIONS)}"
+            )
+        names.append(by_lower[a.lower()])
+    values = {}
+    for arg, given, slot in (
+        ("activation_alpha", activation_alpha, 0),
+        ("activation_beta", activation_beta, 1),
+    ):
+        given = [] if given is None else given
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+            raise ValueError(f"{arg}: expected a list of floats, got {given!r}")
+        takers = [k for k, n in enumerate(names) if ACTIVATIONS[n][slot] is not None]
+        if len(given) > len(takers):
+            raise ValueError(
+                f"{arg}: {len(given)} values, but only {len(takers)} of the activations "
+                f"{names} take one (the values are consumed in order by those)"
+            )
+        vals = []
+        for v in given:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+                raise ValueError(f"{arg}: expected floats, got {v!r}")
+            if not np.isfinite(v):
+                raise ValueError(f"{arg}: values must be finite, got {v!r}")
+            vals.append(float(v))
+        per = [0.0] * len(names)
+        for k in takers:
+            per[k] = float(ACTIVATIONS[names[k]][slot])
+        for k, v in zip(takers, vals):
+            per[k] = v
+        values[slot] = per
+    return [
+        tuple((names[k], values[0][k], values[1][k]) for k in range(3 * d, 3 * d + 3))
+        for d in range(num_directions)
+    ]
+
+
+def activation(name: str, alpha: float, beta: float, x: ArrayLike) -> _Array:
+    """The ONNX activation ``name`` of x (see ACTIVATIONS), in x's dtype."""
+    x = _as_float_array(x)
+    a, b = x.dtype.type(alpha), x.dtype.type(beta)
+    with np.errstate(under="ignore", over="ignore"):
+        if name == "Sigmoid":
+            return sigmoid(x)
+        if name == "Tanh":
+            return tanh(x)
+        if name == "Relu":
+            return np.maximum(x, 0)
+        if name == "HardSigmoid":
+            return np.clip(a * x + b, 0, 1)
+        if name == "Affine":
+            return a * x + b
+        if name == "LeakyRelu":
+            return np.where(x >= 0, x, a * x)
+        if name == "ThresholdedRelu":
+            return np.where(x > a, x, 0).astype(x.dtype)
+        if name == "ScaledTanh":
+            return a * tanh(b * x)
+        if name == "Elu":
+            return np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0)))
+        if name == "Softsign":
+            return x / (1 + np.abs(x))
+        if name == "Softplus":
+            return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def activation_grad(name: str, alpha: float, beta: float, x: ArrayLike) -> _Array:
+    """d activation(name, alpha, beta, x) / dx, elementwise (0 on the flat
+    side of a kink; at a kink itself, the side the definition puts x on)."""
+    x = _as_float_array(x)
+    a, b = x.dtype.type(alpha), x.dtype.type(beta)
+    one, zero = x.dtype.type(1), x.dtype.type(0)
+    with np.errstate(under="ignore", over="ignore"):
+        if name == "Sigmoid":
+            s = sigmoid(x)
+            return s * (1 - s)
+        if name == "Tanh":
+            t = tanh(x)
+            return 1 - t * t
+        if name == "Relu":
+            return np.where(x > 0, one, zero)
+        if name == "HardSigmoid":
+            v = a * x + b
+            return np.where((v > 0) & (v < 1), a, zero)
+        if name == "Affine":
+            return np.full_like(x, a)
+        if name == "LeakyRelu":
+            return np.where(x >= 0, one, a)
+        if name == "ThresholdedRelu":
+            return np.where(x > a, one, zero)
+        if name == "ScaledTanh":
+            t = tanh(b * x)
+            return a * b * (1 - t * t)
+        if name == "Elu":
+            return np.where(x >= 0, one, a * np.exp(np.minimum(x, 0)))
+        if name == "Softsign":
+            d = 1 + np.abs(x)
+            return 1 / (d * d)
+        if name == "Softplus":
+            return sigmoid(x)
+    raise ValueError(f"unknown activation {name!r}")
+
+
 # ----------------------------------------------------------------------------
 # Parameters
 # ----------------------------------------------------------------------------
@@ -153,11 +352,13 @@ def parameter_shapes(
     bias: bool = True,
     bidirectional: bool = False,
     proj_size: int = 0,
+    peepholes: bool = False,
 ) -> dict[str, tuple[int, ...]]:
     """Return {name: shape} for a stack, in PyTorch's ``state_dict()`` order.
 
     Order per layer k, direction d: weight_ih, weight_hh, [bias_ih, bias_hh],
-    [weight_hr]; layer 0 forward, layer 0 reverse, layer 1 forward, ...
+    [weight_hr], [weight_peephole]; layer 0 forward, layer 0 reverse, layer
+    1 forward, ...
     """
     H = hidden_size
     H_out = proj_size if proj_size > 0 else H
@@ -174,6 +375,8 @@ def parameter_shapes(
                 shapes["bias_hh" + suffix] = (4 * H,)
             if proj_size > 0:
                 shapes["weight_hr" + suffix] = (proj_size, H)
+            if peepholes:
+                shapes["weight_peephole" + suffix] = (3 * H,)
     return shapes
 
 
@@ -203,6 +406,7 @@ def cell_forward(
     bias_ih: _Array | None,
     bias_hh: _Array | None,
     weight_hr: _Array | None = None,
+    options: CellOptions | None = None,
 ) -> tuple[_Array, _Array, _Cache]:
     """One LSTM step.
 
@@ -212,6 +416,7 @@ def cell_forward(
     weight_ih : (4H, I);  weight_hh : (4H, H_out)
     bias_ih, bias_hh : (4H,) or None
     weight_hr : (P, H) or None
+    options : CellOptions or None (the plain LSTM); not with weight_hr
 
     Returns
     -------
@@ -223,6 +428,10 @@ def cell_forward(
         gates = gates + bias_ih
     if bias_hh is not None:
         gates = gates + bias_hh
+    if options is not None:
+        if weight_hr is not None:
+            raise ValueError("options: the ONNX cell options do not combine with a projection")
+        return _options_cell_forward(x, h_prev, c_prev, gates, options, locals())
     i = sigmoid(gates[:, 0 * H : 1 * H])
     f = sigmoid(gates[:, 1 * H : 2 * H])
     g = tanh(gates[:, 2 * H : 3 * H])
@@ -266,6 +475,8 @@ def cell_backward(dh: _Array, dc: _Array, cache: _Cache) -> tuple[_Array, _Array
     grads : dict with keys weight_ih, weight_hh, and bias_ih, bias_hh,
         weight_hr where present in the forward call.
     """
+    if cache.get("options") is not None:
+        return _options_cell_backward(dh, dc, cache)
     i, f, g, o = cache["i"], cache["f"], cache["g"], cache["o"]
     tanh_c, r = cache["tanh_c"], cache["r"]
     weight_hr = cache["weight_hr"]
@@ -306,6 +517,112 @@ def cell_backward(dh: _Array, dc: _Array, cache: _Cache) -> tuple[_Array, _Array
     return dx, dh_prev, dc_prev, grads
 
 
+def _clip(z, clip):
+    """-> (clip(z), the mask where its gradient passes)."""
+    if clip is None:
+        return z, np.ones(z.shape, bool)
+    c = z.dtype.type(clip)
+    return np.clip(z, -c, c), (z >= -c) & (z <= c)
+
+
+def _options_cell_forward(x, h_prev, c_prev, gates, options, args):
+    """cell_forward with the ONNX cell options (see the module docstring)."""
+    H = gates.shape[1] // 4
+    (fn, fa, fb), (gn, ga, gb), (hn, ha, hb) = options.activations
+    p = options.peephole
+    zi, zf, zg = gates[:, 0:H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H]
+    if p is not None:
+        zi = zi + p[0:H] * c_prev
+        zf = zf + p[H : 2 * H] * c_prev
+    ai, mi = _clip(zi, options.clip)
+    af, mf = _clip(zf, options.clip)
+    ag, mg = _clip(zg, options.clip)
+    i = activation(fn, fa, fb, ai)
+    f = 1 - i if options.input_forget else activation(fn, fa, fb, af)
+    g = activation(gn, ga, gb, ag)
+    c = f * c_prev + i * g
+    zo = gates[:, 3 * H : 4 * H]
+    if p is not None:
+        zo = zo + p[2 * H : 3 * H] * c
+    ao, mo = _clip(zo, options.clip)
+    o = activation(fn, fa, fb, ao)
+    hc = activation(hn, ha, hb, c)
+    r = o * hc
+    cache = dict(
+        x=x,
+        h_prev=h_prev,
+        c_prev=c_prev,
+        i=i,
+        f=f,
+        g=g,
+        o=o,
+        c=c,
+        r=r,
+        hc=hc,
+        ai=ai,
+        af=af,
+        ag=ag,
+        ao=ao,
+        mi=mi,
+        mf=mf,
+        mg=mg,
+        mo=mo,
+        options=options,
+        weight_ih=args["weight_ih"],
+        weight_hh=args["weight_hh"],
+        weight_hr=None,
+        has_bias_ih=args["bias_ih"] is not None,
+        has_bias_hh=args["bias_hh"] is not None,
+    )
+    return r, c, cache
+
+
+def _options_cell_backward(dh, dc, cache):
+    """cell_backward with the ONNX cell options."""
+    options = cache["options"]
+    (fn, fa, fb), (gn, ga, gb), (hn, ha, hb) = options.activations
+    i, f, g, o, c, c_prev = (cache[k] for k in ("i", "f", "g", "o", "c", "c_prev"))
+    H = c.shape[1]
+    p = options.peephole
+    dr = dh
+    # r = o * Hc(c);  o = F(clip(zo)), zo = ... + p_o c
+    dzo = dr * cache["hc"] * activation_grad(fn, fa, fb, cache["ao"]) * cache["mo"]
+    dc_total = dc + dr * o * activation_grad(hn, ha, hb, c)
+    if p is not None:
+        dc_total = dc_total + dzo * p[2 * H : 3 * H]
+    # c = f * c_prev + i * g, with f = 1 - i under input_forget
+    di = dc_total * g
+    df = dc_total * c_prev
+    dg = dc_total * i
+    if options.input_forget:
+        di = di - df
+    dzi = di * activation_grad(fn, fa, fb, cache["ai"]) * cache["mi"]
+    if options.input_forget:
+        dzf = np.zeros_like(df)
+    else:
+        dzf = df * activation_grad(fn, fa, fb, cache["af"]) * cache["mf"]
+    dzg = dg * activation_grad(gn, ga, gb, cache["ag"]) * cache["mg"]
+    dc_prev = dc_total * f
+    if p is not None:
+        dc_prev = dc_prev + dzi * p[0:H] + dzf * p[H : 2 * H]
+    dgates = np.concatenate([dzi, dzf, dzg, dzo], axis=1)
+    grads = {
+        "weight_ih": dgates.T @ cache["x"],
+        "weight_hh": dgates.T @ cache["h_prev"],
+    }
+    if cache["has_bias_ih"]:
+        grads["bias_ih"] = dgates.sum(axis=0)
+    if cache["has_bias_hh"]:
+        grads["bias_hh"] = dgates.sum(axis=0)
+    if p is not None:
+        grads["weight_peephole"] = np.concatenate(
+            [(dzi * c_prev).sum(axis=0), (dzf * c_prev).sum(axis=0), (dzo * c).sum(axis=0)]
+        )
+    dx = dgates @ cache["weight_ih"]
+    dh_prev = dgates @ cache["weight_hh"]
+    return dx, dh_prev, dc_prev, grads
+
+
 # ----------------------------------------------------------------------------
 # One layer, one direction
 # ----------------------------------------------------------------------------
@@ -335,6 +652,7 @@ def layer_forward(
     weight_hr: _Array | None = None,
     reverse: bool = False,
     lengths: ArrayLike | None = None,
+    options: CellOptions | None = None,
 ) -> tuple[_Array, _Array, _Array, _Cache]:
     """Run one layer in one direction over a time-major sequence.
 
@@ -344,6 +662,7 @@ def layer_forward(
     weight_ih, weight_hh, bias_ih, bias_hh, weight_hr : see :func:`cell_forward`
     reverse : process t = T-1 ... 0 (each sequence from its own last valid step)
     lengths : (B,) ints or None (see the module docstring)
+    options : CellOptions or None (see :func:`cell_forward`)
 
     Returns
     -------
@@ -364,7 +683,7 @@ def layer_forward(
     time_order = range(T - 1, -1, -1) if reverse else range(T)
     for t in time_order:
         h_new, c_new, step_caches[t] = cell_forward(
-            x[t], h, c, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr
+            x[t], h, c, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, options
         )
         m = valid[t][:, None]  # (B, 1)
         # Valid rows take the new state; padded rows keep the old one.  In the
@@ -373,6 +692,9 @@ def layer_forward(
         h = np.where(m, h_new, h)
         c = np.where(m, c_new, c)
         y[t] = np.where(m, h_new, 0)
+    empty = ~valid.any(axis=0)[:, None]  # (B, 1): sequences of length 0
+    h = np.where(empty, 0, h).astype(dtype)
+    c = np.where(empty, 0, c).astype(dtype)
 
     cache = {
         "step_caches": step_caches,
@@ -410,6 +732,8 @@ def layer_backward(
     dx = np.zeros(cache["x_shape"], dtype=dtype)
     dh = np.zeros(cache["h0_shape"], dtype=dtype) if dh_n is None else dh_n
     dc = np.zeros(cache["c0_shape"], dtype=dtype) if dc_n is None else dc_n
+    empty = ~valid.any(axis=0)[:, None]  # length 0: h_n, c_n are constant zeros
+    dh, dc = np.where(empty, 0, dh), np.where(empty, 0, dc)
     if dy is None:
         dy = np.zeros((T,) + tuple(cache["h0_shape"]), dtype=dtype)
 
@@ -450,6 +774,11 @@ def lstm_forward(
     c0: ArrayLike | None = None,
     lengths: ArrayLike | None = None,
     dropout_masks: Sequence[ArrayLike] | None = None,
+    clip: float | None = None,
+    input_forget: bool = False,
+    activations: Sequence[str] | None = None,
+    activation_alpha: Sequence[float] | None = None,
+    activation_beta: Sequence[float] | None = None,
 ) -> tuple[_Array, tuple[_Array, _Array], _Cache]:
     """Forward of a stacked (optionally bidirectional, projected) LSTM.
 
@@ -466,6 +795,10 @@ def lstm_forward(
         (time-major whatever batch_first is; (T, D*H_out) for unbatched x),
         already scaled (mask / (1 - p)); mask k multiplies layer k's output
         before it enters layer k+1.
+    clip, input_forget, activations, activation_alpha, activation_beta :
+        the ONNX cell options (module docstring, :func:`resolve_activations`),
+        the same for every layer; peepholes are used when ``params`` holds
+        ``weight_peephole_l0``.  Not with proj_size.
 
     Returns
     -------
@@ -490,7 +823,8 @@ def lstm_forward(
     H = np.asarray(params["weight_hh_l0"]).shape[0] // 4
     H_out = proj_size if proj_size > 0 else H
     bias = "bias_ih_l0" in params
-    expected = parameter_shapes(I, H, num_layers, bias, bidirectional, proj_size)
+    peepholes = "weight_peephole_l0" in params
+    expected = parameter_shapes(I, H, num_layers, bias, bidirectional, proj_size, peepholes)
     for name, shape in expected.items():
         if name not in params:
             raise ValueError(f"params is missing {name!r}")
@@ -499,6 +833,17 @@ def lstm_forward(
                 f"params[{name!r}] has shape {np.shape(params[name])}, expected {shape}"
             )
     weights = {name: np.asarray(params[name], dtype=dtype) for name in expected}
+    acts = resolve_activations(activations, activation_alpha, activation_beta, D)
+    if clip is not None and not clip > 0:
+        raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
+    plain = (
+        not peepholes
+        and clip is None
+        and not input_forget
+        and all(a == CellOptions().activations for a in acts)
+    )
+    if not plain and proj_size > 0:
+        raise ValueError("the ONNX cell options do not combine with proj_size")
 
     def initial_state(state, size, label):
         if state is None:
@@ -552,6 +897,11 @@ def lstm_forward(
                 weights.get("weight_hr" + s),
                 reverse=direction == 1,
                 lengths=lengths,
+                options=None
+                if plain
+                else CellOptions(
+                    weights.get("weight_peephole" + s), clip, bool(input_forget), acts[direction]
+                ),
             )
             outputs.append(y)
             caches.append(cache)

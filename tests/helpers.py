@@ -197,8 +197,9 @@ def reference_run(
     layer, x, h0=None, c0=None, lengths=None, d_output=None, d_state=(None, None), params=None
 ):
     """fastlstm.reference in float64 on the values given, for ``layer``'s
-    configuration (num_layers, bidirectional, proj_size, batch_first: an LSTM
-    or anything with those attributes) and its current parameters, or
+    configuration (num_layers, bidirectional, proj_size, batch_first, and the
+    ONNX cell options if it has them: an LSTM or anything with those
+    attributes) and its current parameters, or
     ``params``.  Forward, and backward too when ``d_output`` is given
     (``d_state`` = (dh_n, dc_n), either may be None).
 
@@ -219,6 +220,7 @@ def reference_run(
         f64(h0),
         f64(c0),
         lengths,
+        **cell_options(layer),
     )
     result = dict(output=out, h_n=h_n, c_n=c_n, cache=cache)
     if d_output is not None:
@@ -227,6 +229,13 @@ def reference_run(
         )
         result.update(dx=dx, dh0=dh0, dc0=dc0, grads=grads)
     return result
+
+
+def cell_options(layer):
+    """The ONNX cell options of ``layer`` as fastlstm.reference.lstm_forward
+    takes them (none for a layer without them)."""
+    keys = ("clip", "input_forget", "activations", "activation_alpha", "activation_beta")
+    return {k: getattr(layer, k) for k in keys if getattr(layer, k, None) is not None}
 
 
 def all_outputs(lstm, x, hx, lengths, d_output, d_state):

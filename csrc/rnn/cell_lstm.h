@@ -1,9 +1,12 @@
 /* The LSTM cell on the time-loop engine (engine.h): its gate count and the
  * elementwise work of a step, forward and backward.  Everything else (the
  * products, the thread split, the row bookkeeping, the workspace) is the
- * engine's.  A variant cell (peepholes, clipping, coupled input-forget
- * gates, LayerNorm) is another header with the same three functions and
- * FL_CELL_GATES.
+ * engine's.  A variant cell (cell_options.h: peepholes, clipping, coupled
+ * input-forget gates, ONNX's activations; later LayerNorm) is another
+ * header with the same four functions and FL_CELL_GATES.  Each function
+ * takes the cell's options (`opts`, the engine passes what its caller gave,
+ * NULL for this cell) and the first unit of its share (u0), which this
+ * cell does not need.
  *
  * Included by engine.h once per dtype, after it has defined REAL, FL_FN,
  * SIGMOID, TANH and FL_SIMD.  Gates are i, f, g, o (PyTorch's order); a
@@ -26,8 +29,11 @@
  * NULL (training), the activations to gr in the 4H layout. */
 static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
                                 const REAL *restrict bias, REAL *restrict gr, REAL *restrict cs,
-                                REAL *restrict rout, REAL *restrict yout)
+                                REAL *restrict rout, REAL *restrict yout, const void *opts,
+                                size_t u0)
 {
+    (void)opts;
+    (void)u0;
     /* one loop per activation: each keeps its constants in registers (one
      * fused loop spills them to the stack) */
     FL_SIMD
@@ -71,8 +77,10 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
 static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
                                  const REAL *restrict dcr, const REAL *restrict cr,
                                  const REAL *restrict cp, REAL *restrict gr, REAL *restrict dgr,
-                                 REAL *restrict dcs)
+                                 REAL *restrict dcs, const void *opts, size_t u0)
 {
+    (void)opts;
+    (void)u0;
     FL_SIMD
     for (size_t u = 0; u < n; u++) {
         REAL dr = dyr[u] + dcr[u];
@@ -94,8 +102,23 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
 /* r_t = o * tanh(c_t) of n units, from the activations gr (4H layout) and
  * c_t (cr): the projection's input, which backward recomputes for dW_hr. */
 static void FL_FN(cell_output)(size_t n, size_t H, const REAL *restrict gr, const REAL *restrict cr,
-                               REAL *restrict r)
+                               REAL *restrict r, const void *opts, size_t u0)
 {
+    (void)opts;
+    (void)u0;
     for (size_t u = 0; u < n; u++)
         r[u] = gr[3 * H + u] * TANH(cr[u]);
+}
+
+/* After the backward loop: the gradients of the cell's own parameters, from
+ * the gate gradients (a->gates), the cell states and c0 of every row (rw, and
+ * zeros: H zeros).  The plain LSTM has none. */
+static void FL_FN(cell_grads)(const fl_shape *sh, const fl_rows *rw, const BWD_ARGS *a,
+                              const REAL *zeros, const void *opts)
+{
+    (void)sh;
+    (void)rw;
+    (void)a;
+    (void)zeros;
+    (void)opts;
 }

@@ -1,6 +1,8 @@
 /* The time-loop engine of a recurrent layer, one direction: forward and
  * backward (BPTT), on the cell FL_CELL names (cell_lstm.h: its gate count
- * and elementwise step; see there for what a cell provides).
+ * and elementwise step; see there for what a cell provides).  A second cell
+ * in the same file (lstm_variant.c) defines FL_CELL_TAG, which names its
+ * instance's functions in place of S.
  *
  * Dtype- and ISA-generic source.  lstm_variant.c, compiled once per ISA with
  * FL_ISA defined, includes this file twice, with REAL/S/DT = float/s/f32
@@ -58,7 +60,11 @@ typedef struct fl_share {
     size_t j0, j1, u0, u1, v0, v1, x0, x1;
 } fl_share;
 #endif
+#ifdef FL_CELL_TAG
+#define FL_FN(name) FL_CAT(name, FL_CELL_TAG, FL_ISA)
+#else
 #define FL_FN(name) FL_CAT(name, S, FL_ISA)
+#endif
 #define GEMM FL_GEMMX(fl_gemm, DT)
 #define GEMM_PACKED FL_GEMMX(fl_gemm_packed, S)
 #define GEMM_PACKED_LD FL_GEMMX(fl_gemm_packed_ld, S)
@@ -169,6 +175,7 @@ typedef struct FL_FN(loop) {
     REAL *xh, *cstate, *rstep, *tmp; /* forward state */
     REAL *dhbuf, *dcstate, *dgstep, *dhp, *drstep, /* backward state */
         *dhtot, *rstore, *dxstep;
+    const void *opts; /* the cell's options (its header says what), or NULL */
 } FL_FN(loop);
 
 /* How many threads run a time loop of T steps whose per-step product is
@@ -475,7 +482,7 @@ static void FL_FN(forward_groups)(const FL_FN(loop) *lp, size_t s, size_t j0, si
             REAL *yout = P ? NULL : y + FL_ROW_OF(a->y_rows, row) * a->ldy + u0;
             REAL *cs = lp->cstate + j * H + u0;
             FL_FN(gate_forward)(nu, U, H, acc + (j - j0) * ldt + (gg - g) * GU, lp->gbias + gg * GU,
-                                train ? gates + row * GH + u0 : NULL, cs, rout, yout);
+                                train ? gates + row * GH + u0 : NULL, cs, rout, yout, lp->opts, u0);
             if (cells)
                 memcpy(cells + row * H + u0, cs, nu * sizeof(REAL));
             if (last)
@@ -623,7 +630,8 @@ static void FL_FN(forward_job)(void *lp, int tid, int nth)
     FL_FN(forward_loop)((const FL_FN(loop) *)lp, tid, nth);
 }
 
-static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
+/* A forward call on the cell with its options (NULL for cell_lstm.h). */
+static int FL_FN(forward_with)(const fl_shape *sh, const FWD_ARGS *a, const void *opts)
 {
     const size_t B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H;
@@ -648,6 +656,7 @@ static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
         return status;
     }
     lp.fa = a;
+    lp.opts = opts;
     lp.split_batch = plan.split_batch;
     lp.gw = plan.gw;
     const size_t U = L.U, K = L.K;
@@ -761,10 +770,11 @@ static void FL_FN(backward_step)(const FL_FN(loop) *lp, size_t k, const fl_share
         const REAL *cr = cells + row * H;
         if (P && u1 > u0) /* the projection's input r_t, for dW_hr after the loop */
             FL_FN(cell_output)(u1 - u0, H, gates + row * GH + u0, cr + u0,
-                               lp->rstore + row * H + u0);
+                               lp->rstore + row * H + u0, lp->opts, u0);
         if (u1 > u0)
             FL_FN(gate_backward)(u1 - u0, H, dyr + u0, dcr + u0, cr + u0, cp + u0,
-                                 gates + row * GH + u0, dg + j * GH + u0, lp->dcstate + j * H + u0);
+                                 gates + row * GH + u0, dg + j * GH + u0, lp->dcstate + j * H + u0,
+                                 lp->opts, u0);
     }
     if (sync)
         fl_barrier_wait(lp->bar, round, nth);
@@ -878,7 +888,8 @@ static void FL_FN(backward_job)(void *lp, int tid, int nth)
     FL_FN(backward_loop)((const FL_FN(loop) *)lp, tid, nth);
 }
 
-static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
+/* A backward call on the cell with its options (NULL for cell_lstm.h). */
+static int FL_FN(backward_with)(const fl_shape *sh, const BWD_ARGS *a, const void *opts)
 {
     const size_t T = sh->T, B = sh->B, I = sh->I, H = sh->H, P = sh->P;
     const size_t Hout = P ? P : H, GH = FL_CELL_GATES * H;
@@ -900,6 +911,7 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
         }
     }
     lp.ba = a;
+    lp.opts = opts;
     const size_t rows = rw.rows;
     const int nt = FL_FN(plan_threads)(T, B, H, GH, Hout, (H + lp.nr - 1) / lp.nr, &lp.split_batch);
     fl_barrier bar;
@@ -1000,12 +1012,23 @@ static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
              a->dx, a->lddx);
     if (P)
         GEMM(1, 0, P, H, rows, (REAL)1, lp.dhtot, P, lp.rstore, H, (REAL)1, a->dw_hr, H);
+    FL_FN(cell_grads)(sh, &rw, a, lp.zeros, lp.opts);
     free(ws);
     free(ch_mem);
     free(pk);
     free(xh_chunk);
     fl_rows_free(&rw);
     return FL_OK;
+}
+
+static int FL_FN(forward)(const fl_shape *sh, const FWD_ARGS *a)
+{
+    return FL_FN(forward_with)(sh, a, NULL);
+}
+
+static int FL_FN(backward)(const fl_shape *sh, const BWD_ARGS *a)
+{
+    return FL_FN(backward_with)(sh, a, NULL);
 }
 
 #undef FL_FN

@@ -51,6 +51,9 @@ const char *fl_strerror(int status)
     case FL_EBATCH_SIZES:
         return "batch_sizes must be non-increasing, in [1, B], with "
                "batch_sizes[0] == B";
+    case FL_EOPTIONS:
+        return "invalid cell options: an unknown activation, a clip below 0 or NaN, "
+               "or options with a projection";
     default:
         return "unknown status";
     }
@@ -106,4 +109,46 @@ int fl_lstm_backward_f32(const fl_shape *sh, const fl_backward_f32 *a)
 int fl_lstm_backward_f64(const fl_shape *sh, const fl_backward_f64 *a)
 {
     return variant()->backward_f64(sh, a);
+}
+
+/* The options' checks, for either dtype: FL_EINVAL without them, FL_EOPTIONS
+ * for an activation outside FL_ACT_*, clip < 0 or NaN, or a projection (the
+ * options cell has none). */
+#define FL_CHECK_OPTS(sh, opts)                                         \
+    do {                                                                \
+        if (!(opts))                                                    \
+            return FL_EINVAL;                                           \
+        if ((sh)->P || !((opts)->clip >= 0))                            \
+            return FL_EOPTIONS;                                         \
+        for (int k_ = 0; k_ < 3; k_++)                                  \
+            if ((opts)->act[k_] < 0 || (opts)->act[k_] >= FL_ACT_COUNT) \
+                return FL_EOPTIONS;                                     \
+    } while (0)
+
+int fl_lstm_opts_forward_f32(const fl_shape *sh, const fl_forward_f32 *a,
+                             const fl_cell_opts_f32 *opts)
+{
+    FL_CHECK_OPTS(sh, opts);
+    return variant()->opts_forward_f32(sh, a, opts);
+}
+
+int fl_lstm_opts_forward_f64(const fl_shape *sh, const fl_forward_f64 *a,
+                             const fl_cell_opts_f64 *opts)
+{
+    FL_CHECK_OPTS(sh, opts);
+    return variant()->opts_forward_f64(sh, a, opts);
+}
+
+int fl_lstm_opts_backward_f32(const fl_shape *sh, const fl_backward_f32 *a,
+                              const fl_cell_opts_f32 *opts)
+{
+    FL_CHECK_OPTS(sh, opts);
+    return variant()->opts_backward_f32(sh, a, opts);
+}
+
+int fl_lstm_opts_backward_f64(const fl_shape *sh, const fl_backward_f64 *a,
+                              const fl_cell_opts_f64 *opts)
+{
+    FL_CHECK_OPTS(sh, opts);
+    return variant()->opts_backward_f64(sh, a, opts);
 }

@@ -9,6 +9,7 @@ cdef extern from "fastlstm.h" nogil:
         FL_EINVAL
         FL_ESHAPE
         FL_EBATCH_SIZES
+        FL_EOPTIONS
 
     const char *fl_strerror(int status)
 
@@ -131,6 +132,47 @@ cdef extern from "fastlstm.h" nogil:
 
     int fl_lstm_backward_f32(const fl_shape *sh, const fl_backward_f32 *a)
     int fl_lstm_backward_f64(const fl_shape *sh, const fl_backward_f64 *a)
+
+    enum:
+        FL_ACT_SIGMOID
+        FL_ACT_TANH
+        FL_ACT_RELU
+        FL_ACT_HARD_SIGMOID
+        FL_ACT_AFFINE
+        FL_ACT_LEAKY_RELU
+        FL_ACT_THRESHOLDED_RELU
+        FL_ACT_SCALED_TANH
+        FL_ACT_ELU
+        FL_ACT_SOFTSIGN
+        FL_ACT_SOFTPLUS
+        FL_ACT_COUNT
+
+    ctypedef struct fl_cell_opts_f32:
+        const float *peephole
+        float *d_peephole
+        float clip
+        int input_forget
+        int act[3]
+        float alpha[3]
+        float beta[3]
+
+    ctypedef struct fl_cell_opts_f64:
+        const double *peephole
+        double *d_peephole
+        double clip
+        int input_forget
+        int act[3]
+        double alpha[3]
+        double beta[3]
+
+    int fl_lstm_opts_forward_f32(const fl_shape *sh, const fl_forward_f32 *a,
+                                 const fl_cell_opts_f32 *opts)
+    int fl_lstm_opts_forward_f64(const fl_shape *sh, const fl_forward_f64 *a,
+                                 const fl_cell_opts_f64 *opts)
+    int fl_lstm_opts_backward_f32(const fl_shape *sh, const fl_backward_f32 *a,
+                                  const fl_cell_opts_f32 *opts)
+    int fl_lstm_opts_backward_f64(const fl_shape *sh, const fl_backward_f64 *a,
+                                  const fl_cell_opts_f64 *opts)
 
     const char *fl_init()
 

@@ -16,6 +16,9 @@ _Int64 = NDArray[np.int64]
 _StreamLayer = tuple[_Float, _Float | None, _Float]
 
 STATUS: dict[str, int]
+ACTIVATIONS: dict[str, int]
+# the cell options: (clip or None, input_forget, ((name, alpha, beta),) * 3)
+_Opts = tuple[float | None, bool, tuple[tuple[str, float, float], ...]]
 
 def strerror(status: int) -> str: ...
 def isa() -> str: ...
@@ -52,6 +55,8 @@ def forward(
     proj_size: int,
     x_rows: _Int64 | None = None,
     y_rows: _Int64 | None = None,
+    opts: _Opts | None = None,
+    peephole: _Float | None = None,
 ) -> None: ...
 def backward(
     w_ih: _Float,
@@ -82,6 +87,9 @@ def backward(
     y_col: int = 0,
     y_rows: _Int64 | None = None,
     h0: _Float | None = None,
+    opts: _Opts | None = None,
+    peephole: _Float | None = None,
+    d_peephole: _Float | None = None,
 ) -> None: ...
 def gemm(
     trans_a: bool, trans_b: bool, alpha: float, a: _Float, b: _Float, beta: float, c: _Float

@@ -75,7 +75,14 @@ cdef _expect(str name, tuple shape, tuple expected):
 
 # The statuses of the C functions (fastlstm.h), by name.
 STATUS = {"OK": FL_OK, "ENOMEM": FL_ENOMEM, "EINVAL": FL_EINVAL, "ESHAPE": FL_ESHAPE,
-          "EBATCH_SIZES": FL_EBATCH_SIZES}
+          "EBATCH_SIZES": FL_EBATCH_SIZES, "EOPTIONS": FL_EOPTIONS}
+
+# The activations of the cell options (fastlstm.h's FL_ACT_*), by ONNX's name.
+ACTIVATIONS = {"Sigmoid": FL_ACT_SIGMOID, "Tanh": FL_ACT_TANH, "Relu": FL_ACT_RELU,
+               "HardSigmoid": FL_ACT_HARD_SIGMOID, "Affine": FL_ACT_AFFINE,
+               "LeakyRelu": FL_ACT_LEAKY_RELU, "ThresholdedRelu": FL_ACT_THRESHOLDED_RELU,
+               "ScaledTanh": FL_ACT_SCALED_TANH, "Elu": FL_ACT_ELU, "Softsign": FL_ACT_SOFTSIGN,
+               "Softplus": FL_ACT_SOFTPLUS}
 
 
 def strerror(int status):
@@ -376,8 +383,11 @@ cdef int _backward_run(const fl_shape *sh, backward_args *a, const floating[:, :
                        floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
                        floating[:, ::1] dw_hr, const floating[:, ::1] x,
                        const int64_t *x_rows, const floating[:, ::1] y, Py_ssize_t y_col,
-                       const int64_t *y_rows, const floating[:, ::1] h0) except? -1:
-    """a = the arguments of backward(), then the C call -> its status."""
+                       const int64_t *y_rows, const floating[:, ::1] h0,
+                       const void *opts) except? -1:
+    """a = the arguments of backward(), then the C call (with the cell
+    options opts, a fl_cell_opts_* of the same dtype, if not NULL) -> its
+    status."""
     if backward_args is fl_backward_f32:
         assert floating is float
     else:
@@ -414,10 +424,54 @@ cdef int _backward_run(const fl_shape *sh, backward_args *a, const floating[:, :
     cdef int status
     with nogil:
         if backward_args is fl_backward_f32:
-            status = fl_lstm_backward_f32(sh, a)
+            if opts == NULL:
+                status = fl_lstm_backward_f32(sh, a)
+            else:
+                status = fl_lstm_opts_backward_f32(sh, a, <const fl_cell_opts_f32 *> opts)
         else:
-            status = fl_lstm_backward_f64(sh, a)
+            if opts == NULL:
+                status = fl_lstm_backward_f64(sh, a)
+            else:
+                status = fl_lstm_opts_backward_f64(sh, a, <const fl_cell_opts_f64 *> opts)
     return status
+
+
+ctypedef fused cell_opts:
+    fl_cell_opts_f32
+    fl_cell_opts_f64
+
+
+cdef int _fill_opts(cell_opts *o, tuple opts, const floating[::1] peephole,
+                    floating[::1] d_peephole, Py_ssize_t H) except -1:
+    """o = the cell options: opts = (clip or None, input_forget, ((activation
+    name, alpha, beta) x 3)) (fastlstm.reference.CellOptions' fields but the
+    peephole), peephole (3H) or None, d_peephole (3H) or None."""
+    if cell_opts is fl_cell_opts_f32:
+        assert floating is float
+    else:
+        assert floating is double
+    memset(o, 0, sizeof(o[0]))
+    clip, input_forget, acts = opts
+    if len(acts) != 3:
+        raise ValueError(f"opts: expected 3 activations, got {len(acts)}")
+    o.clip = 0 if clip is None else clip
+    if not o.clip >= 0:
+        raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
+    o.input_forget = bool(input_forget)
+    for k in range(3):
+        name, alpha, beta = acts[k]
+        if name not in ACTIVATIONS:
+            raise ValueError(f"opts: unknown activation {name!r}")
+        o.act[k] = ACTIVATIONS[name]
+        o.alpha[k] = alpha
+        o.beta[k] = beta
+    if peephole is not None:
+        _expect("peephole", (peephole.shape[0],), (3 * H,))
+        o.peephole = _in(o.peephole, &peephole[0])
+    if d_peephole is not None:
+        _expect("d_peephole", (d_peephole.shape[0],), (3 * H,))
+        o.d_peephole = _out(o.d_peephole, &d_peephole[0])
+    return 0
 
 
 cdef int _shape(fl_shape *sh, Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
@@ -441,7 +495,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             floating[:, ::1] gates, floating[:, ::1] cells, floating[:, ::1] xh,
             const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse,
             Py_ssize_t proj_size, const int64_t[::1] x_rows=None,
-            const int64_t[::1] y_rows=None):
+            const int64_t[::1] y_rows=None, tuple opts=None,
+            const floating[::1] peephole=None):
     """One layer, one direction, forward.
 
     x (rows, I); w_ih (4H, I); bias (4H) = b_ih + b_hh or None; packed from
@@ -454,6 +509,8 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     (steps,) int64 or None (then rows = steps * B).  x_rows, y_rows (rows,)
     int64 or None: packed row r reads row x_rows[r] of x and writes row
     y_rows[r] of y (a padded batch, without packing it), else row r.
+    opts: None (the plain LSTM) or the ONNX cell options (see _fill_opts),
+    with peephole (3H) or None; gates then get the pre-activations.
     """
     cdef Py_ssize_t B = h_n.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
     cdef Py_ssize_t P = proj_size, Hout = proj_size if proj_size else H
@@ -488,16 +545,30 @@ def forward(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef int status
     cdef fl_forward_f32 a32
     cdef fl_forward_f64 a64
+    cdef fl_cell_opts_f32 o32
+    cdef fl_cell_opts_f64 o64
+    if opts is None and peephole is not None:
+        raise ValueError("peephole: only with opts")
     if floating is float:
         _fill_forward(&a32, x, w_ih, bias, packed, h0, c0, y, y_col, h_n, c_n, gates, cells,
                       xh, xr, yr)
-        with nogil:
-            status = _forward_call(&sh, &a32)
+        if opts is None:
+            with nogil:
+                status = _forward_call(&sh, &a32)
+        else:
+            _fill_opts[fl_cell_opts_f32, float](&o32, opts, peephole, None, H)
+            with nogil:
+                status = fl_lstm_opts_forward_f32(&sh, &a32, &o32)
     else:
         _fill_forward(&a64, x, w_ih, bias, packed, h0, c0, y, y_col, h_n, c_n, gates, cells,
                       xh, xr, yr)
-        with nogil:
-            status = _forward_call(&sh, &a64)
+        if opts is None:
+            with nogil:
+                status = _forward_call(&sh, &a64)
+        else:
+            _fill_opts[fl_cell_opts_f64, double](&o64, opts, peephole, None, H)
+            with nogil:
+                status = fl_lstm_opts_forward_f64(&sh, &a64, &o64)
     _raise_status(status, "forward")
 
 
@@ -515,7 +586,9 @@ def backward(const floating[:, ::1] w_ih,
              const int64_t[::1] batch_sizes, Py_ssize_t steps, bint reverse,
              const floating[:, ::1] x=None, const int64_t[::1] x_rows=None,
              const floating[:, ::1] y=None, Py_ssize_t y_col=0,
-             const int64_t[::1] y_rows=None, const floating[:, ::1] h0=None):
+             const int64_t[::1] y_rows=None, const floating[:, ::1] h0=None,
+             tuple opts=None, const floating[::1] peephole=None,
+             floating[::1] d_peephole=None):
     """One layer, one direction, backward (BPTT) after forward() kept
     gates/cells (and xh, or None); w_ih, w_hh, w_hr: the weights that
     forward ran with (backward packs its products from them).  gates is overwritten (with the gate
@@ -523,7 +596,9 @@ def backward(const floating[:, ::1] w_ih,
     I) is assigned or accumulated; dh0, dc0 written.  dh_n, dc_n, dx, dbias,
     dw_hr may be None.  Without xh, the rows [x_t | h_{t-1}] come from the
     forward's x, x_rows, y, y_col, y_rows (as forward() got them; y holding
-    its output) and h0 (or None: zeros)."""
+    its output) and h0 (or None: zeros).  opts, peephole: the cell options
+    the forward ran with (None: the plain LSTM); d_peephole (3H) gets the
+    peepholes' gradient added, or None."""
     cdef Py_ssize_t B = dh0.shape[0], H = w_ih.shape[0] // 4, I = w_ih.shape[1]
     cdef Py_ssize_t P = 0 if w_hr is None else w_hr.shape[0]
     cdef Py_ssize_t Hout = P if P else H
@@ -573,15 +648,25 @@ def backward(const floating[:, ::1] w_ih,
 
     cdef fl_backward_f32 a32
     cdef fl_backward_f64 a64
+    cdef fl_cell_opts_f32 o32
+    cdef fl_cell_opts_f64 o64
     cdef int status
+    if opts is None and (peephole is not None or d_peephole is not None):
+        raise ValueError("peephole, d_peephole: only with opts")
     if floating is float:
+        if opts is not None:
+            _fill_opts(&o32, opts, peephole, d_peephole, H)
         status = _backward_run(&sh, &a32, w_ih, w_hh, w_hr, c0, gates, cells, xh, dy,
                                dy_col, dh_n, dc_n, dx, dx_accumulate, dh0, dc0, dw_ih, dw_hh,
-                               dbias, dw_hr, x, xr, y, y_col, yr, h0)
+                               dbias, dw_hr, x, xr, y, y_col, yr, h0,
+                               NULL if opts is None else <void *> &o32)
     else:
+        if opts is not None:
+            _fill_opts(&o64, opts, peephole, d_peephole, H)
         status = _backward_run(&sh, &a64, w_ih, w_hh, w_hr, c0, gates, cells, xh, dy,
                                dy_col, dh_n, dc_n, dx, dx_accumulate, dh0, dc0, dw_ih, dw_hh,
-                               dbias, dw_hr, x, xr, y, y_col, yr, h0)
+                               dbias, dw_hr, x, xr, y, y_col, yr, h0,
+                               NULL if opts is None else <void *> &o64)
     _raise_status(status, "backward")
 
 

@@ -10,6 +10,7 @@ module validates user input, lays the batch out for the kernel
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
@@ -30,7 +31,7 @@ from .._native.buffers import BufferPool
 from .._native.params import ParameterModule, fixed_at_construction
 from .._native.sequence import SequencePlan
 from .._typing import Array, Backward, ReadOnly, Seed, Setting, State, StateIn
-from ..reference import parameter_shapes
+from ..reference import CellOptions, parameter_shapes, resolve_activations
 
 if TYPE_CHECKING:
     from .stream import LSTMStream
@@ -67,6 +68,33 @@ class LSTM(ParameterModule):
     seed : int, numpy.random.Generator or None
         Initialisation and dropout: U(-1/sqrt(H), 1/sqrt(H)) for every
         parameter, as PyTorch.
+    peepholes, clip, input_forget, activations, activation_alpha, activation_beta
+        The cell options of the ONNX ``LSTM`` operator (fastlstm/reference.py
+        states the arithmetic), the same for every layer, forward and
+        backward; not with ``proj_size``:
+
+        - ``peepholes=True``: parameters ``weight_peephole_l{k}`` (and
+          ``..._reverse``), shape (3H,), blocks p_i, p_f, p_o (ONNX's P is
+          i, o, f), initialised like the others; i and f add p * c_{t-1}, o
+          adds p * c_t to their pre-activations.
+        - ``clip``: a number > 0, or None; the gate pre-activations (after
+          bias and peepholes) are clamped to [-clip, clip] (as ONNX Runtime
+          does), with zero gradient where clamped.
+        - ``input_forget=True``: f = 1 - i (f's weights, bias and peephole
+          are then unused).
+        - ``activations``: None (Sigmoid, Tanh, Tanh) or ONNX's list of 3
+          names per direction (f for the gates, g for the candidate, h for
+          the output; 6 for bidirectional, forward first), any case:
+          Sigmoid, Tanh, Relu, HardSigmoid, Affine, LeakyRelu,
+          ThresholdedRelu, ScaledTanh, Elu, Softsign, Softplus.
+          ``activation_alpha`` / ``activation_beta``: ONNX's lists, consumed
+          in order by the activations that take an alpha / a beta (as ONNX
+          Runtime reads them); ONNX's defaults where they run out
+          (fastlstm.reference.ACTIVATIONS).
+
+        Layers with any of them run a slower (generic) cell of the kernel;
+        the default LSTM keeps its own.  Bad values are a ValueError naming
+        the argument.
 
     Inputs must have the layer's dtype (a TypeError says so otherwise: no
     silent conversion).  Non-contiguous and read-only arrays are accepted
@@ -98,6 +126,12 @@ class LSTM(ParameterModule):
         proj_size: int = 0,
         dtype: DTypeLike = np.float32,
         seed: Seed = None,
+        peepholes: bool = False,
+        clip: float | None = None,
+        input_forget: bool = False,
+        activations: Sequence[str] | None = None,
+        activation_alpha: Sequence[float] | None = None,
+        activation_beta: Sequence[float] | None = None,
     ) -> None:
         input_size = check_int("input_size", input_size, 1)
         hidden_size = check_int("hidden_size", hidden_size, 1)
@@ -111,8 +145,51 @@ class LSTM(ParameterModule):
         self._num_layers, self._proj_size = num_layers, proj_size
         self._bias_terms = check_bool("bias", bias)
         self._bidirectional = check_bool("bidirectional", bidirectional)
+        self._set_cell_options(
+            peepholes, clip, input_forget, activations, activation_alpha, activation_beta
+        )
         self.batch_first, self.dropout = batch_first, dropout
         super().__init__(dtype, seed)
+
+    def _set_cell_options(self, peepholes, clip, input_forget, acts, alpha, beta):
+        """Checks and keeps the ONNX cell options; _cell_opts: per direction,
+        the kernel's options (clip, input_forget, activations), or None for
+        the plain LSTM."""
+        flags = []
+        for name, v in (("peepholes", peepholes), ("input_forget", input_forget)):
+            if isinstance(v, (bool, np.bool_)) or (
+                isinstance(v, (int, np.integer)) and int(v) in (0, 1)
+            ):
+                flags.append(bool(v))
+            else:
+                raise ValueError(f"{name}: expected True or False, got {v!r}")
+        if clip is not None:
+            if isinstance(clip, (bool, np.bool_)) or not isinstance(
+                clip, (int, float, np.integer, np.floating)
+            ):
+                raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
+            if not float(clip) > 0:
+                raise ValueError(f"clip: expected a number > 0 or None, got {clip!r}")
+            clip = float(clip)
+        D = 2 if self._bidirectional else 1
+        per_dir = resolve_activations(acts, alpha, beta, D)
+        self._peepholes, self._input_forget = flags
+        self._clip = clip
+        self._activations = None if acts is None else tuple(a[0] for d in per_dir for a in d)
+        self._activation_alpha = None if alpha is None else tuple(float(v) for v in alpha)
+        self._activation_beta = None if beta is None else tuple(float(v) for v in beta)
+        plain = (
+            not self._peepholes
+            and clip is None
+            and not self._input_forget
+            and all(d == CellOptions().activations for d in per_dir)
+        )
+        if not plain and self._proj_size:
+            raise ValueError(
+                "proj_size: the ONNX cell options (peepholes, clip, input_forget, "
+                "activations) do not combine with a projection"
+            )
+        self._cell_opts = [None] * D if plain else [(clip, self._input_forget, d) for d in per_dir]
 
     def _transient_state(self):
         super()._transient_state()
@@ -133,6 +210,24 @@ class LSTM(ParameterModule):
     bidirectional: ReadOnly[bool] = fixed_at_construction("bidirectional", "Both directions.")
     bias: ReadOnly[bool] = fixed_at_construction(
         "bias", "Whether the bias_* parameters exist.", "_bias_terms"
+    )
+    peepholes: ReadOnly[bool] = fixed_at_construction(
+        "peepholes", "Whether the weight_peephole_* parameters exist (ONNX's P)."
+    )
+    clip: ReadOnly[float | None] = fixed_at_construction(
+        "clip", "Clamp of the gate pre-activations to [-clip, clip], or None."
+    )
+    input_forget: ReadOnly[bool] = fixed_at_construction(
+        "input_forget", "Coupled input and forget gates: f = 1 - i."
+    )
+    activations: ReadOnly[tuple[str, ...] | None] = fixed_at_construction(
+        "activations", "ONNX's activation names (f, g, h per direction), or None."
+    )
+    activation_alpha: ReadOnly[tuple[float, ...] | None] = fixed_at_construction(
+        "activation_alpha", "ONNX's activation_alpha as given, or None."
+    )
+    activation_beta: ReadOnly[tuple[float, ...] | None] = fixed_at_construction(
+        "activation_beta", "ONNX's activation_beta as given, or None."
     )
     # checked when set
     batch_first: Setting[bool] = checked_setting(
@@ -159,6 +254,7 @@ class LSTM(ParameterModule):
             self.bias,
             self.bidirectional,
             self.proj_size,
+            self.peepholes,
         )
 
     def _init_scale(self):
@@ -174,6 +270,12 @@ class LSTM(ParameterModule):
                 ("dropout", 0.0),
                 ("bidirectional", False),
                 ("proj_size", 0),
+                ("peepholes", False),
+                ("clip", None),
+                ("input_forget", False),
+                ("activations", None),
+                ("activation_alpha", None),
+                ("activation_beta", None),
             )
             if getattr(self, k) != dflt
         )
@@ -268,11 +370,12 @@ class LSTM(ParameterModule):
         hx : tuple (h0, c0) or None
             h0 (num_layers*D, B, H_out), c0 (num_layers*D, B, H); zeros when None.
         lengths : int array (B,) or None
-            Valid steps of each sequence (1 <= length <= T), any order: the
+            Valid steps of each sequence (0 <= length <= T), any order: the
             output is 0 past each length, h_n/c_n are the states at each
             sequence's last valid step (PyTorch packed-sequence semantics).
-            A length of 0 is a ValueError, as in PyTorch (drop empty
-            sequences from the batch instead).
+            A sequence of length 0 has zero output and zero h_n and c_n
+            (ONNX Runtime's semantics for sequence_lens; PyTorch refuses
+            length 0).
         return_cells : bool
             Also return the cell state of every step of the last layer,
             shaped like the output with H per direction.
@@ -310,14 +413,19 @@ class LSTM(ParameterModule):
         out, state, _, backward = self._forward(x, hx, lengths, train=True)
         return out, state, backward
 
-    def _forward(self, x, hx, lengths, train, return_cells=False):
-        batch_first = self.batch_first  # once: the call must not see it change midway
+    def _forward(self, x, hx, lengths, train, return_cells=False, layout=None):
+        # once: the call must not see it change midway (layout: the caller's reading)
+        batch_first = self.batch_first if layout is None else layout
         x, unbatched = self._time_major(x, batch_first)
         T, B = x.shape[0], x.shape[1]
         if unbatched and lengths is not None:
             raise ValueError("lengths: not supported with unbatched (2-D) input")
         if B == 0:
             return self._empty_batch(T, hx, lengths, train, return_cells, batch_first)
+        if lengths is not None:
+            lengths = check_lengths(lengths, B)
+            if (lengths == 0).any() and (lengths >= 0).all():
+                return self._forward_with_empty(x, hx, lengths, train, return_cells, batch_first)
         plan = SequencePlan(T, B, lengths)
         h0, c0 = self._initial_state(hx, B, unbatched, plan)
         H, P, Ho, D = self.hidden_size, self.proj_size, self._h_out, self.num_directions
@@ -341,7 +449,9 @@ class LSTM(ParameterModule):
         # of its weight gradients from the input, the output and h0, so they
         # are not stored a second time
         saved = []
-        used = {}  # per layer/direction suffix: the weights this call ran with
+        # per layer/direction suffix: the weights this call ran with, the live
+        # arrays (w_ih, w_hh, w_hr or None, peephole or None)
+        used = {}
         cells_out = None
         pool = self._train_buffers
         for layer in range(self.num_layers):
@@ -366,6 +476,7 @@ class LSTM(ParameterModule):
                     else None
                 )
                 weights, packed = self._packed_once(sfx) if train else self._packed(sfx)
+                peephole = self._params.get("weight_peephole" + sfx)
                 kernels.forward(
                     inp,
                     weights[0],
@@ -386,11 +497,13 @@ class LSTM(ParameterModule):
                     P,
                     x_map if layer == 0 else None,
                     y_map if last else None,
+                    opts=self._cell_opts[d],
+                    peephole=peephole,
                 )
                 if cells_out is not None:
                     cells_out[:, d * H : (d + 1) * H] = cells
                 if train:  # backward packs its own products from the weights
-                    used[sfx] = weights
+                    used[sfx] = (*weights, peephole)
                 packed = None
                 per_dir.append((gates, cells))
             mask = None
@@ -437,6 +550,76 @@ class LSTM(ParameterModule):
                 plan, unbatched, batch_first, x.shape, h0, c0, saved, used, _Unchanged(shared)
             )
         return output, state, cells_seq, backward
+
+    def _forward_with_empty(self, x, hx, lengths, train, return_cells, batch_first):
+        """A batch with sequences of length 0 (x time-major): the others run
+        as a batch of their own; the empty ones get zero output, zero h_n and
+        c_n (ONNX Runtime's semantics), and zero gradients."""
+        T, B = x.shape[0], x.shape[1]
+        H, Ho, D, dt = self.hidden_size, self._h_out, self.num_directions, self.dtype
+        LD = self.num_layers * D
+        keep = np.flatnonzero(lengths)
+        hx = check_pair("hx", hx, "h0", "c0")
+        if hx is not None:
+            hx = tuple(
+                check_state(n, s, dt, (LD, B, w), f"num_layers*num_directions, batch, {u}")
+                for n, s, w, u in (
+                    ("h0", hx[0], Ho, "proj_size or hidden_size"),
+                    ("c0", hx[1], H, "hidden_size"),
+                )
+            )
+        sub_x = x[:, keep]
+        sub_hx = None if hx is None else (hx[0][:, keep], hx[1][:, keep])
+        out_s, (h_s, c_s), cells_s, back_s = self._forward(
+            sub_x.transpose(1, 0, 2) if batch_first else sub_x,
+            sub_hx,
+            lengths[keep],
+            train,
+            return_cells,
+            layout=batch_first,
+        )
+
+        def widen(sub, width, time_major):
+            """sub over the kept sequences -> zeros over all B, sub where kept."""
+            if time_major:  # (T, B', w), or (B', T, w) with batch_first
+                full = np.zeros(((B, T) if batch_first else (T, B)) + (width,), dt)
+                if batch_first:
+                    full[keep] = sub
+                else:
+                    full[:, keep] = sub
+            else:  # states (LD, B', w)
+                full = np.zeros((LD, B, width), dt)
+                full[:, keep] = sub
+            return full
+
+        output = widen(out_s, D * Ho, True)
+        state = (widen(h_s, Ho, False), widen(c_s, H, False))
+        cells = widen(cells_s, D * H, True) if return_cells else None
+        if not train:
+            return output, state, cells, None
+        shared = _Unchanged([x, output] + ([] if hx is None else list(hx)))
+
+        def backward(d_output, d_state=None):
+            d_out = check_array("d_output", d_output, dt)
+            if d_out.shape != output.shape:
+                raise ValueError(
+                    f"d_output: expected the output's shape {output.shape}, got {d_out.shape}"
+                )
+            d_state = check_pair("d_state", d_state, "dh_n", "dc_n")
+            sub_state = None
+            if d_state is not None:
+                sub_state = tuple(
+                    None if s is None else check_state(n, s, dt, want.shape)[:, keep]
+                    for n, s, want in zip(("dh_n", "dc_n"), d_state, state)
+                )
+            shared.check()
+            dx_s, (dh0_s, dc0_s) = back_s(d_out[keep] if batch_first else d_out[:, keep], sub_state)
+            return widen(dx_s, self.input_size, True), (
+                widen(dh0_s, Ho, False),
+                widen(dc0_s, H, False),
+            )
+
+        return output, state, cells, backward
 
     def _empty_batch(self, T, hx, lengths, train, return_cells, batch_first):
         """A batch of 0 sequences: empty outputs and states, as PyTorch gives
@@ -490,7 +673,7 @@ class LSTM(ParameterModule):
 
     # ---- backward ---------------------------------------------------------
     def _make_backward(self, plan, unbatched, batch_first, x_shape, h0, c0, saved, weights, shared):
-        """weights: per suffix, (w_ih, w_hh, w_hr) the forward ran with (the
+        """weights: per suffix, (w_ih, w_hh, w_hr, peephole) the forward ran with (the
         live arrays, which ``shared`` checks are unchanged): backward must
         differentiate those."""
         # taken (never released) by the call that runs: checking a flag and
@@ -564,7 +747,7 @@ class LSTM(ParameterModule):
                 k = layer * D + d
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 gates, cells = per_dir[d]
-                w_ih, w_hh, w_hr = weights[sfx]
+                w_ih, w_hh, w_hr, peephole = weights[sfx]
                 dbias = np.zeros(4 * H, dt) if self.bias else None
                 kernels.backward(
                     w_ih,
@@ -595,6 +778,9 @@ class LSTM(ParameterModule):
                     y_col=d * Ho,
                     y_rows=y_map,
                     h0=None if h0 is None else h0[k],
+                    opts=self._cell_opts[d],
+                    peephole=peephole,
+                    d_peephole=self.grads.get("weight_peephole" + sfx),
                 )
                 if dbias is not None:
                     self.grads["bias_ih" + sfx] += dbias

@@ -59,6 +59,12 @@ class LSTMStream(kernels.StreamKernel):
                 "stream: a bidirectional LSTM needs the whole sequence; "
                 "streaming supports unidirectional LSTMs only"
             )
+        if any(o is not None for o in lstm._cell_opts):
+            raise ValueError(
+                "stream: the ONNX cell options (peepholes, clip, input_forget, activations) "
+                "are not supported by streaming; run the layer on each chunk with its state "
+                "instead (lstm(x_chunk, hx) returns the state to pass on)"
+            )
         self.batch_size, self.dtype = check_int("batch_size", batch_size, 1), lstm.dtype
         self.input_size, self.num_layers = lstm.input_size, lstm.num_layers
         self.hidden_size, self.proj_size = lstm.hidden_size, lstm.proj_size

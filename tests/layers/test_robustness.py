@@ -94,11 +94,22 @@ def test_cell_empty_batch_follows_torch(torch, dtype):
     assert all(not g.any() for g in cell.grads.values())
 
 
-@pytest.mark.parametrize("bad", [[0, 3, 2], [3, 0, 1]])
-def test_length_zero_is_rejected_as_in_torch(bad):
+@pytest.mark.parametrize("lengths", [[0, 3, 2], [3, 0, 1]])
+def test_length_zero_gives_zeros_as_onnx_runtime(lengths):
+    """A sequence of length 0 (which PyTorch refuses): zero output and zero
+    final states, as ONNX Runtime's sequence_lens; the others as without it."""
     lstm = lstm_of("plain")
-    with pytest.raises(ValueError, match="lengths"):
-        lstm(np.ones((T, B, I), np.float32), lengths=np.array(bad))
+    x = np.ones((T, B, I), np.float32)
+    hx = (np.ones((1, B, H), np.float32), np.ones((1, B, H), np.float32))
+    out, (h, c) = lstm(x, hx, lengths=np.array(lengths))
+    empty = lengths.index(0)
+    assert not out[:, empty].any() and not h[:, empty].any() and not c[:, empty].any()
+    keep = [b for b in range(B) if b != empty]
+    sub, (h_sub, _) = lstm(
+        x[:, keep], (hx[0][:, keep], hx[1][:, keep]), lengths=np.array(lengths)[keep]
+    )
+    np.testing.assert_array_equal(out[:, keep], sub)
+    np.testing.assert_array_equal(h[:, keep], h_sub)
 
 
 # ---- attributes ---------------------------------------------------------------

@@ -29,6 +29,7 @@ EXPECTED = {
     "EINVAL": ["missing", "NULL"],
     "ESHAPE": ["T, B, I and H", "at least 1"],
     "EBATCH_SIZES": ["batch_sizes", "non-increasing", "[1, B]", "batch_sizes[0] == B"],
+    "EOPTIONS": ["cell options", "activation", "clip", "projection"],
 }
 BATCH_SIZES_MESSAGE = "batch_sizes must be non-increasing, in [1, B], with batch_sizes[0] == B"
 
@@ -120,7 +121,7 @@ def test_a_message_names_no_other_cause(name):
             assert words[0] not in message, f"{name}: {message!r} reads like {other}"
 
 
-@pytest.mark.parametrize("status", [-1, 5, 99, 2**31 - 1])
+@pytest.mark.parametrize("status", [-1, 6, 99, 2**31 - 1])
 def test_unknown_status(status):
     assert kernels.strerror(status) == "unknown status"
 
