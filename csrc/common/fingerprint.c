@@ -19,10 +19,7 @@
 #define FL_FP_K1 0x9E3779B97F4A7C15ull /* odd: multiplying by it is a bijection */
 #define FL_FP_K2 0xC2B2AE3D27D4EB4Full
 
-static uint64_t rotl64(uint64_t v, unsigned r)
-{
-    return (v << r) | (v >> (64u - r));
-}
+static uint64_t rotl64(uint64_t v, unsigned r) { return (v << r) | (v >> (64u - r)); }
 
 static uint64_t load64(const unsigned char *p)
 {
