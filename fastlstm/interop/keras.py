@@ -31,7 +31,6 @@ from ..layers.basic import Dropout, Embedding, Linear
 from ..layers.lstm import LSTM
 from ..layers.reducers import LastStep
 from ..layers.sequential import Sequential
-from .onnx_import import lstm_accepts
 
 __all__ = ["load", "load_weights"]
 
@@ -131,11 +130,6 @@ def _activation_options(cfg: Mapping[str, Any], directions: int) -> dict[str, An
         names.append(onnx_name)
         alpha.extend(al)
         beta.extend(be)
-    if not lstm_accepts("activations"):
-        raise ValueError(
-            f"LSTM {cfg.get('name')!r}: activation={act!r}, recurrent_activation={gate!r} need "
-            "fastlstm.LSTM(activations=...), which this build of fastlstm does not have"
-        )
     opts: dict[str, Any] = {"activations": names * directions}
     if alpha:
         opts["activation_alpha"] = alpha * directions
@@ -307,8 +301,8 @@ def load(path: PathLike, *, config: Config | None = None) -> Sequential:
         The architecture for a ``.weights.h5`` file: ``model.get_config()``,
         ``model.to_json()``, or the path of a ``config.json`` or ``.keras``.
 
-    Supported layers: LSTM (tanh/sigmoid, or other activations when the
-    kernel has the ``activations`` option), Bidirectional LSTM (merge_mode
+    Supported layers: LSTM (tanh/sigmoid, or other activations through
+    fastlstm.LSTM's ``activations`` option), Bidirectional LSTM (merge_mode
     "concat"), Dense without activation, Embedding (not mask_zero), Dropout;
     an LSTM with ``return_sequences=False`` is followed by a LastStep.  A
     Sequential or a functional chain.  Anything else is a ValueError naming

@@ -38,7 +38,6 @@ its operator.  docs/interop.md lists what is read.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -63,13 +62,6 @@ Axis = tuple[Atom, ...]  # () is an axis of size 1
 Layout = tuple[Axis, ...]
 
 _DEFAULT_ACTIVATIONS = ["sigmoid", "tanh", "tanh"]
-# ONNX-only LSTM attributes -> fastlstm.LSTM keyword arguments
-_KERNEL_OPTIONS = ("peepholes", "clip", "input_forget", "activations")
-
-
-def lstm_accepts(kwarg: str) -> bool:
-    """Whether this build's ``fastlstm.LSTM`` takes the keyword ``kwarg``."""
-    return kwarg in inspect.signature(LSTM.__init__).parameters
 
 
 # ---- abstract values -----------------------------------------------------------
@@ -1050,13 +1042,6 @@ class _Reader:
                     opts["activation_alpha"] = alpha
                 if beta:
                     opts["activation_beta"] = beta
-        for key in opts:
-            kw = "activations" if key.startswith("activation") else key
-            if not lstm_accepts(kw):
-                raise self.fail(
-                    f"{'P (peepholes)' if key == 'peepholes' else key}: needs "
-                    f"fastlstm.LSTM({kw}=...), which this build of fastlstm does not have"
-                )
         return opts
 
     # ---- the result -------------------------------------------------------------

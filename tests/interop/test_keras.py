@@ -116,14 +116,10 @@ def test_weights_file_with_config_or_a_matching_model(tmp_path, rng):
         (lambda: layers.LSTM(3, go_backwards=True), "go_backwards"),
         (lambda: layers.Bidirectional(layers.LSTM(3), merge_mode="sum"), "merge_mode"),
         (lambda: layers.GRU(3), "GRU"),
-        (lambda: layers.LSTM(3, return_sequences=True, activation="relu"), "activation"),
+        (lambda: layers.LSTM(3, activation="selu", name="enc"), r"LSTM 'enc': activation='selu'"),
     ],
 )
 def test_unsupported_layers_are_named(tmp_path, layer, match):
-    from fastlstm.interop.onnx_import import lstm_accepts
-
-    if match == "activation" and lstm_accepts("activations"):
-        pytest.skip("fastlstm.LSTM has the activations option: see the test below")
     model = keras.Sequential([keras.Input((None, 3)), layer()])
     model.save(tmp_path / "m.keras")
     with pytest.raises(ValueError, match=match):
@@ -139,10 +135,6 @@ def test_dense_activation_is_a_clear_error(tmp_path):
         fastlstm.keras.load(tmp_path / "m.keras")
 
 
-@pytest.mark.skipif(
-    not __import__("fastlstm.interop.onnx_import").interop.onnx_import.lstm_accepts("activations"),
-    reason="fastlstm.LSTM has no activations= option yet (kernel work)",
-)
 @pytest.mark.parametrize(
     "activation, recurrent_activation",
     [("relu", "sigmoid"), ("tanh", "hard_sigmoid"), ("softsign", "sigmoid")],

@@ -213,32 +213,21 @@ def test_bad_arguments_are_named():
         fastlstm.onnx.export(fastlstm.Sequential(fastlstm.LSTM(2, 3), Custom()))
 
 
-def _kernel_option(kwarg):
-    from fastlstm.interop.onnx_import import lstm_accepts
-
-    return pytest.mark.skipif(
-        not lstm_accepts(kwarg), reason=f"fastlstm.LSTM has no {kwarg}= option yet (kernel work)"
-    )
-
-
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param({"clip": 0.6}, marks=_kernel_option("clip")),
-        pytest.param({"input_forget": True}, marks=_kernel_option("input_forget")),
-        pytest.param({"peepholes": True}, marks=_kernel_option("peepholes")),
-        pytest.param(
-            {
-                "activations": ["HardSigmoid", "Tanh", "Softsign"] * 2,
-                "activation_alpha": [0.2] * 2,
-                "activation_beta": [0.5] * 2,
-            },
-            marks=_kernel_option("activations"),
-        ),
+        {"clip": 0.6},
+        {"input_forget": True},
+        {"peepholes": True},
+        {
+            "activations": ["HardSigmoid", "Tanh", "Softsign"] * 2,
+            "activation_alpha": [0.2] * 2,
+            "activation_beta": [0.5] * 2,
+        },
     ],
     ids=["clip", "input_forget", "peepholes", "activations"],
 )
-def test_kernel_options_export_to_onnxruntime(rng, options):
+def test_cell_options_export_to_onnxruntime(rng, options):
     lstm = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=5, **options)
     if options.get("peepholes"):  # random, not the init's, so a wrong i/f/o order shows
         lstm.load_state_dict(
