@@ -206,6 +206,22 @@ def test_activations_match_onnxruntime(rng, activations, alpha, beta):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "attrs, match",
+    [
+        ({"activations": ["Sigmoid", "Gelu", "Tanh"]}, r"activations: 'Gelu'"),
+        ({"activations": ["Sigmoid", "Tanh"]}, r"activations: expected 3 names"),
+        ({"clip": -1.0}, r"clip=-1.0"),
+    ],
+)
+def test_cell_attributes_fastlstm_cannot_run_are_a_clear_error(rng, attrs, match):
+    model = lstm_node_model(rng)
+    node = model.graph.node[0]
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+    with pytest.raises(ValueError, match=r"node 'the_lstm' \(LSTM\): " + match):
+        fastlstm.onnx.load(model)
+
+
 # ---- the onnx package's own LSTM node test cases ----------------------------------
 
 
