@@ -304,7 +304,8 @@ def export(
         Where to write the model (``.onnx``); None only returns it.
     lengths : bool
         Add an int64 graph input ``lengths`` (B,): each sequence's valid steps,
-        as fastlstm's ``lengths`` argument (ONNX's ``sequence_lens``).
+        as fastlstm's ``lengths`` argument (ONNX's ``sequence_lens``; a
+        length of 0 gives an LSTM's zero outputs and final states in both).
     initial_states : bool
         An LSTM only: add graph inputs ``h0`` and ``c0`` (L*D, B, H), as
         fastlstm's ``hx``.

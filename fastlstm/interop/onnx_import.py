@@ -1260,7 +1260,9 @@ def load(
         MatMul+Add or Gemm, the reducers from their masks, Dropout/Identity
         dropped).
 
-    A graph input that is ``sequence_lens`` is the ``lengths`` argument.
+    A graph input that is ``sequence_lens`` is the ``lengths`` argument (a
+    length of 0 gives zero outputs and zero final states for that sequence,
+    as ONNX Runtime does).
     :class:`InferenceSession` runs the graph with the returned module and
     gives the outputs in the graph's own names and layouts.  Anything
     outside what is read is a ValueError naming the node and its operator.
