@@ -31,24 +31,27 @@ from ..layers.basic import Dropout, Embedding, Linear
 from ..layers.lstm import LSTM
 from ..layers.reducers import LastStep
 from ..layers.sequential import Sequential
-from .onnx_import import lstm_accepts
 
 __all__ = ["load", "load_weights"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Config = Union[Mapping[str, Any], str, "os.PathLike[str]"]
 
-# Keras activation names -> ONNX's (with alpha, beta where the function has them)
+# Keras 3 activation names -> the ONNX activation that is the same function,
+# with its alpha, beta (given for every activation that takes one, so no
+# default is involved); Keras's others (selu, relu6, gelu, silu, ...) have
+# no exact equivalent among the ONNX LSTM's activations
 _ACTIVATIONS: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     "sigmoid": ("Sigmoid", (), ()),
     "tanh": ("Tanh", (), ()),
     "relu": ("Relu", (), ()),
-    "linear": ("Affine", (1.0,), (0.0,)),
-    # Keras 3: relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1)
+    "linear": ("Affine", (1.0,), (0.0,)),  # also Keras's activation=None
+    # Keras 3: relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1) (Keras 2's was x / 5 + 1/2)
     "hard_sigmoid": ("HardSigmoid", (1.0 / 6.0,), (0.5,)),
     "softsign": ("Softsign", (), ()),
     "softplus": ("Softplus", (), ()),
-    "elu": ("Elu", (1.0,), ()),
+    "elu": ("Elu", (1.0,), ()),  # Keras's alpha is 1
+    "leaky_relu": ("LeakyRelu", (0.2,), ()),  # Keras's negative_slope is 0.2
 }
 _SKIPPED = ("InputLayer",)
 
@@ -116,6 +119,7 @@ def _activation_options(cfg: Mapping[str, Any], directions: int) -> dict[str, An
     """Keras's (recurrent_activation, activation) as fastlstm's ONNX-style
     ``activations`` (f, g, h per direction); empty for sigmoid/tanh."""
     gate, act = cfg.get("recurrent_activation", "sigmoid"), cfg.get("activation", "tanh")
+    gate, act = ("linear" if a is None else a for a in (gate, act))  # Keras: None is linear
     if (gate, act) == ("sigmoid", "tanh"):
         return {}
     names: list[str] = []
@@ -124,18 +128,13 @@ def _activation_options(cfg: Mapping[str, Any], directions: int) -> dict[str, An
     for which, a in (("recurrent_activation", gate), ("activation", act), ("activation", act)):
         if not isinstance(a, str) or a not in _ACTIVATIONS:
             raise ValueError(
-                f"LSTM {cfg.get('name')!r}: {which}={a!r} has no fastlstm equivalent "
-                f"(known: {sorted(_ACTIVATIONS)})"
+                f"LSTM {cfg.get('name')!r}: {which}={a!r} is none of the ONNX LSTM "
+                f"activations fastlstm runs (Keras activations read: {', '.join(_ACTIVATIONS)})"
             )
         onnx_name, al, be = _ACTIVATIONS[a]
         names.append(onnx_name)
         alpha.extend(al)
         beta.extend(be)
-    if not lstm_accepts("activations"):
-        raise ValueError(
-            f"LSTM {cfg.get('name')!r}: activation={act!r}, recurrent_activation={gate!r} need "
-            "fastlstm.LSTM(activations=...), which this build of fastlstm does not have"
-        )
     opts: dict[str, Any] = {"activations": names * directions}
     if alpha:
         opts["activation_alpha"] = alpha * directions
@@ -307,11 +306,13 @@ def load(path: PathLike, *, config: Config | None = None) -> Sequential:
         The architecture for a ``.weights.h5`` file: ``model.get_config()``,
         ``model.to_json()``, or the path of a ``config.json`` or ``.keras``.
 
-    Supported layers: LSTM (tanh/sigmoid, or other activations when the
-    kernel has the ``activations`` option), Bidirectional LSTM (merge_mode
-    "concat"), Dense without activation, Embedding (not mask_zero), Dropout;
-    an LSTM with ``return_sequences=False`` is followed by a LastStep.  A
-    Sequential or a functional chain.  Anything else is a ValueError naming
+    Supported layers: LSTM (its activation and recurrent_activation any of
+    sigmoid, tanh, relu, linear, hard_sigmoid, softsign, softplus, elu,
+    leaky_relu: the others through fastlstm.LSTM's ``activations``),
+    Bidirectional LSTM (merge_mode "concat"), Dense without activation,
+    Embedding (not mask_zero), Dropout; an LSTM with
+    ``return_sequences=False`` is followed by a LastStep.  A Sequential or a
+    functional chain.  Anything else is a ValueError naming
     the layer.
     """
     p = os.fspath(path)

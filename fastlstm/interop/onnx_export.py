@@ -23,6 +23,7 @@ from ..layers.basic import Dropout, Embedding, Linear
 from ..layers.lstm import LSTM
 from ..layers.reducers import LastStep, MaxPool, MeanPool
 from ..layers.sequential import Sequential
+from ..reference import ACTIVATIONS, resolve_activations
 from .onnx import IR_VERSION, OPSET, onnx_gate_order
 
 if TYPE_CHECKING:
@@ -78,26 +79,32 @@ class _Graph:
 
 
 def _lstm_options(lstm: LSTM) -> dict[str, Any]:
-    """The ONNX-only cell options of a layer (present when the kernel has them),
-    as the LSTM node's attributes."""
+    """The layer's ONNX cell options as the LSTM node's attributes.
+
+    alpha and beta are written out for every activation that takes one, as
+    the layer resolved them (its values, ONNX's defaults where it was given
+    none): ONNX Runtime consumes each list in order by the activations that
+    take that parameter, as the layer does, but reads omitted values of
+    Affine, ScaledTanh and ThresholdedRelu as 0, so nothing is left to a
+    default."""
     attrs: dict[str, Any] = {}
-    clip = getattr(lstm, "clip", None)
-    if clip is not None:
-        attrs["clip"] = float(clip)
-    if getattr(lstm, "input_forget", False):
+    if lstm.clip is not None:
+        attrs["clip"] = float(lstm.clip)
+    if lstm.input_forget:
         attrs["input_forget"] = 1
-    acts = getattr(lstm, "activations", None)
-    if acts is not None:
-        acts = list(acts)
-        default = [a.lower() for a in acts] == list(_DEFAULT_ACTIVATIONS) * (len(acts) // 3)
-        alpha = getattr(lstm, "activation_alpha", None)
-        beta = getattr(lstm, "activation_beta", None)
-        if not default or alpha or beta:
-            attrs["activations"] = acts
-            if alpha:
-                attrs["activation_alpha"] = [float(v) for v in alpha]
-            if beta:
-                attrs["activation_beta"] = [float(v) for v in beta]
+    if lstm.activations is None:
+        return attrs
+    per_dir = resolve_activations(
+        lstm.activations, lstm.activation_alpha, lstm.activation_beta, lstm.num_directions
+    )
+    triples = [t for d in per_dir for t in d]
+    if [n.lower() for n, _, _ in triples] == list(_DEFAULT_ACTIVATIONS) * lstm.num_directions:
+        return attrs
+    attrs["activations"] = [n for n, _, _ in triples]
+    for key, slot in (("activation_alpha", 0), ("activation_beta", 1)):
+        values = [t[slot + 1] for t in triples if ACTIVATIONS[t[0]][slot] is not None]
+        if values:
+            attrs[key] = [float(v) for v in values]
     return attrs
 
 
@@ -119,7 +126,7 @@ def _emit_lstm(
         )
     H, D, L = lstm.hidden_size, lstm.num_directions, lstm.num_layers
     params = lstm.state_dict()
-    peepholes = bool(getattr(lstm, "peepholes", False))
+    peepholes = lstm.peepholes
     options = _lstm_options(lstm)
     if batch_first:  # ONNX Runtime runs layout 0 only
         x = g.node("Transpose", [x], "time_major", perm=[1, 0, 2])
@@ -297,7 +304,8 @@ def export(
         Where to write the model (``.onnx``); None only returns it.
     lengths : bool
         Add an int64 graph input ``lengths`` (B,): each sequence's valid steps,
-        as fastlstm's ``lengths`` argument (ONNX's ``sequence_lens``).
+        as fastlstm's ``lengths`` argument (ONNX's ``sequence_lens``; a
+        length of 0 gives an LSTM's zero outputs and final states in both).
     initial_states : bool
         An LSTM only: add graph inputs ``h0`` and ``c0`` (L*D, B, H), as
         fastlstm's ``hx``.

@@ -38,7 +38,6 @@ its operator.  docs/interop.md lists what is read.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -51,6 +50,7 @@ from ..layers.basic import Embedding, Linear
 from ..layers.lstm import LSTM
 from ..layers.reducers import LastStep, MaxPool, MeanPool
 from ..layers.sequential import Sequential
+from ..reference import ACTIVATIONS
 from .onnx import torch_gate_order
 
 if TYPE_CHECKING:
@@ -63,13 +63,25 @@ Axis = tuple[Atom, ...]  # () is an axis of size 1
 Layout = tuple[Axis, ...]
 
 _DEFAULT_ACTIVATIONS = ["sigmoid", "tanh", "tanh"]
-# ONNX-only LSTM attributes -> fastlstm.LSTM keyword arguments
-_KERNEL_OPTIONS = ("peepholes", "clip", "input_forget", "activations")
+# ONNX Runtime's values of an omitted activation_alpha / activation_beta
+# (measured: tests/interop/test_onnx_import.py): the ONNX operators' defaults
+# (fastlstm.reference.ACTIVATIONS, which fastlstm.LSTM uses) except for
+# Affine, ScaledTanh and ThresholdedRelu, whose omitted values it reads as 0
+_ORT_DEFAULTS: dict[str, tuple[float | None, float | None]] = {
+    name: (
+        (None if a is None else 0.0, None if b is None else 0.0)
+        if name in ("Affine", "ScaledTanh", "ThresholdedRelu")
+        else (a, b)
+    )
+    for name, (a, b) in ACTIVATIONS.items()
+}
 
 
-def lstm_accepts(kwarg: str) -> bool:
-    """Whether this build's ``fastlstm.LSTM`` takes the keyword ``kwarg``."""
-    return kwarg in inspect.signature(LSTM.__init__).parameters
+def _decimal(value: float) -> float:
+    """A float attribute (ONNX stores float32) as the shortest decimal that
+    is that float32: ``clip=0.4`` reads back as 0.4, not 0.4000000059604645
+    (the same float32, so a float32 layer computes the same either way)."""
+    return float(str(np.float32(value)))
 
 
 # ---- abstract values -----------------------------------------------------------
@@ -1029,34 +1041,50 @@ class _Reader:
         return (rows, (("B", None),), Hax)
 
     def lstm_options(self, attrs: dict[str, Any], D: int, P: np.ndarray | None) -> dict[str, Any]:
-        """The ONNX-only cell attributes as fastlstm.LSTM keyword arguments."""
+        """The ONNX-only cell attributes as fastlstm.LSTM keyword arguments.
+
+        ``activation_alpha`` / ``activation_beta`` are read as ONNX Runtime
+        reads them (what the graph computes there): consumed in order by the
+        activations that take that parameter, values past those ignored, and
+        omitted ones ONNX Runtime's defaults (``_ORT_DEFAULTS``).  The layer
+        gets every value explicitly."""
         opts: dict[str, Any] = {}
         if P is not None and np.any(P):
             opts["peepholes"] = True
         if "clip" in attrs:
-            opts["clip"] = float(attrs["clip"])
+            clip = _decimal(attrs["clip"])
+            if not clip > 0:
+                raise self.fail(f"clip={clip}: the clip must be > 0")
+            opts["clip"] = clip
         if attrs.get("input_forget", 0):
             opts["input_forget"] = True
         acts = attrs.get("activations")
-        if acts is not None:
-            acts = [a.decode() if isinstance(a, bytes) else a for a in acts]
-            if len(acts) != 3 * D:
-                raise self.fail(f"activations: expected {3 * D} names, got {len(acts)}")
-            alpha = list(attrs.get("activation_alpha", []))
-            beta = list(attrs.get("activation_beta", []))
-            if [a.lower() for a in acts] != _DEFAULT_ACTIVATIONS * D or alpha or beta:
-                opts["activations"] = acts
-                if alpha:
-                    opts["activation_alpha"] = alpha
-                if beta:
-                    opts["activation_beta"] = beta
-        for key in opts:
-            kw = "activations" if key.startswith("activation") else key
-            if not lstm_accepts(kw):
+        if acts is None:  # Sigmoid, Tanh, Tanh: no alpha or beta is read
+            return opts
+        acts = [a.decode() if isinstance(a, bytes) else a for a in acts]
+        if len(acts) != 3 * D:
+            raise self.fail(
+                f"activations: expected {3 * D} names (f, g, h per direction), got {len(acts)}"
+            )
+        by_lower = {k.lower(): k for k in ACTIVATIONS}
+        names = []
+        for a in acts:
+            if a.lower() not in by_lower:
                 raise self.fail(
-                    f"{'P (peepholes)' if key == 'peepholes' else key}: needs "
-                    f"fastlstm.LSTM({kw}=...), which this build of fastlstm does not have"
+                    f"activations: {a!r} is not one of the LSTM activations fastlstm runs "
+                    f"({', '.join(ACTIVATIONS)})"
                 )
+            names.append(by_lower[a.lower()])
+        if [n.lower() for n in names] == _DEFAULT_ACTIVATIONS * D:
+            return opts
+        opts["activations"] = names
+        for key, slot in (("activation_alpha", 0), ("activation_beta", 1)):
+            given = [_decimal(v) for v in attrs.get(key, [])]
+            takers = [n for n in names if ACTIVATIONS[n][slot] is not None]
+            given = given[: len(takers)]
+            values = given + [_ORT_DEFAULTS[n][slot] for n in takers[len(given) :]]
+            if values:
+                opts[key] = values
         return opts
 
     # ---- the result -------------------------------------------------------------
@@ -1232,7 +1260,9 @@ def load(
         MatMul+Add or Gemm, the reducers from their masks, Dropout/Identity
         dropped).
 
-    A graph input that is ``sequence_lens`` is the ``lengths`` argument.
+    A graph input that is ``sequence_lens`` is the ``lengths`` argument (a
+    length of 0 gives zero outputs and zero final states for that sequence,
+    as ONNX Runtime does).
     :class:`InferenceSession` runs the graph with the returned module and
     gives the outputs in the graph's own names and layouts.  Anything
     outside what is read is a ValueError naming the node and its operator.

@@ -134,8 +134,12 @@ def to_torch(model: Converted) -> _torch.nn.Module:
     dt = getattr(torch, np.dtype(model.dtype).name)
     out: Any
     if isinstance(model, LSTM):
-        extra = [k for k in ("peepholes", "clip", "input_forget") if getattr(model, k, None)]
-        if getattr(model, "activations", None) is not None:
+        extra = [k for k in ("peepholes", "input_forget") if getattr(model, k)]
+        extra += ["clip"] if model.clip is not None else []
+        acts = model.activations
+        if acts is not None and [a.lower() for a in acts] != ["sigmoid", "tanh", "tanh"] * (
+            model.num_directions
+        ):  # Sigmoid, Tanh, Tanh given explicitly are torch's cell
             extra.append("activations")
         if extra:
             raise ValueError(f"model: torch.nn.LSTM has no {', '.join(extra)}")

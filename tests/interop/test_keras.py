@@ -20,10 +20,10 @@ TOL32 = dict(rtol=1e-5, atol=1e-6)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
 
 
-def randomize(model, rng):
+def randomize(model, rng, scale=0.7):
     for layer in model.layers:
         layer.set_weights(
-            [rng.uniform(-0.7, 0.7, w.shape).astype(w.dtype) for w in layer.get_weights()]
+            [rng.uniform(-scale, scale, w.shape).astype(w.dtype) for w in layer.get_weights()]
         )
     return model
 
@@ -116,14 +116,15 @@ def test_weights_file_with_config_or_a_matching_model(tmp_path, rng):
         (lambda: layers.LSTM(3, go_backwards=True), "go_backwards"),
         (lambda: layers.Bidirectional(layers.LSTM(3), merge_mode="sum"), "merge_mode"),
         (lambda: layers.GRU(3), "GRU"),
-        (lambda: layers.LSTM(3, return_sequences=True, activation="relu"), "activation"),
+        # no exact equivalent among ONNX's LSTM activations
+        (lambda: layers.LSTM(3, activation="selu", name="enc"), r"LSTM 'enc': activation='selu'"),
+        (
+            lambda: layers.LSTM(3, recurrent_activation="relu6", name="enc"),
+            r"LSTM 'enc': recurrent_activation='relu6'",
+        ),
     ],
 )
 def test_unsupported_layers_are_named(tmp_path, layer, match):
-    from fastlstm.interop.onnx_import import lstm_accepts
-
-    if match == "activation" and lstm_accepts("activations"):
-        pytest.skip("fastlstm.LSTM has the activations option: see the test below")
     model = keras.Sequential([keras.Input((None, 3)), layer()])
     model.save(tmp_path / "m.keras")
     with pytest.raises(ValueError, match=match):
@@ -139,33 +140,81 @@ def test_dense_activation_is_a_clear_error(tmp_path):
         fastlstm.keras.load(tmp_path / "m.keras")
 
 
-@pytest.mark.skipif(
-    not __import__("fastlstm.interop.onnx_import").interop.onnx_import.lstm_accepts("activations"),
-    reason="fastlstm.LSTM has no activations= option yet (kernel work)",
-)
+# Keras 3's activations that are an ONNX LSTM activation (lower case): exact
+# equivalents (hard_sigmoid is Keras 3's x/6 + 1/2, HardSigmoid(1/6, 1/2);
+# linear is Affine(1, 0); elu's alpha and leaky_relu's slope are Keras's)
+KERAS_ACTIVATIONS = {
+    "relu": "relu",
+    "hard_sigmoid": "hardsigmoid",
+    "linear": "affine",
+    "elu": "elu",
+    "softsign": "softsign",
+    "softplus": "softplus",
+    "leaky_relu": "leakyrelu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+}
+
+
 @pytest.mark.parametrize(
     "activation, recurrent_activation",
-    [("relu", "sigmoid"), ("tanh", "hard_sigmoid"), ("softsign", "sigmoid")],
+    [(a, "sigmoid") for a in KERAS_ACTIVATIONS if a != "tanh"]
+    + [("tanh", a) for a in KERAS_ACTIVATIONS if a != "sigmoid"]
+    + [("softsign", "hard_sigmoid"), ("elu", "linear")],
 )
-def test_other_activations_map_to_the_kernel_option(
+def test_other_activations_map_to_the_activations_option(
     tmp_path, rng, activation, recurrent_activation
 ):
+    """A unidirectional LSTM (all steps) and a Bidirectional one (last step)
+    with the activations, on random weights, against Keras.  With gates
+    that are not bounded by 1 (linear, elu, ...) c can grow geometrically
+    and carries the rounding of every step with it: weights in [-0.4, 0.4]
+    there keep the outputs O(1) (in [-0.7, 0.7], elu with linear gates
+    reached 37 and used 0.8 of the float32 tolerance)."""
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            layers.LSTM(
+                5,
+                activation=activation,
+                recurrent_activation=recurrent_activation,
+                return_sequences=True,
+            ),
+            layers.Bidirectional(
+                layers.LSTM(4, activation=activation, recurrent_activation=recurrent_activation)
+            ),
+        ]
+    )
+    bounded = recurrent_activation in ("sigmoid", "hard_sigmoid", "tanh", "softsign")
+    randomize(model, rng, scale=0.7 if bounded else 0.4)
+    model.save(tmp_path / "m.keras")
+    ours = fastlstm.keras.load(tmp_path / "m.keras")
+    for lstm, D in ((ours[0], 1), (ours[1], 2)):
+        names = [KERAS_ACTIVATIONS[recurrent_activation]] + [KERAS_ACTIVATIONS[activation]] * 2
+        assert [a.lower() for a in lstm.activations] == names * D
+    for T, B in ((6, 3), (1, 2)):
+        x = rng.standard_normal((B, T, 3)).astype(np.float32)
+        np.testing.assert_allclose(ours(x), keras_out(model, x), **TOL32)
+
+
+def test_keras_activations_through_onnx_export(tmp_path, rng):
+    """Keras -> fastlstm -> ONNX -> ONNX Runtime computes what Keras does
+    (the alpha / beta of hard_sigmoid and linear written out by export)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
     model = keras.Sequential(
         [
             keras.Input((None, 3)),
             layers.Bidirectional(
-                layers.LSTM(
-                    4,
-                    activation=activation,
-                    recurrent_activation=recurrent_activation,
-                    return_sequences=True,
-                )
+                layers.LSTM(4, activation="linear", recurrent_activation="hard_sigmoid")
             ),
+            layers.Dense(2),
         ]
     )
     randomize(model, rng)
     model.save(tmp_path / "m.keras")
-    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
-    np.testing.assert_allclose(
-        fastlstm.keras.load(tmp_path / "m.keras")(x), keras_out(model, x), rtol=1e-5, atol=1e-5
-    )
+    proto = fastlstm.onnx.export(fastlstm.keras.load(tmp_path / "m.keras"))
+    onnx.checker.check_model(proto, full_check=True)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((3, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], keras_out(model, x), **TOL32)

@@ -57,6 +57,24 @@ def test_lstm_runs_in_onnxruntime_as_in_fastlstm(
             np.testing.assert_allclose(a, b, **TOL32)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lengths_of_zero_run_in_onnxruntime_as_in_fastlstm(rng, bidirectional, batch_first):
+    """Sequences of length 0: zero outputs and final states in both."""
+    lstm = fastlstm.LSTM(
+        4, 5, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, seed=3
+    )
+    sess = session(fastlstm.onnx.export(lstm, lengths=True, initial_states=True))
+    for lens in ([0, 6, 3], [0, 0, 0]):
+        x, h0, c0, _ = lstm_inputs(rng, lstm, 6, 3)
+        lens = np.array(lens)
+        got = sess.run(None, {"x": x, "lengths": lens, "h0": h0, "c0": c0})
+        out, (h_n, c_n) = lstm(x, (h0, c0), lengths=lens)
+        assert not np.any(h_n[:, lens == 0]) and not np.any(c_n[:, lens == 0])
+        for a, b in zip(got, (out, h_n, c_n)):
+            np.testing.assert_allclose(a, b, **TOL32)
+
+
 def test_lstm_without_bias(rng):
     lstm = fastlstm.LSTM(3, 4, num_layers=2, bias=False, bidirectional=True, seed=2)
     x, *_ = lstm_inputs(rng, lstm, 5, 2)
@@ -213,32 +231,21 @@ def test_bad_arguments_are_named():
         fastlstm.onnx.export(fastlstm.Sequential(fastlstm.LSTM(2, 3), Custom()))
 
 
-def _kernel_option(kwarg):
-    from fastlstm.interop.onnx_import import lstm_accepts
-
-    return pytest.mark.skipif(
-        not lstm_accepts(kwarg), reason=f"fastlstm.LSTM has no {kwarg}= option yet (kernel work)"
-    )
-
-
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param({"clip": 0.6}, marks=_kernel_option("clip")),
-        pytest.param({"input_forget": True}, marks=_kernel_option("input_forget")),
-        pytest.param({"peepholes": True}, marks=_kernel_option("peepholes")),
-        pytest.param(
-            {
-                "activations": ["HardSigmoid", "Tanh", "Softsign"] * 2,
-                "activation_alpha": [0.2] * 2,
-                "activation_beta": [0.5] * 2,
-            },
-            marks=_kernel_option("activations"),
-        ),
+        {"clip": 0.6},
+        {"input_forget": True},
+        {"peepholes": True},
+        {
+            "activations": ["HardSigmoid", "Tanh", "Softsign"] * 2,
+            "activation_alpha": [0.2] * 2,
+            "activation_beta": [0.5] * 2,
+        },
     ],
     ids=["clip", "input_forget", "peepholes", "activations"],
 )
-def test_kernel_options_export_to_onnxruntime(rng, options):
+def test_cell_options_export_to_onnxruntime(rng, options):
     lstm = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=5, **options)
     if options.get("peepholes"):  # random, not the init's, so a wrong i/f/o order shows
         lstm.load_state_dict(
@@ -253,4 +260,4 @@ def test_kernel_options_export_to_onnxruntime(rng, options):
     )
     out, (h_n, c_n) = lstm(x, (h0, c0), lengths=lens)
     for a, b in zip(got, (out, h_n, c_n)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(a, b, **TOL32)

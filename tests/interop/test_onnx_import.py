@@ -9,8 +9,8 @@ that compute what ONNX Runtime (or torch, for its own exports) computes.
 * fastlstm.onnx.export's graphs read back.
 
 The ONNX-only cell options (peepholes, clip, input_forget, activations) are
-kernel options of fastlstm.LSTM: their tests are skipped until
-fastlstm.LSTM accepts the keyword argument.
+fastlstm.LSTM's; test_onnx_cell_options.py has them in every direction with
+every activation.
 """
 
 import io
@@ -20,19 +20,12 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm.interop.onnx_import import lstm_accepts
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 helper, TP = onnx.helper, onnx.TensorProto
 
 TOL32 = dict(rtol=1e-5, atol=1e-6)
-
-
-def needs_kernel_option(kwarg):
-    return pytest.mark.skipif(
-        not lstm_accepts(kwarg), reason=f"fastlstm.LSTM has no {kwarg}= option yet (kernel work)"
-    )
 
 
 def run_ort(model, feeds):
@@ -138,6 +131,27 @@ def test_lstm_node_matches_onnxruntime(rng, direction, sequence_lens, initial, b
             np.testing.assert_allclose(got, want, **TOL32)
 
 
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("initial", [False, True])
+def test_sequence_lens_with_zeros_match_onnxruntime(rng, direction, initial):
+    """A sequence of length 0: zero Y rows and zero Y_h, Y_c for it (also
+    with initial states), as ONNX Runtime gives."""
+    I, H, D = 3, 4, 2 if direction == "bidirectional" else 1
+    model = lstm_node_model(rng, I, H, direction, sequence_lens=True, initial=initial)
+    sess = fastlstm.onnx.InferenceSession(model)
+    for lens in ([0, 5, 2, 0], [0, 0, 0, 0], [5, 0, 1, 5]):
+        feeds = node_feeds(rng, 5, 4, I, H, D, True, initial)
+        feeds["sequence_lens"] = np.array(lens, np.int32)
+        got = sess.run(None, feeds)
+        want = run_ort(model, feeds)
+        zero = np.array(lens) == 0
+        assert not np.any(got[0][:, :, zero]) and not np.any(got[1][:, zero])
+        assert not np.any(got[2][:, zero])
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, **TOL32)
+
+
 @pytest.mark.parametrize("direction", ["forward", "bidirectional"])
 def test_layout_1_is_layout_0_transposed(rng, direction):
     """ONNX Runtime refuses layout=1 on CPU: the same weights in a layout-0
@@ -158,7 +172,6 @@ def test_layout_1_is_layout_0_transposed(rng, direction):
 # ---- the ONNX-only cell options (fastlstm.LSTM kernel options) ----------------------
 
 
-@needs_kernel_option("clip")
 @pytest.mark.parametrize("direction", ["forward", "bidirectional"])
 def test_clip_matches_onnxruntime(rng, direction):
     model = lstm_node_model(rng, 3, 4, direction, sequence_lens=True, clip=0.7)
@@ -170,7 +183,6 @@ def test_clip_matches_onnxruntime(rng, direction):
         np.testing.assert_allclose(got, want, **TOL32)
 
 
-@needs_kernel_option("input_forget")
 def test_input_forget_matches_onnxruntime(rng):
     model = lstm_node_model(rng, 3, 4, "bidirectional", input_forget=1, initial=True)
     feeds = node_feeds(rng, 6, 3, 3, 4, 2, False, True)
@@ -180,7 +192,6 @@ def test_input_forget_matches_onnxruntime(rng):
         np.testing.assert_allclose(got, want, **TOL32)
 
 
-@needs_kernel_option("peepholes")
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 def test_peepholes_match_onnxruntime(rng, direction):
     model = lstm_node_model(rng, 3, 4, direction, peepholes=True, sequence_lens=True, initial=True)
@@ -193,7 +204,6 @@ def test_peepholes_match_onnxruntime(rng, direction):
         np.testing.assert_allclose(got, want, **TOL32)
 
 
-@needs_kernel_option("activations")
 @pytest.mark.parametrize(
     "activations, alpha, beta",
     [
@@ -214,14 +224,22 @@ def test_activations_match_onnxruntime(rng, activations, alpha, beta):
     for got, want in zip(
         fastlstm.onnx.InferenceSession(model).run(None, feeds), run_ort(model, feeds)
     ):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, want, **TOL32)
 
 
-def test_options_without_the_kernel_are_a_clear_error(rng):
-    if lstm_accepts("clip"):
-        pytest.skip("fastlstm.LSTM has the clip option")
-    model = lstm_node_model(rng, clip=1.0)
-    with pytest.raises(ValueError, match=r"the_lstm.*LSTM.*clip"):
+@pytest.mark.parametrize(
+    "attrs, match",
+    [
+        ({"activations": ["Sigmoid", "Gelu", "Tanh"]}, r"activations: 'Gelu'"),
+        ({"activations": ["Sigmoid", "Tanh"]}, r"activations: expected 3 names"),
+        ({"clip": -1.0}, r"clip=-1.0"),
+    ],
+)
+def test_cell_attributes_fastlstm_cannot_run_are_a_clear_error(rng, attrs, match):
+    model = lstm_node_model(rng)
+    node = model.graph.node[0]
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+    with pytest.raises(ValueError, match=r"node 'the_lstm' \(LSTM\): " + match):
         fastlstm.onnx.load(model)
 
 
@@ -237,15 +255,10 @@ def _onnx_cases():
 
 
 ONNX_CASES = _onnx_cases()
-# the options each case needs from fastlstm.LSTM
-_CASE_NEEDS = {"test_lstm_with_peepholes": "peepholes"}
 
 
 @pytest.mark.parametrize("case", ONNX_CASES, ids=[c.name for c in ONNX_CASES])
 def test_onnx_backend_lstm_cases(case):
-    need = _CASE_NEEDS.get(case.name)
-    if need and not lstm_accepts(need):
-        pytest.skip(f"fastlstm.LSTM has no {need}= option yet (kernel work)")
     assert len(ONNX_CASES) >= 6
     inputs, outputs = case.data_sets[0]
     feeds = dict(zip([i.name for i in case.model.graph.input], inputs))

@@ -135,3 +135,27 @@ def test_unsupported_modules_and_dtypes_are_named(torch):
         fastlstm.from_torch(nn.Embedding(4, 2, max_norm=1.0))
     with pytest.raises(TypeError, match="LastStep"):
         fastlstm.to_torch(fastlstm.Sequential(fastlstm.LSTM(2, 3), fastlstm.LastStep()))
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"peepholes": True}, "peepholes"),
+        ({"clip": 1.0}, "clip"),
+        ({"input_forget": True}, "input_forget"),
+        ({"activations": ["HardSigmoid", "Tanh", "Tanh"]}, "activations"),
+        ({"peepholes": True, "clip": 2.0}, "peepholes, clip"),
+    ],
+)
+def test_cell_options_have_no_torch_equivalent(torch, options, match):
+    with pytest.raises(ValueError, match=f"torch.nn.LSTM has no {match}"):
+        fastlstm.to_torch(fastlstm.LSTM(2, 3, **options))
+
+
+def test_default_activations_given_explicitly_are_torchs_cell(torch, rng):
+    lstm = fastlstm.LSTM(2, 3, bidirectional=True, activations=["sigmoid", "Tanh", "TANH"] * 2)
+    module = fastlstm.to_torch(lstm).eval()
+    x = rng.standard_normal((4, 2, 2)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x))[0]
+    np.testing.assert_allclose(lstm(x)[0], tnp(want), **TOLERANCES["torch"][np.dtype(np.float32)])
