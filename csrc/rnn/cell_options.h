@@ -313,21 +313,24 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
 #define OPT_CHUNK 64
 
 /* The backward's combining loop over one chunk of n units, with the
- * peepholes and input_forget as constants (inlined per combination).
+ * peepholes, input_forget and whether there is no clip as constants
+ * (inlined per combination: a flag tested per element keeps gcc from
+ * vectorizing the loop).
  * s: i, i', f, f', g, g', o, o', Hc(c), Hc'(c) (OPT_CHUNK each). */
 static inline __attribute__((always_inline)) void
     FL_FN(opt_bwd_loop)(size_t n, size_t H, const REAL *restrict dyr, const REAL *restrict dcr,
                         const REAL *restrict cp, REAL *restrict gr, REAL *restrict dgr,
-                        REAL *restrict dcs, REAL (*restrict s)[OPT_CHUNK], REAL lo, REAL hi,
-                        int noclip, const REAL *restrict pp, const int peep, const int coupled)
+                        REAL *restrict dcs, const REAL *restrict s, REAL lo, REAL hi,
+                        const REAL *restrict pp, const int peep, const int coupled,
+                        const int noclip)
 {
     FL_SIMD
     for (size_t u = 0; u < n; u++) {
         const REAL dr = dyr[u] + dcr[u];
         const REAL zi = gr[u], zf = gr[H + u], zg = gr[2 * H + u], zo = gr[3 * H + u];
-        const REAL i = s[0][u], g = s[4][u], o = s[6][u], hc = s[8][u];
-        const REAL dzo = OPT_PASSES(zo, lo, hi, noclip) ? dr * hc * s[7][u] : 0;
-        REAL dc = dcs[u] + dr * o * s[9][u];
+        const REAL i = s[u], g = s[4 * OPT_CHUNK + u], o = s[6 * OPT_CHUNK + u], hc = s[8 * OPT_CHUNK + u];
+        const REAL dzo = OPT_PASSES(zo, lo, hi, noclip) ? dr * hc * s[7 * OPT_CHUNK + u] : 0;
+        REAL dc = dcs[u] + dr * o * s[9 * OPT_CHUNK + u];
         if (peep)
             dc += dzo * pp[2 * H + u];
         REAL di = dc * g, dzf = 0, f;
@@ -336,11 +339,11 @@ static inline __attribute__((always_inline)) void
             di -= df;
             f = 1 - i;
         } else {
-            f = s[2][u];
-            dzf = OPT_PASSES(zf, lo, hi, noclip) ? df * s[3][u] : 0;
+            f = s[2 * OPT_CHUNK + u];
+            dzf = OPT_PASSES(zf, lo, hi, noclip) ? df * s[3 * OPT_CHUNK + u] : 0;
         }
-        const REAL dzi = OPT_PASSES(zi, lo, hi, noclip) ? di * s[1][u] : 0;
-        const REAL dzg = OPT_PASSES(zg, lo, hi, noclip) ? dc * i * s[5][u] : 0;
+        const REAL dzi = OPT_PASSES(zi, lo, hi, noclip) ? di * s[OPT_CHUNK + u] : 0;
+        const REAL dzg = OPT_PASSES(zg, lo, hi, noclip) ? dc * i * s[5 * OPT_CHUNK + u] : 0;
         REAL dcprev = dc * f;
         if (peep)
             dcprev += dzi * pp[u] + dzf * pp[H + u];
@@ -380,21 +383,20 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
         OPT_GRADB(op, 0, lo, hi, g + 3 * H, s[6], s[7], m);
         OPT_GRADB(op, 2, -(REAL)INFINITY, (REAL)INFINITY, cr + u, s[8], s[9], m);
         const REAL *p = pp ? pp + u : NULL;
-        if (p) {
-            if (coupled)
-                FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s, lo,
-                                    hi, noclip, p, 1, 1);
-            else
-                FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s, lo,
-                                    hi, noclip, p, 1, 0);
-        } else {
-            if (coupled)
-                FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s, lo,
-                                    hi, noclip, p, 0, 1);
-            else
-                FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s, lo,
-                                    hi, noclip, p, 0, 0);
+#define OPT_BWD(peep, coupled, noclip)                                                       \
+    FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s[0], lo, hi, p, \
+                        peep, coupled, noclip)
+        switch ((p ? 4 : 0) + (coupled ? 2 : 0) + (noclip ? 1 : 0)) {
+        case 0: OPT_BWD(0, 0, 0); break;
+        case 1: OPT_BWD(0, 0, 1); break;
+        case 2: OPT_BWD(0, 1, 0); break;
+        case 3: OPT_BWD(0, 1, 1); break;
+        case 4: OPT_BWD(1, 0, 0); break;
+        case 5: OPT_BWD(1, 0, 1); break;
+        case 6: OPT_BWD(1, 1, 0); break;
+        default: OPT_BWD(1, 1, 1); break;
         }
+#undef OPT_BWD
     }
 }
 
