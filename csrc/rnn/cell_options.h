@@ -17,9 +17,13 @@
  * Unlike cell_lstm.h, training keeps the pre-activations zi, zf, zg, zo
  * (before clipping) in `gates`: a general activation's derivative and
  * whether clip clamped both need the pre-activation, and backward
- * recomputes the activations from it.  One scalar loop with a switch per
- * activation: slower than cell_lstm.h's vector loops, which the plain LSTM
- * keeps to itself.
+ * recomputes the activations from it.  The elementwise work is vector
+ * loops as in cell_lstm.h: per gate block one switch picks the
+ * activation's loop (sigmoid and tanh are cell_lstm.h's SIGMOID and TANH),
+ * clip is a clamp inside it, and the peepholes, input_forget and (backward)
+ * whether there is a clip are constants of inlined loop variants.  Only
+ * Softplus (libm's log1p) and, for double, the libm-based activations stay
+ * scalar.
  *
  * Included by engine.h once per dtype, with REAL, FL_FN, SIGMOID, TANH,
  * BWD_ARGS and DT defined.
@@ -103,16 +107,16 @@ static inline double fl_opt_exp_neg_d(double x) { return exp(x); }
 #define OPT_CLAMP(z, lo, hi) ((z) < (lo) ? (lo) : (z) > (hi) ? (hi) : (z))
 
 /* y = act(clamp(z)) of n units (y may be z). */
-static void FL_FN(opt_act_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, const REAL *z,
-                                 REAL *y, size_t n)
+static void FL_FN(opt_act_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, const REAL *z, REAL *y,
+                                 size_t n)
 {
-#define OPT_LOOP(expr)                                  \
-    do {                                                \
-        FL_SIMD                                         \
-        for (size_t k = 0; k < n; k++) {                \
-            const REAL x = OPT_CLAMP(z[k], lo, hi);     \
-            y[k] = (expr);                              \
-        }                                               \
+#define OPT_LOOP(expr)                              \
+    do {                                            \
+        FL_SIMD                                     \
+        for (size_t k = 0; k < n; k++) {            \
+            const REAL x = OPT_CLAMP(z[k], lo, hi); \
+            y[k] = (expr);                          \
+        }                                           \
     } while (0)
     switch (kind) {
     case FL_ACT_SIGMOID:
@@ -158,13 +162,13 @@ static void FL_FN(opt_act_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, con
 static void FL_FN(opt_grad_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, const REAL *z,
                                   REAL *restrict y, REAL *restrict d, size_t n)
 {
-#define OPT_LOOP(...)                                   \
-    do {                                                \
-        FL_SIMD                                         \
-        for (size_t k = 0; k < n; k++) {                \
-            const REAL x = OPT_CLAMP(z[k], lo, hi);     \
-            __VA_ARGS__                                 \
-        }                                               \
+#define OPT_LOOP(...)                               \
+    do {                                            \
+        FL_SIMD                                     \
+        for (size_t k = 0; k < n; k++) {            \
+            const REAL x = OPT_CLAMP(z[k], lo, hi); \
+            __VA_ARGS__                             \
+        }                                           \
     } while (0)
     switch (kind) {
     case FL_ACT_SIGMOID:
@@ -193,8 +197,7 @@ static void FL_FN(opt_grad_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, co
         OPT_LOOP(const REAL t = TANH(b * x); y[k] = a * t; d[k] = a * b * (1 - t * t););
         break;
     case FL_ACT_ELU:
-        OPT_LOOP(const REAL xn = x > 0 ? (REAL)0 : x;
-                 y[k] = x >= 0 ? x : a * OPT_EXPM1_NEG(xn);
+        OPT_LOOP(const REAL xn = x > 0 ? (REAL)0 : x; y[k] = x >= 0 ? x : a * OPT_EXPM1_NEG(xn);
                  d[k] = x >= 0 ? (REAL)1 : a * OPT_EXP_NEG(xn););
         break;
     case FL_ACT_SOFTSIGN:
@@ -224,11 +227,10 @@ static void FL_FN(opt_grad_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, co
 /* The forward's elementwise loops with the peepholes (pp, else NULL) and
  * input_forget as constants (inlined per combination: no test per element).
  * acc: the group layout (U columns per gate, nu used). */
-static inline __attribute__((always_inline)) void
-    FL_FN(opt_fwd_loops)(size_t nu, size_t U, size_t H, REAL *restrict acc,
-                         const REAL *restrict bias, REAL *restrict gr, REAL *restrict cs,
-                         REAL *restrict rout, REAL *restrict yout, const OPTS *op,
-                         const REAL *restrict pp, const int peep, const int coupled)
+static inline __attribute__((always_inline)) void FL_FN(opt_fwd_loops)(
+    size_t nu, size_t U, size_t H, REAL *restrict acc, const REAL *restrict bias, REAL *restrict gr,
+    REAL *restrict cs, REAL *restrict rout, REAL *restrict yout, const OPTS *op,
+    const REAL *restrict pp, const int peep, const int coupled)
 {
     const REAL lo = op->clip > 0 ? -op->clip : -(REAL)INFINITY;
     const REAL hi = op->clip > 0 ? op->clip : (REAL)INFINITY;
@@ -317,18 +319,17 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
  * (inlined per combination: a flag tested per element keeps gcc from
  * vectorizing the loop).
  * s: i, i', f, f', g, g', o, o', Hc(c), Hc'(c) (OPT_CHUNK each). */
-static inline __attribute__((always_inline)) void
-    FL_FN(opt_bwd_loop)(size_t n, size_t H, const REAL *restrict dyr, const REAL *restrict dcr,
-                        const REAL *restrict cp, REAL *restrict gr, REAL *restrict dgr,
-                        REAL *restrict dcs, const REAL *restrict s, REAL lo, REAL hi,
-                        const REAL *restrict pp, const int peep, const int coupled,
-                        const int noclip)
+static inline __attribute__((always_inline)) void FL_FN(opt_bwd_loop)(
+    size_t n, size_t H, const REAL *restrict dyr, const REAL *restrict dcr, const REAL *restrict cp,
+    REAL *restrict gr, REAL *restrict dgr, REAL *restrict dcs, const REAL *restrict s, REAL lo,
+    REAL hi, const REAL *restrict pp, const int peep, const int coupled, const int noclip)
 {
     FL_SIMD
     for (size_t u = 0; u < n; u++) {
         const REAL dr = dyr[u] + dcr[u];
         const REAL zi = gr[u], zf = gr[H + u], zg = gr[2 * H + u], zo = gr[3 * H + u];
-        const REAL i = s[u], g = s[4 * OPT_CHUNK + u], o = s[6 * OPT_CHUNK + u], hc = s[8 * OPT_CHUNK + u];
+        const REAL i = s[u], g = s[4 * OPT_CHUNK + u], o = s[6 * OPT_CHUNK + u],
+                   hc = s[8 * OPT_CHUNK + u];
         const REAL dzo = OPT_PASSES(zo, lo, hi, noclip) ? dr * hc * s[7 * OPT_CHUNK + u] : 0;
         REAL dc = dcs[u] + dr * o * s[9 * OPT_CHUNK + u];
         if (peep)
@@ -383,18 +384,34 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
         OPT_GRADB(op, 0, lo, hi, g + 3 * H, s[6], s[7], m);
         OPT_GRADB(op, 2, -(REAL)INFINITY, (REAL)INFINITY, cr + u, s[8], s[9], m);
         const REAL *p = pp ? pp + u : NULL;
-#define OPT_BWD(peep, coupled, noclip)                                                       \
+#define OPT_BWD(peep, coupled, noclip)                                                        \
     FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s[0], lo, hi, p, \
                         peep, coupled, noclip)
         switch ((p ? 4 : 0) + (coupled ? 2 : 0) + (noclip ? 1 : 0)) {
-        case 0: OPT_BWD(0, 0, 0); break;
-        case 1: OPT_BWD(0, 0, 1); break;
-        case 2: OPT_BWD(0, 1, 0); break;
-        case 3: OPT_BWD(0, 1, 1); break;
-        case 4: OPT_BWD(1, 0, 0); break;
-        case 5: OPT_BWD(1, 0, 1); break;
-        case 6: OPT_BWD(1, 1, 0); break;
-        default: OPT_BWD(1, 1, 1); break;
+        case 0:
+            OPT_BWD(0, 0, 0);
+            break;
+        case 1:
+            OPT_BWD(0, 0, 1);
+            break;
+        case 2:
+            OPT_BWD(0, 1, 0);
+            break;
+        case 3:
+            OPT_BWD(0, 1, 1);
+            break;
+        case 4:
+            OPT_BWD(1, 0, 0);
+            break;
+        case 5:
+            OPT_BWD(1, 0, 1);
+            break;
+        case 6:
+            OPT_BWD(1, 1, 0);
+            break;
+        default:
+            OPT_BWD(1, 1, 1);
+            break;
         }
 #undef OPT_BWD
     }
