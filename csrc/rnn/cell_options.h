@@ -17,9 +17,13 @@
  * Unlike cell_lstm.h, training keeps the pre-activations zi, zf, zg, zo
  * (before clipping) in `gates`: a general activation's derivative and
  * whether clip clamped both need the pre-activation, and backward
- * recomputes the activations from it.  One scalar loop with a switch per
- * activation: slower than cell_lstm.h's vector loops, which the plain LSTM
- * keeps to itself.
+ * recomputes the activations from it.  The elementwise work is vector
+ * loops as in cell_lstm.h: per gate block one switch picks the
+ * activation's loop (sigmoid and tanh are cell_lstm.h's SIGMOID and TANH),
+ * clip is a clamp inside it, and the peepholes, input_forget and (backward)
+ * whether there is a clip are constants of inlined loop variants.  Only
+ * Softplus (libm's log1p) and, for double, the libm-based activations stay
+ * scalar.
  *
  * Included by engine.h once per dtype, with REAL, FL_FN, SIGMOID, TANH,
  * BWD_ARGS and DT defined.
@@ -67,42 +71,6 @@ static inline REAL FL_FN(opt_act)(int kind, REAL a, REAL b, REAL x)
     }
 }
 
-/* d act / dx at x, given y = act(x) (sigmoid's and tanh's come from y);
- * at a kink, the side the definition puts x on. */
-static inline REAL FL_FN(opt_act_grad)(int kind, REAL a, REAL b, REAL x, REAL y)
-{
-    switch (kind) {
-    case FL_ACT_SIGMOID:
-        return y * (1 - y);
-    case FL_ACT_TANH:
-        return 1 - y * y;
-    case FL_ACT_RELU:
-        return x > 0 ? (REAL)1 : (REAL)0;
-    case FL_ACT_HARD_SIGMOID: {
-        const REAL v = a * x + b;
-        return v > 0 && v < 1 ? a : (REAL)0;
-    }
-    case FL_ACT_AFFINE:
-        return a;
-    case FL_ACT_LEAKY_RELU:
-        return x >= 0 ? (REAL)1 : a;
-    case FL_ACT_THRESHOLDED_RELU:
-        return x > a ? (REAL)1 : (REAL)0;
-    case FL_ACT_SCALED_TANH: {
-        const REAL t = TANH(b * x);
-        return a * b * (1 - t * t);
-    }
-    case FL_ACT_ELU:
-        return x >= 0 ? (REAL)1 : a * OPT_EXP(x);
-    case FL_ACT_SOFTSIGN: {
-        const REAL d = 1 + (x < 0 ? -x : x);
-        return 1 / (d * d);
-    }
-    default: /* FL_ACT_SOFTPLUS */
-        return SIGMOID(x);
-    }
-}
-
 /* clip(z) (clip == 0: z itself); NaN passes through. */
 static inline REAL FL_FN(opt_clip)(REAL z, REAL clip)
 {
@@ -113,21 +81,215 @@ static inline REAL FL_FN(opt_clip)(REAL z, REAL clip)
     return z;
 }
 
-/* Whether clip(z)'s gradient passes: z within [-clip, clip], or no clip. */
-static inline int FL_FN(opt_passes)(REAL z, REAL clip)
+/* The vector loops.  Per gate block, one switch on the activation picks a
+ * loop under FL_SIMD, so each activation's loop vectorizes on its own (a
+ * switch per element keeps the compiler from vectorizing any of them).
+ * lo, hi bound the clamp of clip: -clip, clip, or -inf, inf without clip
+ * (clamping to them is the identity, NaN included). */
+#ifndef FL_CELL_OPTIONS_ONCE
+#define FL_CELL_OPTIONS_ONCE
+/* expm1(x) and exp(x) for x <= 0 (NaN passes): float from activations.h's
+ * vectorizable exp, double from libm */
+static inline float fl_opt_expm1_neg_s(float x)
 {
-    return !(clip > 0) || (z >= -clip && z <= clip);
+    return fl_expm1_clamped_s(x < -87.0f ? -87.0f : x);
+}
+static inline double fl_opt_expm1_neg_d(double x) { return expm1(x); }
+static inline float fl_opt_exp_neg_s(float x)
+{
+    /* below -87 exp(x) is under FLT_MIN: 0, as for the sigmoid */
+    return x < -87.0f ? 0.0f : fl_exp_clamped_s(x);
+}
+static inline double fl_opt_exp_neg_d(double x) { return exp(x); }
+#endif
+#define OPT_EXPM1_NEG FL_GEMMX(fl_opt_expm1_neg, S)
+#define OPT_EXP_NEG FL_GEMMX(fl_opt_exp_neg, S)
+#define OPT_CLAMP(z, lo, hi) ((z) < (lo) ? (lo) : (z) > (hi) ? (hi) : (z))
+
+/* y = act(clamp(z)) of n units (y may be z). */
+static void FL_FN(opt_act_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, const REAL *z, REAL *y,
+                                 size_t n)
+{
+#define OPT_LOOP(expr)                              \
+    do {                                            \
+        FL_SIMD                                     \
+        for (size_t k = 0; k < n; k++) {            \
+            const REAL x = OPT_CLAMP(z[k], lo, hi); \
+            y[k] = (expr);                          \
+        }                                           \
+    } while (0)
+    switch (kind) {
+    case FL_ACT_SIGMOID:
+        OPT_LOOP(SIGMOID(x));
+        break;
+    case FL_ACT_TANH:
+        OPT_LOOP(TANH(x));
+        break;
+    case FL_ACT_RELU:
+        OPT_LOOP(x > 0 ? x : (REAL)0);
+        break;
+    case FL_ACT_HARD_SIGMOID:
+        OPT_LOOP(OPT_CLAMP(a * x + b, (REAL)0, (REAL)1));
+        break;
+    case FL_ACT_AFFINE:
+        OPT_LOOP(a * x + b);
+        break;
+    case FL_ACT_LEAKY_RELU:
+        OPT_LOOP(x >= 0 ? x : a * x);
+        break;
+    case FL_ACT_THRESHOLDED_RELU:
+        OPT_LOOP(x > a ? x : (REAL)0);
+        break;
+    case FL_ACT_SCALED_TANH:
+        OPT_LOOP(a * TANH(b * x));
+        break;
+    case FL_ACT_ELU:
+        OPT_LOOP(x >= 0 ? x : a * OPT_EXPM1_NEG(x > 0 ? (REAL)0 : x));
+        break;
+    case FL_ACT_SOFTSIGN:
+        OPT_LOOP(x / (1 + (x < 0 ? -x : x)));
+        break;
+    default: /* FL_ACT_SOFTPLUS: libm's log1p and exp, scalar */
+        for (size_t k = 0; k < n; k++)
+            y[k] = FL_FN(opt_act)(FL_ACT_SOFTPLUS, a, b, OPT_CLAMP(z[k], lo, hi));
+        break;
+    }
+#undef OPT_LOOP
 }
 
-/* F, G or Hc (k = 0, 1, 2) of the options at x, and its derivative. */
-#define OPT_ACT(op, k, x) FL_FN(opt_act)((op)->act[k], (op)->alpha[k], (op)->beta[k], x)
-#define OPT_GRAD(op, k, x, y) FL_FN(opt_act_grad)((op)->act[k], (op)->alpha[k], (op)->beta[k], x, y)
+/* y = act(clamp(z)) and d = act'(clamp(z)) of n units; at a kink, the side
+ * the definition puts x on (whether clip's gradient passes is the caller's). */
+static void FL_FN(opt_grad_block)(int kind, REAL a, REAL b, REAL lo, REAL hi, const REAL *z,
+                                  REAL *restrict y, REAL *restrict d, size_t n)
+{
+#define OPT_LOOP(...)                               \
+    do {                                            \
+        FL_SIMD                                     \
+        for (size_t k = 0; k < n; k++) {            \
+            const REAL x = OPT_CLAMP(z[k], lo, hi); \
+            __VA_ARGS__                             \
+        }                                           \
+    } while (0)
+    switch (kind) {
+    case FL_ACT_SIGMOID:
+        OPT_LOOP(const REAL s = SIGMOID(x); y[k] = s; d[k] = s * (1 - s););
+        break;
+    case FL_ACT_TANH:
+        OPT_LOOP(const REAL t = TANH(x); y[k] = t; d[k] = 1 - t * t;);
+        break;
+    case FL_ACT_RELU:
+        OPT_LOOP(y[k] = x > 0 ? x : (REAL)0; d[k] = x > 0 ? (REAL)1 : (REAL)0;);
+        break;
+    case FL_ACT_HARD_SIGMOID:
+        OPT_LOOP(const REAL v = a * x + b; y[k] = OPT_CLAMP(v, (REAL)0, (REAL)1);
+                 d[k] = v > 0 && v < 1 ? a : (REAL)0;);
+        break;
+    case FL_ACT_AFFINE:
+        OPT_LOOP(y[k] = a * x + b; d[k] = a;);
+        break;
+    case FL_ACT_LEAKY_RELU:
+        OPT_LOOP(y[k] = x >= 0 ? x : a * x; d[k] = x >= 0 ? (REAL)1 : a;);
+        break;
+    case FL_ACT_THRESHOLDED_RELU:
+        OPT_LOOP(y[k] = x > a ? x : (REAL)0; d[k] = x > a ? (REAL)1 : (REAL)0;);
+        break;
+    case FL_ACT_SCALED_TANH:
+        OPT_LOOP(const REAL t = TANH(b * x); y[k] = a * t; d[k] = a * b * (1 - t * t););
+        break;
+    case FL_ACT_ELU:
+        OPT_LOOP(const REAL xn = x > 0 ? (REAL)0 : x; y[k] = x >= 0 ? x : a * OPT_EXPM1_NEG(xn);
+                 d[k] = x >= 0 ? (REAL)1 : a * OPT_EXP_NEG(xn););
+        break;
+    case FL_ACT_SOFTSIGN:
+        OPT_LOOP(const REAL e = 1 + (x < 0 ? -x : x); y[k] = x / e; d[k] = 1 / (e * e););
+        break;
+    default: /* FL_ACT_SOFTPLUS: libm's log1p and exp, scalar; its derivative is the sigmoid */
+        for (size_t k = 0; k < n; k++) {
+            const REAL x = OPT_CLAMP(z[k], lo, hi);
+            y[k] = FL_FN(opt_act)(FL_ACT_SOFTPLUS, a, b, x);
+        }
+        OPT_LOOP(d[k] = SIGMOID(x););
+        break;
+    }
+#undef OPT_LOOP
+}
+
+/* Whether clip(z)'s gradient passes: z within [lo, hi], or no clip (then
+ * NaN passes too). */
+#define OPT_PASSES(z, lo, hi, noclip) ((noclip) || ((z) >= (lo) && (z) <= (hi)))
+
+/* F, G or Hc (k = 0, 1, 2) of the options, clamped to [lo, hi], as blocks. */
+#define OPT_ACTB(op, k, lo, hi, z, y, n) \
+    FL_FN(opt_act_block)((op)->act[k], (op)->alpha[k], (op)->beta[k], lo, hi, z, y, n)
+#define OPT_GRADB(op, k, lo, hi, z, y, d, n) \
+    FL_FN(opt_grad_block)((op)->act[k], (op)->alpha[k], (op)->beta[k], lo, hi, z, y, d, n)
+
+/* The forward's elementwise loops with the peepholes (pp, else NULL) and
+ * input_forget as constants (inlined per combination: no test per element).
+ * acc: the group layout (U columns per gate, nu used). */
+static inline __attribute__((always_inline)) void FL_FN(opt_fwd_loops)(
+    size_t nu, size_t U, size_t H, REAL *restrict acc, const REAL *restrict bias, REAL *restrict gr,
+    REAL *restrict cs, REAL *restrict rout, REAL *restrict yout, const OPTS *op,
+    const REAL *restrict pp, const int peep, const int coupled)
+{
+    const REAL lo = op->clip > 0 ? -op->clip : -(REAL)INFINITY;
+    const REAL hi = op->clip > 0 ? op->clip : (REAL)INFINITY;
+    REAL *ai = acc, *af = acc + U, *ag = acc + 2 * U, *ao = acc + 3 * U;
+    /* the pre-activations zi, zf, zg */
+    FL_SIMD
+    for (size_t k = 0; k < nu; k++) {
+        REAL zi = ai[k] + bias[k], zf = af[k] + bias[U + k];
+        if (peep) {
+            zi += pp[k] * cs[k];
+            zf += pp[H + k] * cs[k];
+        }
+        ai[k] = zi;
+        af[k] = zf;
+        ag[k] = ag[k] + bias[2 * U + k];
+    }
+    if (gr)
+        for (size_t q = 0; q < 3; q++)
+            memcpy(gr + q * H, acc + q * U, nu * sizeof(REAL));
+    OPT_ACTB(op, 0, lo, hi, ai, ai, nu);
+    if (!coupled)
+        OPT_ACTB(op, 0, lo, hi, af, af, nu);
+    OPT_ACTB(op, 1, lo, hi, ag, ag, nu);
+    /* c_t, and zo */
+    FL_SIMD
+    for (size_t k = 0; k < nu; k++) {
+        const REAL f = coupled ? 1 - ai[k] : af[k];
+        const REAL c = f * cs[k] + ai[k] * ag[k];
+        REAL zo = ao[k] + bias[3 * U + k];
+        if (peep)
+            zo += pp[2 * H + k] * c;
+        cs[k] = c;
+        ao[k] = zo;
+    }
+    if (gr)
+        memcpy(gr + 3 * H, ao, nu * sizeof(REAL));
+    OPT_ACTB(op, 0, lo, hi, ao, ao, nu);
+    /* Hc(c_t) in the block of f, no longer needed; r_t = o Hc(c_t) */
+    OPT_ACTB(op, 2, -(REAL)INFINITY, (REAL)INFINITY, cs, af, nu);
+    if (yout) {
+        FL_SIMD
+        for (size_t k = 0; k < nu; k++) {
+            const REAL r = ao[k] * af[k];
+            rout[k] = r;
+            yout[k] = r;
+        }
+    } else {
+        FL_SIMD
+        for (size_t k = 0; k < nu; k++)
+            rout[k] = ao[k] * af[k];
+    }
+}
 
 /* The gate loop of one batch row over nu units (cell_lstm.h's
  * gate_forward, with the options): acc holds the product in group layout
- * (U columns per gate), bias the bias in the same layout; cs holds c_{t-1}
- * and gets c_t; r_t goes to rout and, when yout is not NULL, to yout; with gr
- * (training), the pre-activations zi, zf, zg, zo to gr in the 4H layout. */
+ * (U columns per gate), bias the bias in the same layout, and acc is
+ * scratch; cs holds c_{t-1} and gets c_t; r_t goes to rout and, when yout
+ * is not NULL, to yout; with gr (training), the pre-activations zi, zf, zg,
+ * zo to gr in the 4H layout. */
 static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict acc,
                                 const REAL *restrict bias, REAL *restrict gr, REAL *restrict cs,
                                 REAL *restrict rout, REAL *restrict yout, const void *opts,
@@ -135,33 +297,62 @@ static void FL_FN(gate_forward)(size_t nu, size_t U, size_t H, REAL *restrict ac
 {
     const OPTS *op = opts;
     const REAL *pp = op->peephole ? op->peephole + u0 : NULL; /* p_i at pp, p_f at pp + H, p_o */
-    const REAL clip = op->clip;
-    for (size_t k = 0; k < nu; k++) {
-        const REAL cprev = cs[k];
-        REAL zi = acc[k] + bias[k], zf = acc[U + k] + bias[U + k];
-        const REAL zg = acc[2 * U + k] + bias[2 * U + k];
-        if (pp) {
-            zi += pp[k] * cprev;
-            zf += pp[H + k] * cprev;
+    if (pp) {
+        if (op->input_forget)
+            FL_FN(opt_fwd_loops)(nu, U, H, acc, bias, gr, cs, rout, yout, op, pp, 1, 1);
+        else
+            FL_FN(opt_fwd_loops)(nu, U, H, acc, bias, gr, cs, rout, yout, op, pp, 1, 0);
+    } else {
+        if (op->input_forget)
+            FL_FN(opt_fwd_loops)(nu, U, H, acc, bias, gr, cs, rout, yout, op, pp, 0, 1);
+        else
+            FL_FN(opt_fwd_loops)(nu, U, H, acc, bias, gr, cs, rout, yout, op, pp, 0, 0);
+    }
+}
+
+/* The backward works on chunks of this many units, with its activations
+ * and derivatives in arrays on the stack. */
+#define OPT_CHUNK 64
+
+/* The backward's combining loop over one chunk of n units, with the
+ * peepholes, input_forget and whether there is no clip as constants
+ * (inlined per combination: a flag tested per element keeps gcc from
+ * vectorizing the loop).
+ * s: i, i', f, f', g, g', o, o', Hc(c), Hc'(c) (OPT_CHUNK each). */
+static inline __attribute__((always_inline)) void FL_FN(opt_bwd_loop)(
+    size_t n, size_t H, const REAL *restrict dyr, const REAL *restrict dcr, const REAL *restrict cp,
+    REAL *restrict gr, REAL *restrict dgr, REAL *restrict dcs, const REAL *restrict s, REAL lo,
+    REAL hi, const REAL *restrict pp, const int peep, const int coupled, const int noclip)
+{
+    FL_SIMD
+    for (size_t u = 0; u < n; u++) {
+        const REAL dr = dyr[u] + dcr[u];
+        const REAL zi = gr[u], zf = gr[H + u], zg = gr[2 * H + u], zo = gr[3 * H + u];
+        const REAL i = s[u], g = s[4 * OPT_CHUNK + u], o = s[6 * OPT_CHUNK + u],
+                   hc = s[8 * OPT_CHUNK + u];
+        const REAL dzo = OPT_PASSES(zo, lo, hi, noclip) ? dr * hc * s[7 * OPT_CHUNK + u] : 0;
+        REAL dc = dcs[u] + dr * o * s[9 * OPT_CHUNK + u];
+        if (peep)
+            dc += dzo * pp[2 * H + u];
+        REAL di = dc * g, dzf = 0, f;
+        const REAL df = dc * cp[u];
+        if (coupled) {
+            di -= df;
+            f = 1 - i;
+        } else {
+            f = s[2 * OPT_CHUNK + u];
+            dzf = OPT_PASSES(zf, lo, hi, noclip) ? df * s[3 * OPT_CHUNK + u] : 0;
         }
-        const REAL i = OPT_ACT(op, 0, FL_FN(opt_clip)(zi, clip));
-        const REAL f = op->input_forget ? 1 - i : OPT_ACT(op, 0, FL_FN(opt_clip)(zf, clip));
-        const REAL g = OPT_ACT(op, 1, FL_FN(opt_clip)(zg, clip));
-        const REAL c = f * cprev + i * g;
-        REAL zo = acc[3 * U + k] + bias[3 * U + k];
-        if (pp)
-            zo += pp[2 * H + k] * c;
-        const REAL r = OPT_ACT(op, 0, FL_FN(opt_clip)(zo, clip)) * OPT_ACT(op, 2, c);
-        cs[k] = c;
-        rout[k] = r;
-        if (yout)
-            yout[k] = r;
-        if (gr) {
-            gr[k] = zi;
-            gr[H + k] = zf;
-            gr[2 * H + k] = zg;
-            gr[3 * H + k] = zo;
-        }
+        const REAL dzi = OPT_PASSES(zi, lo, hi, noclip) ? di * s[OPT_CHUNK + u] : 0;
+        const REAL dzg = OPT_PASSES(zg, lo, hi, noclip) ? dc * i * s[5 * OPT_CHUNK + u] : 0;
+        REAL dcprev = dc * f;
+        if (peep)
+            dcprev += dzi * pp[u] + dzf * pp[H + u];
+        dcs[u] = dcprev;
+        gr[u] = dgr[u] = dzi;
+        gr[H + u] = dgr[H + u] = dzf;
+        gr[2 * H + u] = dgr[2 * H + u] = dzg;
+        gr[3 * H + u] = dgr[3 * H + u] = dzo;
     }
 }
 
@@ -179,39 +370,50 @@ static void FL_FN(gate_backward)(size_t n, size_t H, const REAL *restrict dyr,
 {
     const OPTS *op = opts;
     const REAL *pp = op->peephole ? op->peephole + u0 : NULL;
-    const REAL clip = op->clip;
-    for (size_t u = 0; u < n; u++) {
-        const REAL dr = dyr[u] + dcr[u];
-        const REAL zi = gr[u], zf = gr[H + u], zg = gr[2 * H + u], zo = gr[3 * H + u];
-        const REAL ai = FL_FN(opt_clip)(zi, clip), ag = FL_FN(opt_clip)(zg, clip);
-        const REAL ao = FL_FN(opt_clip)(zo, clip);
-        const REAL i = OPT_ACT(op, 0, ai), g = OPT_ACT(op, 1, ag), o = OPT_ACT(op, 0, ao);
-        const REAL c = cr[u], hc = OPT_ACT(op, 2, c);
-        const REAL dzo = FL_FN(opt_passes)(zo, clip) ? dr * hc * OPT_GRAD(op, 0, ao, o) : 0;
-        REAL dc = dcs[u] + dr * o * OPT_GRAD(op, 2, c, hc);
-        if (pp)
-            dc += dzo * pp[2 * H + u];
-        REAL di = dc * g, dzf = 0, f;
-        const REAL df = dc * cp[u];
-        if (op->input_forget) {
-            di -= df;
-            f = 1 - i;
-        } else {
-            const REAL af = FL_FN(opt_clip)(zf, clip);
-            f = OPT_ACT(op, 0, af);
-            if (FL_FN(opt_passes)(zf, clip))
-                dzf = df * OPT_GRAD(op, 0, af, f);
+    const int noclip = !(op->clip > 0), coupled = op->input_forget != 0;
+    const REAL lo = noclip ? -(REAL)INFINITY : -op->clip;
+    const REAL hi = noclip ? (REAL)INFINITY : op->clip;
+    REAL s[10][OPT_CHUNK];
+    for (size_t u = 0; u < n; u += OPT_CHUNK) {
+        const size_t m = n - u < OPT_CHUNK ? n - u : OPT_CHUNK;
+        REAL *g = gr + u;
+        OPT_GRADB(op, 0, lo, hi, g, s[0], s[1], m);
+        if (!coupled)
+            OPT_GRADB(op, 0, lo, hi, g + H, s[2], s[3], m);
+        OPT_GRADB(op, 1, lo, hi, g + 2 * H, s[4], s[5], m);
+        OPT_GRADB(op, 0, lo, hi, g + 3 * H, s[6], s[7], m);
+        OPT_GRADB(op, 2, -(REAL)INFINITY, (REAL)INFINITY, cr + u, s[8], s[9], m);
+        const REAL *p = pp ? pp + u : NULL;
+#define OPT_BWD(peep, coupled, noclip)                                                        \
+    FL_FN(opt_bwd_loop)(m, H, dyr + u, dcr + u, cp + u, g, dgr + u, dcs + u, s[0], lo, hi, p, \
+                        peep, coupled, noclip)
+        switch ((p ? 4 : 0) + (coupled ? 2 : 0) + (noclip ? 1 : 0)) {
+        case 0:
+            OPT_BWD(0, 0, 0);
+            break;
+        case 1:
+            OPT_BWD(0, 0, 1);
+            break;
+        case 2:
+            OPT_BWD(0, 1, 0);
+            break;
+        case 3:
+            OPT_BWD(0, 1, 1);
+            break;
+        case 4:
+            OPT_BWD(1, 0, 0);
+            break;
+        case 5:
+            OPT_BWD(1, 0, 1);
+            break;
+        case 6:
+            OPT_BWD(1, 1, 0);
+            break;
+        default:
+            OPT_BWD(1, 1, 1);
+            break;
         }
-        const REAL dzi = FL_FN(opt_passes)(zi, clip) ? di * OPT_GRAD(op, 0, ai, i) : 0;
-        const REAL dzg = FL_FN(opt_passes)(zg, clip) ? dc * i * OPT_GRAD(op, 1, ag, g) : 0;
-        REAL dcprev = dc * f;
-        if (pp)
-            dcprev += dzi * pp[u] + dzf * pp[H + u];
-        dcs[u] = dcprev;
-        gr[u] = dgr[u] = dzi;
-        gr[H + u] = dgr[H + u] = dzf;
-        gr[2 * H + u] = dgr[2 * H + u] = dzg;
-        gr[3 * H + u] = dgr[3 * H + u] = dzo;
+#undef OPT_BWD
     }
 }
 
@@ -224,7 +426,9 @@ static void FL_FN(cell_output)(size_t n, size_t H, const REAL *restrict gr, cons
     const OPTS *op = opts;
     (void)u0;
     for (size_t u = 0; u < n; u++)
-        r[u] = OPT_ACT(op, 0, FL_FN(opt_clip)(gr[3 * H + u], op->clip)) * OPT_ACT(op, 2, cr[u]);
+        r[u] = FL_FN(opt_act)(op->act[0], op->alpha[0], op->beta[0],
+                              FL_FN(opt_clip)(gr[3 * H + u], op->clip)) *
+               FL_FN(opt_act)(op->act[2], op->alpha[2], op->beta[2], cr[u]);
 }
 
 /* The peepholes' gradient, after the backward loop: over every row, in
@@ -250,6 +454,7 @@ static void FL_FN(cell_grads)(const fl_shape *sh, const fl_rows *rw, const BWD_A
         const REAL *cprev = first ? (a->c0 ? a->c0 + j * H : zeros)
                                   : a->cells + fl_row(rw, rev ? t + 1 : t - 1, j) * H;
         const REAL *c = a->cells + r * H, *dz = a->gates + r * GH;
+        FL_SIMD
         for (size_t u = 0; u < H; u++) {
             dp[u] += dz[u] * cprev[u];
             dp[H + u] += dz[H + u] * cprev[u];
@@ -262,5 +467,10 @@ static void FL_FN(cell_grads)(const fl_shape *sh, const fl_rows *rw, const BWD_A
 #undef OPT_EXP
 #undef OPT_EXPM1
 #undef OPT_LOG1P
-#undef OPT_ACT
-#undef OPT_GRAD
+#undef OPT_ACTB
+#undef OPT_GRADB
+#undef OPT_PASSES
+#undef OPT_CLAMP
+#undef OPT_EXPM1_NEG
+#undef OPT_EXP_NEG
+#undef OPT_CHUNK
