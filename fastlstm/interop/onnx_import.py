@@ -101,6 +101,11 @@ class _Dims:
     scalar: bool = False
 
 
+def _numeric(v: Any) -> bool:
+    """A shape vector whose entries are all numbers (no batch or time size)."""
+    return isinstance(v, _Dims) and all(isinstance(e, (int, np.integer)) for e in v.entries)
+
+
 @dataclass(frozen=True)
 class _Fill:
     value: float
@@ -358,8 +363,10 @@ class _Reader:
             handler = getattr(self, f"op_{node.op_type}", None)
             args = [self.get(n) for n in node.input]
             attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type != "LSTM" and all(a is None or isinstance(a, _Const) for a in args):
-                outs = self.fold(node, args)
+            if node.op_type != "LSTM" and all(
+                a is None or isinstance(a, _Const) or _numeric(a) for a in args
+            ):  # known now: shape arithmetic on numbers only (the dynamo exporter's D*H)
+                outs = self.fold(node, [_Const(self.const(a, "")) if _numeric(a) else a for a in args])
             elif handler is None:
                 raise self.fail(
                     "operator not supported on the data path (fastlstm reads LSTM and the "
