@@ -366,7 +366,9 @@ class _Reader:
             if node.op_type != "LSTM" and all(
                 a is None or isinstance(a, _Const) or _numeric(a) for a in args
             ):  # known now: shape arithmetic on numbers only (the dynamo exporter's D*H)
-                outs = self.fold(node, [_Const(self.const(a, "")) if _numeric(a) else a for a in args])
+                outs = self.fold(
+                    node, [_Const(self.const(a, "")) if _numeric(a) else a for a in args]
+                )
             elif handler is None:
                 raise self.fail(
                     "operator not supported on the data path (fastlstm reads LSTM and the "

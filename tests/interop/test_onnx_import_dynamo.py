@@ -115,7 +115,9 @@ def _check(torch, kind, config, initial, dynamic_batch):
             p.uniform_(-0.5, 0.5)
     module.eval()
     # T=7, B=3: torch.export would specialise a size it meets elsewhere
-    blob = dynamo_export(torch, module, _inputs(torch, kind, bf, L, D, 7, 3, initial), dynamic_batch)
+    blob = dynamo_export(
+        torch, module, _inputs(torch, kind, bf, L, D, 7, 3, initial), dynamic_batch
+    )
     graph = onnx.load_from_string(blob)
     ops = {n.op_type for n in graph.graph.node}
     assert "LSTM" in ops and not ops & {"Loop", "Scan"} and not graph.functions
@@ -137,20 +139,24 @@ def _check(torch, kind, config, initial, dynamic_batch):
             MAX_DIFF.append(float(np.abs(g - w.numpy()).max()))
 
 
+def _id(c):
+    return "L{}-bi{:d}-bf{:d}-bias{:d}".format(*c)
+
+
 @pytest.mark.parametrize("dynamic_batch", [False, True], ids=["static", "dynamic_batch"])
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "L{}-bi{:d}-bf{:d}-bias{:d}".format(*c))
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
 def test_lstm(torch, config, dynamic_batch):
     _check(torch, "full", config, False, dynamic_batch)
 
 
-@pytest.mark.parametrize("config", CONFIGS[:4], ids=lambda c: "L{}-bi{:d}-bf{:d}-bias{:d}".format(*c))
+@pytest.mark.parametrize("config", CONFIGS[:4], ids=_id)
 def test_lstm_with_initial_states(torch, config):
     _check(torch, "full", config, True, False)
 
 
 @pytest.mark.parametrize("kind", ["embed_last", "per_step"])
 @pytest.mark.parametrize("dynamic_batch", [False, True], ids=["static", "dynamic_batch"])
-@pytest.mark.parametrize("config", CONFIGS[:4], ids=lambda c: "L{}-bi{:d}-bf{:d}-bias{:d}".format(*c))
+@pytest.mark.parametrize("config", CONFIGS[:4], ids=_id)
 def test_lstm_with_heads(torch, kind, config, dynamic_batch):
     if kind == "embed_last" and config[1]:
         # y[-1] of a bidirectional LSTM: the reverse half of the last step is
