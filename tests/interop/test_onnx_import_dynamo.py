@@ -163,4 +163,3 @@ def test_lstm_with_heads(torch, kind, config, dynamic_batch):
             _check(torch, kind, config, False, dynamic_batch)
         return
     _check(torch, kind, config, False, dynamic_batch)
-
