@@ -101,6 +101,11 @@ class _Dims:
     scalar: bool = False
 
 
+def _numeric(v: Any) -> bool:
+    """A shape vector whose entries are all numbers (no batch or time size)."""
+    return isinstance(v, _Dims) and all(isinstance(e, (int, np.integer)) for e in v.entries)
+
+
 @dataclass(frozen=True)
 class _Fill:
     value: float
@@ -265,6 +270,10 @@ class _Reader:
         self.lengths_input: str | None = None
         self.node_desc = ""
         self.time_labels: set[str] = {"T"}  # atom labels an LSTM read as its time axis
+        # the sizes a graph input declares for its axes (atom label -> size):
+        # a graph exported with static shapes spells the batch or time axis
+        # as that number in a Reshape (torch.onnx.export(dynamo=True))
+        self.declared: dict[str, int] = {}
         g = model.graph
         nph = onnx.numpy_helper
         for init in g.initializer:
@@ -278,6 +287,9 @@ class _Reader:
             tt = inp.type.tensor_type
             dims = list(tt.shape.dim)
             last = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+            for k, dim in enumerate(dims):
+                if dim.HasField("dim_value"):
+                    self.declared[f"{inp.name}:{k}"] = dim.dim_value
             self.values[inp.name] = _Input(inp.name, tt.elem_type, len(dims), last)
         unknown = set(constants) - {i.name for i in g.input}
         if unknown:
@@ -351,8 +363,12 @@ class _Reader:
             handler = getattr(self, f"op_{node.op_type}", None)
             args = [self.get(n) for n in node.input]
             attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type != "LSTM" and all(a is None or isinstance(a, _Const) for a in args):
-                outs = self.fold(node, args)
+            if node.op_type != "LSTM" and all(
+                a is None or isinstance(a, _Const) or _numeric(a) for a in args
+            ):  # known now: shape arithmetic on numbers only (the dynamo exporter's D*H)
+                outs = self.fold(
+                    node, [_Const(self.const(a, "")) if _numeric(a) else a for a in args]
+                )
             elif handler is None:
                 raise self.fail(
                     "operator not supported on the data path (fastlstm reads LSTM and the "
@@ -580,6 +596,12 @@ class _Reader:
                 return pos + step
             got: list[Atom] = []
             n = 1
+            at = pos if step > 0 else pos - 1
+            first = atoms[at] if 0 <= at < len(atoms) else None
+            if first and first[1] is None and self.declared.get(first[0]) == entry:
+                # the batch or time axis by the size the graph input declares
+                out[k] = (first,)
+                return pos + step
             while n < entry:
                 a = atoms[pos] if step > 0 else atoms[pos - 1]
                 if a[1] is None:
@@ -924,6 +946,9 @@ class _Reader:
         if len(t_atom) != 1 or len(b_atom) != 1 or t_atom[0][1] is not None:
             raise self.fail("X's time and batch axes are not the data's")
         self.time_labels.add(t_atom[0][0])
+        for label, atom in (("T", t_atom), ("B", b_atom)):  # the output's axes' declared sizes
+            if atom[0][0] in self.declared:
+                self.declared[label] = self.declared[atom[0][0]]
         # the module reads the native layout: the same atoms, time and batch in either order
         if x.native[2] != x.view[2]:
             raise self.fail("X's features laid out differently from the module's output")
