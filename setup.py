@@ -30,7 +30,8 @@ CSRC_DIRS = [CSRC] + [os.path.join(CSRC, d) for d in ("common", "gemm", "rnn")]
 # compiled with the baseline flags; each ISA variant's sources
 # (build_flags.isa_sources) are added per ISA with its own flags
 COMMON_SOURCES = [
-    "common/threads.c", "gemm/gemm_dispatch.c", "rnn/lstm_rows.c", "rnn/lstm_dispatch.c",
+    "common/threads.c", "common/cpuinfo.c", "common/plans.c", "gemm/gemm_dispatch.c",
+    "rnn/lstm_rows.c", "rnn/lstm_dispatch.c",
 ]
 
 
