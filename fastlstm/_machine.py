@@ -20,7 +20,8 @@ def size_text(n: int) -> str:
 
 
 def caches_text(info: dict[str, Any]) -> str:
-    """ "L1d 32 KiB, L2 512 KiB per core; L3 32 MiB shared by 2 CPUs (cpuid)"."""
+    """The caches in words: L1d 32 KiB, L2 512 KiB per core; L3 32 MiB shared
+    by 2 CPUs (cpuid)."""
     l3 = size_text(info["l3"])
     if info["l3"] and info["l3_shared"]:
         l3 += f" shared by {info['l3_shared']} CPUs"
@@ -48,7 +49,8 @@ def fma_peaks(threads: int, seconds: float = 0.005) -> dict[str, Any]:
 
 
 def peak_text(p: dict[str, Any], threads: int) -> str:
-    """ "fp32 93.5 GFLOP/s per thread (181.7 on 2 threads at once); fp64 ..."."""
+    """The peaks in words: fp32 93.5 GFLOP/s per thread (181.7 on 2 threads
+    at once); fp64 ..."""
     parts = []
     for key, label in (("f32", "fp32"), ("f64", "fp64")):
         if p[key] is None:
