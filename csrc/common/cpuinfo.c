@@ -344,6 +344,9 @@ typedef struct fma_entry {
 #define FL_FMA_ENTRY(isa) {#isa, fl_fma_loop_##isa##_s, fl_fma_loop_##isa##_d},
 static const fma_entry fma_loops[] = {FL_FOR_EACH_ISA(FL_FMA_ENTRY)};
 
+/* Runs of the FMA loop per thread (the best counts). */
+#define FL_FMA_RUNS 8
+
 /* One timed run of a loop: -> GFLOP/s. */
 static double time_loop(const fma_entry *e, int fp64, size_t iters)
 {
@@ -397,18 +400,20 @@ double fl_fma_peak_gflops(const char *isa, int fp64, int threads, double seconds
         threads = 1;
     if (seconds <= 0)
         seconds = 0.005;
-    /* rounds for one run of about seconds / 4 (at least 1 ms), on this thread */
+    /* rounds for one run of about seconds / FL_FMA_RUNS (at least 0.5 ms),
+     * on this thread; many short runs, so that on a shared machine some
+     * fall between other processes' time slices */
     while (iters < ((size_t)1 << 40)) {
         const double t0 = fl_seconds();
         time_loop(e, fp64, iters);
         const double dt = fl_seconds() - t0;
-        if (dt >= 1e-3 && dt >= seconds / 4) {
-            iters = (size_t)((double)iters * (seconds / 4) / dt) + 1;
+        if (dt >= 5e-4 && dt >= seconds / FL_FMA_RUNS) {
+            iters = (size_t)((double)iters * (seconds / FL_FMA_RUNS) / dt) + 1;
             break;
         }
         iters *= 2;
     }
-    fma_job j = {.e = e, .fp64 = fp64, .runs = 4, .iters = iters, .best = NULL};
+    fma_job j = {.e = e, .fp64 = fp64, .runs = FL_FMA_RUNS, .iters = iters, .best = NULL};
     j.best = (double *)calloc((size_t)threads, sizeof(double));
     if (j.best == NULL)
         return -1;
