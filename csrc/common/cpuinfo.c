@@ -239,9 +239,9 @@ int fl_cpu_read_caches(int source, fl_cache_sizes *out)
 #endif
         break;
     case FL_CACHES_DEFAULT: /* the machine the kernel's plans were tuned on */
-        out->l1d = (size_t)32 << 10;
-        out->l2 = (size_t)512 << 10;
-        out->l3 = (size_t)32 << 20;
+        out->l1d = FL_DEFAULT_L1D;
+        out->l2 = FL_DEFAULT_L2;
+        out->l3 = FL_DEFAULT_L3;
         return 0;
     default:
         break;

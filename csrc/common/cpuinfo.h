@@ -15,9 +15,15 @@
 extern "C" {
 #endif
 
-/* The machine's cache sizes as the plans use them: read once (thread-safe)
- * by the first caller, never 0 (fl_cpu_info's caches with the defaults of
- * fl_cpu_read_caches(FL_CACHES_DEFAULT) in place of an unknown level). */
+/* The cache sizes of fl_cpu_read_caches(FL_CACHES_DEFAULT): those of the
+ * machine the plans were measured on (a Zen 3). */
+#define FL_DEFAULT_L1D ((size_t)32 << 10)
+#define FL_DEFAULT_L2 ((size_t)512 << 10)
+#define FL_DEFAULT_L3 ((size_t)32 << 20)
+
+/* The machine's cache sizes, fl_cpu_info's (read once, thread-safe, by the
+ * first caller): what the kernels pass to the plans (plans.h, which take
+ * the defaults for an absent L1d or L2). */
 const fl_cache_sizes *fl_machine_caches(void);
 
 /* One ISA variant's register-only FMA loop (common/fma_peak.c, compiled once

@@ -18,10 +18,9 @@
  * none: it cannot hold more than the core's own caches). */
 static fl_cache_sizes plan_caches(const fl_cache_sizes *in)
 {
-    fl_cache_sizes d, c = *in;
-    fl_cpu_read_caches(FL_CACHES_DEFAULT, &d);
-    c.l1d = c.l1d ? c.l1d : d.l1d;
-    c.l2 = c.l2 ? c.l2 : d.l2;
+    fl_cache_sizes c = *in;
+    c.l1d = c.l1d ? c.l1d : FL_DEFAULT_L1D;
+    c.l2 = c.l2 ? c.l2 : FL_DEFAULT_L2;
     c.l1d = c.l1d<((size_t)8 << 10) ? (size_t)8 << 10 : c.l1d>((size_t)1 << 20) ? (size_t)1 << 20
                                                                                 : c.l1d;
     c.l2 = c.l2<((size_t)64 << 10) ? (size_t)64 << 10 : c.l2>((size_t)64 << 20) ? (size_t)64 << 20
