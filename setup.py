@@ -32,6 +32,8 @@ CSRC_DIRS = [CSRC] + [os.path.join(CSRC, d) for d in ("common", "gemm", "rnn")]
 COMMON_SOURCES = [
     "common/threads.c",
     "common/fingerprint.c",
+    "common/cpuinfo.c",
+    "common/plans.c",
     "gemm/gemm_dispatch.c",
     "rnn/lstm_rows.c",
     "rnn/lstm_dispatch.c",

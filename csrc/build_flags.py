@@ -121,7 +121,7 @@ def isas():
 def isa_sources(isa):
     """The sources of one ISA variant (relative to csrc/), compiled with
     -DFL_ISA=<isa> and ISA_FLAGS[isa]."""
-    return [f"gemm/gemm_{isa}.c", "rnn/lstm_variant.c"]
+    return [f"gemm/gemm_{isa}.c", "rnn/lstm_variant.c", "common/fma_peak.c"]
 
 
 if __name__ == "__main__":

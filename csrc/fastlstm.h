@@ -280,6 +280,62 @@ int fl_env_num_threads(void);
 /* 1 in a child forked after a threaded call (see fl_set_num_threads). */
 int fl_forked_child(void);
 
+/* ---- the machine and the plans that derive from it ---------------------- */
+/* Data cache sizes in bytes as one core sees them: its L1d and L2, and the
+ * L3 it shares (the whole size of one L3) with l3_shared logical CPUs (0:
+ * not told).  A level of size 0 is absent. */
+typedef struct fl_cache_sizes {
+    size_t l1d, l2, l3;
+    int l3_shared;
+} fl_cache_sizes;
+
+/* Where cache sizes come from: cpuid (x86: leaf 4, or 0x8000001D on AMD),
+ * sysfs (Linux: /sys/devices/system/cpu/cpu0/cache), or the defaults (32 KiB,
+ * 512 KiB, 32 MiB: the machine whose measurements set the plans). */
+enum { FL_CACHES_CPUID = 1, FL_CACHES_SYSFS = 2, FL_CACHES_DEFAULT = 3 };
+
+/* The cache sizes one source gives on this machine: -> 0, or -1 (and *out
+ * zeroed) when it tells nothing (not x86, no sysfs, a sandbox). */
+int fl_cpu_read_caches(int source, fl_cache_sizes *out);
+
+typedef struct fl_cpu_info {
+    char model[64];        /* cpuid brand string, else /proc/cpuinfo's model
+                              name, else "" */
+    fl_cache_sizes caches; /* from the first source that tells, in the
+                              order cpuid, sysfs, defaults */
+    int caches_from;       /* that source: FL_CACHES_* */
+    int cpus;              /* logical CPUs this process may run on */
+} fl_cpu_info;
+
+/* The machine, read at the first call (once, thread-safe; the kernels'
+ * plans use its caches). */
+void fl_cpu_info_get(fl_cpu_info *out);
+
+/* GFLOP/s of a register-only FMA loop of ISA variant `isa` ("generic",
+ * "avx2", "avx512"; NULL: the variant in use) in fp32 (fp64 = 0) or fp64, on
+ * `threads` threads of the team at once, each for about `seconds` (<= 0:
+ * 5 ms) in runs that start together, each thread's best run: the sum over
+ * the *nth threads that ran (fewer than asked when the team is busy with
+ * another caller).  -> -1 when the variant is not compiled in or this CPU
+ * cannot run it.  Takes that long: for reports, never called by the kernels. */
+double fl_fma_peak_gflops(const char *isa, int fp64, int threads, double seconds, int *nth);
+
+/* The kernels' cache-dependent plans for ISA variant `isa` on a machine with
+ * caches *c (docs/kernel-design.md, "Plans from the hardware"). */
+typedef struct fl_plan {
+    size_t kc;                /* GEMM K block: fixed, it fixes the summation order */
+    size_t mc_f32, nc_f32;    /* GEMM row and column blocks, fp32 */
+    size_t mc_f64, nc_f64;    /* and fp64 */
+    size_t tile_bytes;        /* forward: product tile budget (L1) */
+    size_t far_bytes;         /* packed product: weights beyond this are
+                                 prefetched a chunk ahead (L2) */
+    size_t steal_min_bytes;   /* unit split: work stealing for a thread's
+                                 weights beyond this (L2) */
+    size_t dx_loop_max_bytes; /* backward: dx per step for a W_ih up to this */
+} fl_plan;
+/* -> 0, or -1 when the variant is not compiled in. */
+int fl_plan_for(const char *isa, const fl_cache_sizes *c, fl_plan *out);
+
 /* C = alpha op(A) op(B) + beta C with the active variant's GEMM (row-major,
  * leading dimensions in elements; beta == 0: C is not read).  The kernels'
  * own products go through it; exposed for the tests. */

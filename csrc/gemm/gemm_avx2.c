@@ -3,8 +3,8 @@
  *
  * fp32: 6 x 16 register tile (12 ymm accumulators + 2 B vectors + 1
  * broadcast of the 16 ymm registers), panels of NR = 16.  fp64: 6 x 8.
- * KC = 256 keeps one B micro-panel (16 KiB) in L1 and MC = 144 rows of packed
- * A (fp32: 144 KiB) in L2. */
+ * KC = 256 (FL_GEMM_KC) keeps one B micro-panel (16 KiB) in a 32 KiB L1; the
+ * row and column blocks MC and NC derive from the cache sizes (plans.h). */
 #include "gemm_internal.h"
 
 #if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)) && \
@@ -20,9 +20,7 @@
 #define FL_VW 8
 #define FL_NV 2
 #define FL_MR 6
-#define FL_KC 256
-#define FL_MC 144
-#define FL_NC 4096
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) _mm256_loadu_ps(p)
 #define FL_VSTORE(p, v) _mm256_storeu_ps((p), (v))
 #define FL_VBCAST(p) _mm256_broadcast_ss(p)
@@ -39,9 +37,7 @@
 #define FL_VW 4
 #define FL_NV 2
 #define FL_MR 6
-#define FL_KC 256
-#define FL_MC 72
-#define FL_NC 2048
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) _mm256_loadu_pd(p)
 #define FL_VSTORE(p, v) _mm256_storeu_pd((p), (v))
 #define FL_VBCAST(p) _mm256_broadcast_sd(p)

@@ -4,9 +4,9 @@
  *
  * The same template as the AVX2 variant, with zmm vectors: fp32 12 x 32
  * register tile (24 of the 32 zmm registers accumulate), panels of NR = 32;
- * fp64 12 x 16.  Small-M tiles may use up to 8 panels.  KC = 256 keeps one
- * B micro-panel (32 KiB) in a 48 KiB L1, MC = 240 rows of packed A (fp32:
- * 240 KiB) in a >= 1 MiB L2. */
+ * fp64 12 x 16.  Small-M tiles may use up to 8 panels.  KC = 256
+ * (FL_GEMM_KC) keeps one B micro-panel (32 KiB) in a 48 KiB L1; the row and
+ * column blocks MC and NC derive from the cache sizes (plans.h). */
 #include "gemm_internal.h"
 
 #if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)) && \
@@ -22,9 +22,7 @@
 #define FL_VW 16
 #define FL_NV 2
 #define FL_MR 12
-#define FL_KC 256
-#define FL_MC 240
-#define FL_NC 4096
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) _mm512_loadu_ps(p)
 #define FL_VSTORE(p, v) _mm512_storeu_ps((p), (v))
 #define FL_VBCAST(p) _mm512_set1_ps(*(p))
@@ -41,9 +39,7 @@
 #define FL_VW 8
 #define FL_NV 2
 #define FL_MR 12
-#define FL_KC 256
-#define FL_MC 120
-#define FL_NC 2048
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) _mm512_loadu_pd(p)
 #define FL_VSTORE(p, v) _mm512_storeu_pd((p), (v))
 #define FL_VBCAST(p) _mm512_set1_pd(*(p))

@@ -43,9 +43,7 @@ FL_GENERIC_VECTOR_OPS(d, double, fl_generic_v2df)
 #define FL_VW 4
 #define FL_NV 2
 #define FL_MR 4
-#define FL_KC 256
-#define FL_MC 128
-#define FL_NC 4096
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) fl_generic_load_s(p)
 #define FL_VSTORE(p, v) fl_generic_store_s((p), (v))
 #define FL_VBCAST(p) fl_generic_set1_s(*(p))
@@ -62,9 +60,7 @@ FL_GENERIC_VECTOR_OPS(d, double, fl_generic_v2df)
 #define FL_VW 2
 #define FL_NV 2
 #define FL_MR 4
-#define FL_KC 256
-#define FL_MC 64
-#define FL_NC 2048
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) fl_generic_load_d(p)
 #define FL_VSTORE(p, v) fl_generic_store_d((p), (v))
 #define FL_VBCAST(p) fl_generic_set1_d(*(p))
@@ -86,9 +82,7 @@ FL_GENERIC_VECTOR_OPS(d, double, fl_generic_v2df)
 #define FL_VW 1
 #define FL_NV 4
 #define FL_MR 4
-#define FL_KC 256
-#define FL_MC 128
-#define FL_NC 4096
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) (*(p))
 #define FL_VSTORE(p, v) (*(p) = (v))
 #define FL_VBCAST(p) (*(p))
@@ -105,9 +99,7 @@ FL_GENERIC_VECTOR_OPS(d, double, fl_generic_v2df)
 #define FL_VW 1
 #define FL_NV 4
 #define FL_MR 4
-#define FL_KC 256
-#define FL_MC 64
-#define FL_NC 2048
+#define FL_KC FL_GEMM_KC
 #define FL_VLOAD(p) (*(p))
 #define FL_VSTORE(p, v) (*(p) = (v))
 #define FL_VBCAST(p) (*(p))

@@ -29,6 +29,13 @@
 extern "C" {
 #endif
 
+/* The K block of every variant.  It fixes the summation order, so it does
+ * not follow the cache sizes: results stay the same on every machine that
+ * runs a variant (and the backward's FL_DW_ROWS chunks, multiples of it,
+ * give the bits of one product).  The row and column blocks MC and NC
+ * change no bit and derive from the caches (plans.h). */
+#define FL_GEMM_KC 256
+
 /* The C of a general GEMM: columns [0, n1) in c1 (leading dimension ldc1),
  * [n1, N) in c2 (ldc2; unused when n1 == N), and, when sums is not NULL,
  * sums[i] += op(A)(i, k) over all k in increasing k (not scaled by alpha).

@@ -15,8 +15,9 @@
  *   FL_MR              rows of the register tile (FL_MR*FL_NV accumulators)
  *   FL_NPMAX           small-M tiles: rows*panels <= FL_NPMAX (accumulator
  *                      budget FL_NPMAX*FL_NV for M below FL_MR)
- *   FL_KC, FL_MC, FL_NC   cache blocking of fl_gemm_* (KC also fixes the
- *                      summation order; MC multiple of MR, NC of NR)
+ *   FL_KC              K blocking of fl_gemm_* (fixes the summation order);
+ *                      the row and column blocks MC and NC (multiples of MR
+ *                      and NR) derive from the caches at run time (plans.h)
  *   FL_VLOAD(p) FL_VSTORE(p, v)  unaligned load / store of FL_VW elements
  *   FL_VBCAST(p)       all lanes = *p          FL_VSET1(x)  all lanes = x
  *   FL_VZERO()         all lanes 0             FL_VMUL(a, b)  a*b
@@ -36,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include "cpuinfo.h"
+#include "plans.h"
 #include "threads.h"
 
 #define FL_CAT3_(a, b, c, d, e) a##b##c##d##e
@@ -84,10 +87,10 @@
 #define FL_MR_LIMIT 16
 /* Rows of a transposed A block prefetched ahead while packing. */
 #define FL_PF_ROWS 8
-/* fl_gemm_packed_*: packed weights of more bytes than this are fetched a
- * chunk ahead, when that takes each row tile at most FL_PF_BURST cache lines
- * (see there) */
-#define FL_FAR_BYTES 524288.0
+/* fl_gemm_packed_*: packed weights of more bytes than this (a core's L2,
+ * plans.h) are fetched a chunk ahead, when that takes each row tile at most
+ * FL_PF_BURST cache lines (see there) */
+#define FL_FAR_BYTES ((double)fl_plan_far_bytes(fl_machine_caches()))
 #define FL_PF_BURST 32
 #define FL_LINE 64
 #endif /* FL_GEMM_TEMPLATE_ONCE */
@@ -98,6 +101,9 @@
 
 #define FL_NR (FL_VW * FL_NV)
 #define FL_COUT FL_CAT3(fl_cout_, FL_SFX, , , )
+/* The row and column blocks of fl_gemm_* on this machine (plans.h). */
+#define FL_MC fl_plan_gemm_mc(fl_machine_caches(), FL_MR, FL_KC, sizeof(FL_T))
+#define FL_NC fl_plan_gemm_nc(fl_machine_caches(), FL_NR, FL_KC, sizeof(FL_T))
 /* Panels per tile for a tile of m < MR rows (m >= 1). */
 #define FL_NPT(m) ((m) >= FL_NPMAX ? 1 : FL_NPMAX / (m))
 
@@ -405,8 +411,9 @@ static void FL_FN(gemm)(int transA, int transB, size_t M, size_t N, size_t K, FL
                         const FL_T *A, size_t lda, const FL_T *B, size_t ldb, FL_T beta,
                         const FL_COUT *c)
 {
-    const size_t mc_cap = FL_MIN((size_t)FL_MC, (M + FL_MR - 1) / FL_MR * FL_MR);
-    const size_t nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
+    const size_t mc = FL_MC, nc = FL_NC;
+    const size_t mc_cap = FL_MIN(mc, (M + FL_MR - 1) / FL_MR * FL_MR);
+    const size_t nc_cap = FL_MIN(nc, (N + FL_NR - 1) / FL_NR * FL_NR);
     size_t nb, na;
     FL_T *bbuf;
     void *raw = FL_FN(pack_buffers)(K, mc_cap, nc_cap, 1, &bbuf, &nb, &na);
@@ -498,8 +505,9 @@ static int FL_FN(gemm_team)(int transA, int transB, size_t M, size_t N, size_t K
     if (!FL_HAVE_TAKE)            /* its threads take blocks through fl_take */
         return -1;
     const size_t per = (M + (size_t)nt * FL_TEAM_BLOCKS - 1) / ((size_t)nt * FL_TEAM_BLOCKS);
-    j.mc_cap = FL_MIN((size_t)FL_MC, (per + FL_MR - 1) / FL_MR * FL_MR);
-    j.nc_cap = FL_MIN((size_t)FL_NC, (N + FL_NR - 1) / FL_NR * FL_NR);
+    const size_t mc = FL_MC, nc = FL_NC;
+    j.mc_cap = FL_MIN(mc, (per + FL_MR - 1) / FL_MR * FL_MR);
+    j.nc_cap = FL_MIN(nc, (N + FL_NR - 1) / FL_NR * FL_NR);
     j.nblk = (M + j.mc_cap - 1) / j.mc_cap;
     void *raw = FL_FN(pack_buffers)(K, j.mc_cap, j.nc_cap, nt, &j.bbuf, &j.nb, &j.na);
     if (raw == NULL)
@@ -550,8 +558,8 @@ static void FL_FN(gemm_packed)(size_t M, size_t N, size_t K, const FL_T *A, size
      * when each tile's share is at most FL_PF_BURST lines. */
     const size_t ntile_full = even ? ntiles : mfull / FL_MR;
     const size_t chunk_lines = FL_MIN((size_t)FL_KC, K) * FL_NR * sizeof(FL_T) / FL_LINE;
-    const int far = (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES && ntile_full > 0 &&
-                    chunk_lines <= ntile_full * FL_PF_BURST;
+    const int far = ntile_full > 0 && chunk_lines <= ntile_full * FL_PF_BURST &&
+                    (double)K * (double)N * sizeof(FL_T) > FL_FAR_BYTES;
     size_t g, p, i, j, k0, k1;
 
     for (g = 0; g < nfull; g += FL_NPMAX) {

@@ -258,9 +258,9 @@ static int FL_FN(loop_init)(FL_FN(loop) *lp, fl_rows *rw, const fl_shape *sh, si
 /* Tile budget of one forward product: a thread multiplies gw groups at once
  * (tile rows x 4U gw), as many as fit this many bytes, at least one. Fewer,
  * wider products cost less per call for a small batch; for a large one a
- * group's tile stays in L1 through its gate loop. */
+ * group's tile stays in L1 through its gate loop (half of L1d: plans.h). */
 #ifndef FL_TILE_BYTES
-#define FL_TILE_BYTES 16384
+#define FL_TILE_BYTES fl_plan_tile_bytes(fl_machine_caches())
 #endif
 static size_t FL_FN(groups_per_product)(size_t rows, size_t U, size_t groups)
 {
@@ -285,9 +285,10 @@ static size_t FL_FN(plan_chunks)(size_t B, int nt, size_t K, size_t N, size_t *s
 }
 
 /* Work stealing (take_groups) for a unit split whose weights per thread
- * exceed this: they do not stay in the core's cache anyway. */
+ * exceed this (a core's L2: plans.h): they do not stay in the core's cache
+ * anyway. */
 #ifndef FL_STEAL_MIN_BYTES
-#define FL_STEAL_MIN_BYTES (512u << 10)
+#define FL_STEAL_MIN_BYTES fl_plan_steal_min_bytes(fl_machine_caches())
 #endif
 
 /* The input projection of a small batch.  With few rows the per-step
@@ -839,13 +840,13 @@ static void FL_FN(backward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 }
 
 /* dx = dgates W_ih per step needs FL_MIN_DX_ROWS rows per thread and a W_ih
- * of at most FL_MAX_DX_LOOP_BYTES: a larger one comes from L3 every step,
- * and one GEMM after the loop is faster. */
+ * of at most FL_MAX_DX_LOOP_BYTES (twice a core's L2: plans.h): a larger one
+ * comes from L3 every step, and one GEMM after the loop is faster. */
 #ifndef FL_MIN_DX_ROWS
 #define FL_MIN_DX_ROWS 8
 #endif
 #ifndef FL_MAX_DX_LOOP_BYTES
-#define FL_MAX_DX_LOOP_BYTES (1u << 20)
+#define FL_MAX_DX_LOOP_BYTES fl_plan_dx_loop_max_bytes(fl_machine_caches())
 #endif
 
 /* Without a stored xh, the weight gradients gather the rows [x_t | h_{t-1}]

@@ -7,10 +7,12 @@
 #include <string.h>
 
 #include "activations.h"
+#include "cpuinfo.h"
 #include "fastlstm.h"
 #include "gemm.h"
 #include "lstm_rows.h"
 #include "lstm_variant.h"
+#include "plans.h"
 #include "threads.h"
 
 #ifndef FL_ISA

@@ -45,13 +45,17 @@ compile_one() { # file, object name, extra flags
     $FL_CC $FL_CFLAGS $OMP -I"$SRC" -I"$SRC/common" -I"$SRC/gemm" "$@" -c "$SRC/$f" -o "$OUT/$o.o"
 }
 compile_one common/threads.c threads
+compile_one common/cpuinfo.c cpuinfo
+compile_one common/plans.c plans
 compile_one gemm/gemm_dispatch.c gemm_dispatch
 for isa in $ISAS; do
     # shellcheck disable=SC2046
     compile_one "gemm/gemm_$isa.c" "gemm_$isa" -DFL_ISA="$isa" $(FLAGS isa "$isa")
+    # shellcheck disable=SC2046
+    compile_one common/fma_peak.c "fma_peak_$isa" -DFL_ISA="$isa" $(FLAGS isa "$isa")
 done
-LIBOBJS="$OUT/threads.o $OUT/gemm_dispatch.o"
-for isa in $ISAS; do LIBOBJS="$LIBOBJS $OUT/gemm_$isa.o"; done
+LIBOBJS="$OUT/threads.o $OUT/cpuinfo.o $OUT/plans.o $OUT/gemm_dispatch.o"
+for isa in $ISAS; do LIBOBJS="$LIBOBJS $OUT/gemm_$isa.o $OUT/fma_peak_$isa.o"; done
 
 if [ "$MODE" = lib ]; then
     # shellcheck disable=SC2086

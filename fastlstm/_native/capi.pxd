@@ -183,6 +183,37 @@ cdef extern from "fastlstm.h" nogil:
     int fl_env_num_threads()
     int fl_forked_child()
 
+    ctypedef struct fl_cache_sizes:
+        size_t l1d, l2, l3
+        int l3_shared
+
+    enum:
+        FL_CACHES_CPUID
+        FL_CACHES_SYSFS
+        FL_CACHES_DEFAULT
+
+    int fl_cpu_read_caches(int source, fl_cache_sizes *out)
+
+    ctypedef struct fl_cpu_info:
+        char model[64]
+        fl_cache_sizes caches
+        int caches_from
+        int cpus
+
+    void fl_cpu_info_get(fl_cpu_info *out)
+    double fl_fma_peak_gflops(const char *isa, int fp64, int threads, double seconds, int *nth)
+
+    ctypedef struct fl_plan:
+        size_t kc
+        size_t mc_f32, nc_f32
+        size_t mc_f64, nc_f64
+        size_t tile_bytes
+        size_t far_bytes
+        size_t steal_min_bytes
+        size_t dx_loop_max_bytes
+
+    int fl_plan_for(const char *isa, const fl_cache_sizes *c, fl_plan *out)
+
     void fl_gemm_f32(int transA, int transB, size_t M, size_t N, size_t K,
                      float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                      float beta, float *C, size_t ldc)

@@ -33,6 +33,74 @@ def get_num_threads():
     return fl_get_num_threads()
 
 
+_CACHE_SOURCES = {"cpuid": FL_CACHES_CPUID, "sysfs": FL_CACHES_SYSFS, "default": FL_CACHES_DEFAULT}
+
+
+cdef dict _caches(const fl_cache_sizes *c):
+    return {"l1d": c.l1d, "l2": c.l2, "l3": c.l3, "l3_shared": c.l3_shared}
+
+
+def cpu_info():
+    """The machine as the kernel read it at first use: {"model": str (may be
+    ""), "l1d", "l2", "l3": bytes per core for L1d and L2, of the shared L3
+    (0: absent), "l3_shared": logical CPUs sharing the L3 (0: not told),
+    "caches_from": "cpuid" | "sysfs" | "default", "cpus": logical CPUs
+    available}."""
+    cdef fl_cpu_info info
+    fl_cpu_info_get(&info)
+    out = {"model": info.model.decode("utf-8", "replace")}
+    out.update(_caches(&info.caches))
+    out["caches_from"] = next(k for k, v in _CACHE_SOURCES.items() if v == info.caches_from)
+    out["cpus"] = info.cpus
+    return out
+
+
+def read_caches(str source):
+    """Cache sizes from one source ("cpuid", "sysfs", "default"), as in
+    cpu_info(); None when that source tells nothing on this machine."""
+    cdef fl_cache_sizes c
+    if source not in _CACHE_SOURCES:
+        raise ValueError(f"read_caches: source must be one of {sorted(_CACHE_SOURCES)}, "
+                         f"got {source!r}")
+    return _caches(&c) if fl_cpu_read_caches(_CACHE_SOURCES[source], &c) == 0 else None
+
+
+def fma_peak(isa=None, dtype="float32", int threads=1, double seconds=0.005):
+    """Measured GFLOP/s of a register-only FMA loop of an ISA variant (None:
+    the one in use) on `threads` threads at once, each for about `seconds`:
+    (GFLOP/s summed over the threads that ran, how many ran), or None when
+    the variant is not compiled in or this CPU cannot run it."""
+    cdef bytes name = None if isa is None else str(isa).encode("ascii")
+    cdef const char *cname = NULL
+    cdef int fp64, nth = 0
+    cdef double g
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"fma_peak: dtype must be float32 or float64, got {dt}")
+    if threads < 1:
+        raise ValueError(f"fma_peak: threads must be >= 1, got {threads}")
+    fp64 = dt == np.float64
+    if name is not None:
+        cname = name
+    with nogil:
+        g = fl_fma_peak_gflops(cname, fp64, threads, seconds, &nth)
+    return None if g < 0 else (g, nth)
+
+
+def plan_for(str isa, size_t l1d, size_t l2, size_t l3):
+    """The kernel's cache-dependent plans for variant `isa` on a machine with
+    these cache sizes in bytes (0: absent), as a dict of fl_plan's fields."""
+    cdef fl_cache_sizes c
+    cdef fl_plan p
+    cdef bytes name = isa.encode("ascii")
+    c.l1d, c.l2, c.l3, c.l3_shared = l1d, l2, l3, 0
+    if fl_plan_for(name, &c, &p) != 0:
+        raise ValueError(f"plan_for: variant {isa!r} is not compiled in")
+    return {"kc": p.kc, "mc_f32": p.mc_f32, "nc_f32": p.nc_f32, "mc_f64": p.mc_f64,
+            "nc_f64": p.nc_f64, "tile_bytes": p.tile_bytes, "far_bytes": p.far_bytes,
+            "steal_min_bytes": p.steal_min_bytes, "dx_loop_max_bytes": p.dx_loop_max_bytes}
+
+
 def set_num_threads(n):
     """Set the number of threads fastlstm's kernels use; 0 restores the
     default (FASTLSTM_NUM_THREADS, else the cores available).  Returns the

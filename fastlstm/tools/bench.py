@@ -32,9 +32,10 @@ the benchmark sleeps briefly so that the previous system's spinning worker
 threads (OpenMP, ORT's pool) go idle and do not steal the cores.
 
 FLOPs count only the matrix products: forward 2*T*B*4H*(I+H), forward+backward
-3x that.  Peak: cores used x FLOP/cycle x clock, with 32 FLOP/cycle/core for
-AVX2+FMA (2 FMA units x 8 lanes x 2) and 64 with AVX-512F, and the clock read
-from /proc/cpuinfo "cpu MHz" (nominal on most VMs; turbo is not counted); set
+3x that.  Peak: measured before the shapes are timed, the fp32 GFLOP/s of a
+register-only FMA loop of fastlstm's variant in use, on ``--threads`` threads
+at once (kernels.fma_peak: the clock the cores really run at, turbo
+included, which a nominal clock from /proc/cpuinfo is not); set
 ``--peak-gflops`` to override.  Ratios are peer_time / fastlstm_time, so > 1
 means fastlstm is faster.
 """
@@ -57,6 +58,8 @@ from typing import Callable
 import numpy as np
 
 import fastlstm
+from fastlstm import _machine
+from fastlstm._native import kernels
 from fastlstm.interop.onnx import lstm_model
 from fastlstm.tools import bench_conditions, bench_train
 
@@ -684,24 +687,22 @@ def load_average():
 
 
 def cpu_model():
-    """The CPU's model name (/proc/cpuinfo), else what platform tells."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    """The CPU's model name as fastlstm read it (cpuid, else /proc/cpuinfo),
+    else what platform tells."""
+    return kernels.cpu_info()["model"] or platform.processor() or platform.machine()
 
 
 def environment(started, peers, threads, peak, peak_note, loads):
     """Lines describing the run, the machine, its load and the libraries."""
-    cpu = cpu_model()
+    info = kernels.cpu_info()
     versions = [f"fastlstm {fastlstm.__version__} ({fastlstm._isa()})", f"numpy {np.__version__}"]
     for name, mod in (("torch", peers.torch), ("onnx", peers.onnx), ("onnxruntime", peers.ort)):
         versions.append(f"{name} {mod.__version__}" if mod is not None else f"{name} not installed")
     return [
         f"date: {started.isoformat(timespec='seconds')}",
-        f"CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (every system)",
-        f"peak: {peak_note}" if peak else "peak: unknown (use --peak-gflops)",
+        f"CPU: {cpu_model()}, {info['cpus']} logical CPUs; threads: {threads} (every system)",
+        f"caches: {_machine.caches_text(info)}; fastlstm variant {fastlstm._isa()}",
+        f"peak: {peak_note}" if peak else f"peak: unknown ({peak_note}; use --peak-gflops)",
         f"python {platform.python_version()}; " + ", ".join(versions),
         "1-min load average before/after: "
         + " / ".join("n/a" if v is None else f"{v:.2f}" for v in loads)
@@ -709,30 +710,16 @@ def environment(started, peers, threads, peak, peak_note, loads):
     ]
 
 
-def default_peak_gflops(threads):
-    """-> (GFLOP/s, explanation) from /proc/cpuinfo, or (None, reason)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info = fh.read()
-    except OSError:
-        return None, "no /proc/cpuinfo"
-    mhz = [float(l.split(":")[1]) for l in info.splitlines() if l.startswith("cpu MHz")]
-    flags = next((l.split(":")[1].split() for l in info.splitlines() if l.startswith("flags")), [])
-    if not mhz:
-        return None, "no 'cpu MHz' in /proc/cpuinfo"
-    per_cycle, isa = (
-        (64, "AVX-512F")
-        if "avx512f" in flags
-        else (32, "AVX2+FMA")
-        if "fma" in flags
-        else (16, "no FMA")
-    )
-    cores = min(threads, os.cpu_count() or 1)
-    ghz = max(mhz) / 1e3
-    peak = cores * per_cycle * ghz
-    return peak, (
-        f"{peak:.0f} GFLOP/s = {cores} cores x {per_cycle} fp32 FLOP/cycle "
-        f"({isa}) x {ghz:.2f} GHz (/proc/cpuinfo)"
+def measured_peak_gflops(threads, seconds=0.02):
+    """-> (GFLOP/s, explanation): the fp32 FMA loop of the variant in use on
+    ``threads`` threads at once, or (None, reason)."""
+    got = kernels.fma_peak(None, "float32", threads, seconds)
+    if got is None:
+        return None, f"no FMA loop for variant {fastlstm._isa()}"
+    gflops, ran = got
+    return gflops, (
+        f"{gflops:.0f} GFLOP/s = fp32 register-only FMA loop ({fastlstm._isa()}) measured "
+        f"on {ran} thread{'s' if ran > 1 else ''} at once"
     )
 
 
@@ -787,7 +774,7 @@ def add_arguments(parser):
         "--peak-gflops",
         type=float,
         default=None,
-        help="fp32 peak for the %% column (default: from /proc/cpuinfo)",
+        help="fp32 peak for the %% column (default: measured by an FMA loop)",
     )
     parser.add_argument("--markdown", metavar="FILE", help="also write the tables as markdown")
     parser.add_argument(
@@ -829,7 +816,7 @@ def run(args):
     peak, peak_note = (
         (args.peak_gflops, f"{args.peak_gflops:g} GFLOP/s (--peak-gflops)")
         if args.peak_gflops
-        else default_peak_gflops(args.threads)
+        else measured_peak_gflops(args.threads)
     )
 
     def progress(msg):
