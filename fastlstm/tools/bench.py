@@ -29,7 +29,12 @@ hits all of them alike.  A sample times a batch of calls lasting at least
 ``min_sample`` and records the time per call; the tables show the median over
 the rounds and, after ``±``, half the interquartile range.  Before every sample
 the benchmark sleeps briefly so that the previous system's spinning worker
-threads (OpenMP, ORT's pool) go idle and do not steal the cores.
+threads (OpenMP, ORT's pool) go idle and do not steal the cores, then runs the
+system untimed for another ``min_sample``: that sleep would otherwise make the
+first calls of every sample first calls after an idle gap (thread pools
+asleep, caches and virtual CPUs cold), which is a condition of its own, timed
+on its own by ``--shapes conditions``.  The tables are warm: calls back to
+back.
 
 FLOPs count only the matrix products: forward 2*T*B*4H*(I+H), forward+backward
 3x that.  Peak: measured before the shapes are timed, the fp32 GFLOP/s of a
@@ -134,15 +139,24 @@ def wait_idle(slice_s=0.01, max_s=1.0):
 
 
 def measure(
-    calls: dict[str, Callable[[], object]], rounds: int, min_sample: float, settle: float = 0.01
+    calls: dict[str, Callable[[], object]],
+    rounds: int,
+    min_sample: float,
+    settle: float = 0.01,
+    warmup: float | None = None,
 ) -> dict[str, Timing]:
     """Time every callable in alternating rounds; the one timing helper of
     the benchmark.
 
     Each callable is warmed up (at least 2 calls and 50 ms) and gets the
     batch size that makes one sample last ``min_sample`` seconds; then each
-    round takes one sample of every callable in turn.
+    round takes one sample of every callable in turn.  Before a sample: the
+    settle (the previous callable's threads go idle, ``wait_idle``), then
+    untimed calls of this one for ``warmup`` seconds (default ``min_sample``,
+    at least one call; none for 0), so that the sample times calls back to
+    back.
     """
+    warmup = min_sample if warmup is None else warmup
     batch = {}
     for name, fn in calls.items():
         start, n, fastest = time.perf_counter(), 0, float("inf")
@@ -157,6 +171,9 @@ def measure(
         for name, fn in calls.items():
             wait_idle(settle)
             n = batch[name]
+            untimed = max(1, int(np.ceil(n * warmup / min_sample))) if warmup > 0 else 0
+            for _ in range(untimed):
+                fn()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
