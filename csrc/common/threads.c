@@ -331,9 +331,27 @@ int fl_backing_off(void) { return 0; }
 
 /* ---- the team --------------------------------------------------------------- */
 #if defined(FL_HAVE_TEAM)
-/* How long an idle worker spins for the next job before it sleeps. */
+/* How long an idle worker spins for the next job before it sleeps: twice
+ * the recent gap between one call's end and the next call's start (an
+ * average over gaps under FL_TEAM_SPIN_MAX_NS: calls back to back; a longer
+ * gap is idle time and leaves it alone), between FL_TEAM_SPIN_NS and
+ * FL_TEAM_SPIN_MAX_NS.  A stream's steps (gaps of a few µs) get the
+ * minimum; whole forwards of a small batch, whose Python work between
+ * kernel calls takes longer than the minimum, find the worker awake. */
 #ifndef FL_TEAM_SPIN_NS
 #define FL_TEAM_SPIN_NS 100000
+#endif
+#ifndef FL_TEAM_SPIN_MAX_NS
+#define FL_TEAM_SPIN_MAX_NS 400000
+#endif
+/* While a caller runs a job alone (a small job that found no worker awake,
+ * fl_team_run), an idle worker stays awake for the caller's next call, up to
+ * this long, and spins from the call's end as above; not while the team
+ * backs off (fl_backing_off).  Otherwise a worker woken for the calls that
+ * follow would spin out during such a call and be asleep again when the
+ * next one comes, and back-to-back small calls would all run alone. */
+#ifndef FL_TEAM_HOLD_NS
+#define FL_TEAM_HOLD_NS 4000000
 #endif
 #define FL_TEAM_MAX_WORKERS 4095
 
@@ -347,11 +365,15 @@ static struct {
     uint64_t claim;
     fl_job_fn fn;
     void *ctx;
-    unsigned done;     /* futex word: workers finished with the job */
-    int caller_sleeps; /* the caller is asleep on `done` */
-    int sleepers;      /* workers asleep (or about to) on `gen` */
-    int workers;       /* started */
-    int busy;          /* a caller holds the team */
+    unsigned done;      /* futex word: workers finished with the job */
+    int caller_sleeps;  /* the caller is asleep on `done` */
+    int sleepers;       /* workers asleep (or about to) on `gen` */
+    int workers;        /* started */
+    int busy;           /* a caller holds the team */
+    int alone;          /* ... and runs its job without workers */
+    long long last_end; /* when the last call released the team (ns) */
+    long long gap_ns;   /* the recent gap between calls (see FL_TEAM_SPIN_NS) */
+    long long spin_ns;  /* how long an idle worker spins */
 } team;
 
 /* Each worker stores the time while it spins for a job (0 while it works
@@ -424,6 +446,8 @@ static void team_after_fork(void)
     team.sleepers = 0;
     team.caller_sleeps = 0;
     team.busy = 0;
+    team.alone = 0;
+    team.last_end = team.gap_ns = team.spin_ns = 0;
     fl_sleep_after_fork();
 }
 
@@ -435,7 +459,7 @@ static void *worker_main(void *arg)
     fl_in_job = 1; /* a job's nested calls run alone */
     for (;;) {
         unsigned g;
-        long long t0 = fl_now_ns(), now;
+        long long t0 = fl_now_ns(), now, hold0 = 0;
         unsigned spins = 0;
         while ((g = __atomic_load_n(&team.gen, __ATOMIC_ACQUIRE)) == seen) {
             fl_pause();
@@ -443,7 +467,14 @@ static void *worker_main(void *arg)
                 continue;
             now = fl_now_ns();
             __atomic_store_n(beat, now, __ATOMIC_RELAXED);
-            if (now - t0 <= FL_TEAM_SPIN_NS)
+            if (__atomic_load_n(&team.alone, __ATOMIC_RELAXED) &&
+                (hold0 == 0 || now - hold0 <= FL_TEAM_HOLD_NS) && !fl_backing_off()) {
+                hold0 = hold0 ? hold0 : now;
+                t0 = now; /* the spin counts from the call's end */
+                continue;
+            }
+            const long long spin = __atomic_load_n(&team.spin_ns, __ATOMIC_RELAXED);
+            if (now - t0 <= (spin > 0 ? spin : FL_TEAM_SPIN_NS))
                 continue;
             __atomic_store_n(beat, 0, __ATOMIC_RELAXED);
             /* the poster bumps gen, then wakes if it sees a sleeper */
@@ -452,6 +483,7 @@ static void *worker_main(void *arg)
                 fl_sleep_while(&team.gen, seen);
             FL_ADD(&team.sleepers, -1);
             t0 = fl_now_ns(); /* woken: spin again for the calls that follow */
+            hold0 = 0;
         }
         __atomic_store_n(beat, 0, __ATOMIC_RELAXED);
         seen = g;
@@ -515,6 +547,27 @@ static void team_post(fl_job_fn fn, void *ctx, int nth)
         fl_wake_all(&team.gen);
 }
 
+/* A call starts at `now` (the caller holds the team): the gap since the
+ * last call's end updates the workers' spin (FL_TEAM_SPIN_NS). */
+static void note_gap(long long now)
+{
+    const long long gap = now - team.last_end;
+    if (team.last_end == 0 || gap < 0 || gap >= FL_TEAM_SPIN_MAX_NS)
+        return;
+    team.gap_ns = team.gap_ns ? (3 * team.gap_ns + gap) / 4 : gap;
+    long long spin = 2 * team.gap_ns;
+    spin = spin < FL_TEAM_SPIN_NS ? FL_TEAM_SPIN_NS : spin;
+    spin = spin > FL_TEAM_SPIN_MAX_NS ? FL_TEAM_SPIN_MAX_NS : spin;
+    __atomic_store_n(&team.spin_ns, spin, __ATOMIC_RELAXED);
+}
+
+/* The caller lets the team go. */
+static void team_release(void)
+{
+    team.last_end = fl_now_ns();
+    __atomic_store_n(&team.busy, 0, __ATOMIC_RELEASE);
+}
+
 /* -> 1 when the caller had to sleep (a worker was late). */
 static int team_join(int nth)
 {
@@ -545,6 +598,7 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
         return 1;
     }
     team_grow(nt - 1);
+    note_gap(fl_now_ns());
     int nth = nt <= team.workers + 1 ? nt : team.workers + 1;
     int wake_sleepers = 1;
     if (small) {
@@ -555,7 +609,10 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
         const long long now = fl_now_ns();
         const int running = workers_running(now);
         const int runnable = runnable_threads(now);
-        const int others = runnable - 1 - running; /* less the caller */
+        /* less the caller and our own workers that are not asleep (one
+         * just woken is runnable before its first heartbeat) */
+        const int awake = team.workers - FL_LOAD(&team.sleepers);
+        const int others = runnable - 1 - (awake > running ? awake : running);
         const int free = runnable < 0 ? team.workers : fl_cpus() - 1 - (others > 0 ? others : 0);
         int use = fl_backing_off() ? 0 : running < free ? running : free;
         use = use > 0 ? use : 0;
@@ -563,12 +620,16 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
         wake_sleepers = free > running;
     }
     if (nth <= 1) {
+        /* woken now (a post with no tid to take), a worker is awake by the
+         * end of this call and stays so for the next (FL_TEAM_HOLD_NS) */
+        if (wake_sleepers && team.workers > 0 && FL_LOAD(&team.sleepers) > 0)
+            team_post(fn, ctx, 1);
+        __atomic_store_n(&team.alone, 1, __ATOMIC_RELAXED);
         fl_in_job = 1;
         fn(ctx, 0, 1);
         fl_in_job = 0;
-        if (wake_sleepers && team.workers > 0 && FL_LOAD(&team.sleepers) > 0)
-            team_post(fn, ctx, 1); /* no tid to take: only wakes them */
-        __atomic_store_n(&team.busy, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&team.alone, 0, __ATOMIC_RELAXED);
+        team_release();
         return 1;
     }
     team_post(fn, ctx, nth);
@@ -577,7 +638,7 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
     fl_in_job = 0;
     if (team_join(nth) && small)
         fl_back_off();
-    __atomic_store_n(&team.busy, 0, __ATOMIC_RELEASE);
+    team_release();
     return nth;
 }
 #else
