@@ -37,6 +37,22 @@
 #define FL_HAVE_CPUID 1
 #endif
 
+#if defined(FL_HAVE_CPUID) || defined(__linux__)
+/* A data or unified cache of `level` holds `bytes`; `shared`: the CPUs that
+ * share it (kept for L3 only). */
+static void set_level(fl_cache_sizes *c, int level, size_t bytes, int shared)
+{
+    if (level == 1)
+        c->l1d = bytes;
+    else if (level == 2)
+        c->l2 = bytes;
+    else if (level == 3) {
+        c->l3 = bytes;
+        c->l3_shared = shared;
+    }
+}
+#endif
+
 /* ---- cpuid --------------------------------------------------------------- */
 #ifdef FL_HAVE_CPUID
 /* r = eax, ebx, ecx, edx of leaf / subleaf (zeros beyond the highest leaf). */
@@ -106,14 +122,7 @@ static int cpuid_caches(fl_cache_sizes *c)
             continue;
         const size_t bytes = (size_t)((r[1] >> 22) + 1) * (((r[1] >> 12) & 0x3ff) + 1) *
                              ((r[1] & 0xfff) + 1) * ((size_t)r[2] + 1);
-        if (level == 1)
-            c->l1d = bytes;
-        else if (level == 2)
-            c->l2 = bytes;
-        else if (level == 3) {
-            c->l3 = bytes;
-            c->l3_shared = (int)((r[0] >> 14) & 0xfff) + 1;
-        }
+        set_level(c, (int)level, bytes, (int)((r[0] >> 14) & 0xfff) + 1);
     }
     if (c->l1d == 0 && amd) {
         fl_cpuid(0x80000005u, 0, r);
@@ -184,15 +193,11 @@ static int sysfs_caches(fl_cache_sizes *c)
             continue;
         snprintf(path, sizeof path, "%s%d/size", base, i);
         const size_t bytes = read_line(path, buf, sizeof buf) ? parse_size(buf) : 0;
-        if (level == 1)
-            c->l1d = bytes;
-        else if (level == 2)
-            c->l2 = bytes;
-        else if (level == 3) {
-            c->l3 = bytes;
-            snprintf(path, sizeof path, "%s%d/shared_cpu_list", base, i);
-            c->l3_shared = read_line(path, buf, sizeof buf) ? count_cpus(buf) : 0;
-        }
+        int shared = 0;
+        snprintf(path, sizeof path, "%s%d/shared_cpu_list", base, i);
+        if (level == 3 && read_line(path, buf, sizeof buf))
+            shared = count_cpus(buf);
+        set_level(c, level, bytes, shared);
     }
     return c->l1d > 0 ? 0 : -1;
 }

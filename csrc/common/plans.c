@@ -66,22 +66,12 @@ size_t fl_plan_steal_min_bytes(const fl_cache_sizes *in) { return plan_caches(in
  * a core's L2 (where the two cores' L2s hold it between them). */
 size_t fl_plan_dx_loop_max_bytes(const fl_cache_sizes *in) { return 2 * plan_caches(in).l2; }
 
-/* The register tiles of a variant compiled in (whether or not this CPU
- * runs it: the plans are arithmetic). */
-typedef struct plan_entry {
-    const char *name;
-    const fl_gemm_impl *(*impl)(void);
-} plan_entry;
-#define FL_PLAN_ENTRY(isa) {#isa, fl_gemm_impl_##isa},
-static const plan_entry plan_isas[] = {FL_FOR_EACH_ISA(FL_PLAN_ENTRY)};
-
 int fl_plan_for(const char *isa, const fl_cache_sizes *c, fl_plan *out)
 {
-    const fl_gemm_impl *impl = NULL;
+    /* the register tiles of a variant compiled in, whether or not this CPU
+     * runs it: the plans are arithmetic */
+    const fl_gemm_impl *impl = fl_gemm_impl_compiled(isa);
     memset(out, 0, sizeof *out);
-    for (size_t i = 0; isa != NULL && i < sizeof plan_isas / sizeof plan_isas[0]; i++)
-        if (strcmp(isa, plan_isas[i].name) == 0)
-            impl = plan_isas[i].impl();
     if (impl == NULL)
         return -1;
     out->kc = FL_GEMM_KC;

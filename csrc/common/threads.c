@@ -373,7 +373,6 @@ static struct {
     int alone;          /* ... and runs its job without workers */
     long long last_end; /* when the last call released the team (ns) */
     long long gap_ns;   /* the recent gap between calls (see FL_TEAM_SPIN_NS) */
-    long long spin_ns;  /* how long an idle worker spins */
 } team;
 
 /* Each worker stores the time while it spins for a job (0 while it works
@@ -447,8 +446,17 @@ static void team_after_fork(void)
     team.caller_sleeps = 0;
     team.busy = 0;
     team.alone = 0;
-    team.last_end = team.gap_ns = team.spin_ns = 0;
+    team.last_end = team.gap_ns = 0;
     fl_sleep_after_fork();
+}
+
+/* How long an idle worker spins now (FL_TEAM_SPIN_NS). */
+static long long team_spin_ns(void)
+{
+    const long long spin = 2 * __atomic_load_n(&team.gap_ns, __ATOMIC_RELAXED);
+    return spin < FL_TEAM_SPIN_NS       ? FL_TEAM_SPIN_NS
+           : spin > FL_TEAM_SPIN_MAX_NS ? FL_TEAM_SPIN_MAX_NS
+                                        : spin;
 }
 
 static void *worker_main(void *arg)
@@ -473,8 +481,7 @@ static void *worker_main(void *arg)
                 t0 = now; /* the spin counts from the call's end */
                 continue;
             }
-            const long long spin = __atomic_load_n(&team.spin_ns, __ATOMIC_RELAXED);
-            if (now - t0 <= (spin > 0 ? spin : FL_TEAM_SPIN_NS))
+            if (now - t0 <= team_spin_ns())
                 continue;
             __atomic_store_n(beat, 0, __ATOMIC_RELAXED);
             /* the poster bumps gen, then wakes if it sees a sleeper */
@@ -551,14 +558,10 @@ static void team_post(fl_job_fn fn, void *ctx, int nth)
  * last call's end updates the workers' spin (FL_TEAM_SPIN_NS). */
 static void note_gap(long long now)
 {
-    const long long gap = now - team.last_end;
+    const long long gap = now - team.last_end, avg = team.gap_ns;
     if (team.last_end == 0 || gap < 0 || gap >= FL_TEAM_SPIN_MAX_NS)
         return;
-    team.gap_ns = team.gap_ns ? (3 * team.gap_ns + gap) / 4 : gap;
-    long long spin = 2 * team.gap_ns;
-    spin = spin < FL_TEAM_SPIN_NS ? FL_TEAM_SPIN_NS : spin;
-    spin = spin > FL_TEAM_SPIN_MAX_NS ? FL_TEAM_SPIN_MAX_NS : spin;
-    __atomic_store_n(&team.spin_ns, spin, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.gap_ns, avg ? (3 * avg + gap) / 4 : gap, __ATOMIC_RELAXED);
 }
 
 /* The caller lets the team go. */
@@ -598,7 +601,8 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
         return 1;
     }
     team_grow(nt - 1);
-    note_gap(fl_now_ns());
+    const long long start = fl_now_ns();
+    note_gap(start);
     int nth = nt <= team.workers + 1 ? nt : team.workers + 1;
     int wake_sleepers = 1;
     if (small) {
@@ -606,9 +610,8 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
          * runnable threads leave, none while contended; sleeping workers are
          * woken for the calls that follow only onto a free core (else the
          * woken worker would take the caller's core for its spin) */
-        const long long now = fl_now_ns();
-        const int running = workers_running(now);
-        const int runnable = runnable_threads(now);
+        const int running = workers_running(start);
+        const int runnable = runnable_threads(start);
         /* less the caller and our own workers that are not asleep (one
          * just woken is runnable before its first heartbeat) */
         const int awake = team.workers - FL_LOAD(&team.sleepers);

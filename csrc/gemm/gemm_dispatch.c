@@ -30,12 +30,24 @@ typedef struct isa_entry {
 static const isa_entry isas[] = {FL_FOR_EACH_ISA(FL_ISA_ENTRY)};
 #define FL_N_ISAS (sizeof isas / sizeof isas[0])
 
-const fl_gemm_impl *fl_gemm_impl_by_name(const char *name)
+static const isa_entry *isa_named(const char *name)
 {
     for (size_t i = 0; name != NULL && i < FL_N_ISAS; i++)
         if (strcmp(name, isas[i].name) == 0)
-            return isas[i].cpu_runs() ? isas[i].impl() : NULL;
+            return &isas[i];
     return NULL;
+}
+
+const fl_gemm_impl *fl_gemm_impl_compiled(const char *name)
+{
+    const isa_entry *e = isa_named(name);
+    return e ? e->impl() : NULL;
+}
+
+const fl_gemm_impl *fl_gemm_impl_by_name(const char *name)
+{
+    const isa_entry *e = isa_named(name);
+    return e && e->cpu_runs() ? e->impl() : NULL;
 }
 
 static const fl_gemm_impl *choose_variant(void)

@@ -98,6 +98,9 @@ FL_FOR_EACH_ISA(FL_DECLARE_GEMM_IMPL)
 /* The table for "generic" | "avx2" | "avx512" if compiled in and this CPU
  * can run it, else NULL. */
 const fl_gemm_impl *fl_gemm_impl_by_name(const char *name);
+/* The same if compiled in, whether or not this CPU can run it (its tiles,
+ * for arithmetic such as the plans). */
+const fl_gemm_impl *fl_gemm_impl_compiled(const char *name);
 const fl_gemm_impl *fl_gemm_active(void);
 /* fl_gemm_* with an explicit variant and thread count (nthreads < 1: use
  * fl_get_num_threads()). */
