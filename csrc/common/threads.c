@@ -148,6 +148,20 @@ int fl_forced_split(void)
     return forced;
 }
 
+size_t fl_forced_join_step(void)
+{
+    static int read = 0; /* racing first calls compute the same value */
+    static size_t step = 0;
+    if (!read) {
+        const char *env = getenv("FASTLSTM_JOIN_STEP");
+        char *end = NULL;
+        const unsigned long long v = env ? strtoull(env, &end, 10) : 0;
+        step = env && end != env && *end == '\0' && v <= SIZE_MAX ? (size_t)v : 0;
+        read = 1;
+    }
+    return step;
+}
+
 int fl_have_openmp(void)
 {
 #ifdef _OPENMP
@@ -163,14 +177,7 @@ int fl_have_openmp(void)
 #define FL_STORE(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
 #define FL_ADD(p, v) __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST)
 
-static inline void fl_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
+static inline void fl_pause(void) { fl_spin_pause(); }
 #endif
 
 #if defined(FL_HAVE_TEAM)
@@ -503,7 +510,10 @@ static void *worker_main(void *arg)
                                             __ATOMIC_ACQUIRE)) {
                 /* the job cannot end without this worker: its fields hold */
                 team.fn(team.ctx, k + 1, nth);
-                if (FL_ADD(&team.done, 1) == (unsigned)(nth - 1) && FL_LOAD(&team.caller_sleeps))
+                /* (the last of those that came: a joinable job waits only
+                 * for them, so any of them may be the last) */
+                FL_ADD(&team.done, 1);
+                if (FL_LOAD(&team.caller_sleeps))
                     fl_wake_all(&team.done);
                 break;
             }
@@ -571,10 +581,10 @@ static void team_release(void)
     __atomic_store_n(&team.busy, 0, __ATOMIC_RELEASE);
 }
 
-/* -> 1 when the caller had to sleep (a worker was late). */
-static int team_join(int nth)
+/* Wait until `want` workers have finished the job.  -> 1 when the caller
+ * had to sleep (a worker was late). */
+static int team_join(unsigned want)
 {
-    const unsigned want = (unsigned)(nth - 1);
     const long long t0 = fl_now_ns();
     unsigned spins = 0, d;
     while (__atomic_load_n(&team.done, __ATOMIC_ACQUIRE) != want) {
@@ -591,8 +601,31 @@ static int team_join(int nth)
     return 1;
 }
 
-int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
+/* Worker tids of the current job taken so far (tids 1 .. that). */
+static unsigned team_taken(void)
 {
+    return (unsigned)(__atomic_load_n(&team.claim, __ATOMIC_ACQUIRE) & 0xffff);
+}
+
+int fl_team_taken(void) { return (int)team_taken(); }
+int fl_team_joinable(void) { return 1; }
+
+/* A joinable job's end: take the tids no worker has taken (a worker that
+ * comes later finds none) -> the workers that did take one. */
+static unsigned team_close(void)
+{
+    uint64_t c = __atomic_load_n(&team.claim, __ATOMIC_ACQUIRE);
+    for (;;) {
+        const uint64_t all = (c & ~(uint64_t)0xffff) | (c >> 16 & 0xffff);
+        if (all == c || __atomic_compare_exchange_n(&team.claim, &c, all, 0, __ATOMIC_ACQ_REL,
+                                                    __ATOMIC_ACQUIRE))
+            return (unsigned)(c & 0xffff);
+    }
+}
+
+int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags)
+{
+    const int small = (flags & FL_JOB_SMALL) != 0, joinable = (flags & FL_JOB_JOINABLE) != 0;
     int expect = 0;
     if (nt <= 1 || fl_in_job ||
         !__atomic_compare_exchange_n(&team.busy, &expect, 1, 0, __ATOMIC_ACQUIRE,
@@ -604,23 +637,29 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
     const long long start = fl_now_ns();
     note_gap(start);
     int nth = nt <= team.workers + 1 ? nt : team.workers + 1;
-    int wake_sleepers = 1;
+    int wake_sleepers = 1, running = 0;
+    if (small || joinable)
+        running = workers_running(start);
     if (small) {
         /* the workers running now, no more than the cores the system's other
          * runnable threads leave, none while contended; sleeping workers are
          * woken for the calls that follow only onto a free core (else the
          * woken worker would take the caller's core for its spin) */
-        const int running = workers_running(start);
         const int runnable = runnable_threads(start);
         /* less the caller and our own workers that are not asleep (one
          * just woken is runnable before its first heartbeat) */
         const int awake = team.workers - FL_LOAD(&team.sleepers);
         const int others = runnable - 1 - (awake > running ? awake : running);
         const int free = runnable < 0 ? team.workers : fl_cpus() - 1 - (others > 0 ? others : 0);
-        int use = fl_backing_off() ? 0 : running < free ? running : free;
+        const int backing_off = fl_backing_off();
+        int use = backing_off ? 0 : running < free ? running : free;
+        wake_sleepers = free > running;
+        /* a joinable job takes sleeping workers too, onto free cores: it
+         * never waits for them, they join it when they come */
+        if (joinable && !backing_off && wake_sleepers)
+            use = free;
         use = use > 0 ? use : 0;
         nth = nth <= use + 1 ? nth : use + 1;
-        wake_sleepers = free > running;
     }
     if (nth <= 1) {
         /* woken now (a post with no tid to take), a worker is awake by the
@@ -636,10 +675,23 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
         return 1;
     }
     team_post(fn, ctx, nth);
+    if (joinable) {
+        /* workers spinning now take their tids within microseconds: start
+         * with them (the job admits the others when they come) */
+        const unsigned want = (unsigned)(running < nth - 1 ? running : nth - 1);
+        const long long t0 = fl_now_ns();
+        unsigned spins = 0;
+        while (team_taken() < want) {
+            fl_pause();
+            if ((++spins & 15) == 0 && fl_now_ns() - t0 > FL_BARRIER_SPIN_NS)
+                break;
+        }
+    }
     fl_in_job = 1;
     fn(ctx, 0, nth);
     fl_in_job = 0;
-    if (team_join(nth) && small)
+    const unsigned came = joinable ? team_close() : (unsigned)(nth - 1);
+    if (team_join(came) && small)
         fl_back_off();
     team_release();
     return nth;
@@ -656,9 +708,11 @@ int fl_in_team(void)
     return 0;
 #endif
 }
-int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small)
+int fl_team_taken(void) { return 0; }
+int fl_team_joinable(void) { return 0; }
+int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags)
 {
-    (void)small;
+    (void)flags;
 #ifdef _OPENMP
     if (nt > 1 && !omp_in_parallel()) {
         int used = 1;

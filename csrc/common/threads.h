@@ -19,8 +19,12 @@ extern "C" {
  * ("units") or 0 (unset: the kernel chooses). */
 enum { FL_SPLIT_BATCH = 1, FL_SPLIT_UNITS = 2 };
 int fl_forced_split(void);
+/* FASTLSTM_JOIN_STEP=k, read once (for tests): the forward's unit split
+ * admits no late-joining worker before step k, so that workers join
+ * mid-call whatever the timing (engine.h, forward_loop).  0 when unset. */
+size_t fl_forced_join_step(void);
 
-/* The thread team.  fl_team_run(fn, ctx, nt, small) runs fn(ctx, tid, nth)
+/* The thread team.  fl_team_run(fn, ctx, nt, flags) runs fn(ctx, tid, nth)
  * once for each tid in [0, nth), the caller as tid 0, and returns when all
  * have returned; nth <= nt.  Where the team is fastlstm's own (FL_HAVE_TEAM:
  * POSIX threads and GCC/Clang atomics in a threaded build) its workers are
@@ -30,7 +34,7 @@ int fl_forced_split(void);
  *     after a call and takes the cores from numpy's or another pool's
  *     threads, while a call that follows closely (a stream's next step)
  *     finds the workers awake;
- *   - a `small` job (too short to repay waiting for a worker that is not on
+ *   - a `small` job (flags FL_JOB_SMALL: too short to repay waiting for a worker that is not on
  *     a core: a sleeping one takes from tens of microseconds to milliseconds
  *     to be scheduled again in a virtual machine, a descheduled one a time
  *     slice) runs on the workers spinning on a core now (maybe none: then on
@@ -44,7 +48,22 @@ int fl_forced_split(void);
  * Without FL_HAVE_TEAM: an OpenMP parallel region (MSVC), or one thread.
  * Returns nth. */
 typedef void (*fl_job_fn)(void *ctx, int tid, int nth);
-int fl_team_run(fl_job_fn fn, void *ctx, int nt, int small);
+enum { FL_JOB_SMALL = 1, FL_JOB_JOINABLE = 2 };
+int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags);
+/* Joinable jobs (flags FL_JOB_JOINABLE, where fl_team_joinable() -> 1): a
+ * worker may take its tid, and call fn, at any time until the caller's fn
+ * returns, or never: the team starts the caller with the workers spinning
+ * now (waiting for them to take their tids at most FL_BARRIER_SPIN_NS),
+ * wakes the others without waiting for them (a small job too, onto free
+ * cores), and after the caller's fn returns takes the tids still untaken
+ * and waits only for the workers that took theirs.  The job runs the share
+ * of a worker that has not come on the threads that have, and admits it
+ * when it comes (the forward's unit split, engine.h: at a step boundary).
+ * fl_team_taken() -> the workers that have taken a tid of the current job
+ * so far (tids 1 .. that; the caller's fn asks).  Elsewhere (OpenMP) every
+ * tid runs from the start, as for any job. */
+int fl_team_joinable(void);
+int fl_team_taken(void);
 /* 1 on a thread running a team job (the caller's included). */
 int fl_in_team(void);
 
@@ -101,8 +120,25 @@ static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
         }
     return 0;
 }
+/* Words the threads of a time loop hand each other outside the barrier
+ * (the forward's late joins): acquire loads, release stores, and the
+ * pause of a spin-wait. */
+static inline size_t fl_word_load(const size_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void fl_word_store(size_t *p, size_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void fl_spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 #else
 #define FL_HAVE_TAKE 0
+/* without atomics there are no late joins (fl_team_joinable() -> 0) */
+static inline size_t fl_word_load(const size_t *p) { return *(const volatile size_t *)p; }
+static inline void fl_word_store(size_t *p, size_t v) { *(volatile size_t *)p = v; }
+static inline void fl_spin_pause(void) {}
 static inline int fl_take(size_t *ctr, size_t s, size_t n, size_t *item)
 {
     (void)ctr;

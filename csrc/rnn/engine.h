@@ -168,6 +168,8 @@ typedef struct FL_FN(loop) {
     fl_barrier *bar;                 /* the per-step barrier (unit split) */
     fl_chunks *ch;                   /* the row chunks (batch split) */
     size_t *steal;                   /* work-stealing counters (unit split), or NULL */
+    size_t *join;                    /* late joins of the unit split (forward_loop), or NULL */
+    size_t join_n;                   /* ... for this many threads */
     size_t xb;                       /* steps per block of the input projection, or 0 */
     size_t ks;                       /* the stacked product's sum blocked here (or 0) */
     REAL *xproj, *xrows;             /* its results (block rows x 4U groups), its
@@ -324,6 +326,7 @@ typedef struct FL_FN(fwd_plan) {
     size_t chunks;   /* row chunks (batch split; else 0) */
     size_t steps;    /* steps per block of a chunk */
     int steal;       /* unit split with work stealing (take_groups) */
+    int joins;       /* unit split that workers may join late (forward_loop) */
     size_t xb;       /* steps per block of the input projection, or 0 */
     size_t ks;       /* the stacked product's sum blocked at this row, or 0 */
 } FL_FN(fwd_plan);
@@ -349,6 +352,7 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
     p.gw = FL_FN(groups_per_product)(rows, L->U, L->groups);
     p.steal = FL_HAVE_TAKE && !p.split_batch && p.nt > 1 &&
               K * N * sizeof(REAL) / (size_t)p.nt > FL_STEAL_MIN_BYTES;
+    p.joins = !p.split_batch && !p.steal && p.nt > 1 && fl_team_joinable();
     return p;
 }
 
@@ -357,17 +361,17 @@ static FL_FN(fwd_plan) FL_FN(forward_plan)(const fl_shape *sh, const FL_FN(blob_
  * (fl_chunks), the stealing counters), then, 64-byte aligned, the REAL
  * scratch.  The one place both the size and the layout come from. */
 typedef struct FL_FN(fwd_workspace) {
-    size_t chunks, steal, words; /* size_t offsets; words: the bookkeeping */
-    size_t xh;                   /* (2, B, K) the input rows [x_t | h_{t-1}] of this step
-                                    and the next */
-    size_t cstate;               /* (B, H) c_t */
-    size_t rstep;                /* (B, H) r_t, the projection's input (P > 0 only) */
-    size_t tmp;                  /* (nt, B, gates U gw) the threads' product tiles */
-    size_t gbias;                /* (groups gates U) the bias in group layout */
-    size_t xproj;                /* (xb B, groups gates U) the input projection's block */
-    size_t xrows;                /* (nt, xb B, I) its gathered inputs */
-    size_t reals;                /* REAL offsets above are from the aligned start */
-    size_t bytes;                /* the whole workspace, alignment slack included */
+    size_t chunks, steal, join, words; /* size_t offsets; words: the bookkeeping */
+    size_t xh;                         /* (2, B, K) the input rows [x_t | h_{t-1}] of this step
+                                          and the next */
+    size_t cstate;                     /* (B, H) c_t */
+    size_t rstep;                      /* (B, H) r_t, the projection's input (P > 0 only) */
+    size_t tmp;                        /* (nt, B, gates U gw) the threads' product tiles */
+    size_t gbias;                      /* (groups gates U) the bias in group layout */
+    size_t xproj;                      /* (xb B, groups gates U) the input projection's block */
+    size_t xrows;                      /* (nt, xb B, I) its gathered inputs */
+    size_t reals;                      /* REAL offsets above are from the aligned start */
+    size_t bytes;                      /* the whole workspace, alignment slack included */
 } FL_FN(fwd_workspace);
 
 static FL_FN(fwd_workspace)
@@ -379,7 +383,8 @@ static FL_FN(fwd_workspace)
     FL_FN(fwd_workspace) w;
     w.chunks = fl_rows_mem(sh);
     w.steal = w.chunks + fl_chunks_mem(p->chunks);
-    w.words = w.steal + (p->steal ? nt * FL_CTR_STRIDE : 0);
+    w.join = w.steal + (p->steal ? nt * FL_CTR_STRIDE : 0);
+    w.words = w.join + (p->joins ? 2 * nt : 0);
     w.xh = 0;
     w.cstate = w.xh + 2 * B * L->K;
     w.rstep = w.cstate + B * H;
@@ -605,25 +610,99 @@ static void FL_FN(run_chunks)(const FL_FN(loop) *lp, FL_FN(step_fn) step, fl_sha
     }
 }
 
+/* Late joins of the forward's unit split (lp->join; threads.h, joinable
+ * jobs).  A worker that takes its tid after the call started joins at a
+ * step boundary: at the end of each step the caller admits the workers
+ * that have taken a tid since (fl_team_taken: tids 1 .. that, in order) to
+ * the next step, storing in join[join_n + w] the barrier count that ends
+ * this step and then, with release, the step in join[w] (SIZE_MAX before);
+ * the worker waits for its step (or for the caller's end, join[0] = 1, when
+ * it came too late), then for that barrier count, and runs from there.  The
+ * threads of step s are the caller and the workers admitted at or before s:
+ * every thread that runs s computes the same set, since an admission made
+ * during s is for s + 1 and is ordered before s's barrier.  Each step splits
+ * its work between those threads (rank, n), so until a worker comes its
+ * share is run by the others; results do not depend on the split. */
+static int FL_FN(step_rank)(const FL_FN(loop) *lp, size_t s, int tid, int nth, int *n)
+{
+    int rank = 0, count = 1;
+    for (int w = 1; w < nth; w++)
+        if (fl_word_load(&lp->join[w]) <= s) {
+            rank += w < tid;
+            count++;
+        }
+    *n = count;
+    return tid ? rank + 1 : 0;
+}
+
+/* A worker's wait to be admitted: -> the step it starts at (and its barrier
+ * count in *round), or T when the call ended without it. */
+static size_t FL_FN(join_wait)(const FL_FN(loop) *lp, int tid, size_t *round)
+{
+    size_t at;
+    while ((at = fl_word_load(&lp->join[tid])) == SIZE_MAX) {
+        if (fl_word_load(&lp->join[0])) {
+            at = fl_word_load(&lp->join[tid]);
+            if (at == SIZE_MAX)
+                return lp->sh->T;
+            break;
+        }
+        fl_spin_pause();
+    }
+    *round = lp->join[lp->join_n + (size_t)tid];
+    while (fl_word_load(&lp->bar->count) < *round)
+        fl_spin_pause();
+    return at;
+}
+
+/* The caller admits the workers that came (tids admitted + 1 .. taken) to
+ * step s, whose threads start at barrier count `round`. -> admitted now. */
+static int FL_FN(join_admit)(const FL_FN(loop) *lp, size_t s, size_t round, int nth, int admitted)
+{
+    const int taken = s < fl_forced_join_step() ? 0 : fl_team_taken();
+    for (int w = admitted + 1; w <= taken && w < nth; w++) {
+        lp->join[lp->join_n + (size_t)w] = round;
+        fl_word_store(&lp->join[w], s);
+        admitted = w;
+    }
+    return admitted;
+}
+
 static void FL_FN(forward_loop)(const FL_FN(loop) *lp, int tid, int nth)
 {
     const size_t T = lp->sh->T;
     REAL *tile = lp->tmp + (size_t)tid * lp->sh->B * FL_CELL_GATES * lp->L.U * lp->gw;
     fl_share my = {0, lp->sh->B, 0, lp->L.groups, 0, lp->sh->P, 0, 0};
-    size_t round = 0;
+    size_t round = 0, s0 = 0;
     if (lp->split_batch) {
         FL_FN(run_chunks)(lp, FL_FN(forward_step), &my, tile, tid, nth);
         return;
     }
     /* split by units: my groups (and projection columns), every row, a
      * barrier per step */
-    fl_split(lp->L.groups, 1, nth, tid, &my.u0, &my.u1);
-    fl_split(lp->sh->P, lp->nr, nth, tid, &my.v0, &my.v1);
-    for (size_t s = 0; s < T; s++) {
-        FL_FN(forward_step)(lp, s, &my, tile, tid, nth, &round);
-        if (s + 1 < T) /* after the last step: the region's end */
-            fl_barrier_wait(lp->bar, &round, nth);
+    const int joins = lp->join && nth > 1;
+    int admitted = 0, rank = tid, n = nth;
+    if (joins && tid > 0 && (s0 = FL_FN(join_wait)(lp, tid, &round)) >= T)
+        return;
+    if (joins && tid == 0)
+        admitted = FL_FN(join_admit)(lp, 0, 0, nth, 0);
+    for (size_t s = s0; s < T; s++) {
+        if (joins || s == s0) {
+            if (joins)
+                rank = FL_FN(step_rank)(lp, s, tid, nth, &n);
+            fl_split(lp->L.groups, 1, n, rank, &my.u0, &my.u1);
+            fl_split(lp->sh->P, lp->nr, n, rank, &my.v0, &my.v1);
+        }
+        FL_FN(forward_step)(lp, s, &my, tile, rank, n, &round);
+        if (s + 1 < T) { /* after the last step: the region's end */
+            if (joins && tid == 0 && admitted < nth - 1)
+                admitted = /* (a barrier of one thread counts nothing) */
+                    FL_FN(join_admit)(lp, s + 1, round + (n > 1 ? (size_t)n : 0), nth, admitted);
+            fl_barrier_wait(lp->bar, &round, n);
+        }
     }
+    if (joins && tid == 0)
+        fl_word_store(&lp->join[0], 1);
 }
 
 static void FL_FN(forward_job)(void *lp, int tid, int nth)
@@ -673,6 +752,14 @@ static int FL_FN(forward_with)(const fl_shape *sh, const FWD_ARGS *a, const void
         lp.steal = (size_t *)mem + wl.steal;
         memset(lp.steal, 0, (size_t)nt * FL_CTR_STRIDE * sizeof(size_t));
     }
+    lp.join = NULL;
+    if (plan.joins) { /* not closed, nobody admitted */
+        lp.join = (size_t *)mem + wl.join;
+        lp.join_n = (size_t)nt;
+        lp.join[0] = 0;
+        for (size_t t = 1; t < (size_t)nt; t++)
+            lp.join[t] = SIZE_MAX;
+    }
 
     /* the REAL scratch (none is allocated inside the loop) */
     uintptr_t at = (uintptr_t)((size_t *)mem + wl.words);
@@ -705,10 +792,14 @@ static int FL_FN(forward_with)(const fl_shape *sh, const FWD_ARGS *a, const void
 
     /* a small job (threads.h): a short call, or a loop of short steps
      * that meets at a barrier every step */
+    const int small =
+        (double)sh->T * (double)B * (double)K * (double)(FL_CELL_GATES * H) < FL_SMALL_CALL_MACS ||
+        (!plan.split_batch && B * K * FL_CELL_GATES * H < FL_SHORT_STEP_MACS);
+    /* the batch split is joinable as it is (a worker that comes late takes
+     * the chunks left), the unit split with lp.join */
     fl_team_run(FL_FN(forward_job), &lp, nt,
-                (double)sh->T * (double)B * (double)K * (double)(FL_CELL_GATES * H) <
-                        FL_SMALL_CALL_MACS ||
-                    (!plan.split_batch && B * K * FL_CELL_GATES * H < FL_SHORT_STEP_MACS));
+                (small ? FL_JOB_SMALL : 0) |
+                    (plan.split_batch || plan.joins ? FL_JOB_JOINABLE : 0));
     if (!plan.split_batch)
         fl_note_contention(&bar, sh->T);
 

@@ -110,6 +110,50 @@ def test_thread_count_does_not_change_results(rng, restore_threads, shape, dtype
     assert_bitwise(one, all_outputs(lstm, *args), "1 vs 3 threads:")
 
 
+JOIN_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import fastlstm
+    sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]  # tests/native, tests
+    from helpers import all_outputs
+    from test_threads import THREAD_SHAPES, make_problem
+    rng = np.random.default_rng(5)
+    differ = []
+    for name, (T, B, I, H, extra) in THREAD_SHAPES.items():
+        for dtype in (np.float32, np.float64):
+            lstm, args = make_problem(rng, dtype, T, B, I, H, **extra)
+            fastlstm.set_num_threads(1)
+            one = all_outputs(lstm, *args)
+            for nt in (2, 3):
+                fastlstm.set_num_threads(nt)
+                got = all_outputs(lstm, *args)
+                differ += [[name, str(np.dtype(dtype)), nt, k]
+                           for k in one if not np.array_equal(one[k], got[k])]
+    print("RESULT " + json.dumps(differ))
+""")
+
+
+@pytest.mark.skipif(not kernels.have_openmp(), reason="built without OpenMP: one thread only")
+@pytest.mark.parametrize("step", [1, 3, 10**6])
+def test_workers_joining_mid_call_do_not_change_results(step):
+    """A worker that comes after a forward started joins its unit split at a
+    step boundary (or, after the last step, not at all): results stay bitwise
+    those of one thread.  FASTLSTM_JOIN_STEP makes every forward admit its
+    workers at that step, whatever the timing."""
+    env = dict(os.environ, FASTLSTM_JOIN_STEP=str(step))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", JOIN_SCRIPT, os.path.dirname(os.path.abspath(__file__))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    assert json.loads(line[len("RESULT ") :]) == []
+
+
 def test_set_num_threads_reports(restore_threads):
     assert fastlstm.get_num_threads() >= 1
     if fastlstm.set_num_threads(2) == 2:  # 1 without OpenMP
