@@ -18,6 +18,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -74,27 +75,53 @@ class BuildExt(build_ext):
             compile_extra, link_extra = base + simd, []
         print(f"fastlstm: OpenMP {'on' if use_omp else 'off'}", file=sys.stderr)
 
-        for ext in self.extensions:
-            # every variant is linked in; one compiled without its flags (not
-            # x86-64, MSVC, or a compiler that lacks them) reports itself
-            # absent and is never chosen
-            for isa in build_flags.isas():
-                flags = build_flags.ISA_FLAGS[isa]
-                if flags and not (is_x86_64() and not msvc and self._try_compile(flags)):
-                    print(f"fastlstm: no {isa} flags; variant left out", file=sys.stderr)
-                    flags = []
-                objs = self.compiler.compile(
-                    [os.path.join(CSRC, f) for f in build_flags.isa_sources(isa)],
-                    output_dir=os.path.join(self.build_temp, isa),
-                    macros=[("FL_ISA", isa)],
-                    include_dirs=CSRC_DIRS,
-                    extra_postargs=compile_extra + flags,
-                    depends=headers(),
-                )
-                ext.extra_objects = list(ext.extra_objects or []) + objs
-            ext.extra_compile_args = compile_extra
-            ext.extra_link_args = link_extra + ([] if msvc else build_flags.sanitize_flags())
-        super().build_extensions()
+        # the variants' files compile in threads (one gcc each, as many as
+        # CPUs, the best ISA's first: the largest, minutes in a sanitizer
+        # build) while the extension's own sources compile on this thread;
+        # its link waits for them (build_extension)
+        self._pending = {}
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            for ext in self.extensions:
+                # every variant is linked in; one compiled without its flags (not
+                # x86-64, MSVC, or a compiler that lacks them) reports itself
+                # absent and is never chosen
+                for isa in reversed(build_flags.isas()):
+                    flags = build_flags.ISA_FLAGS[isa]
+                    if flags and not (is_x86_64() and not msvc and self._try_compile(flags)):
+                        print(f"fastlstm: no {isa} flags; variant left out", file=sys.stderr)
+                        flags = []
+                    for src in build_flags.isa_sources(isa):
+                        job = pool.submit(
+                            self.compiler.compile,
+                            [os.path.join(CSRC, src)],
+                            output_dir=os.path.join(self.build_temp, isa),
+                            macros=[("FL_ISA", isa)],
+                            include_dirs=CSRC_DIRS,
+                            extra_postargs=compile_extra + flags,
+                            depends=headers(),
+                        )
+                        self._pending.setdefault(ext.name, []).append(job)
+                ext.extra_compile_args = compile_extra
+                ext.extra_link_args = link_extra + ([] if msvc else build_flags.sanitize_flags())
+            super().build_extensions()
+
+    def build_extension(self, ext):
+        pending = self._pending.pop(ext.name, [])
+        compiler = self.compiler
+        link = compiler.link_shared_object
+
+        def link_with_variants(objects, *args, **kwargs):
+            # the variants' objects, once compiled (a failed compile raises here)
+            variant_objects = [obj for job in pending for obj in job.result()]
+            return link(list(objects) + variant_objects, *args, **kwargs)
+
+        compiler.link_shared_object = link_with_variants
+        try:
+            super().build_extension(ext)
+        finally:
+            compiler.link_shared_object = link
+            for job in pending:  # the link did not run (up to date, or failed before)
+                job.result()
 
 
 def headers():
