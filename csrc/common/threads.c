@@ -625,7 +625,8 @@ static unsigned team_close(void)
 
 int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags)
 {
-    const int small = (flags & FL_JOB_SMALL) != 0, joinable = (flags & FL_JOB_JOINABLE) != 0;
+    const int small = (flags & (FL_JOB_SMALL | FL_JOB_TINY)) != 0;
+    const int joinable = (flags & FL_JOB_JOINABLE) != 0, tiny = (flags & FL_JOB_TINY) != 0;
     int expect = 0;
     if (nt <= 1 || fl_in_job ||
         !__atomic_compare_exchange_n(&team.busy, &expect, 1, 0, __ATOMIC_ACQUIRE,
@@ -653,7 +654,7 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags)
         const int free = runnable < 0 ? team.workers : fl_cpus() - 1 - (others > 0 ? others : 0);
         const int backing_off = fl_backing_off();
         int use = backing_off ? 0 : running < free ? running : free;
-        wake_sleepers = free > running;
+        wake_sleepers = free > running && !tiny;
         /* a joinable job takes sleeping workers too, onto free cores: it
          * never waits for them, they join it when they come */
         if (joinable && !backing_off && wake_sleepers)

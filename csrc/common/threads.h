@@ -48,7 +48,10 @@ size_t fl_forced_join_step(void);
  * Without FL_HAVE_TEAM: an OpenMP parallel region (MSVC), or one thread.
  * Returns nth. */
 typedef void (*fl_job_fn)(void *ctx, int tid, int nth);
-enum { FL_JOB_SMALL = 1, FL_JOB_JOINABLE = 2 };
+/* FL_JOB_TINY: a small job shorter than waking a sleeping worker costs its
+ * caller (a futex wake of a halted virtual CPU: about 25 µs): it runs on the
+ * workers spinning now, or alone, and wakes none. */
+enum { FL_JOB_SMALL = 1, FL_JOB_JOINABLE = 2, FL_JOB_TINY = 4 };
 int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags);
 /* Joinable jobs (flags FL_JOB_JOINABLE, where fl_team_joinable() -> 1): a
  * worker may take its tid, and call fn, at any time until the caller's fn

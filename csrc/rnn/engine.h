@@ -236,6 +236,13 @@ static int FL_FN(plan_threads)(size_t T, size_t B, size_t H, size_t K, size_t N,
     return nt < 1 ? 1 : (int)nt;
 }
 
+/* ... and of fewer than this, a tiny one (threads.h: it wakes no sleeping
+ * worker, whose wake-up would cost the caller more than the call: a stream
+ * step of I = 64, H = 128, B = 1 is 98K). */
+#ifndef FL_WAKE_MIN_MACS
+#define FL_WAKE_MIN_MACS (1u << 19)
+#endif
+
 /* A call of fewer multiply-adds than this is a small job for the team
  * (threads.h): it runs on the workers that are awake, never waiting for a
  * sleeping one (on one thread, it takes about as long as waking one). */
@@ -792,13 +799,13 @@ static int FL_FN(forward_with)(const fl_shape *sh, const FWD_ARGS *a, const void
 
     /* a small job (threads.h): a short call, or a loop of short steps
      * that meets at a barrier every step */
-    const int small =
-        (double)sh->T * (double)B * (double)K * (double)(FL_CELL_GATES * H) < FL_SMALL_CALL_MACS ||
-        (!plan.split_batch && B * K * FL_CELL_GATES * H < FL_SHORT_STEP_MACS);
+    const double macs = (double)sh->T * (double)B * (double)K * (double)(FL_CELL_GATES * H);
+    const int small = macs < FL_SMALL_CALL_MACS ||
+                      (!plan.split_batch && B * K * FL_CELL_GATES * H < FL_SHORT_STEP_MACS);
     /* the batch split is joinable as it is (a worker that comes late takes
      * the chunks left), the unit split with lp.join */
     fl_team_run(FL_FN(forward_job), &lp, nt,
-                (small ? FL_JOB_SMALL : 0) |
+                (small ? FL_JOB_SMALL : 0) | (macs < FL_WAKE_MIN_MACS ? FL_JOB_TINY : 0) |
                     (plan.split_batch || plan.joins ? FL_JOB_JOINABLE : 0));
     if (!plan.split_batch)
         fl_note_contention(&bar, sh->T);

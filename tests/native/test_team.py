@@ -53,6 +53,53 @@ def test_workers_sleep_between_calls():
     assert res["cpu"] < 0.1, res
 
 
+def test_tiny_calls_do_not_wake_sleeping_workers():
+    """A stream step (a tiny job: shorter than a wake-up costs its caller)
+    after the worker went to sleep runs without waking it; a stream1 forward
+    (a small job of 100 steps) wakes it, which the same measurement sees: the
+    workers' CPU time (schedstat, ns) over 150 calls, each after 1 ms idle
+    (longer than the workers' spin)."""
+    script = textwrap.dedent(
+        """
+        import json, os, threading, time
+        import numpy as np
+        import fastlstm
+        fastlstm.set_num_threads(2)
+        lstm = fastlstm.LSTM(64, 128, seed=0)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((100, 1, 64)).astype(np.float32)
+        lstm(x)  # starts the worker
+        main = threading.get_native_id()
+        def workers_ns():
+            total = 0
+            for tid in os.listdir("/proc/self/task"):
+                if int(tid) != main:
+                    with open(f"/proc/self/task/{tid}/schedstat") as fh:
+                        total += int(fh.read().split()[0])
+            return total
+        def run(call):
+            time.sleep(0.01)
+            t0 = workers_ns()
+            for _ in range(150):
+                time.sleep(0.001)
+                call()
+            return workers_ns() - t0
+        stream = lstm.stream(1)
+        step = lambda: stream.step(x[0])
+        print(json.dumps({"tiny": run(step), "small": run(lambda: lstm(x))}))
+        """
+    )
+    if not os.path.exists("/proc/self/schedstat"):
+        pytest.skip("needs /proc/<pid>/task/<tid>/schedstat")
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    # a woken worker spins at least 100 µs per call: 15 ms over 150 calls
+    assert res["small"] > 10e6, res
+    assert res["tiny"] < 3e6, res
+
+
 def _problems(seed):
     rng = np.random.default_rng(seed)
     small = fastlstm.LSTM(16, 48, seed=1)  # stream steps: small jobs
