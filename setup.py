@@ -80,6 +80,7 @@ class BuildExt(build_ext):
         # build) while the extension's own sources compile on this thread;
         # its link waits for them (build_extension)
         self._pending = {}
+        depends = headers()
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             for ext in self.extensions:
                 # every variant is linked in; one compiled without its flags (not
@@ -98,7 +99,7 @@ class BuildExt(build_ext):
                             macros=[("FL_ISA", isa)],
                             include_dirs=CSRC_DIRS,
                             extra_postargs=compile_extra + flags,
-                            depends=headers(),
+                            depends=depends,
                         )
                         self._pending.setdefault(ext.name, []).append(job)
                 ext.extra_compile_args = compile_extra

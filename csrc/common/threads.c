@@ -177,7 +177,6 @@ int fl_have_openmp(void)
 #define FL_STORE(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
 #define FL_ADD(p, v) __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST)
 
-static inline void fl_pause(void) { fl_spin_pause(); }
 #endif
 
 #if defined(FL_HAVE_TEAM)
@@ -275,7 +274,7 @@ void fl_barrier_wait(fl_barrier *b, size_t *round, int nth)
         const long long t0 = fl_now_ns();
         unsigned spins = 0;
         while (__atomic_load_n(&b->count, __ATOMIC_ACQUIRE) < target) {
-            fl_pause();
+            fl_spin_pause();
             if ((++spins & 15) == 0 && fl_now_ns() - t0 > b->spin_ns)
                 break;
         }
@@ -477,7 +476,7 @@ static void *worker_main(void *arg)
         long long t0 = fl_now_ns(), now, hold0 = 0;
         unsigned spins = 0;
         while ((g = __atomic_load_n(&team.gen, __ATOMIC_ACQUIRE)) == seen) {
-            fl_pause();
+            fl_spin_pause();
             if ((++spins & 15) != 0)
                 continue;
             now = fl_now_ns();
@@ -588,7 +587,7 @@ static int team_join(unsigned want)
     const long long t0 = fl_now_ns();
     unsigned spins = 0, d;
     while (__atomic_load_n(&team.done, __ATOMIC_ACQUIRE) != want) {
-        fl_pause();
+        fl_spin_pause();
         if ((++spins & 15) == 0 && fl_now_ns() - t0 > FL_BARRIER_SPIN_NS)
             break;
     }
@@ -602,12 +601,7 @@ static int team_join(unsigned want)
 }
 
 /* Worker tids of the current job taken so far (tids 1 .. that). */
-static unsigned team_taken(void)
-{
-    return (unsigned)(__atomic_load_n(&team.claim, __ATOMIC_ACQUIRE) & 0xffff);
-}
-
-int fl_team_taken(void) { return (int)team_taken(); }
+int fl_team_taken(void) { return (int)(__atomic_load_n(&team.claim, __ATOMIC_ACQUIRE) & 0xffff); }
 int fl_team_joinable(void) { return 1; }
 
 /* A joinable job's end: take the tids no worker has taken (a worker that
@@ -679,11 +673,11 @@ int fl_team_run(fl_job_fn fn, void *ctx, int nt, int flags)
     if (joinable) {
         /* workers spinning now take their tids within microseconds: start
          * with them (the job admits the others when they come) */
-        const unsigned want = (unsigned)(running < nth - 1 ? running : nth - 1);
+        const int want = running < nth - 1 ? running : nth - 1;
         const long long t0 = fl_now_ns();
         unsigned spins = 0;
-        while (team_taken() < want) {
-            fl_pause();
+        while (fl_team_taken() < want) {
+            fl_spin_pause();
             if ((++spins & 15) == 0 && fl_now_ns() - t0 > FL_BARRIER_SPIN_NS)
                 break;
         }

@@ -110,6 +110,24 @@ def test_thread_count_does_not_change_results(rng, restore_threads, shape, dtype
     assert_bitwise(one, all_outputs(lstm, *args), "1 vs 3 threads:")
 
 
+def run_script(script, timeout, **env):
+    """Run one of this file's scripts in a subprocess with these environment
+    variables (the installed fastlstm, or the checkout's) and the tests'
+    directories as its argument -> the JSON of its last "RESULT " line."""
+    env = dict(os.environ, **env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, os.path.dirname(os.path.abspath(__file__))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
 JOIN_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import numpy as np
@@ -140,18 +158,7 @@ def test_workers_joining_mid_call_do_not_change_results(step):
     step boundary (or, after the last step, not at all): results stay bitwise
     those of one thread.  FASTLSTM_JOIN_STEP makes every forward admit its
     workers at that step, whatever the timing."""
-    env = dict(os.environ, FASTLSTM_JOIN_STEP=str(step))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-c", JOIN_SCRIPT, os.path.dirname(os.path.abspath(__file__))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    assert json.loads(line[len("RESULT ") :]) == []
+    assert run_script(JOIN_SCRIPT, 300, FASTLSTM_JOIN_STEP=str(step)) == []
 
 
 def test_set_num_threads_reports(restore_threads):
@@ -496,18 +503,7 @@ def variant_lstm_errors():
 
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 def test_isa_variant(isa):
-    env = dict(os.environ, FASTLSTM_ISA=isa)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-c", VARIANT_SCRIPT, os.path.dirname(os.path.abspath(__file__))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT ") :])
+    result = run_script(VARIANT_SCRIPT, 120, FASTLSTM_ISA=isa)
     supported = cpu_supports(isa)
     if supported is False:
         # a variant the CPU cannot run falls back, and says so
